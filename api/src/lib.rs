@@ -1,0 +1,1 @@
+//! Lookout's HTTP query APIs.

@@ -1,0 +1,2 @@
+//! Lookout's collector: ingest protocols decoded into the store's signal model.
+pub mod scrape;

@@ -1,0 +1,31 @@
+//! Lookout's store: the signal model and everything that keeps and reads signals.
+//!
+//! Map:
+//! * [`model`]: the metric signal model (labels, samples, series, batches) every ingest
+//!   protocol converts into.
+//! * [`contract`]: the small contracts the collector and query code program against:
+//!   [`MetricsAppender`] (append a batch, durable on return) and [`MetricsQuerier`].
+//! * [`wal`]: segmented, checksummed write-ahead log with group commit; replay on open.
+//! * [`tsdb`]: the metrics time-series database. Write path: `append` -> validate against
+//!   [`config::Limits`] -> WAL record -> in-memory head (Gorilla-compressed chunks, inverted
+//!   label index). The head is persisted periodically to immutable blocks, then its WAL
+//!   segments are deleted. Read path: postings intersection over head and blocks -> decode the
+//!   chunks overlapping the range.
+//! * [`promql`]: query evaluation over a [`MetricsQuerier`].
+//! * [`duration`]: Prometheus duration syntax.
+
+pub mod config;
+pub mod contract;
+pub mod duration;
+pub mod error;
+pub mod model;
+pub mod promql;
+pub mod tsdb;
+pub mod wal;
+
+pub use contract::{
+    AppendReport, LabelMatcher, MatchOp, MetricsAppender, MetricsQuerier, RejectReason,
+};
+pub use error::{ErrorKind, Result, StoreError};
+pub use model::{Label, Labels, MetricBatch, MetricMetadata, MetricType, Sample, Series};
+pub use tsdb::MetricsStore;

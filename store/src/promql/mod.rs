@@ -1,0 +1,1 @@
+//! PromQL evaluation over a [`crate::MetricsQuerier`] (being written).

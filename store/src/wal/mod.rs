@@ -1,0 +1,1 @@
+//! Segmented write-ahead log (being written; see the store helper's task).
