@@ -1,2 +1,30 @@
 //! Lookout's collector: ingest protocols decoded into the store's signal model.
+//!
+//! Every protocol module only decodes its wire format, converts to [`store::MetricBatch`]
+//! and calls [`store::MetricsAppender::append`]; it never reaches into store internals.
+//! * [`otlp`]: OTLP metrics over gRPC (tonic service) and HTTP (`/v1/metrics`).
+//! * [`remote_write`]: Prometheus remote-write 1.0 (`POST /api/v1/write`).
+//! * [`scrape`]: scrape manager pulling Prometheus text-format endpoints.
+//! * [`error`]: [`IngestError`] and its one mapping to HTTP status.
+//! * [`telemetry`]: the collector's self-metrics.
+
+pub mod error;
+pub mod otlp;
+pub mod remote_write;
 pub mod scrape;
+pub mod telemetry;
+
+pub use error::IngestError;
+
+/// Limits applied by the collector before anything reaches the store.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IngestLimits {
+    /// Largest accepted request body, after decompression.
+    pub max_request_body_bytes: usize,
+}
+
+impl Default for IngestLimits {
+    fn default() -> Self {
+        IngestLimits { max_request_body_bytes: 16 * 1024 * 1024 }
+    }
+}

@@ -1,0 +1,1 @@
+//! OTLP ingest (being written).
