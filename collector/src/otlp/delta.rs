@@ -1,0 +1,335 @@
+//! Delta-to-cumulative conversion for monotonic sums and explicit-bucket histograms.
+//!
+//! Prometheus only understands cumulative counters, so delta points are summed per output
+//! series (keyed by the converted label set, `__name__` included). A point continues a stream
+//! when its `start_time_unix_nano` equals the previous point's `time_unix_nano` (or is 0,
+//! meaning "unknown", which SDKs send for contiguous deltas); any other start time, or changed
+//! histogram bounds, resets the stream, which PromQL's `rate()` reads as a counter reset. A
+//! point whose time is not after the stream's last time is refused as out of order.
+//!
+//! Memory is bounded: at most `max_series` streams are kept, streams idle for longer than
+//! `idle_timeout` are evicted (swept when the map is full and at most once per sweep
+//! interval), and when the map is still full a new stream is refused, so the caller can
+//! answer with a partial success that says to configure cumulative temporality.
+//!
+//! State is advanced at conversion time, before the store acknowledges the batch: if the
+//! store then rejects the whole request, the client's retry is refused here as out of order
+//! (its points were already counted), so a retried delta is never added twice.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use store::Labels;
+
+/// Default bound on accumulated delta streams.
+pub const DEFAULT_MAX_SERIES: usize = 100_000;
+/// Default time after which an idle stream is forgotten.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// Why a delta point could not be accumulated.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DeltaError {
+    #[error("delta point at {time_ns}ns is not after the previous point at {last_ns}ns")]
+    OutOfOrder { time_ns: u64, last_ns: u64 },
+    #[error(
+        "delta accumulator is full ({max} series); configure the exporter for cumulative temporality"
+    )]
+    Full { max: usize },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+struct Stream {
+    last_time_ns: u64,
+    last_seen: Instant,
+    value: Accumulated,
+}
+
+/// A running cumulative value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Accumulated {
+    Sum(f64),
+    Histogram(HistogramTotals),
+}
+
+/// Cumulative histogram state: per-bucket (non-cumulative) counts, count and sum.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HistogramTotals {
+    pub bounds: Vec<f64>,
+    pub bucket_counts: Vec<u64>,
+    pub count: u64,
+    pub sum: Option<f64>,
+}
+
+/// Bounded per-series accumulator; shared by all requests of one server.
+#[derive(Debug)]
+pub struct DeltaAccumulator {
+    max_series: usize,
+    idle_timeout: Duration,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    streams: HashMap<Labels, Stream>,
+    last_sweep: Instant,
+}
+
+impl Default for DeltaAccumulator {
+    fn default() -> Self {
+        Self::new(DEFAULT_MAX_SERIES, DEFAULT_IDLE_TIMEOUT)
+    }
+}
+
+impl DeltaAccumulator {
+    pub fn new(max_series: usize, idle_timeout: Duration) -> Self {
+        DeltaAccumulator {
+            max_series,
+            idle_timeout,
+            inner: Mutex::new(Inner {
+                streams: HashMap::new(),
+                last_sweep: Instant::now(),
+            }),
+        }
+    }
+
+    /// Number of streams currently held.
+    pub fn len(&self) -> usize {
+        self.inner.lock().streams.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Adds a delta sum and returns the cumulative value to store.
+    pub fn add_sum(
+        &self,
+        key: &Labels,
+        start_ns: u64,
+        time_ns: u64,
+        delta: f64,
+    ) -> Result<f64, DeltaError> {
+        let out = self.update(
+            key,
+            start_ns,
+            time_ns,
+            Instant::now(),
+            |prev| match prev {
+                Some(Accumulated::Sum(total)) => Some(Accumulated::Sum(total + delta)),
+                _ => None,
+            },
+            || Accumulated::Sum(delta),
+        )?;
+        match out {
+            Accumulated::Sum(v) => Ok(v),
+            // update() only ever stores what the closures above produced
+            Accumulated::Histogram(_) => Ok(delta),
+        }
+    }
+
+    /// Adds a delta histogram and returns the cumulative totals to store.
+    pub fn add_histogram(
+        &self,
+        key: &Labels,
+        start_ns: u64,
+        time_ns: u64,
+        delta: HistogramTotals,
+    ) -> Result<HistogramTotals, DeltaError> {
+        let fresh = delta.clone();
+        let out = self.update(
+            key,
+            start_ns,
+            time_ns,
+            Instant::now(),
+            |prev| match prev {
+                Some(Accumulated::Histogram(h))
+                    if h.bounds == delta.bounds
+                        && h.bucket_counts.len() == delta.bucket_counts.len() =>
+                {
+                    Some(Accumulated::Histogram(HistogramTotals {
+                        bounds: delta.bounds.clone(),
+                        bucket_counts: h
+                            .bucket_counts
+                            .iter()
+                            .zip(&delta.bucket_counts)
+                            .map(|(a, b)| a.saturating_add(*b))
+                            .collect(),
+                        count: h.count.saturating_add(delta.count),
+                        sum: match (h.sum, delta.sum) {
+                            (Some(a), Some(b)) => Some(a + b),
+                            _ => None,
+                        },
+                    }))
+                }
+                _ => None,
+            },
+            || Accumulated::Histogram(fresh),
+        )?;
+        match out {
+            Accumulated::Histogram(h) => Ok(h),
+            Accumulated::Sum(_) => Ok(delta),
+        }
+    }
+
+    /// Core update: `merge` continues an existing stream (returning `None` when the state is
+    /// incompatible, which resets), `fresh` starts one.
+    fn update(
+        &self,
+        key: &Labels,
+        start_ns: u64,
+        time_ns: u64,
+        now: Instant,
+        merge: impl FnOnce(Option<&Accumulated>) -> Option<Accumulated>,
+        fresh: impl FnOnce() -> Accumulated,
+    ) -> Result<Accumulated, DeltaError> {
+        let mut inner = self.inner.lock();
+        if let Some(stream) = inner.streams.get_mut(key) {
+            if time_ns <= stream.last_time_ns {
+                return Err(DeltaError::OutOfOrder {
+                    time_ns,
+                    last_ns: stream.last_time_ns,
+                });
+            }
+            let contiguous = start_ns == 0 || start_ns == stream.last_time_ns;
+            let next = if contiguous {
+                merge(Some(&stream.value))
+            } else {
+                None
+            };
+            stream.value = next.unwrap_or_else(fresh);
+            stream.last_time_ns = time_ns;
+            stream.last_seen = now;
+            return Ok(stream.value.clone());
+        }
+        if inner.streams.len() >= self.max_series {
+            self.sweep(&mut inner, now);
+            if inner.streams.len() >= self.max_series {
+                return Err(DeltaError::Full {
+                    max: self.max_series,
+                });
+            }
+        }
+        let value = fresh();
+        inner.streams.insert(
+            key.clone(),
+            Stream {
+                last_time_ns: time_ns,
+                last_seen: now,
+                value: value.clone(),
+            },
+        );
+        Ok(value)
+    }
+
+    /// Drops idle streams; throttled so a full map of live streams is not rescanned per point.
+    fn sweep(&self, inner: &mut Inner, now: Instant) {
+        let min_gap = (self.idle_timeout / 10).max(Duration::from_secs(1));
+        if now.duration_since(inner.last_sweep) < min_gap {
+            return;
+        }
+        inner.last_sweep = now;
+        let timeout = self.idle_timeout;
+        let before = inner.streams.len();
+        inner
+            .streams
+            .retain(|_, s| now.duration_since(s.last_seen) < timeout);
+        let evicted = before - inner.streams.len();
+        if evicted > 0 {
+            tracing::debug!(
+                evicted,
+                remaining = inner.streams.len(),
+                "evicted idle delta streams"
+            );
+        }
+    }
+
+    #[cfg(test)]
+    fn age_all(&self, by: Duration) {
+        let mut inner = self.inner.lock();
+        for s in inner.streams.values_mut() {
+            s.last_seen = s.last_seen.checked_sub(by).unwrap_or(s.last_seen);
+        }
+        inner.last_sweep = inner.last_sweep.checked_sub(by).unwrap_or(inner.last_sweep);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(name: &str) -> Labels {
+        Labels::from_pairs([("__name__", name)])
+    }
+
+    #[test]
+    fn contiguous_deltas_accumulate() {
+        let acc = DeltaAccumulator::default();
+        let k = key("a_total");
+        assert_eq!(acc.add_sum(&k, 100, 200, 3.0), Ok(3.0));
+        assert_eq!(acc.add_sum(&k, 200, 300, 2.0), Ok(5.0));
+        // start 0 = unknown, treated as contiguous
+        assert_eq!(acc.add_sum(&k, 0, 400, 1.0), Ok(6.0));
+    }
+
+    #[test]
+    fn a_gap_in_start_time_resets_the_stream() {
+        let acc = DeltaAccumulator::default();
+        let k = key("a_total");
+        assert_eq!(acc.add_sum(&k, 100, 200, 3.0), Ok(3.0));
+        assert_eq!(acc.add_sum(&k, 250, 300, 2.0), Ok(2.0));
+    }
+
+    #[test]
+    fn out_of_order_and_repeated_points_are_refused() {
+        let acc = DeltaAccumulator::default();
+        let k = key("a_total");
+        assert_eq!(acc.add_sum(&k, 100, 200, 3.0), Ok(3.0));
+        assert_eq!(
+            acc.add_sum(&k, 100, 200, 3.0),
+            Err(DeltaError::OutOfOrder {
+                time_ns: 200,
+                last_ns: 200
+            })
+        );
+        assert_eq!(acc.add_sum(&k, 200, 300, 1.0), Ok(4.0));
+    }
+
+    #[test]
+    fn histograms_accumulate_and_reset_on_new_bounds() {
+        let acc = DeltaAccumulator::default();
+        let k = key("h");
+        let h = |bounds: Vec<f64>, counts: Vec<u64>, sum: f64| HistogramTotals {
+            count: counts.iter().sum(),
+            bounds,
+            bucket_counts: counts,
+            sum: Some(sum),
+        };
+        acc.add_histogram(&k, 1, 2, h(vec![1.0], vec![1, 2], 5.0))
+            .unwrap();
+        let got = acc
+            .add_histogram(&k, 2, 3, h(vec![1.0], vec![3, 0], 1.5))
+            .unwrap();
+        assert_eq!(got, h(vec![1.0], vec![4, 2], 6.5));
+        let got = acc
+            .add_histogram(&k, 3, 4, h(vec![2.0], vec![1, 1], 2.0))
+            .unwrap();
+        assert_eq!(got, h(vec![2.0], vec![1, 1], 2.0));
+    }
+
+    #[test]
+    fn bounded_with_idle_eviction() {
+        let acc = DeltaAccumulator::new(2, Duration::from_secs(60));
+        acc.add_sum(&key("a"), 1, 2, 1.0).unwrap();
+        acc.add_sum(&key("b"), 1, 2, 1.0).unwrap();
+        assert_eq!(
+            acc.add_sum(&key("c"), 1, 2, 1.0),
+            Err(DeltaError::Full { max: 2 })
+        );
+        // existing streams still advance while full
+        assert_eq!(acc.add_sum(&key("a"), 2, 3, 1.0), Ok(2.0));
+        acc.age_all(Duration::from_secs(120));
+        assert_eq!(acc.add_sum(&key("c"), 1, 2, 1.0), Ok(1.0));
+        assert_eq!(acc.len(), 1);
+    }
+}
