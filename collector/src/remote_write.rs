@@ -1,1 +1,0 @@
-//! Prometheus remote-write 1.0 receiver (being written).
