@@ -1,0 +1,124 @@
+//! Process accounting from `/proc`: CPU time (utime+stime) and peak resident memory (VmHWM)
+//! of a server process, and CPU time of the calling thread for the in-process null sink.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{BenchError, Result};
+
+/// Kernel clock ticks per second, as `getconf CLK_TCK` reports (100 on every mainstream Linux).
+pub fn clock_ticks() -> u64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .filter(|t| *t > 0)
+        .unwrap_or(100)
+}
+
+/// Fields of `/proc/<pid>/stat` after the command name, which may itself contain spaces and
+/// parentheses (so split at the last `)`).
+fn stat_fields(path: &Path, pid: u32) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| BenchError::Proc { pid, what: "stat", reason: format!("{}: {e}", path.display()) })?;
+    let rest = text
+        .rfind(')')
+        .map(|i| &text[i + 1..])
+        .ok_or_else(|| BenchError::Proc { pid, what: "stat", reason: format!("no ')' in {text:?}") })?;
+    Ok(rest.split_whitespace().map(str::to_string).collect())
+}
+
+/// CPU seconds (user + system) and the process state letter.
+fn cpu_and_state(path: &Path, pid: u32) -> Result<(f64, char)> {
+    let f = stat_fields(path, pid)?;
+    // after the comm field: state is field 3 (index 0), utime 14 (index 11), stime 15 (index 12)
+    let parse = |i: usize| -> Result<u64> {
+        f.get(i).and_then(|v| v.parse().ok()).ok_or_else(|| BenchError::Proc {
+            pid,
+            what: "stat",
+            reason: format!("field {} missing or not a number", i + 3),
+        })
+    };
+    let ticks = parse(11)? + parse(12)?;
+    let state = f.first().and_then(|s| s.chars().next()).unwrap_or('?');
+    Ok((ticks as f64 / clock_ticks() as f64, state))
+}
+
+/// CPU seconds a process has used so far (all its threads).
+pub fn process_cpu_secs(pid: u32) -> Result<f64> {
+    cpu_and_state(&PathBuf::from(format!("/proc/{pid}/stat")), pid).map(|(c, _)| c)
+}
+
+/// CPU seconds and whether the process has exited but not yet been reaped (a zombie keeps its
+/// final totals readable, which is how the CPU of a shutdown flush is counted).
+pub fn process_cpu_and_zombie(pid: u32) -> Result<(f64, bool)> {
+    cpu_and_state(&PathBuf::from(format!("/proc/{pid}/stat")), pid).map(|(c, s)| (c, s == 'Z'))
+}
+
+/// CPU seconds of the calling thread.
+pub fn thread_cpu_secs() -> Result<f64> {
+    cpu_and_state(Path::new("/proc/thread-self/stat"), std::process::id()).map(|(c, _)| c)
+}
+
+/// Peak resident set size (`VmHWM`) in bytes.
+pub fn peak_rss_bytes(pid: u32) -> Result<u64> {
+    let path = format!("/proc/{pid}/status");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| BenchError::Proc { pid, what: "status", reason: format!("{path}: {e}") })?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+        .ok_or_else(|| BenchError::Proc { pid, what: "status", reason: "no VmHWM line".into() })
+}
+
+/// Total size in bytes of the regular files below `path` (0 if it does not exist).
+pub fn dir_bytes(path: &Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(path) else {
+        return 0;
+    };
+    rd.flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) if m.is_file() => m.len(),
+            _ => 0,
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_own_process() {
+        let pid = std::process::id();
+        let mut x = 0u64;
+        for i in 0..5_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        assert!(x != 1);
+        assert!(process_cpu_secs(pid).unwrap() >= 0.0);
+        assert!(thread_cpu_secs().unwrap() >= 0.0);
+        assert!(peak_rss_bytes(pid).unwrap() > 1024 * 1024);
+        let (_, zombie) = process_cpu_and_zombie(pid).unwrap();
+        assert!(!zombie);
+    }
+
+    #[test]
+    fn missing_process_is_an_error_naming_the_pid() {
+        let err = peak_rss_bytes(u32::MAX).unwrap_err().to_string();
+        assert!(err.contains(&u32::MAX.to_string()), "{err}");
+    }
+
+    #[test]
+    fn dir_bytes_sums_nested_files() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("a")).unwrap();
+        std::fs::write(d.path().join("a/x"), [0u8; 10]).unwrap();
+        std::fs::write(d.path().join("y"), [0u8; 5]).unwrap();
+        assert_eq!(dir_bytes(d.path()), 15);
+        assert_eq!(dir_bytes(&d.path().join("nope")), 0);
+    }
+}
