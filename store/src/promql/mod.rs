@@ -1,1 +1,196 @@
-//! PromQL evaluation over a [`crate::MetricsQuerier`] (being written).
+//! PromQL evaluation over a [`MetricsQuerier`].
+//!
+//! * [`Engine`]: parses a query with `promql-parser` and evaluates it at one instant or over
+//!   a range of steps, within a sample budget and a timeout.
+//! * `eval`: the evaluator. Every query runs as a range evaluation producing one series per
+//!   label set with a point per step, as in Prometheus, so operators, functions and
+//!   aggregations can be added as further expression arms without changing the engine.
+//! * `selector`: vector and range selectors: matchers, `offset`, `@`, the lookback window
+//!   and staleness.
+//! * [`value`]: the result types (scalar, string, vector, matrix).
+//! * [`error`]: [`PromqlError`], with its Prometheus `errorType` class.
+//!
+//! Implemented so far: number and string literals, parentheses, instant-vector selectors
+//! with all four matcher kinds, range-vector selectors (instant queries), `offset`, `@`
+//! (including `start()` and `end()`). Everything else fails with
+//! [`PromqlError::Unsupported`].
+
+mod error;
+mod eval;
+mod selector;
+pub mod value;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use promql_parser::parser::value::ValueType;
+use promql_parser::parser::{self, Expr};
+
+use crate::contract::MetricsQuerier;
+
+pub use error::{PromqlError, PromqlErrorKind};
+pub use value::{InstantSample, Matrix, Scalar, StringValue, Value, Vector};
+
+/// Engine-wide limits and defaults.
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    /// How far back an instant-vector selector looks for a series' latest sample.
+    pub lookback_delta: Duration,
+    /// Most samples one query may hold in memory at once.
+    pub max_samples: usize,
+    /// Default query timeout (a request may ask for a shorter one).
+    pub timeout: Duration,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            lookback_delta: Duration::from_secs(300),
+            max_samples: 50_000_000,
+            timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// Evaluates PromQL queries. Evaluation is synchronous and CPU/IO bound: async callers run
+/// it in `spawn_blocking`.
+#[derive(Clone)]
+pub struct Engine {
+    querier: Arc<dyn MetricsQuerier>,
+    options: EngineOptions,
+}
+
+/// Parses a query, mapping promql-parser's error to [`PromqlError::Parse`].
+pub fn parse(query: &str) -> Result<Expr, PromqlError> {
+    parser::parse(query).map_err(PromqlError::Parse)
+}
+
+impl Engine {
+    pub fn new(querier: Arc<dyn MetricsQuerier>, options: EngineOptions) -> Self {
+        Engine { querier, options }
+    }
+
+    pub fn options(&self) -> &EngineOptions {
+        &self.options
+    }
+
+    /// Evaluates `query` at `time_ms`.
+    pub fn instant(&self, query: &str, time_ms: i64) -> Result<Value, PromqlError> {
+        self.instant_with_timeout(query, time_ms, None)
+    }
+
+    /// Evaluates `query` at `time_ms`, with a timeout shorter than the engine's if given.
+    pub fn instant_with_timeout(
+        &self,
+        query: &str,
+        time_ms: i64,
+        timeout: Option<Duration>,
+    ) -> Result<Value, PromqlError> {
+        let expr = parse(query)?;
+        let mut ev = self.evaluator(time_ms, time_ms, 1, timeout);
+        let result = ev.eval(&expr)?;
+        Ok(match (expr.value_type(), result) {
+            (_, Value::String(s)) => Value::String(s),
+            (ValueType::Scalar, Value::Matrix(m)) => {
+                let value = m
+                    .first()
+                    .and_then(|s| s.samples.first())
+                    .map_or(f64::NAN, |s| s.value);
+                Value::Scalar(Scalar {
+                    timestamp_ms: time_ms,
+                    value,
+                })
+            }
+            (ValueType::Vector, Value::Matrix(m)) => Value::Vector(
+                m.into_iter()
+                    .filter_map(|s| {
+                        s.samples.first().map(|p| InstantSample {
+                            labels: s.labels.clone(),
+                            timestamp_ms: time_ms,
+                            value: p.value,
+                        })
+                    })
+                    .collect(),
+            ),
+            (_, other) => other,
+        })
+    }
+
+    /// Evaluates `query` at every `step_ms` from `start_ms` to `end_ms` (inclusive); the
+    /// result is always a matrix.
+    pub fn range(
+        &self,
+        query: &str,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+    ) -> Result<Value, PromqlError> {
+        self.range_with_timeout(query, start_ms, end_ms, step_ms, None)
+    }
+
+    /// [`Engine::range`] with a timeout shorter than the engine's if given.
+    pub fn range_with_timeout(
+        &self,
+        query: &str,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+        timeout: Option<Duration>,
+    ) -> Result<Value, PromqlError> {
+        if step_ms <= 0 {
+            return Err(PromqlError::BadQuery(
+                "zero or negative query resolution step widths are not accepted. Try a positive integer"
+                    .into(),
+            ));
+        }
+        if end_ms < start_ms {
+            return Err(PromqlError::BadQuery(
+                "end timestamp must not be before start time".into(),
+            ));
+        }
+        let expr = parse(query)?;
+        match expr.value_type() {
+            ValueType::Scalar | ValueType::Vector => {}
+            other => {
+                let name = if other == ValueType::Matrix {
+                    "range vector"
+                } else {
+                    "string"
+                };
+                return Err(PromqlError::BadQuery(format!(
+                    "invalid expression type \"{name}\" for range query, must be Scalar or instant Vector"
+                )));
+            }
+        }
+        let mut ev = self.evaluator(start_ms, end_ms, step_ms, timeout);
+        match ev.eval(&expr)? {
+            Value::Matrix(m) => Ok(Value::Matrix(m)),
+            other => Err(PromqlError::BadQuery(format!(
+                "invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
+                other.type_name()
+            ))),
+        }
+    }
+
+    fn evaluator(
+        &self,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+        timeout: Option<Duration>,
+    ) -> eval::Evaluator<'_> {
+        let timeout = timeout.map_or(self.options.timeout, |t| t.min(self.options.timeout));
+        let now = Instant::now();
+        eval::Evaluator {
+            querier: self.querier.as_ref(),
+            start_ms,
+            end_ms,
+            step_ms,
+            lookback_ms: selector::duration_ms(self.options.lookback_delta),
+            max_samples: self.options.max_samples,
+            deadline: now.checked_add(timeout),
+            current_samples: 0,
+            ticks: 0,
+        }
+    }
+}
