@@ -477,18 +477,16 @@ pub fn read_stream(path: &Path) -> Result<Vec<bytes::Bytes>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use prost::Message;
 
     fn small() -> GenParams {
         GenParams { series: 250, interval_ms: 10_000, duration_ms: 600_000, shards: 3, samples_per_request: 100, seed: 7 }
     }
 
-    fn decode_all(dir: &Path, m: &Manifest) -> Vec<proto::WriteRequest> {
+    fn decode_all(dir: &Path, m: &Manifest) -> Vec<store::MetricBatch> {
         let mut out = Vec::new();
         for s in &m.shards {
             for req in read_stream(&dir.join(&s.file)).unwrap() {
-                let raw = snap::raw::Decoder::new().decompress_vec(&req).unwrap();
-                out.push(proto::WriteRequest::decode(raw.as_slice()).unwrap());
+                out.push(proto::tests::decode(&req));
             }
         }
         out
@@ -502,24 +500,22 @@ mod tests {
         assert_eq!(m.total_samples(), small().total_samples());
         assert!(m.end_ms < now);
         assert_eq!(m.start_ms % BLOCK_RANGE_MS, 0);
-        let mut last: std::collections::HashMap<Vec<(String, String)>, (i64, f64, String)> = Default::default();
+        let mut last: std::collections::HashMap<store::Labels, (i64, f64)> = Default::default();
         let mut n = 0;
-        for req in decode_all(dir.path(), &m) {
-            assert!(req.timeseries.len() <= 100);
-            for ts in req.timeseries {
+        for batch in decode_all(dir.path(), &m) {
+            assert!(batch.series.len() <= 100);
+            for ts in batch.series {
                 n += 1;
-                let name = ts.labels[0].value.clone();
-                let s = ts.samples[0].clone();
-                let key: Vec<(String, String)> = ts.labels.iter().map(|l| (l.name.clone(), l.value.clone())).collect();
-                assert!(s.timestamp >= m.start_ms && s.timestamp < m.end_ms);
-                if let Some((t, v, name)) = last.get(&key) {
-                    assert!(s.timestamp > *t, "timestamps must increase");
-                    assert!(s.timestamp - t > 9_000 && s.timestamp - t < 11_000);
+                let name = ts.labels.metric_name().unwrap_or("").to_string();
+                let s = ts.samples[0];
+                assert!(s.timestamp_ms >= m.start_ms && s.timestamp_ms < m.end_ms);
+                if let Some((t, v)) = last.get(&ts.labels) {
+                    assert!(s.timestamp_ms - t > 9_000 && s.timestamp_ms - t < 11_000);
                     if name.ends_with("_total") {
                         assert!(s.value >= *v, "counter {name} went down");
                     }
                 }
-                last.insert(key, (s.timestamp, s.value, name));
+                last.insert(ts.labels, (s.timestamp_ms, s.value));
             }
         }
         assert_eq!(n, small().total_samples());

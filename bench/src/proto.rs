@@ -1,5 +1,6 @@
-//! Prometheus remote-write 1.0 messages (`prompb`), hand-encoded on the write side for speed
-//! and decoded with prost structs. Field numbers follow Prometheus's `types.proto` /
+//! Prometheus remote-write 1.0 messages (`prompb`), hand-encoded for speed; decoding is the
+//! collector's own ([`collector::remote_write::decode`]), so the tests check this encoder
+//! against the real receiver. Field numbers follow Prometheus's `types.proto` /
 //! `remote.proto`: WriteRequest{timeseries=1}, TimeSeries{labels=1, samples=2},
 //! Label{name=1, value=2}, Sample{value=1, timestamp=2}.
 //!
@@ -8,36 +9,6 @@
 //! several times faster than building and cloning prost structs per sample.
 
 use prost::encoding::{encode_key, encode_varint, WireType};
-
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct WriteRequest {
-    #[prost(message, repeated, tag = "1")]
-    pub timeseries: Vec<TimeSeries>,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct TimeSeries {
-    #[prost(message, repeated, tag = "1")]
-    pub labels: Vec<Label>,
-    #[prost(message, repeated, tag = "2")]
-    pub samples: Vec<Sample>,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct Label {
-    #[prost(string, tag = "1")]
-    pub name: String,
-    #[prost(string, tag = "2")]
-    pub value: String,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct Sample {
-    #[prost(double, tag = "1")]
-    pub value: f64,
-    #[prost(int64, tag = "2")]
-    pub timestamp: i64,
-}
 
 fn put_len_delimited(tag: u32, bytes: &[u8], out: &mut Vec<u8>) {
     encode_key(tag, WireType::LengthDelimited, out);
@@ -75,12 +46,17 @@ pub fn push_series(encoded_labels: &[u8], value: f64, timestamp_ms: i64, body: &
 }
 
 #[cfg(test)]
-mod tests {
+pub mod tests {
     use super::*;
-    use prost::Message;
+    use store::{MetricBatch, Sample};
+
+    /// Decodes a snappy body with the collector's receiver code.
+    pub fn decode(compressed: &[u8]) -> MetricBatch {
+        collector::remote_write::decode(compressed, 1 << 30).unwrap().batch
+    }
 
     #[test]
-    fn hand_encoding_decodes_as_prompb() {
+    fn hand_encoding_decodes_with_the_collector() {
         let labels = vec![
             ("__name__".to_string(), "up".to_string()),
             ("job".to_string(), "node".to_string()),
@@ -89,10 +65,10 @@ mod tests {
         let mut body = Vec::new();
         push_series(&enc, 1.5, 1_700_000_000_123, &mut body);
         push_series(&enc, -2.0, -5, &mut body);
-        let req = WriteRequest::decode(body.as_slice()).unwrap();
-        assert_eq!(req.timeseries.len(), 2);
-        assert_eq!(req.timeseries[0].labels[1].value, "node");
-        assert_eq!(req.timeseries[0].samples, vec![Sample { value: 1.5, timestamp: 1_700_000_000_123 }]);
-        assert_eq!(req.timeseries[1].samples, vec![Sample { value: -2.0, timestamp: -5 }]);
+        let batch = decode(&snap::raw::Encoder::new().compress_vec(&body).unwrap());
+        assert_eq!(batch.series.len(), 2);
+        assert_eq!(batch.series[0].labels.get("job"), Some("node"));
+        assert_eq!(batch.series[0].samples, vec![Sample::new(1_700_000_000_123, 1.5)]);
+        assert_eq!(batch.series[1].samples, vec![Sample::new(-5, -2.0)]);
     }
 }
