@@ -1,0 +1,244 @@
+//! One handler per endpoint. Each parses its parameters, runs the engine or the querier on
+//! a blocking thread (both are synchronous and may read disk), and answers in Prometheus's
+//! shapes.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::{Path, State};
+use axum::response::Response;
+use store::promql::Engine;
+use store::MetricsQuerier;
+
+use crate::error::ApiError;
+use crate::params::{
+    invalid_param, limit_param, match_params, parse_duration_ms, parse_time, time_param,
+    timeout_param, Params, MAX_TIME_MS, MIN_TIME_MS,
+};
+use crate::response::{json_string, labels_array, query_data, string_array, success};
+
+/// Prometheus refuses range queries with more points than this per series.
+const MAX_POINTS_PER_SERIES: i64 = 11_000;
+
+/// Shared state of the API handlers.
+pub struct ApiState {
+    pub querier: Arc<dyn MetricsQuerier>,
+    pub engine: Engine,
+}
+
+type AppState = State<Arc<ApiState>>;
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Runs blocking store or engine work off the async runtime.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal(format!("query task failed: {e}")))?
+}
+
+fn query_param(params: &Params) -> Result<String, ApiError> {
+    // Prometheus hands an absent query to the parser, which reports it
+    Ok(params.get("query").unwrap_or_default().to_string())
+}
+
+pub async fn query(State(state): AppState, params: Params) -> Result<Response, ApiError> {
+    let timeout = timeout_param(&params)?;
+    let time = time_param(&params, "time", now_ms())?;
+    let query = query_param(&params)?;
+    let engine = state.engine.clone();
+    let value = blocking(move || Ok(engine.instant_with_timeout(&query, time, timeout)?)).await?;
+    Ok(success(&query_data(&value), &[]))
+}
+
+pub async fn query_range(State(state): AppState, params: Params) -> Result<Response, ApiError> {
+    let start = parse_time(params.get("start").unwrap_or_default())
+        .map_err(|e| invalid_param("start", e))?;
+    let end =
+        parse_time(params.get("end").unwrap_or_default()).map_err(|e| invalid_param("end", e))?;
+    if end < start {
+        return Err(invalid_param(
+            "end",
+            "end timestamp must not be before start time",
+        ));
+    }
+    let step = parse_duration_ms(params.get("step").unwrap_or_default())
+        .map_err(|e| invalid_param("step", e))?;
+    if step <= 0 {
+        return Err(invalid_param(
+            "step",
+            "zero or negative query resolution step widths are not accepted. Try a positive integer",
+        ));
+    }
+    if (end - start) / step > MAX_POINTS_PER_SERIES {
+        return Err(ApiError::bad_data(
+            "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
+        ));
+    }
+    let timeout = timeout_param(&params)?;
+    let query = query_param(&params)?;
+    let engine = state.engine.clone();
+    let value =
+        blocking(move || Ok(engine.range_with_timeout(&query, start, end, step, timeout)?)).await?;
+    Ok(success(&query_data(&value), &[]))
+}
+
+/// `start`/`end` of the metadata endpoints, defaulting to all time.
+fn time_range(params: &Params) -> Result<(i64, i64), ApiError> {
+    let start = time_param(params, "start", MIN_TIME_MS)?;
+    let end = time_param(params, "end", MAX_TIME_MS)?;
+    Ok((start, end))
+}
+
+/// Truncates to `limit`, with Prometheus's warning when something was cut.
+fn apply_limit<T>(mut items: Vec<T>, limit: Option<usize>) -> (Vec<T>, Vec<String>) {
+    match limit {
+        Some(n) if items.len() > n => {
+            items.truncate(n);
+            (items, vec!["results truncated due to limit".to_string()])
+        }
+        _ => (items, Vec::new()),
+    }
+}
+
+pub async fn series(State(state): AppState, params: Params) -> Result<Response, ApiError> {
+    if params.all("match[]").is_empty() {
+        return Err(ApiError::bad_data("no match[] parameter provided"));
+    }
+    let (start, end) = time_range(&params)?;
+    let limit = limit_param(&params)?;
+    let sets = match_params(&params)?;
+    let querier = state.querier.clone();
+    let found = blocking(move || Ok(querier.series(&sets, start, end)?)).await?;
+    let (found, warnings) = apply_limit(found, limit);
+    Ok(success(&labels_array(&found), &warnings))
+}
+
+pub async fn labels(State(state): AppState, params: Params) -> Result<Response, ApiError> {
+    let (start, end) = time_range(&params)?;
+    let limit = limit_param(&params)?;
+    let sets = match_params(&params)?;
+    let querier = state.querier.clone();
+    let names = blocking(move || Ok(querier.label_names(&sets, start, end)?)).await?;
+    let (names, warnings) = apply_limit(names, limit);
+    Ok(success(&string_array(&names), &warnings))
+}
+
+/// Whether `name` is a valid (classic) Prometheus label name.
+fn valid_label_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+pub async fn label_values(
+    State(state): AppState,
+    Path(name): Path<String>,
+    params: Params,
+) -> Result<Response, ApiError> {
+    if !valid_label_name(&name) {
+        return Err(ApiError::bad_data(format!("invalid label name: {name:?}")));
+    }
+    let (start, end) = time_range(&params)?;
+    let limit = limit_param(&params)?;
+    let sets = match_params(&params)?;
+    let querier = state.querier.clone();
+    let values = blocking(move || Ok(querier.label_values(&name, &sets, start, end)?)).await?;
+    let (values, warnings) = apply_limit(values, limit);
+    Ok(success(&string_array(&values), &warnings))
+}
+
+pub async fn metadata(State(state): AppState, params: Params) -> Result<Response, ApiError> {
+    let limit = limit_param(&params)?;
+    let per_metric = match params.get("limit_per_metric") {
+        None => None,
+        Some(text) => match text.parse::<i64>() {
+            Ok(n) if n > 0 => Some(n as usize),
+            Ok(_) => None,
+            Err(_) => {
+                return Err(invalid_param(
+                    "limit_per_metric",
+                    format!("cannot parse {text:?} to a valid limit"),
+                ))
+            }
+        },
+    };
+    let metric = params.get("metric").map(str::to_string);
+    let querier = state.querier.clone();
+    let all = blocking(move || Ok(querier.metadata()?)).await?;
+    let mut by_family: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for m in all {
+        if metric.as_ref().is_some_and(|want| *want != m.metric_family) {
+            continue;
+        }
+        let entry = format!(
+            "{{\"type\":\"{}\",\"help\":{},\"unit\":{}}}",
+            m.metric_type.as_str(),
+            json_string(&m.help),
+            json_string(&m.unit)
+        );
+        let list = by_family.entry(m.metric_family).or_default();
+        if !list.contains(&entry) && per_metric.is_none_or(|n| list.len() < n) {
+            list.push(entry);
+        }
+    }
+    let mut out = String::from("{");
+    for (i, (family, entries)) in by_family
+        .iter()
+        .take(limit.unwrap_or(usize::MAX))
+        .enumerate()
+    {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&json_string(family));
+        out.push_str(":[");
+        out.push_str(&entries.join(","));
+        out.push(']');
+    }
+    out.push('}');
+    Ok(success(&out, &[]))
+}
+
+pub async fn buildinfo() -> Response {
+    let data = format!(
+        "{{\"version\":{},\"revision\":{},\"branch\":\"\",\"buildUser\":\"\",\"buildDate\":\"\",\"goVersion\":\"\"}}",
+        json_string(env!("CARGO_PKG_VERSION")),
+        json_string(option_env!("LOOKOUT_GIT_REVISION").unwrap_or("")),
+    );
+    success(&data, &[])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_names_are_checked() {
+        assert!(valid_label_name("job"));
+        assert!(valid_label_name("__name__"));
+        assert!(!valid_label_name("1job"));
+        assert!(!valid_label_name(""));
+        assert!(!valid_label_name("a-b"));
+    }
+
+    #[test]
+    fn limit_truncates_with_a_warning() {
+        let (items, warnings) = apply_limit(vec![1, 2, 3], Some(2));
+        assert_eq!(items, vec![1, 2]);
+        assert_eq!(warnings, vec!["results truncated due to limit".to_string()]);
+        let (items, warnings) = apply_limit(vec![1], Some(2));
+        assert_eq!(items, vec![1]);
+        assert!(warnings.is_empty());
+    }
+}

@@ -1,0 +1,347 @@
+//! Request parameters as Prometheus reads them: URL query and, for POST, an
+//! `application/x-www-form-urlencoded` body (body values first, as Go's `r.Form`), and the
+//! parsing of times, durations and `match[]` selectors with Prometheus's error wording.
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::{header, Method};
+use promql_parser::parser::Expr;
+use store::promql::parse as parse_promql;
+use store::LabelMatcher;
+
+use crate::error::ApiError;
+
+/// Largest form body accepted on POST (queries with many `match[]` can be long).
+const MAX_FORM_BYTES: usize = 4 * 1024 * 1024;
+
+/// Earliest and latest times, used when `start`/`end` are omitted.
+pub const MIN_TIME_MS: i64 = i64::MIN / 2;
+pub const MAX_TIME_MS: i64 = i64::MAX / 2;
+
+/// All parameters of a request, in Go's `r.Form` order.
+#[derive(Debug, Default)]
+pub struct Params {
+    pairs: Vec<(String, String)>,
+}
+
+impl Params {
+    #[cfg(test)]
+    pub fn from_pairs(pairs: Vec<(String, String)>) -> Self {
+        Params { pairs }
+    }
+
+    /// The first value of `name`, if present and non-empty (Go's `r.FormValue`).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
+    }
+
+    /// Every value of `name`.
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        self.pairs
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+}
+
+fn decode(bytes: &[u8]) -> Vec<(String, String)> {
+    form_urlencoded::parse(bytes).into_owned().collect()
+}
+
+impl<S: Send + Sync> FromRequest<S> for Params {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let query = req
+            .uri()
+            .query()
+            .map(|q| decode(q.as_bytes()))
+            .unwrap_or_default();
+        let is_form = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        if req.method() != Method::POST || !is_form {
+            return Ok(Params { pairs: query });
+        }
+        let body: Bytes = axum::body::to_bytes(req.into_body(), MAX_FORM_BYTES)
+            .await
+            .map_err(|e| ApiError::bad_data(format!("error parsing form values: {e}")))?;
+        let mut pairs = decode(&body);
+        pairs.extend(query);
+        Ok(Params { pairs })
+    }
+}
+
+/// `invalid parameter "name": message`, Prometheus's wrapping of parameter errors.
+pub fn invalid_param(name: &str, message: impl std::fmt::Display) -> ApiError {
+    ApiError::bad_data(format!("invalid parameter {name:?}: {message}"))
+}
+
+/// Parses a time as Prometheus does: Unix seconds with an optional fraction (rounded to
+/// milliseconds), or RFC 3339. Returns milliseconds since the epoch.
+pub fn parse_time(text: &str) -> Result<i64, String> {
+    let bad = || format!("cannot parse {text:?} to a valid timestamp");
+    if let Ok(secs) = text.parse::<f64>() {
+        // Go's ParseFloat accepts what Rust's does here except "infinity" spellings, which
+        // cannot be timestamps anyway
+        if !secs.is_finite() {
+            return Err(bad());
+        }
+        let ms = (secs.trunc() * 1000.0) + (secs.fract() * 1000.0).round();
+        if ms.abs() >= 9.2e18 {
+            return Err(bad());
+        }
+        return Ok(ms as i64);
+    }
+    parse_rfc3339(text).ok_or_else(bad)
+}
+
+/// A time parameter that may be absent.
+pub fn time_param(params: &Params, name: &str, default_ms: i64) -> Result<i64, ApiError> {
+    match params.get(name) {
+        None => Ok(default_ms),
+        Some(text) => parse_time(text).map_err(|e| invalid_param(name, e)),
+    }
+}
+
+/// Parses `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)` into milliseconds since the epoch.
+fn parse_rfc3339(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let s = text.get(r)?;
+        if !s.bytes().all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        s.parse().ok()
+    };
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&month)
+        || day < 1
+        || day > days_in_month(year, month)
+        || hour > 23
+        || minute > 59
+        || second > 59
+    {
+        return None;
+    }
+    let mut rest = &text[19..];
+    let mut millis = 0i64;
+    if let Some(frac) = rest.strip_prefix('.') {
+        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 || digits > 9 {
+            return None;
+        }
+        let padded = format!("{:0<9}", &frac[..digits]);
+        let nanos: i64 = padded.parse().ok()?;
+        millis = nanos / 1_000_000;
+        rest = &frac[digits..];
+    }
+    let offset_secs = match rest {
+        "Z" | "z" => 0,
+        _ => {
+            let rb = rest.as_bytes();
+            if rb.len() != 6 || rb[3] != b':' {
+                return None;
+            }
+            let sign = match rb[0] {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            let h: i64 = rest.get(1..3)?.parse().ok()?;
+            let m: i64 = rest.get(4..6)?.parse().ok()?;
+            if h > 23 || m > 59 {
+                return None;
+            }
+            sign * (h * 3600 + m * 60)
+        }
+    };
+    let days = days_from_civil(year, month, day);
+    let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset_secs;
+    Some(secs * 1000 + millis)
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Parses a duration as Prometheus does: float seconds or a Prometheus duration string.
+/// Returns milliseconds (sub-millisecond parts are dropped).
+pub fn parse_duration_ms(text: &str) -> Result<i64, String> {
+    if let Ok(secs) = text.parse::<f64>() {
+        let ms = secs * 1000.0;
+        if !ms.is_finite() || ms.abs() >= 9.2e15 {
+            return Err(format!(
+                "cannot parse {text:?} to a valid duration. It overflows int64"
+            ));
+        }
+        return Ok(ms as i64);
+    }
+    store::duration::parse_duration(text)
+        .ok()
+        .and_then(|d| i64::try_from(d.as_millis()).ok())
+        .ok_or_else(|| format!("cannot parse {text:?} to a valid duration"))
+}
+
+/// The optional `timeout` parameter.
+pub fn timeout_param(params: &Params) -> Result<Option<Duration>, ApiError> {
+    match params.get("timeout") {
+        None => Ok(None),
+        Some(text) => {
+            let ms = parse_duration_ms(text).map_err(|e| invalid_param("timeout", e))?;
+            Ok(Some(Duration::from_millis(ms.max(0) as u64)))
+        }
+    }
+}
+
+/// The optional `limit` parameter (0 or absent: no limit).
+pub fn limit_param(params: &Params) -> Result<Option<usize>, ApiError> {
+    match params.get("limit") {
+        None => Ok(None),
+        Some(text) => {
+            let n: i64 = text.parse().map_err(|_| {
+                invalid_param("limit", format!("cannot parse {text:?} to a valid limit"))
+            })?;
+            if n < 0 {
+                return Err(invalid_param("limit", "limit must be non-negative"));
+            }
+            Ok(if n == 0 { None } else { Some(n as usize) })
+        }
+    }
+}
+
+/// Parses every `match[]` as a series selector into matcher sets (an `or` selector
+/// contributes one set per alternative).
+pub fn match_params(params: &Params) -> Result<Vec<Vec<LabelMatcher>>, ApiError> {
+    let mut sets = Vec::new();
+    for text in params.all("match[]") {
+        sets.extend(parse_selector(text).map_err(|e| invalid_param("match[]", e))?);
+    }
+    Ok(sets)
+}
+
+fn parse_selector(text: &str) -> Result<Vec<Vec<LabelMatcher>>, String> {
+    let expr = parse_promql(text).map_err(|e| e.to_string())?;
+    let Expr::VectorSelector(vs) = expr else {
+        return Err(format!(
+            "expected a series selector such as up{{job=\"x\"}}, got {text:?}"
+        ));
+    };
+    store::promql::selector_matcher_sets(&vs).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_unix_seconds_with_fraction() {
+        assert_eq!(parse_time("1435781451.781"), Ok(1_435_781_451_781));
+        assert_eq!(parse_time("0"), Ok(0));
+        assert_eq!(parse_time("-1.5"), Ok(-1500));
+        assert_eq!(parse_time("1e3"), Ok(1_000_000));
+    }
+
+    #[test]
+    fn parses_rfc3339() {
+        assert_eq!(
+            parse_time("2015-07-01T20:10:51.781Z"),
+            Ok(1_435_781_451_781)
+        );
+        assert_eq!(
+            parse_time("2015-07-01T22:10:51.781+02:00"),
+            Ok(1_435_781_451_781)
+        );
+        assert_eq!(parse_time("1970-01-01T00:00:00Z"), Ok(0));
+        assert_eq!(parse_time("2024-02-29T00:00:00Z"), Ok(1_709_164_800_000));
+    }
+
+    #[test]
+    fn rejects_bad_times_in_prometheus_words() {
+        assert_eq!(
+            parse_time("x"),
+            Err("cannot parse \"x\" to a valid timestamp".to_string())
+        );
+        for bad in [
+            "2023-02-29T00:00:00Z",
+            "2015-07-01 20:10:51Z",
+            "NaN",
+            "inf",
+            "2015-07-01T20:10:51",
+        ] {
+            assert!(parse_time(bad).is_err(), "{bad} should fail");
+        }
+    }
+
+    #[test]
+    fn parses_durations_as_prometheus() {
+        assert_eq!(parse_duration_ms("15"), Ok(15_000));
+        assert_eq!(parse_duration_ms("0.5"), Ok(500));
+        assert_eq!(parse_duration_ms("1m30s"), Ok(90_000));
+        assert_eq!(
+            parse_duration_ms("x"),
+            Err("cannot parse \"x\" to a valid duration".to_string())
+        );
+    }
+
+    #[test]
+    fn first_value_wins_and_all_values_are_kept() {
+        let p = Params::from_pairs(vec![
+            ("match[]".into(), "up".into()),
+            ("a".into(), "1".into()),
+            ("match[]".into(), "down".into()),
+            ("a".into(), "2".into()),
+        ]);
+        assert_eq!(p.get("a"), Some("1"));
+        assert_eq!(p.all("match[]"), vec!["up", "down"]);
+        assert_eq!(p.get("missing"), None);
+    }
+
+    #[test]
+    fn match_param_must_be_a_selector() {
+        let p = Params::from_pairs(vec![("match[]".into(), "sum(up)".into())]);
+        let err = match_params(&p).unwrap_err();
+        assert!(
+            err.message.starts_with("invalid parameter \"match[]\""),
+            "{}",
+            err.message
+        );
+        let p = Params::from_pairs(vec![("match[]".into(), "up{job=\"a\"}".into())]);
+        assert_eq!(match_params(&p).map(|s| s.len()).ok(), Some(1));
+    }
+}

@@ -1,0 +1,271 @@
+//! End-to-end tests of the routes over an in-memory querier, through the real router.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use store::model::{MetricMetadata, MetricType, Sample, Series};
+use store::{LabelMatcher, Labels, MetricsQuerier};
+use tower::ServiceExt;
+
+use crate::{router, ApiOptions};
+
+struct MemQuerier {
+    series: BTreeMap<Labels, Vec<Sample>>,
+}
+
+impl MemQuerier {
+    fn matching(&self, sets: &[Vec<LabelMatcher>]) -> Vec<Labels> {
+        self.series
+            .keys()
+            .filter(|l| {
+                sets.is_empty()
+                    || sets
+                        .iter()
+                        .any(|set| set.iter().all(|m| m.matches_labels(l)))
+            })
+            .cloned()
+            .collect()
+    }
+}
+
+impl MetricsQuerier for MemQuerier {
+    fn select(
+        &self,
+        matchers: &[LabelMatcher],
+        mint: i64,
+        maxt: i64,
+    ) -> store::Result<Vec<Series>> {
+        Ok(self
+            .series
+            .iter()
+            .filter(|(l, _)| matchers.iter().all(|m| m.matches_labels(l)))
+            .map(|(l, s)| Series {
+                labels: l.clone(),
+                samples: s
+                    .iter()
+                    .filter(|x| x.timestamp_ms >= mint && x.timestamp_ms <= maxt)
+                    .copied()
+                    .collect(),
+            })
+            .filter(|s| !s.samples.is_empty())
+            .collect())
+    }
+    fn series(&self, sets: &[Vec<LabelMatcher>], _: i64, _: i64) -> store::Result<Vec<Labels>> {
+        Ok(self.matching(sets))
+    }
+    fn label_names(
+        &self,
+        sets: &[Vec<LabelMatcher>],
+        _: i64,
+        _: i64,
+    ) -> store::Result<Vec<String>> {
+        let mut names: Vec<String> = self
+            .matching(sets)
+            .iter()
+            .flat_map(|l| l.iter().map(|x| x.name.clone()).collect::<Vec<_>>())
+            .collect();
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+    fn label_values(
+        &self,
+        name: &str,
+        sets: &[Vec<LabelMatcher>],
+        _: i64,
+        _: i64,
+    ) -> store::Result<Vec<String>> {
+        let mut values: Vec<String> = self
+            .matching(sets)
+            .iter()
+            .filter_map(|l| l.get(name).map(str::to_string))
+            .collect();
+        values.sort();
+        values.dedup();
+        Ok(values)
+    }
+    fn metadata(&self) -> store::Result<Vec<MetricMetadata>> {
+        Ok(vec![MetricMetadata {
+            metric_family: "up".into(),
+            metric_type: MetricType::Gauge,
+            help: "Target up.".into(),
+            unit: String::new(),
+        }])
+    }
+}
+
+fn app() -> axum::Router {
+    let mut series = BTreeMap::new();
+    series.insert(
+        Labels::from_pairs([("__name__", "up"), ("job", "api")]),
+        vec![
+            Sample::new(0, 1.0),
+            Sample::new(60_000, 0.0),
+            Sample::new(120_000, 1.0),
+        ],
+    );
+    series.insert(
+        Labels::from_pairs([("__name__", "up"), ("job", "web")]),
+        vec![Sample::new(60_000, 1e21)],
+    );
+    series.insert(
+        Labels::from_pairs([("__name__", "temp"), ("room", "a")]),
+        vec![Sample::new(0, 21.5)],
+    );
+    router(Arc::new(MemQuerier { series }), ApiOptions::default())
+}
+
+async fn call(req: Request<Body>) -> (StatusCode, String) {
+    let resp = match app().oneshot(req).await {
+        Ok(r) => r,
+        Err(e) => match e {},
+    };
+    let status = resp.status();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+async fn get(uri: &str) -> (StatusCode, String) {
+    call(
+        Request::get(uri)
+            .body(Body::empty())
+            .expect("static request"),
+    )
+    .await
+}
+
+async fn post(uri: &str, form: &str) -> (StatusCode, String) {
+    let req = Request::post(uri)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from(form.to_string()))
+        .expect("static request");
+    call(req).await
+}
+
+#[tokio::test]
+async fn instant_query_returns_a_vector() {
+    let (status, body) = get("/api/v1/query?query=up&time=120").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body,
+        r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"__name__":"up","job":"api"},"value":[120,"1"]},{"metric":{"__name__":"up","job":"web"},"value":[120,"1e+21"]}]}}"#
+    );
+}
+
+#[tokio::test]
+async fn range_query_over_post_form() {
+    let (status, body) = post(
+        "/api/v1/query_range",
+        "query=up%7Bjob%3D%22api%22%7D&start=0&end=120&step=60",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body,
+        r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"__name__":"up","job":"api"},"values":[[0,"1"],[60,"0"],[120,"1"]]}]}}"#
+    );
+}
+
+#[tokio::test]
+async fn range_vector_and_rfc3339_time() {
+    let (status, body) =
+        get("/api/v1/query?query=up%7Bjob%3D%22api%22%7D%5B1m%5D&time=1970-01-01T00:02:00Z").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains(r#""values":[[120,"1"]]"#), "{body}");
+}
+
+#[tokio::test]
+async fn bad_parameters_use_prometheus_wording() {
+    let (status, body) = get("/api/v1/query_range?query=up&start=x&end=1&step=1").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        body,
+        r#"{"status":"error","errorType":"bad_data","error":"invalid parameter \"start\": cannot parse \"x\" to a valid timestamp"}"#
+    );
+    let (status, body) = get("/api/v1/query_range?query=up&start=10&end=1&step=1").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body.contains("end timestamp must not be before start time"),
+        "{body}"
+    );
+    let (_, body) = get("/api/v1/query_range?query=up&start=0&end=100000&step=1").await;
+    assert!(
+        body.contains("exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)"),
+        "{body}"
+    );
+    let (status, body) = get("/api/v1/query_range?query=up&start=0&end=10&step=0").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body.contains("zero or negative query resolution step widths"),
+        "{body}"
+    );
+    let (status, body) = get("/api/v1/query?query=up%7B").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body.contains(r#""errorType":"bad_data","error":"invalid parameter \"query\": "#),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn unsupported_constructs_are_execution_errors() {
+    let (status, body) = get("/api/v1/query?query=sum(up)&time=60").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(body.contains(r#""errorType":"execution""#), "{body}");
+    assert!(body.contains("not supported yet"), "{body}");
+}
+
+#[tokio::test]
+async fn series_requires_match() {
+    let (status, body) = get("/api/v1/series").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("no match[] parameter provided"), "{body}");
+    let (status, body) = get("/api/v1/series?match[]=up%7Bjob%3D~%22a.*%22%7D").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body,
+        r#"{"status":"success","data":[{"__name__":"up","job":"api"}]}"#
+    );
+}
+
+#[tokio::test]
+async fn labels_and_values() {
+    let (_, body) = get("/api/v1/labels").await;
+    assert_eq!(
+        body,
+        r#"{"status":"success","data":["__name__","job","room"]}"#
+    );
+    let (_, body) = post("/api/v1/labels", "match[]=temp").await;
+    assert_eq!(body, r#"{"status":"success","data":["__name__","room"]}"#);
+    let (_, body) = get("/api/v1/label/job/values?match[]=up&limit=1").await;
+    assert_eq!(
+        body,
+        r#"{"status":"success","data":["api"],"warnings":["results truncated due to limit"]}"#
+    );
+    let (status, body) = get("/api/v1/label/1bad/values").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains(r#"invalid label name: \"1bad\""#), "{body}");
+}
+
+#[tokio::test]
+async fn metadata_and_buildinfo() {
+    let (_, body) = get("/api/v1/metadata").await;
+    assert_eq!(
+        body,
+        r#"{"status":"success","data":{"up":[{"type":"gauge","help":"Target up.","unit":""}]}}"#
+    );
+    let (status, body) = get("/api/v1/status/buildinfo").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        body.contains(&format!(r#""version":"{}""#, env!("CARGO_PKG_VERSION"))),
+        "{body}"
+    );
+}
