@@ -717,4 +717,5 @@ fn summary_point(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests;

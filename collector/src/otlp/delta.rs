@@ -255,6 +255,7 @@ impl DeltaAccumulator {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -8,4 +8,15 @@
 
 pub mod convert;
 pub mod delta;
+mod export;
+pub mod grpc;
+pub mod http;
 pub mod names;
+pub mod status;
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod test_support;
+
+pub use export::{PROTOCOL_GRPC, PROTOCOL_HTTP};
+pub use grpc::metrics_service;
+pub use http::router;

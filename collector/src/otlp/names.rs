@@ -194,6 +194,7 @@ fn contains_token_run(name: &str, needle: &str) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -1,0 +1,115 @@
+//! Test doubles for the OTLP receivers: a sink that records batches or fails on demand, and
+//! small request builders.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::metrics::v1::{
+    metric::Data, number_data_point, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics,
+};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use parking_lot::Mutex;
+use store::{AppendReport, MetricBatch, MetricsAppender, RejectReason, StoreError};
+
+/// What the recording sink does with each append.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SinkMode {
+    Accept,
+    Overloaded,
+    Unavailable,
+    /// Accepts all but reports one sample as too old.
+    RejectOne,
+}
+
+pub struct RecordingSink {
+    pub mode: SinkMode,
+    pub batches: Mutex<Vec<MetricBatch>>,
+}
+
+impl RecordingSink {
+    pub fn new(mode: SinkMode) -> Arc<Self> {
+        Arc::new(RecordingSink {
+            mode,
+            batches: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Every stored series as `name{labels} value`, sorted.
+    pub fn rendered(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .batches
+            .lock()
+            .iter()
+            .flat_map(|b| b.series.iter())
+            .flat_map(|s| {
+                s.samples
+                    .iter()
+                    .map(move |x| format!("{} {}", s.labels, x.value))
+            })
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+#[async_trait]
+impl MetricsAppender for RecordingSink {
+    async fn append(&self, batch: MetricBatch) -> store::Result<AppendReport> {
+        match self.mode {
+            SinkMode::Overloaded => Err(StoreError::Overloaded("wal queue full".to_string())),
+            SinkMode::Unavailable => Err(StoreError::Unavailable("shutting down".to_string())),
+            SinkMode::Accept | SinkMode::RejectOne => {
+                let n = batch.sample_count() as u64;
+                let mut report = AppendReport {
+                    accepted_samples: n,
+                    ..Default::default()
+                };
+                if self.mode == SinkMode::RejectOne && n > 0 {
+                    report.accepted_samples -= 1;
+                    report.reject(RejectReason::TooOld, 1, || "sample too old".to_string());
+                }
+                self.batches.lock().push(batch);
+                Ok(report)
+            }
+        }
+    }
+}
+
+pub const T1: u64 = 1_700_000_000_000_000_000;
+
+/// A request with one gauge point `name{attr="v"} value` from service `svc`.
+pub fn gauge_request(name: &str, value: f64) -> ExportMetricsServiceRequest {
+    let kv = |k: &str, v: &str| KeyValue {
+        key: k.to_string(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(v.to_string())),
+        }),
+        ..Default::default()
+    };
+    ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", "svc")],
+                ..Default::default()
+            }),
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![Metric {
+                    name: name.to_string(),
+                    data: Some(Data::Gauge(Gauge {
+                        data_points: vec![NumberDataPoint {
+                            attributes: vec![kv("attr", "v")],
+                            time_unix_nano: T1,
+                            value: Some(number_data_point::Value::AsDouble(value)),
+                            ..Default::default()
+                        }],
+                    })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
