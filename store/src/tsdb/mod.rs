@@ -1,18 +1,66 @@
 //! The metrics time-series database.
 //!
-//! PLACEHOLDER: an in-memory map with the final public API, so other crates build and test
-//! against it while the real engine (WAL, head, chunks, index, blocks) is written.
+//! Files by concern:
+//! * [`chunk`]: Gorilla (XOR) chunk encoding; [`index`]: interned labels, postings and
+//!   matcher evaluation; [`head`]: in-memory series and the ordering check;
+//!   [`wal_records`]: WAL record encoding; [`commit`]: the thread that writes WAL records in
+//!   apply order; [`block`]: immutable on-disk blocks; [`validate`]: limits.
+//!
+//! Write path: [`MetricsAppender::append`] checks each series against the limits and each
+//! sample against the age window, then, under the head lock, finds or creates each series,
+//! applies the ordering policy below, appends accepted samples to the head and queues one WAL
+//! payload for them; it returns once the commit thread reports the payload durable.
+//!
+//! Ordering policy, per series: a sample older than the newest stored one is rejected as
+//! `out_of_order`; one at the same timestamp with identical value bits is a duplicate,
+//! counted and silently ignored; one at the same timestamp with a different value is
+//! rejected as `duplicate_timestamp`. The newest timestamp survives flushes and restarts
+//! (it is recovered from blocks when a series is recreated). Staleness markers are ordinary
+//! values, stored bit-exactly.
+//!
+//! Accepted samples are visible to queries as soon as they are in the head, a moment before
+//! the WAL write is durable; if that write fails, the append returns an error although the
+//! samples remain in the head (and reach the next block).
+//!
+//! Flush: under the head lock the head's chunks are frozen (still queryable) and a WAL
+//! rotation is queued with a dump of every live series; a block is written from the frozen
+//! chunks in `spawn_blocking`, loaded, the frozen chunks dropped, and the WAL segments up to
+//! the rotated one deleted. The block's `meta.json` names that segment, so after a crash
+//! between block write and WAL deletion, replay skips those segments instead of
+//! duplicating their samples.
+//!
+//! Read path: postings intersection over the head and every overlapping block, decoding
+//! only chunks overlapping the range, merged per series by timestamp without duplicates.
 
-use std::collections::HashMap;
+pub mod block;
+pub mod chunk;
+mod commit;
+pub mod head;
+pub mod index;
+mod metrics;
+mod validate;
+pub mod wal_records;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use parking_lot::RwLock;
+use tokio::sync::{oneshot, Notify};
 
-use crate::config::MetricsStoreOptions;
-use crate::contract::{AppendReport, LabelMatcher, MetricsAppender, MetricsQuerier};
-use crate::error::Result;
-use crate::model::{Labels, MetricBatch, MetricMetadata, Series};
+use crate::config::{MetricsStoreOptions, WalOptions};
+use crate::contract::{AppendReport, LabelMatcher, MetricsAppender, MetricsQuerier, RejectReason};
+use crate::error::{Result, StoreError};
+use crate::model::{Labels, MetricBatch, MetricMetadata, MetricType, Sample, Series};
+use crate::wal::{SegmentId, Wal};
+use block::Block;
+use commit::{CommitQueue, Job};
+use head::{Head, Verdict};
+use index::{postings_for_matchers, IndexReader};
+use wal_records::{PayloadBuilder, RecordSink};
 
 /// Size and shape of the store, for `/metrics` and status endpoints.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -22,96 +70,774 @@ pub struct StoreStats {
     pub blocks: u64,
     pub wal_bytes: u64,
     pub block_bytes: u64,
+    /// Approximate heap bytes of the head (series, chunks, index).
+    pub head_bytes: u64,
+    /// Samples in persisted blocks.
+    pub block_samples: u64,
 }
 
+const WAL_SEGMENT_BYTES: u64 = 128 * 1024 * 1024;
+const MAX_PENDING_APPENDS: usize = 4096;
+/// Series dump payloads at rotation are split at this size (the WAL caps records at 64 MiB).
+const DUMP_PAYLOAD_BYTES: usize = 16 * 1024 * 1024;
+const META_TREE: &str = "metric_metadata";
+const STATE_TREE: &str = "state";
+const STATE_WAL_COVERED: &[u8] = b"wal_segment_covered";
+
 pub struct MetricsStore {
-    #[allow(dead_code)]
     options: MetricsStoreOptions,
-    series: RwLock<HashMap<Labels, Vec<crate::model::Sample>>>,
+    head: RwLock<Head>,
+    blocks: RwLock<Vec<Arc<Block>>>,
+    wal: Arc<Wal>,
+    commit: Arc<CommitQueue>,
+    meta_db: sled::Db,
+    metadata: RwLock<HashMap<String, MetricMetadata>>,
+    flush_lock: tokio::sync::Mutex<()>,
+    closed: AtomicBool,
+    shutdown: Notify,
+    block_seq: AtomicU64,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn duration_ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn meta_err(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Metadata(format!("{what}: {e}"))
+}
+
+fn encode_metadata(m: &MetricMetadata) -> Vec<u8> {
+    let v = serde_json::json!({ "type": m.metric_type.as_str(), "help": m.help, "unit": m.unit });
+    v.to_string().into_bytes()
+}
+
+fn decode_metadata(family: &str, bytes: &[u8]) -> Option<MetricMetadata> {
+    let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    let metric_type = match v.get("type")?.as_str()? {
+        "counter" => MetricType::Counter,
+        "gauge" => MetricType::Gauge,
+        "histogram" => MetricType::Histogram,
+        "gaugehistogram" => MetricType::GaugeHistogram,
+        "summary" => MetricType::Summary,
+        "info" => MetricType::Info,
+        "stateset" => MetricType::StateSet,
+        _ => MetricType::Unknown,
+    };
+    Some(MetricMetadata {
+        metric_family: family.to_string(),
+        metric_type,
+        help: v.get("help")?.as_str()?.to_string(),
+        unit: v.get("unit")?.as_str()?.to_string(),
+    })
+}
+
+/// Loads every block under `dir`, deleting leftovers of interrupted writes.
+fn load_blocks(dir: &Path) -> Result<Vec<Arc<Block>>> {
+    std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+    let mut blocks = Vec::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| StoreError::io(dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| StoreError::io(dir, e))?;
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(".tmp-") || name.starts_with(".del-") {
+            tracing::warn!(path = %path.display(), "removing incomplete block directory");
+            std::fs::remove_dir_all(&path).map_err(|e| StoreError::io(&path, e))?;
+            continue;
+        }
+        if !path.is_dir() {
+            continue;
+        }
+        blocks.push(Arc::new(Block::open(&path)?));
+    }
+    blocks.sort_by(|a, b| a.meta.id.cmp(&b.meta.id));
+    Ok(blocks)
+}
+
+/// Replays WAL records into the head.
+struct Replay<'a> {
+    head: &'a mut Head,
+    blocks: &'a [Arc<Block>],
+    samples: u64,
+    dropped: u64,
+    unknown_refs: u64,
+}
+
+/// The newest sample of `labels` among blocks reaching past `since`, as the head's
+/// ordering state for a series it (re)creates.
+fn newest_in_blocks(blocks: &[Arc<Block>], labels: &Labels, since: i64) -> (i64, u64) {
+    blocks
+        .iter()
+        .filter(|b| b.meta.max_time >= since)
+        .filter_map(|b| b.series_newest(labels))
+        .max_by_key(|&(t, _)| t)
+        .unwrap_or((i64::MIN, 0))
+}
+
+impl RecordSink for Replay<'_> {
+    fn series(&mut self, series_ref: u32, labels: Labels) {
+        match self.head.labels_of(series_ref) {
+            Some(existing) if existing == labels => {}
+            Some(existing) => {
+                tracing::warn!(series_ref, %existing, %labels, "wal series ref reused for other labels; keeping the first");
+            }
+            None => {
+                let last_t = newest_in_blocks(self.blocks, &labels, i64::MIN);
+                self.head
+                    .create(Head::hash(&labels), &labels, last_t, Some(series_ref));
+            }
+        }
+    }
+
+    fn sample(&mut self, series_ref: u32, t: i64, v: f64) {
+        if self.head.series(series_ref).is_none() {
+            self.unknown_refs += 1;
+            return;
+        }
+        match self.head.append(series_ref, t, v) {
+            Verdict::Accept => self.samples += 1,
+            _ => self.dropped += 1,
+        }
+    }
 }
 
 impl MetricsStore {
-    /// Opens (creating if needed) the store and replays its WAL. Blocking: call from
+    /// Opens (creating if needed) the store: loads blocks, replays the WAL segments they do
+    /// not cover into the head, and starts the commit thread. Blocking: call from
     /// `spawn_blocking` or before the runtime starts serving.
     pub fn open(options: MetricsStoreOptions) -> Result<Arc<MetricsStore>> {
-        Ok(Arc::new(MetricsStore { options, series: RwLock::new(HashMap::new()) }))
+        let dir = options.dir.clone();
+        std::fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
+        let started = Instant::now();
+        let meta_path = dir.join("meta.sled");
+        let meta_db = sled::open(&meta_path)
+            .map_err(|e| meta_err(&format!("opening {}", meta_path.display()), e))?;
+        let mut metadata = HashMap::new();
+        let tree = meta_db
+            .open_tree(META_TREE)
+            .map_err(|e| meta_err("opening metadata tree", e))?;
+        for item in tree.iter() {
+            let (k, v) = item.map_err(|e| meta_err("reading metadata", e))?;
+            let family = String::from_utf8_lossy(&k).into_owned();
+            if let Some(m) = decode_metadata(&family, &v) {
+                metadata.insert(family, m);
+            }
+        }
+        let state = meta_db
+            .open_tree(STATE_TREE)
+            .map_err(|e| meta_err("opening state tree", e))?;
+        let sled_covered = state
+            .get(STATE_WAL_COVERED)
+            .map_err(|e| meta_err("reading wal state", e))?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map(u64::from_be_bytes)
+            .unwrap_or(0);
+
+        let blocks = load_blocks(&dir.join("blocks"))?;
+        let covered = blocks
+            .iter()
+            .map(|b| b.meta.wal_segment_upto)
+            .max()
+            .unwrap_or(0)
+            .max(sled_covered);
+
+        let mut head = Head::default();
+        let mut replay = Replay {
+            head: &mut head,
+            blocks: &blocks,
+            samples: 0,
+            dropped: 0,
+            unknown_refs: 0,
+        };
+        let wal_opts = WalOptions {
+            dir: dir.join("wal"),
+            fsync: options.fsync,
+            segment_size_bytes: WAL_SEGMENT_BYTES,
+            max_pending_appends: MAX_PENDING_APPENDS,
+        };
+        let wal = Wal::open(wal_opts, |segment: SegmentId, payload: &[u8]| {
+            if segment <= covered {
+                return Ok(());
+            }
+            wal_records::decode_payload(payload, &mut replay).map_err(|e| StoreError::Corrupt {
+                path: dir.join("wal"),
+                reason: format!("segment {segment}: {e}"),
+            })
+        })?;
+        let (replayed, dropped, unknown) = (replay.samples, replay.dropped, replay.unknown_refs);
+        if unknown > 0 {
+            tracing::warn!(
+                samples = unknown,
+                "wal samples for unknown series refs skipped"
+            );
+        }
+        let wal = Arc::new(wal);
+        if covered > 0 {
+            wal.remove_segments_upto(covered)?;
+        }
+
+        let meta_tree = tree.clone();
+        let commit = CommitQueue::start(wal.clone(), MAX_PENDING_APPENDS, move |batch| {
+            for m in batch {
+                if let Err(e) = meta_tree.insert(m.metric_family.as_bytes(), encode_metadata(&m)) {
+                    tracing::warn!(family = %m.metric_family, error = %e, "storing metric metadata failed");
+                }
+            }
+        })?;
+        tracing::info!(
+            dir = %dir.display(),
+            blocks = blocks.len(),
+            series = head.num_series(),
+            samples = replayed,
+            dropped,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "metrics store opened"
+        );
+        let store = MetricsStore {
+            options,
+            head: RwLock::new(head),
+            blocks: RwLock::new(blocks),
+            wal,
+            commit,
+            meta_db,
+            metadata: RwLock::new(metadata),
+            flush_lock: tokio::sync::Mutex::new(()),
+            closed: AtomicBool::new(false),
+            shutdown: Notify::new(),
+            block_seq: AtomicU64::new(0),
+        };
+        store.update_gauges();
+        Ok(Arc::new(store))
+    }
+
+    fn blocks_dir(&self) -> PathBuf {
+        self.options.dir.join("blocks")
+    }
+
+    fn update_gauges(&self) {
+        let s = self.stats();
+        metrics::HEAD_SERIES.set(s.series as i64);
+        metrics::HEAD_SAMPLES.set(s.head_samples as i64);
+        metrics::BLOCKS.set(s.blocks as i64);
+        metrics::BLOCK_BYTES.set(s.block_bytes as i64);
     }
 
     /// Persists the head to a block and deletes the WAL segments it covered.
     pub async fn flush(&self) -> Result<()> {
-        Ok(())
+        let _guard = self.flush_lock.lock().await;
+        let started = Instant::now();
+        let result = self.flush_locked().await;
+        match &result {
+            Ok(true) => {
+                metrics::FLUSHES.with_label_values(&["ok"]).inc();
+                metrics::FLUSH_DURATION.observe(started.elapsed().as_secs_f64());
+            }
+            Ok(false) => metrics::FLUSHES.with_label_values(&["empty"]).inc(),
+            Err(e) => {
+                metrics::FLUSHES.with_label_values(&["error"]).inc();
+                tracing::error!(error = %e, "tsdb flush failed; head data stays in memory and wal");
+            }
+        }
+        self.update_gauges();
+        result.map(|_| ())
+    }
+
+    /// Returns whether a block was written.
+    async fn flush_locked(&self) -> Result<bool> {
+        let (frozen, rotated) = {
+            let mut head = self.head.write();
+            if head.num_samples() == 0 {
+                return Ok(false);
+            }
+            let frozen = head.freeze();
+            let dump = head.series_dump(DUMP_PAYLOAD_BYTES);
+            let (done, rx) = oneshot::channel();
+            if let Err(e) = self.commit.push(Job::Rotate { dump, done }) {
+                head.unfreeze();
+                return Err(e);
+            }
+            (frozen, rx)
+        };
+        let rotated = match rotated.await {
+            Ok(Ok(id)) => id,
+            Ok(Err(e)) => {
+                self.head.write().unfreeze();
+                return Err(e);
+            }
+            Err(_) => {
+                self.head.write().unfreeze();
+                return Err(StoreError::Unavailable(
+                    "tsdb commit thread stopped".to_string(),
+                ));
+            }
+        };
+        let seq = self.block_seq.fetch_add(1, Ordering::Relaxed);
+        let id = format!("{:013}-{:06}", now_ms(), seq % 1_000_000);
+        let blocks_dir = self.blocks_dir();
+        let written = tokio::task::spawn_blocking(move || -> Result<Block> {
+            block::write_block(&blocks_dir, &id, &frozen, rotated)?;
+            Block::open(&blocks_dir.join(&id))
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("block writer task failed: {e}")));
+        let block = match written.and_then(|r| r) {
+            Ok(b) => Arc::new(b),
+            Err(e) => {
+                self.head.write().unfreeze();
+                return Err(e);
+            }
+        };
+        tracing::info!(
+            block = %block.meta.id,
+            series = block.meta.num_series,
+            samples = block.meta.num_samples,
+            bytes = block.meta.size_bytes,
+            wal_segment_upto = rotated,
+            "head flushed to block"
+        );
+        {
+            let mut head = self.head.write();
+            self.blocks.write().push(block);
+            let removed = head.release_frozen();
+            if removed > 0 {
+                tracing::debug!(series = removed, "idle series removed from head");
+            }
+        }
+        let wal = self.wal.clone();
+        let db = self.meta_db.clone();
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            let state = db
+                .open_tree(STATE_TREE)
+                .map_err(|e| meta_err("opening state tree", e))?;
+            state
+                .insert(STATE_WAL_COVERED, &rotated.to_be_bytes())
+                .map_err(|e| meta_err("recording covered wal segment", e))?;
+            db.flush().map_err(|e| meta_err("flushing metadata", e))?;
+            wal.remove_segments_upto(rotated)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("wal cleanup task failed: {e}")))??;
+        Ok(true)
+    }
+
+    /// Deletes blocks whose newest sample is older than the retention period.
+    pub async fn apply_retention(&self) -> Result<usize> {
+        let cutoff = now_ms().saturating_sub(duration_ms(self.options.retention));
+        let expired: Vec<Arc<Block>> = {
+            let mut blocks = self.blocks.write();
+            let (old, keep): (Vec<_>, Vec<_>) = blocks
+                .drain(..)
+                .partition(|b| b.meta.num_samples > 0 && b.meta.max_time < cutoff);
+            *blocks = keep;
+            old
+        };
+        let n = expired.len();
+        if n == 0 {
+            return Ok(0);
+        }
+        let blocks_dir = self.blocks_dir();
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            for b in expired {
+                // rename first so a crash mid-delete never leaves a half block that loads
+                let doomed = blocks_dir.join(format!(".del-{}", b.meta.id));
+                std::fs::rename(&b.dir, &doomed).map_err(|e| StoreError::io(&b.dir, e))?;
+                std::fs::remove_dir_all(&doomed).map_err(|e| StoreError::io(&doomed, e))?;
+                tracing::info!(block = %b.meta.id, max_time = b.meta.max_time, "block deleted by retention");
+            }
+            block::sync_dir(&blocks_dir)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("retention task failed: {e}")))??;
+        self.update_gauges();
+        Ok(n)
+    }
+
+    /// Periodic flush and retention until [`MetricsStore::close`].
+    pub fn spawn_background(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let store = Arc::clone(self);
+        tokio::spawn(async move {
+            let tick = store
+                .options
+                .flush_interval
+                .min(Duration::from_secs(60))
+                .max(Duration::from_millis(10));
+            let mut last_flush = Instant::now();
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(tick) => {}
+                    _ = store.shutdown.notified() => break,
+                }
+                if store.closed.load(Ordering::Acquire) {
+                    break;
+                }
+                if last_flush.elapsed() >= store.options.flush_interval {
+                    last_flush = Instant::now();
+                    // errors are logged and counted by flush; the data stays in the head
+                    let _ = store.flush().await;
+                }
+                if let Err(e) = store.apply_retention().await {
+                    tracing::error!(error = %e, "tsdb retention failed");
+                }
+            }
+        })
     }
 
     /// Flushes and stops background work. Appends after `close` fail as unavailable.
     pub async fn close(&self) -> Result<()> {
-        Ok(())
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        self.shutdown.notify_waiters();
+        let flushed = self.flush().await;
+        let commit = self.commit.clone();
+        tokio::task::spawn_blocking(move || commit.stop_and_join())
+            .await
+            .map_err(|e| {
+                StoreError::Unavailable(format!("stopping the commit thread failed: {e}"))
+            })?;
+        self.wal.close().await?;
+        let db = self.meta_db.clone();
+        tokio::task::spawn_blocking(move || db.flush())
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("metadata flush task failed: {e}")))?
+            .map_err(|e| meta_err("flushing metadata", e))?;
+        flushed
     }
 
     pub fn stats(&self) -> StoreStats {
-        let s = self.series.read();
+        let (series, head_samples, head_bytes) = {
+            let h = self.head.read();
+            (
+                h.num_series() as u64,
+                h.num_samples(),
+                h.heap_bytes() as u64,
+            )
+        };
+        let blocks = self.blocks.read();
         StoreStats {
-            series: s.len() as u64,
-            head_samples: s.values().map(|v| v.len() as u64).sum(),
-            ..Default::default()
+            series,
+            head_samples,
+            blocks: blocks.len() as u64,
+            wal_bytes: self.wal.size_bytes(),
+            block_bytes: blocks.iter().map(|b| b.meta.size_bytes).sum(),
+            head_bytes,
+            block_samples: blocks.iter().map(|b| b.meta.num_samples).sum(),
         }
     }
+
+    fn store_metadata(&self, batch: Vec<MetricMetadata>) {
+        let changed: Vec<MetricMetadata> = {
+            let known = self.metadata.read();
+            batch
+                .into_iter()
+                .filter(|m| known.get(&m.metric_family) != Some(m))
+                .collect()
+        };
+        if changed.is_empty() {
+            return;
+        }
+        {
+            let mut known = self.metadata.write();
+            for m in &changed {
+                known.insert(m.metric_family.clone(), m.clone());
+            }
+        }
+        // best effort: metadata is advisory and re-sent by every scrape/push
+        let _ = self.commit.push(Job::Metadata(changed));
+    }
+}
+
+impl Drop for MetricsStore {
+    /// Without `close` (a crash, a test simulating one): stop the commit thread so the WAL
+    /// and sled are released; everything acknowledged is already durable.
+    fn drop(&mut self) {
+        self.commit.stop_and_join();
+    }
+}
+
+/// Per-series outcome of the lock-free validation step.
+struct Checked {
+    hash: u64,
+    /// Samples inside the age window.
+    in_window: usize,
 }
 
 #[async_trait]
 impl MetricsAppender for MetricsStore {
     async fn append(&self, batch: MetricBatch) -> Result<AppendReport> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(StoreError::Unavailable(
+                "metrics store is closed".to_string(),
+            ));
+        }
+        if self.commit.is_full() {
+            return Err(StoreError::Overloaded(format!(
+                "{MAX_PENDING_APPENDS} metric appends already waiting for the wal"
+            )));
+        }
+        let limits = &self.options.limits;
+        let now = now_ms();
+        let min_t = now.saturating_sub(duration_ms(limits.max_sample_age));
+        let max_t = now.saturating_add(duration_ms(limits.max_future));
         let mut report = AppendReport::default();
-        let mut map = self.series.write();
-        for s in batch.series {
-            report.accepted_samples += s.samples.len() as u64;
-            map.entry(s.labels).or_default().extend(s.samples);
+        let mut checked: Vec<Option<Checked>> = Vec::with_capacity(batch.series.len());
+        for s in &batch.series {
+            if let Err((reason, msg)) = validate::check_series(&s.labels, limits) {
+                report.reject(reason, s.samples.len() as u64, || msg);
+                checked.push(None);
+                continue;
+            }
+            let mut in_window = 0;
+            for x in &s.samples {
+                if x.timestamp_ms < min_t {
+                    report.reject(RejectReason::TooOld, 1, || {
+                        format!(
+                            "sample of {} at {} ms is older than max_sample_age ({}s)",
+                            s.labels,
+                            x.timestamp_ms,
+                            limits.max_sample_age.as_secs()
+                        )
+                    });
+                } else if x.timestamp_ms > max_t {
+                    report.reject(RejectReason::TooFarInFuture, 1, || {
+                        format!(
+                            "sample of {} at {} ms is more than max_future ({}s) ahead",
+                            s.labels,
+                            x.timestamp_ms,
+                            limits.max_future.as_secs()
+                        )
+                    });
+                } else {
+                    in_window += 1;
+                }
+            }
+            checked.push((in_window > 0).then(|| Checked {
+                hash: Head::hash(&s.labels),
+                in_window,
+            }));
+        }
+
+        let mut payload = PayloadBuilder::default();
+        let (mut ooo, mut dup_ts) = (0u64, 0u64);
+        let rx = {
+            let mut head = self.head.write();
+            let blocks = self.blocks.read();
+            for (s, c) in batch.series.iter().zip(&checked) {
+                let Some(c) = c else { continue };
+                let r = match head.get_ref(c.hash, &s.labels) {
+                    Some(r) => r,
+                    None => {
+                        let last_t = newest_in_blocks(&blocks, &s.labels, min_t);
+                        let r = head.create(c.hash, &s.labels, last_t, None);
+                        payload.add_series(
+                            r,
+                            s.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())),
+                        );
+                        r
+                    }
+                };
+                let mut seen = 0;
+                for x in &s.samples {
+                    if x.timestamp_ms < min_t || x.timestamp_ms > max_t {
+                        continue;
+                    }
+                    seen += 1;
+                    match head.append(r, x.timestamp_ms, x.value) {
+                        Verdict::Accept => {
+                            payload.add_sample(r, x.timestamp_ms, x.value);
+                            report.accepted_samples += 1;
+                        }
+                        Verdict::Duplicate => report.duplicate_samples += 1,
+                        Verdict::OutOfOrder => {
+                            ooo += 1;
+                            report.reject(RejectReason::OutOfOrder, 1, || {
+                                let newest = head.series(r).map(|m| m.newest()).unwrap_or(i64::MIN);
+                                format!(
+                                    "sample of {} at {} ms is older than its newest stored sample ({} ms)",
+                                    s.labels, x.timestamp_ms, newest
+                                )
+                            });
+                        }
+                        Verdict::DuplicateTimestamp => {
+                            dup_ts += 1;
+                            report.reject(RejectReason::DuplicateTimestamp, 1, || {
+                                format!(
+                                    "sample of {} at {} ms has a different value than the sample already stored at that time",
+                                    s.labels, x.timestamp_ms
+                                )
+                            });
+                        }
+                    }
+                }
+                debug_assert_eq!(seen, c.in_window);
+            }
+            drop(blocks);
+            if payload.is_empty() {
+                None
+            } else {
+                let (done, rx) = oneshot::channel();
+                self.commit.push(Job::Append {
+                    payload: payload.finish(),
+                    done,
+                })?;
+                Some(rx)
+            }
+        };
+        metrics::SAMPLES_APPENDED.inc_by(report.accepted_samples);
+        metrics::DUPLICATES.inc_by(report.duplicate_samples);
+        metrics::OUT_OF_ORDER.inc_by(ooo + dup_ts);
+        if !batch.metadata.is_empty() {
+            self.store_metadata(batch.metadata);
+        }
+        if let Some(rx) = rx {
+            rx.await
+                .map_err(|_| StoreError::Unavailable("tsdb commit thread stopped".to_string()))??;
         }
         Ok(report)
     }
 }
 
+/// Merges per-source sample lists (oldest source first) into one time-ordered list; on equal
+/// timestamps the earlier source wins.
+fn merge_samples(mut parts: Vec<Vec<Sample>>) -> Vec<Sample> {
+    if parts.len() == 1 {
+        return parts.pop().unwrap_or_default();
+    }
+    let mut all: Vec<Sample> = parts.into_iter().flatten().collect();
+    all.sort_by_key(|s| s.timestamp_ms);
+    all.dedup_by_key(|s| s.timestamp_ms);
+    all
+}
+
+impl MetricsStore {
+    fn overlapping_blocks(&self, mint: i64, maxt: i64) -> Vec<Arc<Block>> {
+        self.blocks
+            .read()
+            .iter()
+            .filter(|b| b.overlaps(mint, maxt))
+            .cloned()
+            .collect()
+    }
+
+    fn series_labels(
+        &self,
+        matchers: &[LabelMatcher],
+        mint: i64,
+        maxt: i64,
+        out: &mut BTreeSet<Labels>,
+    ) {
+        {
+            let head = self.head.read();
+            let refs = postings_for_matchers(&*head, matchers);
+            out.extend(head.labels_in_range(&refs, mint, maxt));
+        }
+        for b in self.overlapping_blocks(mint, maxt) {
+            for id in postings_for_matchers(&*b, matchers) {
+                if b.has_data(id, mint, maxt) {
+                    if let Some(l) = b.labels_of(id) {
+                        out.insert(l);
+                    }
+                }
+            }
+        }
+    }
+
+    fn matching_labels(
+        &self,
+        sets: &[Vec<LabelMatcher>],
+        mint: i64,
+        maxt: i64,
+    ) -> BTreeSet<Labels> {
+        let mut out = BTreeSet::new();
+        if sets.is_empty() {
+            self.series_labels(&[], mint, maxt, &mut out);
+        }
+        for set in sets {
+            self.series_labels(set, mint, maxt, &mut out);
+        }
+        out
+    }
+}
+
+fn index_label_names(idx: &impl IndexReader, out: &mut BTreeSet<String>) {
+    for n in idx.postings().names() {
+        out.insert(idx.symbols().get(n).to_string());
+    }
+}
+
+fn index_label_values(idx: &impl IndexReader, name: &str, out: &mut BTreeSet<String>) {
+    if let Some(n) = idx.symbols().lookup(name) {
+        for (v, _) in idx.postings().values(n) {
+            out.insert(idx.symbols().get(v).to_string());
+        }
+    }
+}
+
 impl MetricsQuerier for MetricsStore {
     fn select(&self, matchers: &[LabelMatcher], mint: i64, maxt: i64) -> Result<Vec<Series>> {
-        let map = self.series.read();
-        let mut out: Vec<Series> = map
-            .iter()
-            .filter(|(l, _)| matchers.iter().all(|m| m.matches_labels(l)))
-            .map(|(l, s)| Series {
-                labels: l.clone(),
-                samples: s
-                    .iter()
-                    .filter(|x| x.timestamp_ms >= mint && x.timestamp_ms <= maxt)
-                    .copied()
-                    .collect(),
+        let snaps = {
+            let head = self.head.read();
+            let refs = postings_for_matchers(&*head, matchers);
+            head.snapshot(&refs, mint, maxt)
+        };
+        let mut parts: BTreeMap<Labels, Vec<Vec<Sample>>> = BTreeMap::new();
+        for b in self.overlapping_blocks(mint, maxt) {
+            let mut pages = HashMap::new();
+            for id in postings_for_matchers(&*b, matchers) {
+                if !b.has_data(id, mint, maxt) {
+                    continue;
+                }
+                let mut samples = Vec::new();
+                b.samples(id, mint, maxt, &mut pages, &mut samples)?;
+                if let (false, Some(l)) = (samples.is_empty(), b.labels_of(id)) {
+                    parts.entry(l).or_default().push(samples);
+                }
+            }
+        }
+        for s in snaps {
+            let samples =
+                head::decode_snapshot(&s, mint, maxt).map_err(|e| StoreError::Corrupt {
+                    path: self.options.dir.join("head"),
+                    reason: format!("series {}: {e}", s.labels),
+                })?;
+            if !samples.is_empty() {
+                parts.entry(s.labels).or_default().push(samples);
+            }
+        }
+        Ok(parts
+            .into_iter()
+            .map(|(labels, p)| Series {
+                labels,
+                samples: merge_samples(p),
             })
-            .filter(|s| !s.samples.is_empty())
-            .collect();
-        out.sort_by(|a, b| a.labels.cmp(&b.labels));
-        Ok(out)
+            .collect())
     }
 
     fn series(&self, sets: &[Vec<LabelMatcher>], mint: i64, maxt: i64) -> Result<Vec<Labels>> {
-        let mut out = Vec::new();
-        if sets.is_empty() {
-            out.extend(self.select(&[], mint, maxt)?.into_iter().map(|s| s.labels));
-        }
-        for set in sets {
-            out.extend(self.select(set, mint, maxt)?.into_iter().map(|s| s.labels));
-        }
-        out.sort();
-        out.dedup();
-        Ok(out)
+        Ok(self.matching_labels(sets, mint, maxt).into_iter().collect())
     }
 
     fn label_names(&self, sets: &[Vec<LabelMatcher>], mint: i64, maxt: i64) -> Result<Vec<String>> {
-        let mut names: Vec<String> = self
-            .series(sets, mint, maxt)?
-            .iter()
-            .flat_map(|l| l.iter().map(|x| x.name.clone()).collect::<Vec<_>>())
-            .collect();
-        names.sort();
-        names.dedup();
-        Ok(names)
+        let mut names = BTreeSet::new();
+        if sets.is_empty() {
+            // without matchers the index answers directly, as Prometheus does for the head
+            index_label_names(&*self.head.read(), &mut names);
+            for b in self.overlapping_blocks(mint, maxt) {
+                index_label_names(&*b, &mut names);
+            }
+        } else {
+            for l in self.matching_labels(sets, mint, maxt) {
+                names.extend(l.iter().map(|x| x.name.clone()));
+            }
+        }
+        Ok(names.into_iter().collect())
     }
 
     fn label_values(
@@ -121,17 +847,28 @@ impl MetricsQuerier for MetricsStore {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<String>> {
-        let mut values: Vec<String> = self
-            .series(sets, mint, maxt)?
-            .iter()
-            .filter_map(|l| l.get(name).map(str::to_string))
-            .collect();
-        values.sort();
-        values.dedup();
-        Ok(values)
+        let mut values = BTreeSet::new();
+        if sets.is_empty() {
+            index_label_values(&*self.head.read(), name, &mut values);
+            for b in self.overlapping_blocks(mint, maxt) {
+                index_label_values(&*b, name, &mut values);
+            }
+        } else {
+            for l in self.matching_labels(sets, mint, maxt) {
+                if let Some(v) = l.get(name) {
+                    values.insert(v.to_string());
+                }
+            }
+        }
+        Ok(values.into_iter().collect())
     }
 
     fn metadata(&self) -> Result<Vec<MetricMetadata>> {
-        Ok(Vec::new())
+        let mut out: Vec<MetricMetadata> = self.metadata.read().values().cloned().collect();
+        out.sort_by(|a, b| a.metric_family.cmp(&b.metric_family));
+        Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests;

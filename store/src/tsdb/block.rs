@@ -1,0 +1,649 @@
+//! Immutable on-disk blocks (format in `docs/format/tsdb.md`).
+//!
+//! A block is a directory `blocks/<id>/` with three files:
+//! * `chunks`: zstd-compressed pages, each holding the re-encoded Gorilla chunks of
+//!   consecutive series (one chunk per series per block when it fits in 65,535 samples);
+//! * `index`: the symbol table, the series (labels as symbol ids plus chunk references) in
+//!   label order, and the page table, ending in a CRC-32;
+//! * `meta.json`: time range, counts, format version, and the WAL segment the block covers.
+//!
+//! The postings are rebuilt from the series when the block is loaded, which keeps the file
+//! format small and simple; loading costs one pass over the series.
+//!
+//! Writing goes to `blocks/.tmp-<id>/`, every file is fsynced, the directory is renamed into
+//! place and `blocks/` fsynced, so a crash leaves either a whole block or a temp directory
+//! that the next open deletes.
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::chunk::{self, Chunk, XorAppender};
+use super::head::FrozenSeries;
+use super::index::{
+    hash_labels, labels_equal, resolve_labels, FxHashMap, IndexReader, MemIndex, MemPostings,
+    SymLabels, SymbolTable,
+};
+use super::wal_records::{put_uvarint, put_varint, Reader};
+use crate::error::{Result, StoreError};
+use crate::model::{Labels, Sample};
+
+pub const FORMAT_VERSION: u32 = 1;
+const INDEX_MAGIC: &[u8; 4] = b"LKTI";
+/// Raw bytes gathered before a page is compressed: big enough for zstd to find the
+/// redundancy between neighbouring series, small enough that a query decompresses little.
+const PAGE_RAW_BYTES: usize = 64 * 1024;
+const ZSTD_LEVEL: i32 = 3;
+
+/// `meta.json` of a block.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct BlockMeta {
+    pub version: u32,
+    pub id: String,
+    /// Inclusive time range of the samples, in ms.
+    pub min_time: i64,
+    pub max_time: i64,
+    pub num_series: u64,
+    pub num_samples: u64,
+    pub num_chunks: u64,
+    /// Every WAL record in segments with id <= this is contained in this block (or an
+    /// earlier one): replay skips them.
+    pub wal_segment_upto: u64,
+    /// Bytes of the three files.
+    pub size_bytes: u64,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct ChunkMeta {
+    mint: i64,
+    maxt: i64,
+    page: u32,
+    offset: u32,
+    len: u32,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct PageMeta {
+    file_offset: u64,
+    compressed_len: u32,
+    raw_len: u32,
+}
+
+/// A series being written: label symbol pairs, chunk references, last value bits.
+type PendingSeries = (Vec<(u32, u32)>, Vec<ChunkMeta>, u64);
+
+struct BlockSeries {
+    labels: SymLabels,
+    chunks: Box<[ChunkMeta]>,
+    /// Bits of the newest sample's value: lets a series recreated in the head after a
+    /// restart tell an identical re-send (duplicate) from a conflicting one.
+    last_value: u64,
+}
+
+/// A loaded block: its index in memory, its chunks read from disk on demand.
+pub struct Block {
+    pub meta: BlockMeta,
+    pub dir: PathBuf,
+    index: MemIndex,
+    series: Vec<BlockSeries>,
+    by_hash: FxHashMap<u64, Vec<u32>>,
+    pages: Vec<PageMeta>,
+    chunks_file: File,
+}
+
+impl IndexReader for Block {
+    fn symbols(&self) -> &SymbolTable {
+        &self.index.symbols
+    }
+    fn postings(&self) -> &MemPostings {
+        &self.index.postings
+    }
+}
+
+fn corrupt(path: &Path, reason: impl Into<String>) -> StoreError {
+    StoreError::Corrupt {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut f = File::create(path).map_err(|e| StoreError::io(path, e))?;
+    f.write_all(bytes).map_err(|e| StoreError::io(path, e))?;
+    f.sync_all().map_err(|e| StoreError::io(path, e))
+}
+
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StoreError::io(dir, e))
+}
+
+/// Re-encodes a series' chunks into as few chunks as possible: fewer chunk headers and
+/// first-sample encodings cut bytes per sample.
+fn reencode(chunks: &[Chunk], path: &Path) -> Result<(Vec<Chunk>, u64)> {
+    let mut out = Vec::new();
+    let mut cur = XorAppender::new();
+    let mut samples: Vec<Sample> = Vec::new();
+    for c in chunks {
+        samples.clear();
+        chunk::decode_into(&c.data, i64::MIN, i64::MAX, &mut samples)
+            .map_err(|e| corrupt(path, format!("head chunk for block: {e}")))?;
+        for s in &samples {
+            if cur.num_samples() == u16::MAX {
+                out.push(std::mem::take(&mut cur).finish());
+                cur = XorAppender::new();
+            }
+            cur.append(s.timestamp_ms, s.value);
+        }
+    }
+    let last_value = samples.last().map(|s| s.value.to_bits()).unwrap_or(0);
+    if cur.num_samples() > 0 {
+        out.push(cur.finish());
+    }
+    Ok((out, last_value))
+}
+
+/// Writes a block from frozen head series into `blocks_dir` and returns its meta.
+/// Blocking: run in `spawn_blocking`.
+pub fn write_block(
+    blocks_dir: &Path,
+    id: &str,
+    series: &[FrozenSeries],
+    wal_segment_upto: u64,
+) -> Result<BlockMeta> {
+    let tmp = blocks_dir.join(format!(".tmp-{id}"));
+    let final_dir = blocks_dir.join(id);
+    if tmp.exists() {
+        fs::remove_dir_all(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
+    }
+    fs::create_dir_all(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
+
+    let mut order: Vec<usize> = (0..series.len()).collect();
+    order.sort_by(|&a, &b| series[a].labels.cmp(&series[b].labels));
+
+    let mut symbols = SymbolTable::default();
+    let mut sym_series: Vec<PendingSeries> = Vec::with_capacity(series.len());
+    let mut chunk_bytes: Vec<u8> = Vec::new();
+    let mut pages: Vec<PageMeta> = Vec::new();
+    let mut raw: Vec<u8> = Vec::with_capacity(PAGE_RAW_BYTES * 2);
+    let (mut min_time, mut max_time) = (i64::MAX, i64::MIN);
+    let (mut num_samples, mut num_chunks) = (0u64, 0u64);
+
+    let flush_page =
+        |raw: &mut Vec<u8>, chunk_bytes: &mut Vec<u8>, pages: &mut Vec<PageMeta>| -> Result<()> {
+            if raw.is_empty() {
+                return Ok(());
+            }
+            let compressed = zstd::bulk::compress(raw, ZSTD_LEVEL)
+                .map_err(|e| StoreError::io(tmp.join("chunks"), e))?;
+            pages.push(PageMeta {
+                file_offset: chunk_bytes.len() as u64,
+                compressed_len: compressed.len() as u32,
+                raw_len: raw.len() as u32,
+            });
+            chunk_bytes.extend_from_slice(&compressed);
+            raw.clear();
+            Ok(())
+        };
+
+    for &i in &order {
+        let s = &series[i];
+        let labels: Vec<(u32, u32)> = s
+            .labels
+            .iter()
+            .map(|(n, v)| (symbols.intern(n), symbols.intern(v)))
+            .collect();
+        let mut metas = Vec::new();
+        let (chunks, last_value) = reencode(&s.chunks, &tmp)?;
+        for c in chunks {
+            let n = u64::from(u16::from_be_bytes([c.data[0], c.data[1]]));
+            num_samples += n;
+            num_chunks += 1;
+            min_time = min_time.min(c.mint);
+            max_time = max_time.max(c.maxt);
+            metas.push(ChunkMeta {
+                mint: c.mint,
+                maxt: c.maxt,
+                page: pages.len() as u32,
+                offset: raw.len() as u32,
+                len: c.data.len() as u32,
+            });
+            raw.extend_from_slice(&c.data);
+        }
+        if raw.len() >= PAGE_RAW_BYTES {
+            flush_page(&mut raw, &mut chunk_bytes, &mut pages)?;
+        }
+        sym_series.push((labels, metas, last_value));
+    }
+    flush_page(&mut raw, &mut chunk_bytes, &mut pages)?;
+
+    let mut index = Vec::new();
+    index.extend_from_slice(INDEX_MAGIC);
+    put_uvarint(&mut index, u64::from(FORMAT_VERSION));
+    put_uvarint(&mut index, symbols.len() as u64);
+    for id in 0..symbols.len() as u32 {
+        super::wal_records::put_str(&mut index, symbols.get(id));
+    }
+    put_uvarint(&mut index, sym_series.len() as u64);
+    for (labels, metas, last_value) in &sym_series {
+        put_uvarint(&mut index, labels.len() as u64);
+        for &(n, v) in labels {
+            put_uvarint(&mut index, u64::from(n));
+            put_uvarint(&mut index, u64::from(v));
+        }
+        put_uvarint(&mut index, metas.len() as u64);
+        for m in metas {
+            put_varint(&mut index, m.mint);
+            put_uvarint(&mut index, m.maxt.wrapping_sub(m.mint) as u64);
+            put_uvarint(&mut index, u64::from(m.page));
+            put_uvarint(&mut index, u64::from(m.offset));
+            put_uvarint(&mut index, u64::from(m.len));
+        }
+        index.extend_from_slice(&last_value.to_le_bytes());
+    }
+    put_uvarint(&mut index, pages.len() as u64);
+    for p in &pages {
+        put_uvarint(&mut index, p.file_offset);
+        put_uvarint(&mut index, u64::from(p.compressed_len));
+        put_uvarint(&mut index, u64::from(p.raw_len));
+    }
+    let crc = crc32fast::hash(&index);
+    index.extend_from_slice(&crc.to_be_bytes());
+
+    if num_samples == 0 {
+        min_time = 0;
+        max_time = 0;
+    }
+    let mut meta = BlockMeta {
+        version: FORMAT_VERSION,
+        id: id.to_string(),
+        min_time,
+        max_time,
+        num_series: sym_series.len() as u64,
+        num_samples,
+        num_chunks,
+        wal_segment_upto,
+        size_bytes: 0,
+    };
+    write_file(&tmp.join("chunks"), &chunk_bytes)?;
+    write_file(&tmp.join("index"), &index)?;
+    let mut meta_json = serde_json::to_vec_pretty(&meta)
+        .map_err(|e| corrupt(&tmp.join("meta.json"), format!("encoding meta: {e}")))?;
+    meta.size_bytes = (chunk_bytes.len() + index.len() + meta_json.len()) as u64;
+    meta_json = serde_json::to_vec_pretty(&meta)
+        .map_err(|e| corrupt(&tmp.join("meta.json"), format!("encoding meta: {e}")))?;
+    write_file(&tmp.join("meta.json"), &meta_json)?;
+    sync_dir(&tmp)?;
+    fs::rename(&tmp, &final_dir).map_err(|e| StoreError::io(&final_dir, e))?;
+    sync_dir(blocks_dir)?;
+    Ok(meta)
+}
+
+fn read_u32(r: &mut Reader<'_>, path: &Path, what: &str) -> Result<u32> {
+    let v = r
+        .uvarint()
+        .map_err(|e| corrupt(path, format!("{what}: {e}")))?;
+    u32::try_from(v).map_err(|_| corrupt(path, format!("{what} {v} out of range")))
+}
+
+impl Block {
+    /// Loads a block directory. Blocking.
+    pub fn open(dir: &Path) -> Result<Block> {
+        let meta_path = dir.join("meta.json");
+        let meta_bytes = fs::read(&meta_path).map_err(|e| StoreError::io(&meta_path, e))?;
+        let meta: BlockMeta = serde_json::from_slice(&meta_bytes)
+            .map_err(|e| corrupt(&meta_path, format!("invalid block meta: {e}")))?;
+        if meta.version != FORMAT_VERSION {
+            return Err(corrupt(
+                &meta_path,
+                format!(
+                    "block format version {} is not supported (this build reads {FORMAT_VERSION})",
+                    meta.version
+                ),
+            ));
+        }
+        let index_path = dir.join("index");
+        let bytes = fs::read(&index_path).map_err(|e| StoreError::io(&index_path, e))?;
+        let p = index_path.as_path();
+        if bytes.len() < 8 || &bytes[..4] != INDEX_MAGIC {
+            return Err(corrupt(p, "missing index magic"));
+        }
+        let (body, crc) = bytes.split_at(bytes.len() - 4);
+        let want = u32::from_be_bytes([crc[0], crc[1], crc[2], crc[3]]);
+        if crc32fast::hash(body) != want {
+            return Err(corrupt(p, "index checksum mismatch"));
+        }
+        let mut r = Reader::new(&body[4..]);
+        let version = read_u32(&mut r, p, "index version")?;
+        if version != FORMAT_VERSION {
+            return Err(corrupt(
+                p,
+                format!("index version {version} is not supported"),
+            ));
+        }
+        let mut index = MemIndex::default();
+        let nsym = read_u32(&mut r, p, "symbol count")?;
+        for _ in 0..nsym {
+            let s = r.str().map_err(|e| corrupt(p, format!("symbol: {e}")))?;
+            index.symbols.intern(s);
+        }
+        let nseries = read_u32(&mut r, p, "series count")?;
+        let mut series = Vec::with_capacity(nseries as usize);
+        let mut by_hash: FxHashMap<u64, Vec<u32>> = FxHashMap::default();
+        let mut pages_seen = 0u32;
+        for id in 0..nseries {
+            let nl = read_u32(&mut r, p, "label count")?;
+            let mut labels = Vec::with_capacity(nl as usize);
+            for _ in 0..nl {
+                let n = read_u32(&mut r, p, "label name")?;
+                let v = read_u32(&mut r, p, "label value")?;
+                if n >= nsym || v >= nsym {
+                    return Err(corrupt(p, format!("series {id} refers to unknown symbol")));
+                }
+                labels.push((n, v));
+            }
+            let nc = read_u32(&mut r, p, "chunk count")?;
+            let mut chunks = Vec::with_capacity(nc as usize);
+            for _ in 0..nc {
+                let mint = r
+                    .varint()
+                    .map_err(|e| corrupt(p, format!("chunk mint: {e}")))?;
+                let span = r
+                    .uvarint()
+                    .map_err(|e| corrupt(p, format!("chunk span: {e}")))?;
+                let page = read_u32(&mut r, p, "chunk page")?;
+                let offset = read_u32(&mut r, p, "chunk offset")?;
+                let len = read_u32(&mut r, p, "chunk length")?;
+                pages_seen = pages_seen.max(page.saturating_add(1));
+                chunks.push(ChunkMeta {
+                    mint,
+                    maxt: mint.wrapping_add(span as i64),
+                    page,
+                    offset,
+                    len,
+                });
+            }
+            let last_value = r
+                .u64_le()
+                .map_err(|e| corrupt(p, format!("last value: {e}")))?;
+            let labels: SymLabels = labels.into();
+            index.postings.add(id, &labels);
+            let hash = hash_labels(
+                labels
+                    .iter()
+                    .map(|&(n, v)| (index.symbols.get(n), index.symbols.get(v))),
+            );
+            by_hash.entry(hash).or_default().push(id);
+            series.push(BlockSeries {
+                labels,
+                chunks: chunks.into(),
+                last_value,
+            });
+        }
+        let npages = read_u32(&mut r, p, "page count")?;
+        if npages < pages_seen {
+            return Err(corrupt(
+                p,
+                format!("chunks refer to page {pages_seen} of {npages}"),
+            ));
+        }
+        let mut pages = Vec::with_capacity(npages as usize);
+        for _ in 0..npages {
+            let file_offset = r
+                .uvarint()
+                .map_err(|e| corrupt(p, format!("page offset: {e}")))?;
+            let compressed_len = read_u32(&mut r, p, "page length")?;
+            let raw_len = read_u32(&mut r, p, "page raw length")?;
+            pages.push(PageMeta {
+                file_offset,
+                compressed_len,
+                raw_len,
+            });
+        }
+        let chunks_path = dir.join("chunks");
+        let chunks_file = File::open(&chunks_path).map_err(|e| StoreError::io(&chunks_path, e))?;
+        Ok(Block {
+            meta,
+            dir: dir.to_path_buf(),
+            index,
+            series,
+            by_hash,
+            pages,
+            chunks_file,
+        })
+    }
+
+    pub fn overlaps(&self, mint: i64, maxt: i64) -> bool {
+        self.meta.num_samples > 0 && self.meta.max_time >= mint && self.meta.min_time <= maxt
+    }
+
+    /// Local id of the series with exactly `labels`.
+    fn find(&self, labels: &Labels) -> Option<u32> {
+        let hash = hash_labels(labels.iter().map(|l| (l.name.as_str(), l.value.as_str())));
+        self.by_hash.get(&hash)?.iter().copied().find(|&id| {
+            self.series
+                .get(id as usize)
+                .is_some_and(|s| labels_equal(&self.index.symbols, &s.labels, labels))
+        })
+    }
+
+    /// Newest sample (timestamp, value bits) of the series with `labels` in this block.
+    pub fn series_newest(&self, labels: &Labels) -> Option<(i64, u64)> {
+        let id = self.find(labels)?;
+        let s = self.series.get(id as usize)?;
+        Some((s.chunks.last()?.maxt, s.last_value))
+    }
+
+    pub fn labels_of(&self, id: u32) -> Option<Labels> {
+        self.series
+            .get(id as usize)
+            .map(|s| resolve_labels(&self.index.symbols, &s.labels))
+    }
+
+    /// Whether series `id` has a chunk overlapping `[mint, maxt]`.
+    pub fn has_data(&self, id: u32, mint: i64, maxt: i64) -> bool {
+        self.series
+            .get(id as usize)
+            .is_some_and(|s| s.chunks.iter().any(|c| c.maxt >= mint && c.mint <= maxt))
+    }
+
+    fn read_page(&self, page: u32) -> Result<Vec<u8>> {
+        let path = self.dir.join("chunks");
+        let pm = self
+            .pages
+            .get(page as usize)
+            .ok_or_else(|| corrupt(&path, format!("page {page} does not exist")))?;
+        let mut buf = vec![0u8; pm.compressed_len as usize];
+        self.chunks_file
+            .read_exact_at(&mut buf, pm.file_offset)
+            .map_err(|e| StoreError::io(&path, e))?;
+        let raw = zstd::bulk::decompress(&buf, pm.raw_len as usize)
+            .map_err(|e| corrupt(&path, format!("page {page} does not decompress: {e}")))?;
+        if raw.len() != pm.raw_len as usize {
+            return Err(corrupt(
+                &path,
+                format!(
+                    "page {page} has {} bytes, index says {}",
+                    raw.len(),
+                    pm.raw_len
+                ),
+            ));
+        }
+        Ok(raw)
+    }
+
+    /// Samples of series `id` within `[mint, maxt]`, in time order. `pages` caches
+    /// decompressed pages for the duration of one query.
+    pub fn samples(
+        &self,
+        id: u32,
+        mint: i64,
+        maxt: i64,
+        pages: &mut HashMap<u32, Arc<Vec<u8>>>,
+        out: &mut Vec<Sample>,
+    ) -> Result<()> {
+        let Some(s) = self.series.get(id as usize) else {
+            return Ok(());
+        };
+        let path = self.dir.join("chunks");
+        for c in s.chunks.iter().filter(|c| c.maxt >= mint && c.mint <= maxt) {
+            let page = match pages.get(&c.page) {
+                Some(p) => p.clone(),
+                None => {
+                    let p = Arc::new(self.read_page(c.page)?);
+                    pages.insert(c.page, p.clone());
+                    p
+                }
+            };
+            let start = c.offset as usize;
+            let data = start
+                .checked_add(c.len as usize)
+                .and_then(|end| page.get(start..end))
+                .ok_or_else(|| {
+                    corrupt(
+                        &path,
+                        format!("chunk at {start}+{} is past page {}", c.len, c.page),
+                    )
+                })?;
+            chunk::decode_into(data, mint, maxt, out)
+                .map_err(|e| corrupt(&path, format!("series {id}: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// Approximate heap bytes of the loaded index, for memory accounting.
+    pub fn heap_bytes(&self) -> usize {
+        let series: usize = self
+            .series
+            .iter()
+            .map(|s| s.labels.len() * 8 + s.chunks.len() * 32 + 32)
+            .sum();
+        series
+            + self.index.symbols.heap_bytes()
+            + self.index.postings.heap_bytes()
+            + self.by_hash.len() * 40
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::contract::{LabelMatcher, MatchOp};
+    use crate::model::{stale_nan, STALE_NAN_BITS};
+    use crate::tsdb::head::Head;
+    use crate::tsdb::index::postings_for_matchers;
+
+    pub(crate) fn sample_head() -> Head {
+        let mut h = Head::default();
+        for job in ["api", "db", "web"] {
+            for inst in 0..5 {
+                let l = Labels::from_pairs([
+                    ("__name__", "http_requests_total"),
+                    ("job", job),
+                    ("instance", &format!("10.0.0.{inst}:9100")),
+                ]);
+                let r = h.create(Head::hash(&l), &l, (i64::MIN, 0), None);
+                for i in 0..400 {
+                    h.append(r, 1_700_000_000_000 + i * 10_000, (i * inst) as f64);
+                }
+                h.append(r, 1_700_000_000_000 + 400 * 10_000, stale_nan());
+            }
+        }
+        h
+    }
+
+    #[test]
+    fn write_then_load_and_query() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut h = sample_head();
+        let frozen = h.freeze();
+        let meta = write_block(dir.path(), "b1", &frozen, 7).unwrap();
+        assert_eq!(meta.num_series, 15);
+        assert_eq!(meta.num_samples, 15 * 401);
+        assert_eq!(meta.num_chunks, 15);
+        assert_eq!(meta.wal_segment_upto, 7);
+        let b = Block::open(&dir.path().join("b1")).unwrap();
+        assert_eq!(b.meta, meta);
+        let m = LabelMatcher::new("job", MatchOp::Equal, "db").unwrap();
+        let ids = postings_for_matchers(&b, &[m]);
+        assert_eq!(ids.len(), 5);
+        let mut cache = HashMap::new();
+        let mut out = Vec::new();
+        b.samples(
+            ids[2],
+            1_700_000_000_000,
+            1_700_000_000_000 + 100 * 10_000,
+            &mut cache,
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(out.len(), 101);
+        assert_eq!(out[100].value, 200.0);
+        out.clear();
+        b.samples(ids[2], i64::MIN, i64::MAX, &mut cache, &mut out)
+            .unwrap();
+        assert_eq!(out.last().map(|s| s.value.to_bits()), Some(STALE_NAN_BITS));
+        let labels = b.labels_of(ids[0]).unwrap();
+        assert_eq!(
+            b.series_newest(&labels),
+            Some((1_700_000_000_000 + 400 * 10_000, STALE_NAN_BITS))
+        );
+        // series are stored in label order
+        let all: Vec<Labels> = (0..15).filter_map(|i| b.labels_of(i)).collect();
+        let mut sorted = all.clone();
+        sorted.sort();
+        assert_eq!(all, sorted);
+        assert!(b.overlaps(0, 1_700_000_000_000));
+        assert!(!b.overlaps(0, 1_600_000_000_000));
+    }
+
+    #[test]
+    fn corrupt_index_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut h = sample_head();
+        write_block(dir.path(), "b1", &h.freeze(), 1).unwrap();
+        let idx = dir.path().join("b1/index");
+        let mut bytes = fs::read(&idx).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0xff;
+        fs::write(&idx, &bytes).unwrap();
+        let err = Block::open(&dir.path().join("b1")).err().unwrap();
+        assert!(err.to_string().contains("checksum"), "{err}");
+    }
+
+    /// The committed fixture (written by format version 1) must keep loading.
+    #[test]
+    fn fixture_block_still_loads() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/tsdb/block-v1");
+        let b = Block::open(&dir).unwrap();
+        assert_eq!(b.meta.num_series, 15);
+        assert_eq!(b.meta.num_samples, 15 * 401);
+        let m = LabelMatcher::new("instance", MatchOp::RegexMatch, "10.0.0.3:.*").unwrap();
+        let ids = postings_for_matchers(&b, &[m]);
+        assert_eq!(ids.len(), 3);
+        let mut out = Vec::new();
+        b.samples(ids[0], i64::MIN, i64::MAX, &mut HashMap::new(), &mut out)
+            .unwrap();
+        assert_eq!(out.len(), 401);
+        assert_eq!(out[10], Sample::new(1_700_000_000_000 + 100_000, 30.0));
+        assert_eq!(out[400].value.to_bits(), STALE_NAN_BITS);
+    }
+
+    /// Regenerates the fixture: `cargo test -p lookout-store regenerate_fixture -- --ignored`.
+    #[test]
+    #[ignore]
+    fn regenerate_fixture() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/tsdb");
+        fs::create_dir_all(&dir).unwrap();
+        let _ = fs::remove_dir_all(dir.join("block-v1"));
+        let mut h = sample_head();
+        write_block(&dir, "block-v1", &h.freeze(), 3).unwrap();
+    }
+}

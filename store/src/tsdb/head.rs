@@ -1,0 +1,532 @@
+//! The in-memory head: every active series with its chunks since the last flush, the label
+//! index over them, and the append path's ordering check.
+//!
+//! A series is found by a hash of its labels (no allocation for a known series) and refers
+//! to its labels as interned symbol pairs. Its samples live in closed Gorilla chunks plus
+//! one open chunk. At flush the chunks are *frozen* (moved aside, still queryable) while a
+//! block is written from them; new samples keep going into fresh chunks.
+
+use std::sync::Arc;
+
+use super::chunk::{self, Chunk, XorAppender};
+use super::index::{
+    hash_labels, intern_labels, labels_equal, resolve_labels, FxHashMap, IndexReader, MemPostings,
+    SymLabels, SymbolTable,
+};
+use super::wal_records::PayloadBuilder;
+use crate::model::{Labels, Sample};
+
+/// Per-series ordering verdict for one sample (see the module docs of `tsdb`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Accept,
+    /// Older than the newest stored sample.
+    OutOfOrder,
+    /// Same timestamp and identical value bits as the newest: ignored.
+    Duplicate,
+    /// Same timestamp as the newest, different value.
+    DuplicateTimestamp,
+}
+
+pub struct MemSeries {
+    pub labels: SymLabels,
+    /// Closed chunks since the last freeze.
+    chunks: Vec<Chunk>,
+    /// The open chunk, if any sample arrived since the last cut.
+    open: Option<Box<XorAppender>>,
+    /// Chunks handed to a block being written; dropped once the block is loaded.
+    frozen: Option<Arc<[Chunk]>>,
+    /// Newest accepted timestamp ever (also across flushes and restarts), `i64::MIN` if none.
+    last_t: i64,
+    last_v: u64,
+}
+
+impl MemSeries {
+    pub fn verdict(&self, t: i64, v: f64) -> Verdict {
+        if t > self.last_t {
+            Verdict::Accept
+        } else if t < self.last_t {
+            Verdict::OutOfOrder
+        } else if v.to_bits() == self.last_v {
+            Verdict::Duplicate
+        } else {
+            Verdict::DuplicateTimestamp
+        }
+    }
+
+    /// Newest accepted timestamp (`i64::MIN` if none).
+    pub fn newest(&self) -> i64 {
+        self.last_t
+    }
+
+    /// Appends a sample that passed [`MemSeries::verdict`]; returns whether a chunk was cut.
+    fn append(&mut self, t: i64, v: f64) {
+        if let Some(open) = &self.open {
+            if open.is_full(t) {
+                if let Some(full) = self.open.take() {
+                    self.chunks.push(full.finish());
+                }
+            }
+        }
+        self.open
+            .get_or_insert_with(|| Box::new(XorAppender::new()))
+            .append(t, v);
+        self.last_t = t;
+        self.last_v = v.to_bits();
+    }
+
+    fn has_data(&self) -> bool {
+        self.open.is_some() || !self.chunks.is_empty() || self.frozen.is_some()
+    }
+
+    /// Closes the open chunk and returns every chunk (frozen ones not included).
+    fn take_chunks(&mut self) -> Vec<Chunk> {
+        let mut chunks = std::mem::take(&mut self.chunks);
+        if let Some(open) = self.open.take() {
+            chunks.push(open.finish());
+        }
+        chunks
+    }
+
+    fn heap_bytes(&self) -> usize {
+        let closed: usize = self.chunks.iter().map(|c| c.data.len() + 32).sum();
+        let frozen: usize = self
+            .frozen
+            .as_ref()
+            .map(|f| f.iter().map(|c| c.data.len() + 32).sum())
+            .unwrap_or(0);
+        let open = self
+            .open
+            .as_ref()
+            .map(|o| o.bytes().len() + 64)
+            .unwrap_or(0);
+        self.labels.len() * 8 + closed + frozen + open + self.chunks.capacity() * 32
+    }
+}
+
+/// A series' chunk data copied out under the read lock, decoded outside it.
+pub struct SeriesSnapshot {
+    pub labels: Labels,
+    pub chunks: Vec<ChunkRef>,
+}
+
+/// A chunk shared with the head (frozen) or copied from it (open/closed).
+#[derive(Clone)]
+pub enum ChunkRef {
+    Owned(Chunk),
+    Frozen(Arc<[Chunk]>, usize),
+}
+
+impl ChunkRef {
+    pub fn chunk(&self) -> Option<&Chunk> {
+        match self {
+            ChunkRef::Owned(c) => Some(c),
+            ChunkRef::Frozen(all, i) => all.get(*i),
+        }
+    }
+}
+
+/// What [`Head::freeze`] hands to the block writer.
+pub struct FrozenSeries {
+    pub labels: Vec<(Arc<str>, Arc<str>)>,
+    pub chunks: Arc<[Chunk]>,
+}
+
+#[derive(Default)]
+pub struct Head {
+    pub symbols: SymbolTable,
+    pub postings: MemPostings,
+    series: FxHashMap<u32, MemSeries>,
+    /// First series per label hash; rare collisions go to `collisions`.
+    by_hash: FxHashMap<u64, u32>,
+    collisions: FxHashMap<u64, Vec<u32>>,
+    next_ref: u32,
+    /// Samples in unfrozen chunks.
+    samples: u64,
+}
+
+impl IndexReader for Head {
+    fn symbols(&self) -> &SymbolTable {
+        &self.symbols
+    }
+    fn postings(&self) -> &MemPostings {
+        &self.postings
+    }
+}
+
+impl Head {
+    pub fn num_series(&self) -> usize {
+        self.series.len()
+    }
+
+    pub fn num_samples(&self) -> u64 {
+        self.samples
+    }
+
+    /// The ref the next created series will get; replay raises it past every ref it saw.
+    pub fn reserve_refs_from(&mut self, next: u32) {
+        self.next_ref = self.next_ref.max(next);
+    }
+
+    pub fn get_ref(&self, hash: u64, labels: &Labels) -> Option<u32> {
+        let first = *self.by_hash.get(&hash)?;
+        if self
+            .series
+            .get(&first)
+            .is_some_and(|s| labels_equal(&self.symbols, &s.labels, labels))
+        {
+            return Some(first);
+        }
+        self.collisions.get(&hash)?.iter().copied().find(|r| {
+            self.series
+                .get(r)
+                .is_some_and(|s| labels_equal(&self.symbols, &s.labels, labels))
+        })
+    }
+
+    pub fn hash(labels: &Labels) -> u64 {
+        hash_labels(labels.iter().map(|l| (l.name.as_str(), l.value.as_str())))
+    }
+
+    /// Creates a series; `newest` carries its newest sample (timestamp, value bits) from
+    /// blocks, or `(i64::MIN, 0)`. `with_ref` is used by replay to recreate a series under
+    /// its logged ref.
+    pub fn create(
+        &mut self,
+        hash: u64,
+        labels: &Labels,
+        newest: (i64, u64),
+        with_ref: Option<u32>,
+    ) -> u32 {
+        let (last_t, last_v) = newest;
+        let r = with_ref.unwrap_or(self.next_ref);
+        self.next_ref = self.next_ref.max(r.saturating_add(1));
+        let sym = intern_labels(&mut self.symbols, labels);
+        self.postings.add(r, &sym);
+        self.series.insert(
+            r,
+            MemSeries {
+                labels: sym,
+                chunks: Vec::new(),
+                open: None,
+                frozen: None,
+                last_t,
+                last_v,
+            },
+        );
+        match self.by_hash.entry(hash) {
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(r);
+            }
+            std::collections::hash_map::Entry::Occupied(_) => {
+                self.collisions.entry(hash).or_default().push(r);
+            }
+        }
+        r
+    }
+
+    pub fn series(&self, r: u32) -> Option<&MemSeries> {
+        self.series.get(&r)
+    }
+
+    /// Checks and, if accepted, appends. Unknown refs are out of order by definition: a
+    /// series is always created before its samples are appended.
+    pub fn append(&mut self, r: u32, t: i64, v: f64) -> Verdict {
+        let Some(s) = self.series.get_mut(&r) else {
+            return Verdict::OutOfOrder;
+        };
+        let verdict = s.verdict(t, v);
+        if verdict == Verdict::Accept {
+            s.append(t, v);
+            self.samples += 1;
+        }
+        verdict
+    }
+
+    /// Label pairs of series `r`, resolved.
+    pub fn labels_of(&self, r: u32) -> Option<Labels> {
+        self.series
+            .get(&r)
+            .map(|s| resolve_labels(&self.symbols, &s.labels))
+    }
+
+    /// Series records for every live series, split into payloads of about `max_bytes`: the
+    /// dump written first into a new WAL segment at rotation.
+    pub fn series_dump(&self, max_bytes: usize) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut builder = PayloadBuilder::default();
+        let mut size = 0usize;
+        for (r, s) in &self.series {
+            let labels = s
+                .labels
+                .iter()
+                .map(|&(n, v)| (self.symbols.get(n), self.symbols.get(v)));
+            size += s
+                .labels
+                .iter()
+                .map(|&(n, v)| self.symbols.get(n).len() + self.symbols.get(v).len() + 2)
+                .sum::<usize>()
+                + 6;
+            builder.add_series(*r, labels);
+            if size >= max_bytes {
+                out.push(std::mem::take(&mut builder).finish());
+                size = 0;
+            }
+        }
+        if !builder.is_empty() {
+            out.push(builder.finish());
+        }
+        out
+    }
+
+    /// Moves every series' chunks aside (still queryable) and returns them for a block.
+    /// Series with nothing new are skipped.
+    pub fn freeze(&mut self) -> Vec<FrozenSeries> {
+        let mut out = Vec::new();
+        for s in self.series.values_mut() {
+            let chunks = s.take_chunks();
+            if chunks.is_empty() {
+                continue;
+            }
+            let chunks: Arc<[Chunk]> = chunks.into();
+            s.frozen = Some(chunks.clone());
+            let labels = s
+                .labels
+                .iter()
+                .map(|&(n, v)| (self.symbols.get_arc(n), self.symbols.get_arc(v)))
+                .collect();
+            out.push(FrozenSeries { labels, chunks });
+        }
+        self.samples = 0;
+        out
+    }
+
+    /// Undoes [`Head::freeze`] after a failed block write: frozen chunks go back in front of
+    /// the chunks appended since, so the next flush retries them.
+    pub fn unfreeze(&mut self) {
+        for s in self.series.values_mut() {
+            if let Some(frozen) = s.frozen.take() {
+                self.samples += frozen
+                    .iter()
+                    .map(|c| u64::from(chunk_samples(c)))
+                    .sum::<u64>();
+                let mut chunks = frozen.to_vec();
+                chunks.append(&mut s.chunks);
+                s.chunks = chunks;
+            }
+        }
+    }
+
+    /// Drops the frozen chunks (now in a block) and removes series that received nothing
+    /// since the freeze; their newest timestamp stays known through the block.
+    pub fn release_frozen(&mut self) -> usize {
+        let mut dead = Vec::new();
+        for (r, s) in self.series.iter_mut() {
+            s.frozen = None;
+            if !s.has_data() {
+                dead.push(*r);
+            }
+        }
+        dead.sort_unstable();
+        for r in &dead {
+            if let Some(s) = self.series.remove(r) {
+                let hash = hash_labels(
+                    s.labels
+                        .iter()
+                        .map(|&(n, v)| (self.symbols.get(n), self.symbols.get(v))),
+                );
+                if self.by_hash.get(&hash) == Some(r) {
+                    self.by_hash.remove(&hash);
+                    if let Some(mut others) = self.collisions.remove(&hash) {
+                        if let Some(first) = others.pop() {
+                            self.by_hash.insert(hash, first);
+                            if !others.is_empty() {
+                                self.collisions.insert(hash, others);
+                            }
+                        }
+                    }
+                } else if let Some(others) = self.collisions.get_mut(&hash) {
+                    others.retain(|x| x != r);
+                    if others.is_empty() {
+                        self.collisions.remove(&hash);
+                    }
+                }
+            }
+        }
+        self.postings.remove(&dead);
+        dead.len()
+    }
+
+    /// Copies out the chunks overlapping `[mint, maxt]` of the given series.
+    pub fn snapshot(&self, refs: &[u32], mint: i64, maxt: i64) -> Vec<SeriesSnapshot> {
+        let mut out = Vec::with_capacity(refs.len());
+        for r in refs {
+            let Some(s) = self.series.get(r) else {
+                continue;
+            };
+            let mut chunks = Vec::new();
+            if let Some(frozen) = &s.frozen {
+                for (i, c) in frozen.iter().enumerate() {
+                    if c.maxt >= mint && c.mint <= maxt {
+                        chunks.push(ChunkRef::Frozen(frozen.clone(), i));
+                    }
+                }
+            }
+            for c in &s.chunks {
+                if c.maxt >= mint && c.mint <= maxt {
+                    chunks.push(ChunkRef::Owned(c.clone()));
+                }
+            }
+            if let Some(o) = &s.open {
+                if o.num_samples() > 0 && o.maxt() >= mint && o.mint() <= maxt {
+                    chunks.push(ChunkRef::Owned(Chunk {
+                        mint: o.mint(),
+                        maxt: o.maxt(),
+                        data: o.bytes().into(),
+                    }));
+                }
+            }
+            if chunks.is_empty() {
+                continue;
+            }
+            out.push(SeriesSnapshot {
+                labels: resolve_labels(&self.symbols, &s.labels),
+                chunks,
+            });
+        }
+        out
+    }
+
+    /// Labels of the given series that have samples in `[mint, maxt]`.
+    pub fn labels_in_range(&self, refs: &[u32], mint: i64, maxt: i64) -> Vec<Labels> {
+        refs.iter()
+            .filter_map(|r| self.series.get(r))
+            .filter(|s| {
+                s.frozen
+                    .iter()
+                    .flat_map(|f| f.iter())
+                    .chain(s.chunks.iter())
+                    .any(|c| c.maxt >= mint && c.mint <= maxt)
+                    || s.open.as_ref().is_some_and(|o| {
+                        o.num_samples() > 0 && o.maxt() >= mint && o.mint() <= maxt
+                    })
+            })
+            .map(|s| resolve_labels(&self.symbols, &s.labels))
+            .collect()
+    }
+
+    /// Approximate heap bytes of the head, for memory accounting.
+    pub fn heap_bytes(&self) -> usize {
+        let series: usize = self.series.values().map(|s| s.heap_bytes() + 80).sum();
+        series + self.symbols.heap_bytes() + self.postings.heap_bytes() + self.by_hash.len() * 16
+    }
+}
+
+/// Samples in a chunk, from its header.
+pub fn chunk_samples(c: &Chunk) -> u16 {
+    match &c.data[..] {
+        [a, b, ..] => u16::from_be_bytes([*a, *b]),
+        _ => 0,
+    }
+}
+
+/// Decodes a snapshot's chunks within `[mint, maxt]`, in time order.
+pub fn decode_snapshot(
+    s: &SeriesSnapshot,
+    mint: i64,
+    maxt: i64,
+) -> Result<Vec<Sample>, chunk::ChunkDecodeError> {
+    let mut out = Vec::new();
+    for c in s.chunks.iter().filter_map(ChunkRef::chunk) {
+        chunk::decode_into(&c.data, mint, maxt, &mut out)?;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::model::stale_nan;
+
+    fn labels(job: &str) -> Labels {
+        Labels::from_pairs([("__name__", "up"), ("job", job)])
+    }
+
+    #[test]
+    fn ordering_policy() {
+        let mut h = Head::default();
+        let l = labels("a");
+        let hash = Head::hash(&l);
+        assert_eq!(h.get_ref(hash, &l), None);
+        let r = h.create(hash, &l, (i64::MIN, 0), None);
+        assert_eq!(h.get_ref(hash, &l), Some(r));
+        assert_eq!(h.append(r, 10, 1.0), Verdict::Accept);
+        assert_eq!(h.append(r, 20, 2.0), Verdict::Accept);
+        assert_eq!(h.append(r, 15, 2.0), Verdict::OutOfOrder);
+        assert_eq!(h.append(r, 20, 2.0), Verdict::Duplicate);
+        assert_eq!(h.append(r, 20, 3.0), Verdict::DuplicateTimestamp);
+        assert_eq!(h.append(r, 30, stale_nan()), Verdict::Accept);
+        assert_eq!(h.append(r, 30, stale_nan()), Verdict::Duplicate);
+        assert_eq!(h.append(r + 1, 40, 1.0), Verdict::OutOfOrder);
+        assert_eq!(h.num_samples(), 3);
+    }
+
+    #[test]
+    fn chunks_are_cut_and_frozen_data_stays_queryable() {
+        let mut h = Head::default();
+        let l = labels("a");
+        let r = h.create(Head::hash(&l), &l, (i64::MIN, 0), None);
+        for i in 0..300 {
+            assert_eq!(h.append(r, i * 1000, i as f64), Verdict::Accept);
+        }
+        let frozen = h.freeze();
+        assert_eq!(frozen.len(), 1);
+        assert_eq!(frozen[0].chunks.len(), 3);
+        assert_eq!(h.append(r, 300_000, 300.0), Verdict::Accept);
+        let snap = h.snapshot(&[r], 0, i64::MAX);
+        let samples = decode_snapshot(&snap[0], 0, i64::MAX).unwrap();
+        assert_eq!(samples.len(), 301);
+        assert!(samples
+            .windows(2)
+            .all(|w| w[0].timestamp_ms < w[1].timestamp_ms));
+        // order is kept across the freeze
+        assert_eq!(h.append(r, 299_000, 1.0), Verdict::OutOfOrder);
+        assert_eq!(h.release_frozen(), 0);
+        assert_eq!(
+            decode_snapshot(&h.snapshot(&[r], 0, i64::MAX)[0], 0, i64::MAX)
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn idle_series_are_dropped_after_release() {
+        let mut h = Head::default();
+        let (a, b) = (labels("a"), labels("b"));
+        let ra = h.create(Head::hash(&a), &a, (i64::MIN, 0), None);
+        let rb = h.create(Head::hash(&b), &b, (i64::MIN, 0), None);
+        h.append(ra, 1, 1.0);
+        h.append(rb, 1, 1.0);
+        h.freeze();
+        h.append(rb, 2, 1.0);
+        assert_eq!(h.release_frozen(), 1);
+        assert_eq!(h.get_ref(Head::hash(&a), &a), None);
+        assert_eq!(h.get_ref(Head::hash(&b), &b), Some(rb));
+        assert_eq!(h.postings.all(), &[rb]);
+        assert_eq!(h.labels_of(rb), Some(b));
+    }
+
+    #[test]
+    fn hash_collisions_are_resolved_by_labels() {
+        let mut h = Head::default();
+        let (a, b) = (labels("a"), labels("b"));
+        let ra = h.create(42, &a, (i64::MIN, 0), None);
+        let rb = h.create(42, &b, (i64::MIN, 0), None);
+        assert_eq!(h.get_ref(42, &a), Some(ra));
+        assert_eq!(h.get_ref(42, &b), Some(rb));
+        assert_eq!(h.append(rb, 1, 1.0), Verdict::Accept);
+        assert_eq!(h.labels_in_range(&[ra, rb], 0, 10), vec![b]);
+    }
+}

@@ -1,0 +1,492 @@
+//! Store-level tests: append/select, ordering policy, limits, flush, restart, retention.
+
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+use crate::config::{FsyncPolicy, Limits};
+use crate::contract::MatchOp;
+use crate::model::{stale_nan, STALE_NAN_BITS};
+
+fn opts(dir: &Path) -> MetricsStoreOptions {
+    let mut o = MetricsStoreOptions::new(dir);
+    o.fsync = FsyncPolicy::Always;
+    o
+}
+
+fn series(name: &str, job: &str, samples: &[(i64, f64)]) -> crate::model::Series {
+    crate::model::Series {
+        labels: Labels::from_pairs([("__name__", name), ("job", job)]),
+        samples: samples.iter().map(|&(t, v)| Sample::new(t, v)).collect(),
+    }
+}
+
+fn batch(series: Vec<crate::model::Series>) -> MetricBatch {
+    MetricBatch {
+        series,
+        metadata: Vec::new(),
+    }
+}
+
+fn eq(name: &str, value: &str) -> LabelMatcher {
+    LabelMatcher::new(name, MatchOp::Equal, value).unwrap()
+}
+
+/// A base time inside the default age window, aligned for readable offsets.
+fn base() -> i64 {
+    (now_ms() - 3_600_000) / 1000 * 1000
+}
+
+fn all_samples(store: &MetricsStore, name: &str) -> Vec<Series> {
+    store
+        .select(&[eq("__name__", name)], i64::MIN, i64::MAX)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn append_select_and_metadata() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MetricsStore::open(opts(dir.path())).unwrap();
+    let t0 = base();
+    let mut b = batch(vec![
+        series(
+            "up",
+            "api",
+            &[(t0, 1.0), (t0 + 10_000, 0.0), (t0 + 20_000, stale_nan())],
+        ),
+        series("up", "db", &[(t0, 1.0)]),
+        series("http_requests_total", "api", &[(t0, 5.0)]),
+    ]);
+    b.metadata.push(MetricMetadata {
+        metric_family: "up".into(),
+        metric_type: MetricType::Gauge,
+        help: "target up".into(),
+        unit: String::new(),
+    });
+    let r = store.append(b).await.unwrap();
+    assert_eq!(r.accepted_samples, 5);
+    assert_eq!(r.rejected_total(), 0);
+
+    let got = all_samples(&store, "up");
+    assert_eq!(got.len(), 2);
+    assert_eq!(
+        got[0].labels,
+        Labels::from_pairs([("__name__", "up"), ("job", "api")])
+    );
+    assert_eq!(got[0].samples.len(), 3);
+    assert_eq!(got[0].samples[2].value.to_bits(), STALE_NAN_BITS);
+    let got = store
+        .select(&[eq("job", "api")], t0 + 5_000, t0 + 10_000)
+        .unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].samples, vec![Sample::new(t0 + 10_000, 0.0)]);
+    let ne = LabelMatcher::new("job", MatchOp::NotEqual, "api").unwrap();
+    assert_eq!(store.select(&[ne], i64::MIN, i64::MAX).unwrap().len(), 1);
+
+    assert_eq!(
+        store.label_names(&[], i64::MIN, i64::MAX).unwrap(),
+        vec!["__name__", "job"]
+    );
+    assert_eq!(
+        store.label_values("job", &[], i64::MIN, i64::MAX).unwrap(),
+        vec!["api", "db"]
+    );
+    assert_eq!(
+        store
+            .label_values(
+                "job",
+                &[vec![eq("__name__", "http_requests_total")]],
+                i64::MIN,
+                i64::MAX
+            )
+            .unwrap(),
+        vec!["api"]
+    );
+    assert_eq!(
+        store
+            .series(&[vec![eq("__name__", "up")]], i64::MIN, i64::MAX)
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(store.series(&[], t0 + 15_000, i64::MAX).unwrap().len(), 1);
+    let md = store.metadata().unwrap();
+    assert_eq!(md.len(), 1);
+    assert_eq!(md[0].help, "target up");
+    let s = store.stats();
+    assert_eq!((s.series, s.head_samples), (3, 5));
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn ordering_policy_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MetricsStore::open(opts(dir.path())).unwrap();
+    let t0 = base();
+    store
+        .append(batch(vec![series("m", "a", &[(t0, 1.0), (t0 + 10, 2.0)])]))
+        .await
+        .unwrap();
+    let r = store
+        .append(batch(vec![series(
+            "m",
+            "a",
+            &[
+                (t0 + 5, 9.0),
+                (t0 + 10, 2.0),
+                (t0 + 10, 3.0),
+                (t0 + 20, 4.0),
+                (t0 + 15, 1.0),
+            ],
+        )]))
+        .await
+        .unwrap();
+    assert_eq!(r.accepted_samples, 1);
+    assert_eq!(r.duplicate_samples, 1);
+    assert_eq!(r.rejected_samples.get(&RejectReason::OutOfOrder), Some(&2));
+    assert_eq!(
+        r.rejected_samples.get(&RejectReason::DuplicateTimestamp),
+        Some(&1)
+    );
+    assert!(
+        r.first_rejection
+            .as_deref()
+            .is_some_and(|m| m.contains("m{job=\"a\"}")),
+        "{r:?}"
+    );
+    let got = all_samples(&store, "m");
+    let ts: Vec<i64> = got[0].samples.iter().map(|s| s.timestamp_ms - t0).collect();
+    assert_eq!(ts, vec![0, 10, 20]);
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn limits_reject_by_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts(dir.path());
+    o.limits = Limits {
+        max_labels_per_series: 3,
+        ..Limits::default()
+    };
+    let store = MetricsStore::open(o).unwrap();
+    let now = now_ms();
+    let too_many = crate::model::Series {
+        labels: Labels::from_pairs([("__name__", "x"), ("a", "1"), ("b", "2"), ("c", "3")]),
+        samples: vec![Sample::new(now, 1.0), Sample::new(now + 1, 1.0)],
+    };
+    let no_name = crate::model::Series {
+        labels: Labels::from_pairs([("job", "x")]),
+        samples: vec![Sample::new(now, 1.0)],
+    };
+    let r = store
+        .append(batch(vec![
+            too_many,
+            no_name,
+            series(
+                "ok",
+                "a",
+                &[
+                    (now - 8 * 24 * 3_600_000, 1.0),
+                    (now, 1.0),
+                    (now + 3_600_000, 1.0),
+                ],
+            ),
+            series("bad-name", "a", &[(now, 1.0)]),
+        ]))
+        .await
+        .unwrap();
+    assert_eq!(r.accepted_samples, 1);
+    assert_eq!(
+        r.rejected_samples.get(&RejectReason::TooManyLabels),
+        Some(&2)
+    );
+    assert_eq!(
+        r.rejected_samples.get(&RejectReason::MissingMetricName),
+        Some(&1)
+    );
+    assert_eq!(r.rejected_samples.get(&RejectReason::TooOld), Some(&1));
+    assert_eq!(
+        r.rejected_samples.get(&RejectReason::TooFarInFuture),
+        Some(&1)
+    );
+    assert_eq!(
+        r.rejected_samples.get(&RejectReason::InvalidLabelName),
+        Some(&1)
+    );
+    assert!(r
+        .first_rejection
+        .as_deref()
+        .is_some_and(|m| m.contains("max_labels_per_series (3)")));
+    // rejected series never enter the head
+    assert_eq!(store.stats().series, 1);
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn flush_then_query_across_block_and_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MetricsStore::open(opts(dir.path())).unwrap();
+    let t0 = base();
+    let first: Vec<(i64, f64)> = (0..300).map(|i| (t0 + i * 10_000, i as f64)).collect();
+    store
+        .append(batch(vec![
+            series("m", "a", &first),
+            series("m", "b", &first[..5]),
+        ]))
+        .await
+        .unwrap();
+    store.flush().await.unwrap();
+    let s = store.stats();
+    assert_eq!((s.blocks, s.block_samples, s.head_samples), (1, 305, 0));
+    assert!(s.block_bytes > 0);
+    let second: Vec<(i64, f64)> = (300..350).map(|i| (t0 + i * 10_000, i as f64)).collect();
+    let r = store
+        .append(batch(vec![series("m", "a", &second)]))
+        .await
+        .unwrap();
+    assert_eq!(r.accepted_samples, 50);
+    // order is still enforced against what went into the block
+    let r = store
+        .append(batch(vec![series(
+            "m",
+            "b",
+            &[(t0, 7.0), (t0 + 40_000, 7.0), (t0 + 40_000, 4.0)],
+        )]))
+        .await
+        .unwrap();
+    assert_eq!(r.rejected_samples.get(&RejectReason::OutOfOrder), Some(&1));
+    assert_eq!(
+        r.rejected_samples.get(&RejectReason::DuplicateTimestamp),
+        Some(&1)
+    );
+    assert_eq!(r.duplicate_samples, 1);
+
+    let got = all_samples(&store, "m");
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].samples.len(), 350);
+    assert!(got[0]
+        .samples
+        .iter()
+        .enumerate()
+        .all(|(i, s)| s.value == i as f64));
+    assert_eq!(got[1].samples.len(), 5);
+    let mid = store
+        .select(&[eq("job", "a")], t0 + 295 * 10_000, t0 + 304 * 10_000)
+        .unwrap();
+    assert_eq!(mid[0].samples.len(), 10);
+    // the covered WAL segments are gone
+    assert!(
+        store.wal.segments().len() <= 2,
+        "{:?}",
+        store.wal.segments()
+    );
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn restart_without_close_keeps_acknowledged_samples() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = base();
+    {
+        let store = MetricsStore::open(opts(dir.path())).unwrap();
+        for i in 0..20 {
+            let r = store
+                .append(batch(vec![
+                    series("m", "a", &[(t0 + i * 1000, i as f64)]),
+                    series("m", &format!("s{i}"), &[(t0, 1.0)]),
+                ]))
+                .await
+                .unwrap();
+            assert_eq!(r.accepted_samples, 2);
+            if i == 10 {
+                store.flush().await.unwrap();
+            }
+        }
+        drop(store); // no close: as after a kill, only what is in the WAL and blocks survives
+    }
+    let store = MetricsStore::open(opts(dir.path())).unwrap();
+    let got = store.select(&[eq("job", "a")], i64::MIN, i64::MAX).unwrap();
+    assert_eq!(got[0].samples.len(), 20);
+    assert!(got[0]
+        .samples
+        .iter()
+        .enumerate()
+        .all(|(i, s)| s.value == i as f64));
+    assert_eq!(all_samples(&store, "m").len(), 21);
+    // the newest timestamp survived the restart
+    let r = store
+        .append(batch(vec![
+            series("m", "a", &[(t0, 5.0)]),
+            series("m", "s3", &[(t0, 1.0)]),
+        ]))
+        .await
+        .unwrap();
+    assert_eq!(
+        r.rejected_samples.get(&RejectReason::OutOfOrder),
+        Some(&1),
+        "{r:?}"
+    );
+    assert_eq!(r.duplicate_samples, 1);
+    // a second restart after appending more still has everything
+    store
+        .append(batch(vec![series("m", "a", &[(t0 + 50_000, 50.0)])]))
+        .await
+        .unwrap();
+    drop(store);
+    let store = MetricsStore::open(opts(dir.path())).unwrap();
+    let got = store.select(&[eq("job", "a")], i64::MIN, i64::MAX).unwrap();
+    assert_eq!(got[0].samples.len(), 21);
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn crash_between_block_write_and_wal_removal_does_not_duplicate() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = base();
+    let wal_dir = dir.path().join("wal");
+    let saved = dir.path().join("wal-saved");
+    {
+        let store = MetricsStore::open(opts(dir.path())).unwrap();
+        let samples: Vec<(i64, f64)> = (0..100).map(|i| (t0 + i * 1000, i as f64)).collect();
+        store
+            .append(batch(vec![series("m", "a", &samples)]))
+            .await
+            .unwrap();
+        std::fs::create_dir_all(&saved).unwrap();
+        for e in std::fs::read_dir(&wal_dir).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), saved.join(e.file_name())).unwrap();
+        }
+        store.flush().await.unwrap();
+        drop(store);
+    }
+    // put the deleted segments back and forget the sled record: the state right after the
+    // block rename, before the WAL cleanup
+    for e in std::fs::read_dir(&saved).unwrap() {
+        let e = e.unwrap();
+        let target = wal_dir.join(e.file_name());
+        if !target.exists() {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+    {
+        let db = sled::open(dir.path().join("meta.sled")).unwrap();
+        db.open_tree(STATE_TREE)
+            .unwrap()
+            .remove(STATE_WAL_COVERED)
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let store = MetricsStore::open(opts(dir.path())).unwrap();
+    assert_eq!(
+        store.stats().head_samples,
+        0,
+        "covered segments must not be replayed"
+    );
+    let got = all_samples(&store, "m");
+    assert_eq!(got[0].samples.len(), 100);
+    assert!(
+        store.wal.segments().iter().all(|&s| s > 1),
+        "{:?}",
+        store.wal.segments()
+    );
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn retention_deletes_old_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts(dir.path());
+    o.retention = Duration::from_secs(3600);
+    let store = MetricsStore::open(o).unwrap();
+    let old = now_ms() - 3 * 3_600_000;
+    store
+        .append(batch(vec![series("m", "old", &[(old, 1.0)])]))
+        .await
+        .unwrap();
+    store.flush().await.unwrap();
+    store
+        .append(batch(vec![series("m", "new", &[(now_ms(), 1.0)])]))
+        .await
+        .unwrap();
+    store.flush().await.unwrap();
+    assert_eq!(store.stats().blocks, 2);
+    assert_eq!(store.apply_retention().await.unwrap(), 1);
+    assert_eq!(store.stats().blocks, 1);
+    let got = all_samples(&store, "m");
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].labels.get("job"), Some("new"));
+    let left = std::fs::read_dir(dir.path().join("blocks"))
+        .unwrap()
+        .count();
+    assert_eq!(left, 1);
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn closed_store_refuses_appends_and_background_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts(dir.path());
+    o.flush_interval = Duration::from_millis(20);
+    let store = MetricsStore::open(o).unwrap();
+    let bg = store.spawn_background();
+    store
+        .append(batch(vec![series("m", "a", &[(now_ms(), 1.0)])]))
+        .await
+        .unwrap();
+    for _ in 0..100 {
+        if store.stats().blocks > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(store.stats().blocks, 1, "background flush wrote a block");
+    store.close().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), bg)
+        .await
+        .unwrap()
+        .unwrap();
+    let err = store
+        .append(batch(vec![series("m", "a", &[(now_ms(), 1.0)])]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), crate::ErrorKind::Unavailable);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_appenders_replay_in_apply_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = base();
+    let store = MetricsStore::open(opts(dir.path())).unwrap();
+    let mut tasks = Vec::new();
+    for w in 0..8i64 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut accepted = 0;
+            for i in 0..50i64 {
+                // every writer hits the shared series; only increasing timestamps get in
+                let t = t0 + i * 100 + w;
+                let r = store
+                    .append(batch(vec![
+                        series("shared", "x", &[(t, w as f64)]),
+                        series("own", &w.to_string(), &[(t, 1.0)]),
+                    ]))
+                    .await
+                    .unwrap();
+                accepted += r.accepted_samples;
+            }
+            accepted
+        }));
+    }
+    let mut accepted = 0;
+    for t in tasks {
+        accepted += t.await.unwrap();
+    }
+    let before: Vec<Series> = store.select(&[], i64::MIN, i64::MAX).unwrap();
+    let total: usize = before.iter().map(|s| s.samples.len()).sum();
+    assert_eq!(total as u64, accepted);
+    drop(store);
+    let store = MetricsStore::open(opts(dir.path())).unwrap();
+    let after = store.select(&[], i64::MIN, i64::MAX).unwrap();
+    assert_eq!(before, after);
+    store.close().await.unwrap();
+}
