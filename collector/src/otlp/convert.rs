@@ -529,7 +529,13 @@ fn number_point(
     let Some(ts) = point_time(p.time_unix_nano, metric, out) else {
         return;
     };
-    let labels = series_labels(&point_labels(&p.attributes, scope_labels), family, None);
+    // one series per point: build and sort its label set exactly once; later entries win
+    // over same-named earlier ones, so scope/identity beat attributes and the name beats all
+    let mut labels = sanitize_attributes(p.attributes.iter());
+    labels.reserve(scope_labels.len() + 1);
+    labels.extend(scope_labels.iter().cloned());
+    labels.push(Label::new(METRIC_NAME_LABEL, family));
+    let labels = Labels::new(labels);
     if is_no_recorded_value(p.flags) {
         out.push(labels, ts, stale_nan());
         return;

@@ -383,3 +383,44 @@ async fn unknown_content_encoding_is_refused() {
     let resp = app.oneshot(req).await.unwrap();
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn export_into_the_real_store_reads_back() {
+    use store::{LabelMatcher, MatchOp, MetricsQuerier};
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        store::MetricsStore::open(store::config::MetricsStoreOptions::new(dir.path())).unwrap();
+    let now_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let mut req = gauge_request("real.store.gauge", 42.0);
+    let point = match &mut req.resource_metrics[0].scope_metrics[0].metrics[0].data {
+        Some(opentelemetry_proto::tonic::metrics::v1::metric::Data::Gauge(g)) => {
+            &mut g.data_points[0]
+        }
+        _ => unreachable!("gauge_request builds a gauge"),
+    };
+    point.time_unix_nano = now_ns;
+    let app = router(store.clone(), IngestLimits::default());
+    let resp = app
+        .oneshot(
+            Request::post("/v1/metrics")
+                .header(header::CONTENT_TYPE, PROTOBUF)
+                .body(Body::from(req.encode_to_vec()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let ms = (now_ns / 1_000_000) as i64;
+    let m = LabelMatcher::new("__name__", MatchOp::Equal, "real_store_gauge").unwrap();
+    let got = store.select(&[m], ms - 1, ms + 1).unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        got[0].labels.to_string(),
+        "real_store_gauge{attr=\"v\", job=\"svc\"}"
+    );
+    assert_eq!(got[0].samples, vec![store::Sample::new(ms, 42.0)]);
+    store.close().await.unwrap();
+}
