@@ -1,0 +1,1069 @@
+//! Lookout's configuration: YAML file -> raw serde structs (unknown keys are errors) ->
+//! validated [`Config`]. Precedence: built-in defaults < file < `LOOKOUT_*` environment <
+//! command-line flags. Validation collects every problem before reporting, each with the
+//! line it was found on where that can be known.
+//!
+//! Each top-level section is deserialised on its own (and each scrape job on its own), so
+//! one mistake does not hide the next.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use collector::scrape::{ScrapeConfig, ScrapeGlobal};
+use collector::IngestLimits;
+use serde::Deserialize;
+use serde_yaml::Value;
+use store::config::{FsyncPolicy, Limits};
+use store::duration::PromDuration;
+
+/// A token or password: never printed, not even by `Debug`.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<secret>")
+    }
+}
+
+// ---- raw file shapes -------------------------------------------------------------------
+
+const TOP_LEVEL_KEYS: [&str; 7] = [
+    "server",
+    "storage",
+    "limits",
+    "global",
+    "scrape_configs",
+    "rule_files",
+    "alerting",
+];
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    http_addr: Option<String>,
+    otlp_grpc_addr: Option<String>,
+    otlp_http_addr: Option<String>,
+    external_url: Option<String>,
+    #[serde(default)]
+    auth: RawAuth,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    #[serde(default)]
+    ingest_tokens: Vec<Secret>,
+    #[serde(default)]
+    query_tokens: Vec<Secret>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStorage {
+    data_dir: Option<PathBuf>,
+    #[serde(default)]
+    metrics: RawMetricsTier,
+    #[serde(default)]
+    logs: RawTier,
+    #[serde(default)]
+    traces: RawTier,
+    archive: Option<ArchiveConfig>,
+    #[serde(default)]
+    wal: RawWal,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTier {
+    warm_for: Option<PromDuration>,
+    archive_for: Option<PromDuration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetricsTier {
+    warm_for: Option<PromDuration>,
+    archive_for: Option<PromDuration>,
+    flush_interval: Option<PromDuration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWal {
+    fsync: Option<FsyncMode>,
+    fsync_interval: Option<PromDuration>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum FsyncMode {
+    Always,
+    Interval,
+    Never,
+}
+
+/// Where data older than `warm_for` goes.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum ArchiveConfig {
+    /// Parquet files under `path` (default `<data_dir>/archive`).
+    Local { path: Option<PathBuf> },
+    /// An S3-compatible object store.
+    S3 {
+        endpoint: Option<String>,
+        bucket: String,
+        #[serde(default)]
+        prefix: String,
+        region: Option<String>,
+    },
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_request_body_bytes: Option<usize>,
+    max_labels_per_series: Option<usize>,
+    max_label_name_length: Option<usize>,
+    max_label_value_length: Option<usize>,
+    max_sample_age: Option<PromDuration>,
+    max_future: Option<PromDuration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGlobal {
+    scrape_interval: Option<PromDuration>,
+    scrape_timeout: Option<PromDuration>,
+    evaluation_interval: Option<PromDuration>,
+    #[serde(default)]
+    external_labels: BTreeMap<String, String>,
+}
+
+/// Keys accepted in `alerting:` (Alertmanager's configuration file), checked loosely until
+/// the alerter is built.
+const ALERTING_KEYS: [&str; 7] = [
+    "global",
+    "route",
+    "receivers",
+    "inhibit_rules",
+    "templates",
+    "time_intervals",
+    "mute_time_intervals",
+];
+
+// ---- validated config ------------------------------------------------------------------
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub limits: LimitsConfig,
+    pub global: GlobalConfig,
+    pub scrape_configs: Vec<ScrapeConfig>,
+    /// Rule files as written (globs relative to the config file's directory).
+    pub rule_files: Vec<String>,
+    /// Accepted, not yet evaluated.
+    pub alerting: Option<Value>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServerConfig {
+    pub http_addr: SocketAddr,
+    pub otlp_grpc_addr: SocketAddr,
+    pub otlp_http_addr: SocketAddr,
+    pub external_url: Option<String>,
+    pub ingest_tokens: Vec<Secret>,
+    pub query_tokens: Vec<Secret>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Retention {
+    pub warm_for: Duration,
+    pub archive_for: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct StorageConfig {
+    pub data_dir: PathBuf,
+    pub metrics: Retention,
+    pub metrics_flush_interval: Duration,
+    pub logs: Retention,
+    pub traces: Retention,
+    pub archive: ArchiveConfig,
+    pub fsync: FsyncPolicy,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct LimitsConfig {
+    pub ingest: IngestLimits,
+    pub store: Limits,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct GlobalConfig {
+    pub scrape_interval: Duration,
+    pub scrape_timeout: Duration,
+    pub evaluation_interval: Duration,
+    pub external_labels: BTreeMap<String, String>,
+}
+
+impl GlobalConfig {
+    pub fn scrape_global(&self) -> ScrapeGlobal {
+        ScrapeGlobal {
+            scrape_interval: self.scrape_interval,
+            scrape_timeout: self.scrape_timeout,
+            ..ScrapeGlobal::default()
+        }
+    }
+}
+
+/// One configuration problem.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// 1-based line in the config file, when known.
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+/// Every problem found in one config file.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", self.render())]
+pub struct ConfigErrors {
+    pub file: Option<PathBuf>,
+    pub errors: Vec<ConfigError>,
+}
+
+impl ConfigErrors {
+    /// `FILE:LINE: message`, one per line.
+    pub fn render(&self) -> String {
+        let file = self
+            .file
+            .as_ref()
+            .map_or("<defaults>".to_string(), |f| f.display().to_string());
+        self.errors
+            .iter()
+            .map(|e| match e.line {
+                Some(line) => format!("{file}:{line}: {}", e.message),
+                None => format!("{file}: {}", e.message),
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// Overrides from the environment or the command line; `None` leaves the file's value.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+    pub http_addr: Option<String>,
+    pub otlp_grpc_addr: Option<String>,
+    pub otlp_http_addr: Option<String>,
+    pub ingest_tokens: Option<Vec<Secret>>,
+    pub query_tokens: Option<Vec<Secret>>,
+}
+
+impl Overrides {
+    /// `LOOKOUT_*` variables, read through `get` so tests need not touch the process
+    /// environment.
+    pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Self {
+        let tokens = |name: &str| {
+            get(name).map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .map(Secret::new)
+                    .collect()
+            })
+        };
+        Overrides {
+            data_dir: get("LOOKOUT_DATA_DIR")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from),
+            http_addr: get("LOOKOUT_HTTP_ADDR").filter(|v| !v.is_empty()),
+            otlp_grpc_addr: get("LOOKOUT_OTLP_GRPC_ADDR").filter(|v| !v.is_empty()),
+            otlp_http_addr: get("LOOKOUT_OTLP_HTTP_ADDR").filter(|v| !v.is_empty()),
+            ingest_tokens: tokens("LOOKOUT_INGEST_TOKENS"),
+            query_tokens: tokens("LOOKOUT_QUERY_TOKENS"),
+        }
+    }
+
+    /// `other` wins where it sets a value.
+    pub fn then(self, other: Overrides) -> Overrides {
+        Overrides {
+            data_dir: other.data_dir.or(self.data_dir),
+            http_addr: other.http_addr.or(self.http_addr),
+            otlp_grpc_addr: other.otlp_grpc_addr.or(self.otlp_grpc_addr),
+            otlp_http_addr: other.otlp_http_addr.or(self.otlp_http_addr),
+            ingest_tokens: other.ingest_tokens.or(self.ingest_tokens),
+            query_tokens: other.query_tokens.or(self.query_tokens),
+        }
+    }
+}
+
+/// Reads and validates a config file (or the defaults when `path` is `None`).
+pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigErrors> {
+    let text = match path {
+        None => String::new(),
+        Some(p) => std::fs::read_to_string(p).map_err(|e| ConfigErrors {
+            file: Some(p.to_path_buf()),
+            errors: vec![ConfigError {
+                line: None,
+                message: format!("cannot read config file: {e}"),
+            }],
+        })?,
+    };
+    let base_dir = path
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    parse(&text, &base_dir, overrides).map_err(|errors| ConfigErrors {
+        file: path.map(Path::to_path_buf),
+        errors,
+    })
+}
+
+/// Finds the first line at or after `from` (1-based) that mentions `needle` as a key or
+/// value; serde_yaml keeps no positions once a document is a [`Value`], so errors found
+/// while converting sections are located by what they name.
+fn locate(text: &str, needle: &str, from: Option<usize>) -> Option<usize> {
+    if needle.is_empty() {
+        return None;
+    }
+    let start = from.unwrap_or(1).saturating_sub(1);
+    text.lines()
+        .enumerate()
+        .skip(start)
+        .find(|(_, l)| {
+            let code = l.split(" #").next().unwrap_or("");
+            code.contains(needle)
+        })
+        .map(|(i, _)| i + 1)
+}
+
+/// The line of a top-level key (`key:` at column 0, or `"key":` in JSON).
+fn top_level_line(text: &str, key: &str) -> Option<usize> {
+    text.lines()
+        .position(|l| {
+            let t = l.trim_start_matches(['{', ' ']);
+            t.starts_with(&format!("{key}:")) || t.starts_with(&format!("\"{key}\""))
+        })
+        .map(|i| i + 1)
+}
+
+/// Picks what a serde message names (a backquoted field or a quoted value) to find its line.
+fn message_needle(message: &str) -> Option<String> {
+    if let Some(rest) = message.split_once("unknown field `").map(|(_, r)| r) {
+        return rest.split('`').next().map(str::to_string);
+    }
+    if let Some(rest) = message.split_once("unknown variant `").map(|(_, r)| r) {
+        return rest.split('`').next().map(str::to_string);
+    }
+    if let Some(rest) = message.split_once('"').map(|(_, r)| r) {
+        return rest.split('"').next().map(str::to_string);
+    }
+    None
+}
+
+struct Collector<'a> {
+    text: &'a str,
+    errors: Vec<ConfigError>,
+}
+
+impl Collector<'_> {
+    fn push(&mut self, line: Option<usize>, message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            line,
+            message: message.into(),
+        });
+    }
+
+    /// Deserialises one section, recording its error (located near `section_line`).
+    fn section<T: Default + for<'de> Deserialize<'de>>(
+        &mut self,
+        name: &str,
+        value: Option<&Value>,
+        section_line: Option<usize>,
+    ) -> T {
+        match value {
+            None | Some(Value::Null) => T::default(),
+            Some(v) => match serde_yaml::from_value::<T>(v.clone()) {
+                Ok(t) => t,
+                Err(e) => {
+                    let message = e.to_string();
+                    let line = message_needle(&message)
+                        .and_then(|n| locate(self.text, &n, section_line))
+                        .or(section_line);
+                    self.push(line, format!("{name}: {message}"));
+                    T::default()
+                }
+            },
+        }
+    }
+}
+
+fn parse_addr(
+    c: &mut Collector<'_>,
+    key: &str,
+    value: Option<String>,
+    default: &str,
+    section_line: Option<usize>,
+) -> SocketAddr {
+    let text = value.unwrap_or_else(|| default.to_string());
+    match text.parse::<SocketAddr>() {
+        Ok(a) => a,
+        Err(_) => {
+            let line = locate(c.text, &text, section_line).or(section_line);
+            c.push(
+                line,
+                format!("server.{key}: {text:?} is not a valid listen address (expected IP:PORT, e.g. 127.0.0.1:9800)"),
+            );
+            // a placeholder so the rest still validates; the error above fails the load
+            SocketAddr::from(([127, 0, 0, 1], 0))
+        }
+    }
+}
+
+fn parse(text: &str, base_dir: &Path, overrides: &Overrides) -> Result<Config, Vec<ConfigError>> {
+    let doc: Value = if text.trim().is_empty() {
+        Value::Null
+    } else {
+        serde_yaml::from_str(text).map_err(|e| {
+            vec![ConfigError {
+                line: e.location().map(|l| l.line()),
+                message: e.to_string(),
+            }]
+        })?
+    };
+    let mut c = Collector {
+        text,
+        errors: Vec::new(),
+    };
+    let empty = serde_yaml::Mapping::new();
+    let map = match &doc {
+        Value::Null => &empty,
+        Value::Mapping(m) => m,
+        _ => {
+            return Err(vec![ConfigError {
+                line: Some(1),
+                message: "the config file must be a mapping of sections (server, storage, ...)"
+                    .into(),
+            }])
+        }
+    };
+    for key in map.keys() {
+        let name = key.as_str().unwrap_or("");
+        if !TOP_LEVEL_KEYS.contains(&name) {
+            let line = top_level_line(text, name);
+            c.push(
+                line,
+                format!(
+                    "unknown top-level key {name:?}; expected one of {}",
+                    TOP_LEVEL_KEYS.join(", ")
+                ),
+            );
+        }
+    }
+    let line_of = |k: &str| top_level_line(text, k);
+
+    let server: RawServer = c.section("server", map.get("server"), line_of("server"));
+    let storage: RawStorage = c.section("storage", map.get("storage"), line_of("storage"));
+    let limits: RawLimits = c.section("limits", map.get("limits"), line_of("limits"));
+    let global: RawGlobal = c.section("global", map.get("global"), line_of("global"));
+
+    let server_line = line_of("server");
+    let server = ServerConfig {
+        http_addr: parse_addr(
+            &mut c,
+            "http_addr",
+            overrides.http_addr.clone().or(server.http_addr),
+            "127.0.0.1:9800",
+            server_line,
+        ),
+        otlp_grpc_addr: parse_addr(
+            &mut c,
+            "otlp_grpc_addr",
+            overrides.otlp_grpc_addr.clone().or(server.otlp_grpc_addr),
+            "127.0.0.1:4317",
+            server_line,
+        ),
+        otlp_http_addr: parse_addr(
+            &mut c,
+            "otlp_http_addr",
+            overrides.otlp_http_addr.clone().or(server.otlp_http_addr),
+            "127.0.0.1:4318",
+            server_line,
+        ),
+        external_url: server.external_url,
+        ingest_tokens: overrides
+            .ingest_tokens
+            .clone()
+            .unwrap_or(server.auth.ingest_tokens),
+        query_tokens: overrides
+            .query_tokens
+            .clone()
+            .unwrap_or(server.auth.query_tokens),
+    };
+    if let Some(url) = &server.external_url {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            c.push(
+                locate(text, url, server_line),
+                format!("server.external_url: {url:?} must start with http:// or https://"),
+            );
+        }
+    }
+    for (kind, tokens) in [
+        ("ingest_tokens", &server.ingest_tokens),
+        ("query_tokens", &server.query_tokens),
+    ] {
+        if tokens.iter().any(|t| t.expose().trim().is_empty()) {
+            c.push(
+                locate(text, kind, server_line),
+                format!("server.auth.{kind}: tokens must not be empty"),
+            );
+        }
+    }
+
+    let storage_line = line_of("storage");
+    let fsync = match (
+        storage.wal.fsync.unwrap_or(FsyncMode::Always),
+        storage.wal.fsync_interval,
+    ) {
+        (FsyncMode::Always, _) => FsyncPolicy::Always,
+        (FsyncMode::Never, _) => FsyncPolicy::Never,
+        (FsyncMode::Interval, d) => {
+            let d = d.map_or(Duration::from_secs(1), Duration::from);
+            if d.is_zero() {
+                c.push(
+                    locate(text, "fsync_interval", storage_line),
+                    "storage.wal.fsync_interval must be greater than 0",
+                );
+            }
+            FsyncPolicy::Interval(d)
+        }
+    };
+    let tier = |t: &RawTier, warm: u64, archive: u64| Retention {
+        warm_for: t
+            .warm_for
+            .map_or(Duration::from_secs(warm * 86_400), Duration::from),
+        archive_for: t
+            .archive_for
+            .map_or(Duration::from_secs(archive * 86_400), Duration::from),
+    };
+    let metrics_tier = RawTier {
+        warm_for: storage.metrics.warm_for,
+        archive_for: storage.metrics.archive_for,
+    };
+    let storage = StorageConfig {
+        data_dir: overrides
+            .data_dir
+            .clone()
+            .or(storage.data_dir)
+            .unwrap_or_else(|| PathBuf::from("./data")),
+        metrics: tier(&metrics_tier, 15, 400),
+        metrics_flush_interval: storage
+            .metrics
+            .flush_interval
+            .map_or(Duration::from_secs(2 * 3600), Duration::from),
+        logs: tier(&storage.logs, 7, 90),
+        traces: tier(&storage.traces, 7, 30),
+        archive: storage
+            .archive
+            .unwrap_or(ArchiveConfig::Local { path: None }),
+        fsync,
+    };
+    for (signal, r) in [
+        ("metrics", &storage.metrics),
+        ("logs", &storage.logs),
+        ("traces", &storage.traces),
+    ] {
+        if r.warm_for.is_zero() {
+            c.push(
+                storage_line,
+                format!("storage.{signal}.warm_for must be greater than 0"),
+            );
+        }
+    }
+    if storage.metrics_flush_interval < Duration::from_secs(1) {
+        c.push(
+            locate(text, "flush_interval", storage_line),
+            "storage.metrics.flush_interval must be at least 1s",
+        );
+    }
+    if storage.data_dir.as_os_str().is_empty() {
+        c.push(
+            locate(text, "data_dir", storage_line),
+            "storage.data_dir must not be empty",
+        );
+    }
+
+    let defaults = Limits::default();
+    let limits_line = line_of("limits");
+    let limits = LimitsConfig {
+        ingest: IngestLimits {
+            max_request_body_bytes: limits
+                .max_request_body_bytes
+                .unwrap_or(IngestLimits::default().max_request_body_bytes),
+        },
+        store: Limits {
+            max_labels_per_series: limits
+                .max_labels_per_series
+                .unwrap_or(defaults.max_labels_per_series),
+            max_label_name_length: limits
+                .max_label_name_length
+                .unwrap_or(defaults.max_label_name_length),
+            max_label_value_length: limits
+                .max_label_value_length
+                .unwrap_or(defaults.max_label_value_length),
+            max_sample_age: limits
+                .max_sample_age
+                .map_or(defaults.max_sample_age, Duration::from),
+            max_future: limits
+                .max_future
+                .map_or(defaults.max_future, Duration::from),
+        },
+    };
+    for (key, v) in [
+        (
+            "max_request_body_bytes",
+            limits.ingest.max_request_body_bytes,
+        ),
+        ("max_labels_per_series", limits.store.max_labels_per_series),
+        ("max_label_name_length", limits.store.max_label_name_length),
+        (
+            "max_label_value_length",
+            limits.store.max_label_value_length,
+        ),
+    ] {
+        if v == 0 {
+            c.push(
+                locate(text, key, limits_line),
+                format!("limits.{key} must be greater than 0"),
+            );
+        }
+    }
+
+    let global_line = line_of("global");
+    let scrape_interval = global
+        .scrape_interval
+        .map_or(Duration::from_secs(15), Duration::from);
+    let global = GlobalConfig {
+        scrape_interval,
+        scrape_timeout: global
+            .scrape_timeout
+            .map_or(Duration::from_secs(10).min(scrape_interval), Duration::from),
+        evaluation_interval: global
+            .evaluation_interval
+            .map_or(Duration::from_secs(15), Duration::from),
+        external_labels: global.external_labels,
+    };
+    if global.scrape_interval.is_zero() {
+        c.push(
+            locate(text, "scrape_interval", global_line),
+            "global.scrape_interval must be greater than 0",
+        );
+    }
+    if global.scrape_timeout > global.scrape_interval {
+        c.push(
+            locate(text, "scrape_timeout", global_line),
+            format!(
+                "global.scrape_timeout ({}) is greater than global.scrape_interval ({})",
+                PromDuration(global.scrape_timeout),
+                PromDuration(global.scrape_interval)
+            ),
+        );
+    }
+    for name in global.external_labels.keys() {
+        if !valid_label_name(name) {
+            c.push(
+                locate(text, name, global_line),
+                format!("global.external_labels: {name:?} is not a valid label name"),
+            );
+        }
+    }
+
+    let scrape_configs = scrape_configs(
+        &mut c,
+        map.get("scrape_configs"),
+        line_of("scrape_configs"),
+        &global,
+    );
+    let rule_files = rule_files(
+        &mut c,
+        map.get("rule_files"),
+        line_of("rule_files"),
+        base_dir,
+    );
+    let alerting = alerting(&mut c, map.get("alerting"), line_of("alerting"));
+
+    if c.errors.is_empty() {
+        Ok(Config {
+            server,
+            storage,
+            limits,
+            global,
+            scrape_configs,
+            rule_files,
+            alerting,
+        })
+    } else {
+        Err(c.errors)
+    }
+}
+
+fn valid_label_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|ch| ch.is_ascii_alphabetic() || ch == '_')
+        && chars.all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+}
+
+fn scrape_configs(
+    c: &mut Collector<'_>,
+    value: Option<&Value>,
+    section_line: Option<usize>,
+    global: &GlobalConfig,
+) -> Vec<ScrapeConfig> {
+    let items = match value {
+        None | Some(Value::Null) => return Vec::new(),
+        Some(Value::Sequence(items)) => items,
+        Some(_) => {
+            c.push(section_line, "scrape_configs must be a list of jobs");
+            return Vec::new();
+        }
+    };
+    let mut configs = Vec::new();
+    let mut cursor = section_line;
+    for (i, item) in items.iter().enumerate() {
+        let job = item.get("job_name").and_then(Value::as_str).unwrap_or("");
+        // each job is located from its job_name line, so errors point into the right job
+        let job_line = locate(c.text, &format!("job_name: {job}"), cursor)
+            .or_else(|| locate(c.text, job, cursor))
+            .or(cursor);
+        cursor = job_line.map(|l| l + 1).or(cursor);
+        match serde_yaml::from_value::<ScrapeConfig>(item.clone()) {
+            Ok(cfg) => configs.push(cfg),
+            Err(e) => {
+                let message = e.to_string();
+                let line = message_needle(&message)
+                    .and_then(|n| locate(c.text, &n, job_line))
+                    .or(job_line);
+                c.push(
+                    line,
+                    format!("scrape_configs[{i}] (job {job:?}): {message}"),
+                );
+            }
+        }
+    }
+    for message in collector::scrape::validate(&configs, &global.scrape_global()) {
+        // validate names the job; point at its job_name line
+        let job = message
+            .split_once("(job \"")
+            .and_then(|(_, r)| r.split('"').next())
+            .unwrap_or("");
+        let line = if job.is_empty() {
+            section_line
+        } else {
+            locate(c.text, job, section_line)
+        };
+        c.push(line, message);
+    }
+    configs
+}
+
+fn rule_files(
+    c: &mut Collector<'_>,
+    value: Option<&Value>,
+    section_line: Option<usize>,
+    base_dir: &Path,
+) -> Vec<String> {
+    let patterns: Vec<String> = match value {
+        None | Some(Value::Null) => return Vec::new(),
+        Some(v) => match serde_yaml::from_value(v.clone()) {
+            Ok(p) => p,
+            Err(e) => {
+                c.push(
+                    section_line,
+                    format!("rule_files must be a list of file names or globs: {e}"),
+                );
+                return Vec::new();
+            }
+        },
+    };
+    for pattern in &patterns {
+        let line = locate(c.text, pattern, section_line).or(section_line);
+        match expand_glob(base_dir, pattern) {
+            Err(e) => c.push(line, format!("rule_files: {pattern:?}: {e}")),
+            Ok(files) => {
+                for file in files {
+                    if let Err(e) = check_rule_file(&file) {
+                        c.push(line, format!("rule_files: {}: {e}", file.display()));
+                    }
+                }
+            }
+        }
+    }
+    patterns
+}
+
+/// Expands a rule-file pattern: `*` and `?` in the file name only, as Prometheus's common
+/// use (`rules/*.yaml`). A pattern without wildcards must name an existing file; a glob
+/// may match nothing.
+fn expand_glob(base_dir: &Path, pattern: &str) -> Result<Vec<PathBuf>, String> {
+    let path = base_dir.join(pattern);
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if !name.contains(['*', '?']) {
+        return if path.is_file() {
+            Ok(vec![path])
+        } else {
+            Err(format!(
+                "rule file {} does not exist or is not a file",
+                path.display()
+            ))
+        };
+    }
+    let dir = path.parent().unwrap_or(base_dir);
+    if dir.to_str().is_some_and(|d| d.contains(['*', '?'])) {
+        return Err("wildcards are supported in the file name only".into());
+    }
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(_) => return Ok(Vec::new()),
+    };
+    let mut out: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| wildcard_match(name, n))
+        })
+        .filter(|p| p.is_file())
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+fn wildcard_match(pattern: &str, name: &str) -> bool {
+    fn go(p: &[char], n: &[char]) -> bool {
+        match p.split_first() {
+            None => n.is_empty(),
+            Some(('*', rest)) => (0..=n.len()).any(|i| go(rest, &n[i..])),
+            Some(('?', rest)) => !n.is_empty() && go(rest, &n[1..]),
+            Some((ch, rest)) => n.first() == Some(ch) && go(rest, &n[1..]),
+        }
+    }
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    go(&p, &n)
+}
+
+/// Loose shape check of a Prometheus rule file until rules are evaluated: readable YAML
+/// with a `groups` list whose entries have a `name` and `rules`.
+fn check_rule_file(path: &Path) -> Result<(), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read rule file: {e}"))?;
+    let doc: Value = serde_yaml::from_str(&text).map_err(|e| format!("not valid YAML: {e}"))?;
+    let groups = match doc.get("groups") {
+        Some(Value::Sequence(g)) => g,
+        Some(Value::Null) | None if text.trim().is_empty() => return Ok(()),
+        _ => return Err("a rule file must have a `groups` list".into()),
+    };
+    for (i, g) in groups.iter().enumerate() {
+        if g.get("name").and_then(Value::as_str).is_none() {
+            return Err(format!("groups[{i}] has no name"));
+        }
+        if !matches!(g.get("rules"), Some(Value::Sequence(_)) | None) {
+            return Err(format!("groups[{i}].rules must be a list"));
+        }
+    }
+    Ok(())
+}
+
+fn alerting(
+    c: &mut Collector<'_>,
+    value: Option<&Value>,
+    section_line: Option<usize>,
+) -> Option<Value> {
+    match value {
+        None | Some(Value::Null) => None,
+        Some(Value::Mapping(m)) => {
+            for key in m.keys() {
+                let name = key.as_str().unwrap_or("");
+                if !ALERTING_KEYS.contains(&name) {
+                    let line = locate(c.text, name, section_line).or(section_line);
+                    c.push(
+                        line,
+                        format!(
+                            "alerting: unknown key {name:?}; expected one of {}",
+                            ALERTING_KEYS.join(", ")
+                        ),
+                    );
+                }
+            }
+            if let Some(receivers) = m.get("receivers") {
+                let ok = receivers.as_sequence().is_some_and(|r| {
+                    r.iter()
+                        .all(|x| x.get("name").and_then(Value::as_str).is_some())
+                });
+                if !ok {
+                    c.push(
+                        section_line,
+                        "alerting.receivers must be a list of receivers, each with a name",
+                    );
+                }
+            }
+            Some(Value::Mapping(m.clone()))
+        }
+        Some(_) => {
+            c.push(
+                section_line,
+                "alerting must be a mapping (Alertmanager's configuration)",
+            );
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_ok(text: &str) -> Config {
+        match parse(text, Path::new("."), &Overrides::default()) {
+            Ok(c) => c,
+            Err(e) => panic!("config should be valid: {e:?}"),
+        }
+    }
+
+    fn parse_err(text: &str) -> Vec<ConfigError> {
+        match parse(text, Path::new("."), &Overrides::default()) {
+            Ok(_) => panic!("config should be invalid:\n{text}"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = parse_ok("");
+        assert_eq!(c.server.http_addr.to_string(), "127.0.0.1:9800");
+        assert_eq!(c.server.otlp_grpc_addr.to_string(), "127.0.0.1:4317");
+        assert_eq!(c.server.otlp_http_addr.to_string(), "127.0.0.1:4318");
+        assert_eq!(c.storage.data_dir, PathBuf::from("./data"));
+        assert_eq!(c.storage.fsync, FsyncPolicy::Always);
+        assert_eq!(c.global.scrape_interval, Duration::from_secs(15));
+        assert!(c.server.query_tokens.is_empty());
+    }
+
+    #[test]
+    fn every_error_is_reported_with_its_line() {
+        let errors = parse_err(
+            "server:\n  htp_addr: 1.2.3.4:5\nglobal:\n  scrape_interval: 5x\nbogus: 1\nstorage:\n  wal: { fsync: sometimes }\n",
+        );
+        let lines: Vec<Option<usize>> = errors.iter().map(|e| e.line).collect();
+        assert_eq!(errors.len(), 4, "{errors:?}");
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.message.contains("htp_addr") && e.line == Some(2)),
+            "{errors:?}"
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.message.contains("5x") && e.line == Some(4)),
+            "{errors:?}"
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.message.contains("bogus") && e.line == Some(5)),
+            "{lines:?}"
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.message.contains("sometimes") && e.line == Some(7)),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn syntax_errors_carry_a_line() {
+        let errors = parse_err("server:\n  http_addr: [\n");
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].line.is_some());
+    }
+
+    #[test]
+    fn bad_address_is_named() {
+        let errors = parse_err("server:\n  http_addr: nowhere\n");
+        assert_eq!(errors[0].line, Some(2));
+        assert!(errors[0]
+            .message
+            .contains("\"nowhere\" is not a valid listen address"));
+    }
+
+    #[test]
+    fn precedence_defaults_file_env_flags() {
+        let text = "server:\n  http_addr: 127.0.0.1:1111\n  otlp_http_addr: 127.0.0.1:2222\n";
+        let env = Overrides::from_env(|k| match k {
+            "LOOKOUT_HTTP_ADDR" => Some("127.0.0.1:3333".into()),
+            "LOOKOUT_OTLP_GRPC_ADDR" => Some("127.0.0.1:4444".into()),
+            "LOOKOUT_QUERY_TOKENS" => Some("a, b,".into()),
+            _ => None,
+        });
+        let flags = Overrides {
+            otlp_grpc_addr: Some("127.0.0.1:5555".into()),
+            ..Overrides::default()
+        };
+        let c = match parse(text, Path::new("."), &env.then(flags)) {
+            Ok(c) => c,
+            Err(e) => panic!("{e:?}"),
+        };
+        assert_eq!(c.server.http_addr.port(), 3333);
+        assert_eq!(c.server.otlp_http_addr.port(), 2222);
+        assert_eq!(c.server.otlp_grpc_addr.port(), 5555);
+        assert_eq!(
+            c.server.query_tokens,
+            vec![Secret::new("a"), Secret::new("b")]
+        );
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let c = parse_ok("server:\n  auth:\n    ingest_tokens: [hunter2-ingest]\n    query_tokens: [hunter2-query]\n");
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(debug.contains("<secret>"));
+    }
+
+    #[test]
+    fn archive_variants() {
+        let c = parse_ok("storage:\n  archive: { type: s3, bucket: b, region: eu-west-1 }\n");
+        assert!(matches!(c.storage.archive, ArchiveConfig::S3 { ref bucket, .. } if bucket == "b"));
+        let errors = parse_err("storage:\n  archive: { type: ftp }\n");
+        assert!(errors[0].message.contains("ftp"), "{errors:?}");
+    }
+
+    #[test]
+    fn wildcards() {
+        assert!(wildcard_match("*.yaml", "a.yaml"));
+        assert!(wildcard_match("r?.yml", "r1.yml"));
+        assert!(!wildcard_match("*.yaml", "a.yml"));
+    }
+}

@@ -1,0 +1,334 @@
+//! `lookout serve`: binds every port first (so `/-/healthy` answers while the WAL
+//! replays), opens the metrics store on a blocking thread, then turns ready. Until then
+//! ingest answers 503 with `Retry-After` and `/-/ready` 503. On SIGTERM/SIGINT: stop
+//! accepting (graceful shutdown of axum and tonic), stop scraping, flush and close the
+//! store, exit 0; a second signal exits at once.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::from_fn_with_state;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use collector::scrape::ScrapeManager;
+use store::config::MetricsStoreOptions;
+use store::model::{Labels, MetricBatch, MetricMetadata, Series};
+use store::{
+    AppendReport, LabelMatcher, MetricsAppender, MetricsQuerier, MetricsStore, StoreError,
+};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::auth::{self, Tokens};
+use crate::config::Config;
+use crate::telemetry;
+
+/// How long servers get to finish in-flight requests after a shutdown signal.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Seconds clients are told to wait while the store is still opening.
+const STARTING_RETRY_AFTER_SECS: u32 = 5;
+
+/// The store as the protocol handlers see it: unavailable until opened, then the store.
+/// Handlers are built before the store exists so health endpoints answer during WAL replay.
+#[derive(Default)]
+struct LazyStore {
+    cell: OnceLock<Arc<MetricsStore>>,
+}
+
+impl LazyStore {
+    fn get(&self) -> Result<&Arc<MetricsStore>, StoreError> {
+        self.cell.get().ok_or_else(|| {
+            StoreError::Unavailable("lookout is starting: the WAL is being replayed".into())
+        })
+    }
+}
+
+#[async_trait]
+impl MetricsAppender for LazyStore {
+    async fn append(&self, batch: MetricBatch) -> store::Result<AppendReport> {
+        self.get()?.append(batch).await
+    }
+}
+
+impl MetricsQuerier for LazyStore {
+    fn select(
+        &self,
+        matchers: &[LabelMatcher],
+        mint: i64,
+        maxt: i64,
+    ) -> store::Result<Vec<Series>> {
+        self.get()?.select(matchers, mint, maxt)
+    }
+    fn series(
+        &self,
+        sets: &[Vec<LabelMatcher>],
+        mint: i64,
+        maxt: i64,
+    ) -> store::Result<Vec<Labels>> {
+        self.get()?.series(sets, mint, maxt)
+    }
+    fn label_names(
+        &self,
+        sets: &[Vec<LabelMatcher>],
+        mint: i64,
+        maxt: i64,
+    ) -> store::Result<Vec<String>> {
+        self.get()?.label_names(sets, mint, maxt)
+    }
+    fn label_values(
+        &self,
+        name: &str,
+        sets: &[Vec<LabelMatcher>],
+        mint: i64,
+        maxt: i64,
+    ) -> store::Result<Vec<String>> {
+        self.get()?.label_values(name, sets, mint, maxt)
+    }
+    fn metadata(&self) -> store::Result<Vec<MetricMetadata>> {
+        self.get()?.metadata()
+    }
+}
+
+type Readiness = Arc<AtomicBool>;
+
+async fn healthy() -> &'static str {
+    "Lookout is Healthy.\n"
+}
+
+async fn ready(State(ready): State<Readiness>) -> Response {
+    if ready.load(Ordering::Acquire) {
+        (StatusCode::OK, "Lookout is Ready.\n").into_response()
+    } else {
+        let mut resp = (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Service Unavailable: the WAL is being replayed.\n",
+        )
+            .into_response();
+        resp.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(STARTING_RETRY_AFTER_SECS),
+        );
+        resp
+    }
+}
+
+/// Resolves once the first SIGTERM/SIGINT arrives.
+async fn wait_shutdown(mut rx: watch::Receiver<bool>) {
+    // an error means the sender is gone, which only happens at exit: stop as well
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+/// Listens for SIGTERM and SIGINT: the first starts a graceful shutdown, the second exits.
+fn spawn_signal_handler(tx: watch::Sender<bool>) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    tokio::spawn(async move {
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        tracing::info!(
+            signal = name,
+            "shutting down: draining requests, then flushing the store"
+        );
+        let _ = tx.send(true);
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        tracing::warn!(
+            signal = name,
+            "second signal: exiting immediately without flushing"
+        );
+        std::process::exit(130);
+    });
+    Ok(())
+}
+
+async fn bind(service: &'static str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the {service} listener on {addr}"))?;
+    let local = listener
+        .local_addr()
+        .with_context(|| format!("reading the {service} listener's address"))?;
+    tracing::info!(service, addr = %local, "listening");
+    Ok(listener)
+}
+
+fn serve_http(
+    service: &'static str,
+    listener: TcpListener,
+    app: Router,
+    shutdown: watch::Receiver<bool>,
+) -> JoinHandle<anyhow::Result<()>> {
+    tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(wait_shutdown(shutdown))
+            .await
+            .with_context(|| format!("{service} server failed"))
+    })
+}
+
+/// Runs `lookout serve` until a shutdown signal; returns once the store is closed.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    telemetry::init();
+    if !config.rule_files.is_empty() || config.alerting.is_some() {
+        tracing::warn!(
+            rule_files = config.rule_files.len(),
+            alerting = config.alerting.is_some(),
+            "rule_files and alerting are accepted but not evaluated yet: no rules run and no notifications are sent"
+        );
+    }
+    let (stop_tx, stop_rx) = watch::channel(false);
+    spawn_signal_handler(stop_tx.clone())?;
+
+    let lazy = Arc::new(LazyStore::default());
+    let sink: Arc<dyn MetricsAppender> = lazy.clone();
+    let querier: Arc<dyn MetricsQuerier> = lazy.clone();
+    let readiness: Readiness = Arc::new(AtomicBool::new(false));
+    let ingest_tokens = Tokens::new(config.server.ingest_tokens.clone());
+    let query_tokens = Tokens::new(config.server.query_tokens.clone());
+    let limits = config.limits.ingest.clone();
+
+    let health = Router::new()
+        .route("/-/healthy", get(healthy))
+        .route("/-/ready", get(ready))
+        .with_state(readiness.clone());
+    let query_side = api::router(querier, api::ApiOptions::default())
+        .route("/metrics", get(telemetry::metrics))
+        .merge(ui::router())
+        .layer(from_fn_with_state(query_tokens, auth::require_token));
+    let ingest_side = collector::remote_write::router(sink.clone(), limits.clone()).layer(
+        from_fn_with_state(ingest_tokens.clone(), auth::require_token),
+    );
+    let http_app = health.merge(ingest_side).merge(query_side);
+    let otlp_http_app = collector::otlp::router(sink.clone(), limits.clone()).layer(
+        from_fn_with_state(ingest_tokens.clone(), auth::require_token),
+    );
+
+    let http_listener = bind("http", config.server.http_addr).await?;
+    let otlp_http_listener = bind("otlp-http", config.server.otlp_http_addr).await?;
+    let grpc_listener = bind("otlp-grpc", config.server.otlp_grpc_addr).await?;
+
+    let mut servers = vec![
+        serve_http("http", http_listener, http_app, stop_rx.clone()),
+        serve_http(
+            "otlp-http",
+            otlp_http_listener,
+            otlp_http_app,
+            stop_rx.clone(),
+        ),
+    ];
+    let grpc_service = tonic::service::interceptor::InterceptedService::new(
+        collector::otlp::metrics_service(sink.clone(), limits),
+        auth::grpc_interceptor(ingest_tokens),
+    );
+    let grpc_stop = stop_rx.clone();
+    servers.push(tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(grpc_service)
+            .serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(grpc_listener),
+                wait_shutdown(grpc_stop),
+            )
+            .await
+            .context("otlp-grpc server failed")
+    }));
+
+    let metrics_dir: PathBuf = config.storage.data_dir.join("metrics");
+    let options = MetricsStoreOptions {
+        dir: metrics_dir.clone(),
+        fsync: config.storage.fsync,
+        limits: config.limits.store.clone(),
+        flush_interval: config.storage.metrics_flush_interval,
+        retention: config.storage.metrics.warm_for,
+    };
+    tracing::info!(dir = %metrics_dir.display(), "opening the metrics store and replaying its wal");
+    let started = std::time::Instant::now();
+    let opened = tokio::task::spawn_blocking(move || MetricsStore::open(options)).await;
+    let store = match opened {
+        Ok(Ok(store)) => store,
+        Ok(Err(e)) => {
+            let _ = stop_tx.send(true);
+            return Err(e).with_context(|| {
+                format!("opening the metrics store in {}", metrics_dir.display())
+            });
+        }
+        Err(e) => {
+            let _ = stop_tx.send(true);
+            return Err(anyhow::anyhow!("the store opening task failed: {e}"));
+        }
+    };
+    if lazy.cell.set(store.clone()).is_err() {
+        anyhow::bail!("the metrics store was opened twice");
+    }
+    let background = store.spawn_background();
+    let scrape = ScrapeManager::new(
+        store.clone() as Arc<dyn MetricsAppender>,
+        config.global.scrape_global(),
+    );
+    scrape.apply(config.scrape_configs.clone());
+    readiness.store(true, Ordering::Release);
+    telemetry::READY.set(1);
+    tracing::info!(
+        replay_ms = started.elapsed().as_millis() as u64,
+        series = store.stats().series,
+        scrape_jobs = config.scrape_configs.len(),
+        "ready"
+    );
+
+    // run until a signal, or until a server fails
+    let mut failure: Option<anyhow::Error> = None;
+    let mut stop_wait = stop_rx.clone();
+    let mut all = futures::future::select_all(servers);
+    let (first, rest) = tokio::select! {
+        _ = stop_wait.wait_for(|s| *s) => (None, all.into_inner()),
+        done = &mut all => (Some(done.0), done.2),
+    };
+    if let Some(result) = first {
+        let _ = stop_tx.send(true);
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => failure = Some(e),
+            Err(e) => failure = Some(anyhow::anyhow!("server task failed: {e}")),
+        }
+    }
+    readiness.store(false, Ordering::Release);
+    telemetry::READY.set(0);
+    for server in rest {
+        match tokio::time::timeout(DRAIN_TIMEOUT, server).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => {
+                tracing::error!(error = %format!("{e:#}"), "server stopped with an error")
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "server task failed"),
+            Err(_) => tracing::warn!(
+                timeout_s = DRAIN_TIMEOUT.as_secs(),
+                "a server did not drain in time"
+            ),
+        }
+    }
+    scrape.shutdown().await;
+    let closed = store.close().await;
+    let _ = background.await;
+    match (closed, failure) {
+        (Ok(()), None) => {
+            tracing::info!("store flushed and closed; bye");
+            Ok(())
+        }
+        (Err(e), _) => Err(e).context("closing the metrics store"),
+        (Ok(()), Some(e)) => Err(e),
+    }
+}
