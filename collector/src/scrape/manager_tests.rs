@@ -461,3 +461,43 @@ async fn unreachable_target_is_down_with_the_error() {
     );
     manager.shutdown().await;
 }
+
+#[tokio::test]
+async fn changed_settings_restart_the_loop_and_keep_series_continuous() {
+    let app = axum::Router::new().route("/metrics", axum::routing::get(|| async { "a 1\nb 2\n" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let rec = Arc::new(Recorder::default());
+    let manager = ScrapeManager::new(rec.clone(), ScrapeGlobal::default());
+    let base = format!(
+        "job_name: app\nscrape_interval: 200ms\nstatic_configs: [ {{ targets: ['{addr}'] }} ]\n"
+    );
+    manager.apply(vec![config(&base)]);
+    let first = wait_for(&rec, 0, |b| has_series(b, "up")).await;
+
+    // now drop `b` by metric relabelling: the new loop inherits the old one's series, so `b`
+    // goes stale in its first scrape and `up` never does
+    manager.apply(vec![config(&format!(
+        "{base}metric_relabel_configs: [ {{ source_labels: [__name__], regex: b, action: drop }} ]\n"
+    ))]);
+    let next = wait_for(&rec, first + 1, |b| has_series(b, "up")).await;
+    let batches = rec.batches.lock().clone();
+    let r = render(&batches[next]);
+    assert!(
+        r.contains(&format!(r#"b{{instance="{addr}", job="app"}} STALE"#)),
+        "{r:#?}"
+    );
+    let up_stale = batches[first..]
+        .iter()
+        .flat_map(|b| b.series.iter())
+        .any(|s| s.labels.metric_name() == Some("up") && is_stale_nan(s.samples[0].value));
+    assert!(
+        !up_stale,
+        "a restart for new settings must not mark the target stale"
+    );
+    assert_eq!(manager.targets().len(), 1);
+    manager.shutdown().await;
+    server.abort();
+}
