@@ -43,7 +43,9 @@ pub(crate) async fn convert_blocking(
 }
 
 /// Appends what the converter produced and returns the response, with a partial success
-/// when the converter or the store refused anything.
+/// when the converter or the store refused anything. The store counts samples, not OTLP
+/// points, so a refused histogram point counts once per refused bucket/sum/count sample:
+/// the count can overstate points but never hides a refusal.
 pub(crate) async fn append_converted(
     sink: &dyn MetricsAppender,
     converted: Converted,

@@ -424,3 +424,33 @@ async fn export_into_the_real_store_reads_back() {
     assert_eq!(got[0].samples, vec![store::Sample::new(ms, 42.0)]);
     store.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn json_ignores_unknown_fields_as_the_spec_requires() {
+    let body = JSON_BODY
+        .replacen(
+            "\"resourceMetrics\"",
+            "\"someFutureField\": {\"x\": 1}, \"resourceMetrics\"",
+            1,
+        )
+        .replace(
+            "\"isMonotonic\": true",
+            "\"isMonotonic\": true, \"futureFlag\": 3",
+        );
+    let sink = RecordingSink::new(SinkMode::Accept);
+    let (status, _, bytes) = send(
+        sink.clone(),
+        IngestLimits::default(),
+        Some(JSON),
+        false,
+        body.into_bytes(),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
+    assert_eq!(sink.rendered().len(), 6);
+}
