@@ -81,14 +81,6 @@ impl Rule {
                 action_name(c.action)
             ));
         }
-        if matches!(c.action, RelabelAction::Keep | RelabelAction::Drop)
-            && c.source_labels.is_empty()
-        {
-            errors.push(format!(
-                "action {} requires source_labels",
-                action_name(c.action)
-            ));
-        }
         for name in &c.source_labels {
             if !is_label_name(name) {
                 errors.push(format!("invalid source label name {name:?}"));
