@@ -25,10 +25,9 @@ use opentelemetry_proto::tonic::collector::metrics::v1::{
 use prost::Message;
 use store::MetricsAppender;
 
+use super::convert::convert;
 use super::delta::DeltaAccumulator;
-use super::export::{
-    append_converted, convert_blocking, error_outcome, outcome, shared_delta, PROTOCOL_HTTP,
-};
+use super::export::{append_converted, error_outcome, outcome, shared_delta, PROTOCOL_HTTP};
 use super::status::rpc_status;
 use crate::error::RETRY_AFTER_SECS;
 use crate::telemetry::REQUESTS;
@@ -113,14 +112,19 @@ async fn handle(
     }
     let raw = read_body(body, limit).await?;
     let delta = Arc::clone(&state.delta);
-    // inflating and decoding are CPU work proportional to the body: keep them off the runtime
-    let request = tokio::task::spawn_blocking(move || {
+    // inflating, decoding and converting are CPU work proportional to the body: one trip to
+    // the blocking pool keeps them off the runtime
+    let converted = tokio::task::spawn_blocking(move || {
         let payload = if gzip { gunzip(&raw, limit)? } else { raw };
-        decode(&payload, encoding)
+        let request = decode(&payload, encoding)?;
+        Ok::<_, IngestError>(convert(&request, &delta))
     })
     .await
-    .map_err(|e| IngestError::Malformed(format!("decoding task failed: {e}")))??;
-    let converted = convert_blocking(request, delta).await?;
+    .map_err(|e| {
+        IngestError::Store(store::StoreError::Unavailable(format!(
+            "otlp decoding task failed: {e}"
+        )))
+    })??;
     append_converted(state.sink.as_ref(), converted, PROTOCOL_HTTP).await
 }
 
