@@ -382,14 +382,48 @@ fn message_needle(message: &str) -> Option<String> {
 struct Collector<'a> {
     text: &'a str,
     errors: Vec<ConfigError>,
+    /// Secret values found in the document, scrubbed from every message (serde quotes
+    /// offending values, e.g. a token given where a list was expected).
+    secrets: Vec<String>,
+}
+
+/// Whether a key holds secrets: tokens, passwords, signing secrets, and webhook URLs
+/// (DingTalk and WeCom robots carry their key in the URL).
+fn is_secret_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    // external_url is where users reach Lookout, not a credential
+    k != "external_url"
+        && (["token", "password", "secret", "url", "key"]
+            .iter()
+            .any(|s| k.contains(s))
+            || k == "auth")
+}
+
+fn collect_secrets(value: &Value, inside_secret: bool, out: &mut Vec<String>) {
+    match value {
+        Value::String(s) if inside_secret && !s.is_empty() => out.push(s.clone()),
+        Value::Number(n) if inside_secret => out.push(n.to_string()),
+        Value::Sequence(items) => items
+            .iter()
+            .for_each(|v| collect_secrets(v, inside_secret, out)),
+        Value::Mapping(m) => {
+            for (k, v) in m {
+                let secret = inside_secret || k.as_str().is_some_and(is_secret_key);
+                collect_secrets(v, secret, out);
+            }
+        }
+        Value::Tagged(t) => collect_secrets(&t.value, inside_secret, out),
+        _ => {}
+    }
 }
 
 impl Collector<'_> {
     fn push(&mut self, line: Option<usize>, message: impl Into<String>) {
-        self.errors.push(ConfigError {
-            line,
-            message: message.into(),
-        });
+        let mut message = message.into();
+        for secret in &self.secrets {
+            message = message.replace(secret.as_str(), "<secret>");
+        }
+        self.errors.push(ConfigError { line, message });
     }
 
     /// Deserialises one section, recording its error (located near `section_line`).
@@ -449,9 +483,14 @@ fn parse(text: &str, base_dir: &Path, overrides: &Overrides) -> Result<Config, V
             }]
         })?
     };
+    let mut secrets = Vec::new();
+    collect_secrets(&doc, false, &mut secrets);
+    // longest first, so a secret containing another is scrubbed whole
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
     let mut c = Collector {
         text,
         errors: Vec::new(),
+        secrets,
     };
     let empty = serde_yaml::Mapping::new();
     let map = match &doc {
@@ -710,6 +749,8 @@ fn parse(text: &str, base_dir: &Path, overrides: &Overrides) -> Result<Config, V
     );
     let alerting = alerting(&mut c, map.get("alerting"), line_of("alerting"));
 
+    // report in file order; errors without a line first
+    c.errors.sort_by_key(|e| e.line);
     if c.errors.is_empty() {
         Ok(Config {
             server,
@@ -748,6 +789,7 @@ fn scrape_configs(
         }
     };
     let mut configs = Vec::new();
+    let mut job_lines: Vec<Option<usize>> = Vec::new();
     let mut cursor = section_line;
     for (i, item) in items.iter().enumerate() {
         let job = item.get("job_name").and_then(Value::as_str).unwrap_or("");
@@ -756,6 +798,7 @@ fn scrape_configs(
             .or_else(|| locate(c.text, job, cursor))
             .or(cursor);
         cursor = job_line.map(|l| l + 1).or(cursor);
+        job_lines.push(job_line);
         match serde_yaml::from_value::<ScrapeConfig>(item.clone()) {
             Ok(cfg) => configs.push(cfg),
             Err(e) => {
@@ -771,16 +814,14 @@ fn scrape_configs(
         }
     }
     for message in collector::scrape::validate(&configs, &global.scrape_global()) {
-        // validate names the job; point at its job_name line
-        let job = message
-            .split_once("(job \"")
-            .and_then(|(_, r)| r.split('"').next())
-            .unwrap_or("");
-        let line = if job.is_empty() {
-            section_line
-        } else {
-            locate(c.text, job, section_line)
-        };
+        // validate names the job as `scrape_configs[i]`; point at that job's line
+        let index = message
+            .strip_prefix("scrape_configs[")
+            .and_then(|r| r.split(']').next())
+            .and_then(|i| i.parse::<usize>().ok());
+        let line = index
+            .and_then(|i| job_lines.get(i).copied().flatten())
+            .or(section_line);
         c.push(line, message);
     }
     configs
@@ -1050,6 +1091,16 @@ mod tests {
         let debug = format!("{c:?}");
         assert!(!debug.contains("hunter2"), "{debug}");
         assert!(debug.contains("<secret>"));
+    }
+
+    #[test]
+    fn secrets_never_appear_in_errors() {
+        let errors = parse_err(
+            "server:\n  auth:\n    ingest_tokens: hunter2-ingest\nalerting:\n  receivers:\n    - name: x\n      email_configs: [{auth_password: hunter2-pw}]\n  bogus: 1\n",
+        );
+        let all = format!("{errors:?}");
+        assert!(!all.contains("hunter2"), "{all}");
+        assert!(all.contains("<secret>"), "{all}");
     }
 
     #[test]
