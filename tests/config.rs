@@ -26,7 +26,11 @@ fn fixtures(suffix: &str) -> Vec<PathBuf> {
         .filter(|p| p.to_str().is_some_and(|s| s.ends_with(suffix)))
         .collect();
     out.sort();
-    assert!(!out.is_empty(), "no *{suffix} fixtures in {}", dir.display());
+    assert!(
+        !out.is_empty(),
+        "no *{suffix} fixtures in {}",
+        dir.display()
+    );
     out
 }
 
@@ -54,7 +58,10 @@ fn good_configs_and_the_documented_example_pass() {
             file.display(),
             text(&out.stderr)
         );
-        assert_eq!(text(&out.stdout), format!("{}: config is valid\n", file.display()));
+        assert_eq!(
+            text(&out.stdout),
+            format!("{}: config is valid\n", file.display())
+        );
     }
 }
 
@@ -68,10 +75,19 @@ fn bad_configs_report_every_expected_error_with_its_line() {
             .filter_map(|l| l.split_once(": "))
             .map(|(line, msg)| (line.to_string(), msg.to_string()))
             .collect();
-        assert!(!expected.is_empty(), "{} declares no `# expect:` line", file.display());
+        assert!(
+            !expected.is_empty(),
+            "{} declares no `# expect:` line",
+            file.display()
+        );
         let out = check_config(&file);
         let stderr = text(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{} should fail:\n{stderr}", file.display());
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{} should fail:\n{stderr}",
+            file.display()
+        );
         let lines: Vec<&str> = stderr.lines().collect();
         assert_eq!(
             lines.len(),
@@ -83,7 +99,9 @@ fn bad_configs_report_every_expected_error_with_its_line() {
         for (line, msg) in &expected {
             let prefix = format!("{}:{line}: ", file.display());
             assert!(
-                lines.iter().any(|l| l.starts_with(&prefix) && l.contains(msg.as_str())),
+                lines
+                    .iter()
+                    .any(|l| l.starts_with(&prefix) && l.contains(msg.as_str())),
                 "{}: no error line `{prefix}...{msg}...` in:\n{stderr}",
                 file.display()
             );
@@ -98,7 +116,12 @@ fn missing_file_is_named() {
     assert!(text(&out.stderr).starts_with("/nonexistent/lookout.yaml: cannot read config file"));
 }
 
-const SECRETS: [&str; 4] = ["tok-ingest-5f1e", "tok-query-9a7c", "pw-smtp-3b2d", "tok-env-8c4a"];
+const SECRETS: [&str; 4] = [
+    "tok-ingest-5f1e",
+    "tok-query-9a7c",
+    "pw-smtp-3b2d",
+    "tok-env-8c4a",
+];
 
 fn secret_config(dir: &Path) -> PathBuf {
     let path = dir.join("lookout.yaml");
@@ -120,7 +143,10 @@ fn secrets_never_print_in_check_config() {
     // wrong shapes make serde quote the offending values
     std::fs::write(
         &path,
-        format!("server:\n  auth:\n    ingest_tokens: {}\n    query_tokens: {{ a: {} }}\n", SECRETS[0], SECRETS[1]),
+        format!(
+            "server:\n  auth:\n    ingest_tokens: {}\n    query_tokens: {{ a: {} }}\n",
+            SECRETS[0], SECRETS[1]
+        ),
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let out = check_config(&path);
@@ -134,12 +160,19 @@ fn secrets_never_print_in_check_config() {
 /// A raw HTTP/1.1 GET; returns the status code.
 fn http_get(addr: &str, path: &str, token: Option<&str>) -> u16 {
     let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connecting {addr}: {e}"));
-    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n");
-    stream.write_all(req.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+    stream
+        .write_all(req.as_bytes())
+        .unwrap_or_else(|e| panic!("{e}"));
     let mut resp = String::new();
     let _ = stream.read_to_string(&mut resp);
-    resp.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
+    resp.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
 }
 
 #[test]
@@ -147,8 +180,17 @@ fn secrets_never_print_in_serve_logs_and_auth_guards_endpoints() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let config = secret_config(dir.path());
     let mut child = Command::new(BIN)
-        .args(["serve", "--config", &config.display().to_string(), "--log-level", "debug"])
-        .env("LOOKOUT_INGEST_TOKENS", format!("{},{}", SECRETS[0], SECRETS[3]))
+        .args([
+            "serve",
+            "--config",
+            &config.display().to_string(),
+            "--log-level",
+            "debug",
+        ])
+        .env(
+            "LOOKOUT_INGEST_TOKENS",
+            format!("{},{}", SECRETS[0], SECRETS[3]),
+        )
         .env_remove("LOOKOUT_QUERY_TOKENS")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -165,7 +207,9 @@ fn secrets_never_print_in_serve_logs_and_auth_guards_endpoints() {
     let mut http_addr = None;
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
-        let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) else { continue };
+        let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) else {
+            continue;
+        };
         if line.contains("listening") && line.contains("service=\"http\"") {
             http_addr = line.split("addr=").nth(1).map(|a| a.trim().to_string());
         }
