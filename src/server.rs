@@ -181,6 +181,33 @@ fn serve_http(
     })
 }
 
+/// The HTTP port's router and the OTLP/HTTP port's router, each side behind its tokens.
+fn routers(
+    store: Arc<LazyStore>,
+    readiness: Readiness,
+    ingest_tokens: Tokens,
+    query_tokens: Tokens,
+    limits: collector::IngestLimits,
+) -> (Router, Router) {
+    let sink: Arc<dyn MetricsAppender> = store.clone();
+    let querier: Arc<dyn MetricsQuerier> = store;
+    let health = Router::new()
+        .route("/-/healthy", get(healthy))
+        .route("/-/ready", get(ready))
+        .with_state(readiness);
+    let query_side = api::router(querier, api::ApiOptions::default())
+        .route("/metrics", get(telemetry::metrics))
+        .merge(ui::router())
+        .layer(from_fn_with_state(query_tokens, auth::require_token));
+    let ingest_side = collector::remote_write::router(sink.clone(), limits.clone()).layer(
+        from_fn_with_state(ingest_tokens.clone(), auth::require_token),
+    );
+    let http_app = health.merge(ingest_side).merge(query_side);
+    let otlp_http_app = collector::otlp::router(sink, limits)
+        .layer(from_fn_with_state(ingest_tokens, auth::require_token));
+    (http_app, otlp_http_app)
+}
+
 /// Runs `lookout serve` until a shutdown signal; returns once the store is closed.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     telemetry::init();
@@ -196,26 +223,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let lazy = Arc::new(LazyStore::default());
     let sink: Arc<dyn MetricsAppender> = lazy.clone();
-    let querier: Arc<dyn MetricsQuerier> = lazy.clone();
     let readiness: Readiness = Arc::new(AtomicBool::new(false));
     let ingest_tokens = Tokens::new(config.server.ingest_tokens.clone());
     let query_tokens = Tokens::new(config.server.query_tokens.clone());
     let limits = config.limits.ingest.clone();
 
-    let health = Router::new()
-        .route("/-/healthy", get(healthy))
-        .route("/-/ready", get(ready))
-        .with_state(readiness.clone());
-    let query_side = api::router(querier, api::ApiOptions::default())
-        .route("/metrics", get(telemetry::metrics))
-        .merge(ui::router())
-        .layer(from_fn_with_state(query_tokens, auth::require_token));
-    let ingest_side = collector::remote_write::router(sink.clone(), limits.clone()).layer(
-        from_fn_with_state(ingest_tokens.clone(), auth::require_token),
-    );
-    let http_app = health.merge(ingest_side).merge(query_side);
-    let otlp_http_app = collector::otlp::router(sink.clone(), limits.clone()).layer(
-        from_fn_with_state(ingest_tokens.clone(), auth::require_token),
+    let (http_app, otlp_http_app) = routers(
+        lazy.clone(),
+        readiness.clone(),
+        ingest_tokens.clone(),
+        query_tokens,
+        limits.clone(),
     );
 
     let http_listener = bind("http", config.server.http_addr).await?;
@@ -330,5 +348,141 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
         (Err(e), _) => Err(e).context("closing the metrics store"),
         (Ok(()), Some(e)) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    const OTLP_GAUGE_JSON: &str = r#"{"resourceMetrics":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"svc"}}]},"scopeMetrics":[{"metrics":[{"name":"temp","gauge":{"dataPoints":[{"asDouble":1.5,"timeUnixNano":"1700000000000000000"}]}}]}]}]}"#;
+
+    fn apps(ingest: &[&str], query: &[&str]) -> (Router, Router, Readiness) {
+        let readiness: Readiness = Arc::new(AtomicBool::new(false));
+        let tokens =
+            |t: &[&str]| Tokens::new(t.iter().map(|s| crate::config::Secret::new(*s)).collect());
+        let (http, otlp) = routers(
+            Arc::new(LazyStore::default()),
+            readiness.clone(),
+            tokens(ingest),
+            tokens(query),
+            collector::IngestLimits::default(),
+        );
+        (http, otlp, readiness)
+    }
+
+    async fn send(app: Router, req: Request<Body>) -> Response {
+        match app.oneshot(req).await {
+            Ok(r) => r,
+            Err(e) => match e {},
+        }
+    }
+
+    fn get_req(path: &str) -> Request<Body> {
+        Request::get(path)
+            .body(Body::empty())
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[tokio::test]
+    async fn before_the_store_opens_health_is_up_ready_and_ingest_are_503() {
+        let (http, otlp, readiness) = apps(&[], &[]);
+        assert_eq!(
+            send(http.clone(), get_req("/-/healthy")).await.status(),
+            StatusCode::OK
+        );
+        let resp = send(http.clone(), get_req("/-/ready")).await;
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(resp.headers().contains_key(header::RETRY_AFTER));
+
+        let req = Request::post("/v1/metrics")
+            .header("content-type", "application/json")
+            .body(Body::from(OTLP_GAUGE_JSON))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let resp = send(otlp, req).await;
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            resp.headers().contains_key(header::RETRY_AFTER),
+            "{:?}",
+            resp.headers()
+        );
+
+        let resp = send(http.clone(), get_req("/api/v1/query?query=up")).await;
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+        readiness.store(true, Ordering::Release);
+        assert_eq!(
+            send(http, get_req("/-/ready")).await.status(),
+            StatusCode::OK
+        );
+    }
+
+    #[tokio::test]
+    async fn tokens_guard_each_side_and_health_stays_open() {
+        let (http, otlp, _) = apps(&["ingest-t"], &["query-t"]);
+        assert_eq!(
+            send(http.clone(), get_req("/-/healthy")).await.status(),
+            StatusCode::OK
+        );
+        assert_eq!(
+            send(http.clone(), get_req("/-/ready")).await.status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            send(http.clone(), get_req("/metrics")).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            send(http.clone(), get_req("/")).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+        let with = |path: &str, token: &str| {
+            Request::get(path)
+                .header("authorization", format!("Bearer {token}"))
+                .body(Body::empty())
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        assert_eq!(
+            send(http.clone(), with("/metrics", "query-t"))
+                .await
+                .status(),
+            StatusCode::OK
+        );
+        // an ingest token does not open the query side, nor the reverse
+        assert_eq!(
+            send(http.clone(), with("/metrics", "ingest-t"))
+                .await
+                .status(),
+            StatusCode::UNAUTHORIZED
+        );
+        let write = Request::post("/api/v1/write")
+            .header("authorization", "Bearer query-t")
+            .body(Body::empty())
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(send(http, write).await.status(), StatusCode::UNAUTHORIZED);
+        let otlp_req = Request::post("/v1/metrics")
+            .header("content-type", "application/json")
+            .body(Body::from(OTLP_GAUGE_JSON))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let resp = send(otlp, otlp_req).await;
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 16)
+            .await
+            .unwrap_or_default();
+        assert!(String::from_utf8_lossy(&body).contains("\"errorType\":\"unauthorized\""));
+    }
+
+    #[tokio::test]
+    async fn lazy_store_reports_unavailable_until_set() {
+        let lazy = LazyStore::default();
+        let err = lazy.append(MetricBatch::default()).await.err();
+        assert!(matches!(err, Some(StoreError::Unavailable(_))), "{err:?}");
+        assert!(matches!(
+            lazy.label_names(&[], 0, 1),
+            Err(StoreError::Unavailable(_))
+        ));
     }
 }
