@@ -39,6 +39,9 @@ pub struct MemSeries {
     /// Newest accepted timestamp ever (also across flushes and restarts), `i64::MIN` if none.
     last_t: i64,
     last_v: u64,
+    /// Set by a freeze that found no samples since the previous one: the series has been
+    /// idle for a whole flush interval and is dropped when the freeze is released.
+    idle: bool,
 }
 
 impl MemSeries {
@@ -73,6 +76,7 @@ impl MemSeries {
             .append(t, v);
         self.last_t = t;
         self.last_v = v.to_bits();
+        self.idle = false;
     }
 
     fn has_data(&self) -> bool {
@@ -212,6 +216,7 @@ impl Head {
                 frozen: None,
                 last_t,
                 last_v,
+                idle: false,
             },
         );
         match self.by_hash.entry(hash) {
@@ -286,6 +291,7 @@ impl Head {
         for s in self.series.values_mut() {
             let chunks = s.take_chunks();
             if chunks.is_empty() {
+                s.idle = true;
                 continue;
             }
             let chunks: Arc<[Chunk]> = chunks.into();
@@ -317,13 +323,13 @@ impl Head {
         }
     }
 
-    /// Drops the frozen chunks (now in a block) and removes series that received nothing
-    /// since the freeze; their newest timestamp stays known through the block.
+    /// Drops the frozen chunks (now in a block) and removes series idle for a whole flush
+    /// interval; their newest sample stays known through the blocks.
     pub fn release_frozen(&mut self) -> usize {
         let mut dead = Vec::new();
         for (r, s) in self.series.iter_mut() {
             s.frozen = None;
-            if !s.has_data() {
+            if s.idle && !s.has_data() {
                 dead.push(*r);
             }
         }
@@ -511,7 +517,10 @@ mod tests {
         h.append(rb, 1, 1.0);
         h.freeze();
         h.append(rb, 2, 1.0);
-        assert_eq!(h.release_frozen(), 1);
+        // both had samples in the interval just frozen
+        assert_eq!(h.release_frozen(), 0);
+        h.freeze();
+        assert_eq!(h.release_frozen(), 1, "a was idle for a whole interval");
         assert_eq!(h.get_ref(Head::hash(&a), &a), None);
         assert_eq!(h.get_ref(Head::hash(&b), &b), Some(rb));
         assert_eq!(h.postings.all(), &[rb]);

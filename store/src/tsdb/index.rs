@@ -188,14 +188,16 @@ impl MemPostings {
         if ids.is_empty() {
             return;
         }
+        // binary search per element: lists are many and short, `ids` may be long
+        let dead = |x: &u32| ids.binary_search(x).is_ok();
         for values in self.by_name.values_mut() {
             for list in values.values_mut() {
-                *list = subtract(list, ids);
+                list.retain(|x| !dead(x));
             }
             values.retain(|_, l| !l.is_empty());
         }
         self.by_name.retain(|_, v| !v.is_empty());
-        self.all = subtract(&self.all, ids);
+        self.all.retain(|x| !dead(x));
     }
 
     pub fn all(&self) -> &[u32] {

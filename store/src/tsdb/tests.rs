@@ -490,3 +490,132 @@ async fn concurrent_appenders_replay_in_apply_order() {
     assert_eq!(before, after);
     store.close().await.unwrap();
 }
+
+fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
+/// Micro-benchmark, run by hand:
+/// `cargo test --release -p lookout-store --lib bench_append -- --ignored --nocapture`.
+/// 100k series (10 labels each), 10 s interval, half counters and half gauges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn bench_append() {
+    use rand::{Rng, SeedableRng};
+    let series_n: usize = std::env::var("BENCH_SERIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let rounds: i64 = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(120);
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts(dir.path());
+    o.fsync = FsyncPolicy::Never;
+    let store = MetricsStore::open(o).unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(42);
+    let labels: Vec<Labels> = (0..series_n)
+        .map(|i| {
+            let name = if i % 2 == 0 {
+                "http_requests_total"
+            } else {
+                "process_resident_memory_bytes"
+            };
+            let inst = format!("10.1.{}.{}:9100", (i / 1000) % 256, i % 250);
+            let pod = format!("api-{}-{:x}", i / 100, i * 7919);
+            let method = ["GET", "POST", "PUT"][i % 3];
+            let code = ["200", "404", "500", "503"][(i / 3) % 4];
+            Labels::from_pairs([
+                ("__name__", name),
+                ("job", "api"),
+                ("instance", &inst),
+                ("pod", &pod),
+                ("namespace", "prod"),
+                ("cluster", "eu-1"),
+                ("method", method),
+                ("code", code),
+                ("handler", &format!("/v1/h{}", i % 50)),
+                ("service", &format!("svc-{}", i % 20)),
+            ])
+        })
+        .collect();
+    let mut values: Vec<f64> = (0..series_n)
+        .map(|_| rng.random_range(0.0..1000.0f64).round())
+        .collect();
+    let start_t = now_ms() - rounds * 10_000 - 60_000;
+    let rss0 = rss_bytes();
+    let mut append_time = Duration::ZERO;
+    let per_batch = 10_000;
+    for round in 0..rounds {
+        let t = start_t + round * 10_000;
+        for chunk_start in (0..series_n).step_by(per_batch) {
+            let end = (chunk_start + per_batch).min(series_n);
+            let mut series = Vec::with_capacity(end - chunk_start);
+            for i in chunk_start..end {
+                values[i] = if i % 2 == 0 {
+                    values[i] + f64::from(rng.random_range(0..20u32))
+                } else {
+                    (values[i] + rng.random_range(-5.0..5.0f64))
+                        .max(0.0)
+                        .round()
+                        * 4096.0
+                        / 4096.0
+                };
+                series.push(crate::model::Series {
+                    labels: labels[i].clone(),
+                    samples: vec![Sample::new(t + (i as i64 % 1000), values[i])],
+                });
+            }
+            let b = batch(series);
+            let started = Instant::now();
+            let r = store.append(b).await.unwrap();
+            append_time += started.elapsed();
+            assert_eq!(r.accepted_samples as usize, end - chunk_start);
+        }
+    }
+    let total = series_n as u64 * rounds as u64;
+    let stats = store.stats();
+    let rss1 = rss_bytes();
+    println!(
+        "appended {total} samples in {:.2}s: {:.0} samples/s (wall, 2 workers, fsync never)",
+        append_time.as_secs_f64(),
+        total as f64 / append_time.as_secs_f64()
+    );
+    println!(
+        "head: {} series, {:.0} bytes/series accounted, rss growth {:.0} bytes/series",
+        stats.series,
+        stats.head_bytes as f64 / stats.series as f64,
+        rss1.saturating_sub(rss0) as f64 / stats.series as f64
+    );
+    let started = Instant::now();
+    store.flush().await.unwrap();
+    let stats = store.stats();
+    println!(
+        "flush {:.2}s: {} bytes for {} samples = {:.3} bytes/sample",
+        started.elapsed().as_secs_f64(),
+        stats.block_bytes,
+        stats.block_samples,
+        stats.block_bytes as f64 / stats.block_samples as f64
+    );
+    let started = Instant::now();
+    let got = store
+        .select(
+            &[eq("code", "500"), eq("method", "GET")],
+            i64::MIN,
+            i64::MAX,
+        )
+        .unwrap();
+    println!(
+        "select {} series from the block in {:.3}s",
+        got.len(),
+        started.elapsed().as_secs_f64()
+    );
+    store.close().await.unwrap();
+}
