@@ -562,11 +562,37 @@ impl Drop for MetricsStore {
     }
 }
 
-/// Per-series outcome of the lock-free validation step.
-struct Checked {
-    hash: u64,
-    /// Samples inside the age window.
-    in_window: usize,
+fn reject_sample_age(
+    report: &mut AppendReport,
+    s: &Series,
+    t: i64,
+    min_t: i64,
+    limits: &crate::config::Limits,
+) {
+    if t < min_t {
+        report.reject(RejectReason::TooOld, 1, || {
+            format!(
+                "sample of {} at {t} ms is older than max_sample_age ({}s)",
+                s.labels,
+                limits.max_sample_age.as_secs()
+            )
+        });
+    } else {
+        report.reject(RejectReason::TooFarInFuture, 1, || {
+            format!(
+                "sample of {} at {t} ms is more than max_future ({}s) ahead",
+                s.labels,
+                limits.max_future.as_secs()
+            )
+        });
+    }
+}
+
+/// Rejects every sample of a series that has none inside the age window.
+fn reject_age(report: &mut AppendReport, s: &Series, min_t: i64, limits: &crate::config::Limits) {
+    for x in &s.samples {
+        reject_sample_age(report, s, x.timestamp_ms, min_t, limits);
+    }
 }
 
 #[async_trait]
@@ -587,55 +613,33 @@ impl MetricsAppender for MetricsStore {
         let min_t = now.saturating_sub(duration_ms(limits.max_sample_age));
         let max_t = now.saturating_add(duration_ms(limits.max_future));
         let mut report = AppendReport::default();
-        let mut checked: Vec<Option<Checked>> = Vec::with_capacity(batch.series.len());
-        for s in &batch.series {
-            if let Err((reason, msg)) = validate::check_series(&s.labels, limits) {
-                report.reject(reason, s.samples.len() as u64, || msg);
-                checked.push(None);
-                continue;
-            }
-            let mut in_window = 0;
-            for x in &s.samples {
-                if x.timestamp_ms < min_t {
-                    report.reject(RejectReason::TooOld, 1, || {
-                        format!(
-                            "sample of {} at {} ms is older than max_sample_age ({}s)",
-                            s.labels,
-                            x.timestamp_ms,
-                            limits.max_sample_age.as_secs()
-                        )
-                    });
-                } else if x.timestamp_ms > max_t {
-                    report.reject(RejectReason::TooFarInFuture, 1, || {
-                        format!(
-                            "sample of {} at {} ms is more than max_future ({}s) ahead",
-                            s.labels,
-                            x.timestamp_ms,
-                            limits.max_future.as_secs()
-                        )
-                    });
-                } else {
-                    in_window += 1;
-                }
-            }
-            checked.push((in_window > 0).then(|| Checked {
-                hash: Head::hash(&s.labels),
-                in_window,
-            }));
-        }
+        // hashing outside the lock keeps the critical section short
+        let hashes: Vec<u64> = batch.series.iter().map(|s| Head::hash(&s.labels)).collect();
 
         let mut payload = PayloadBuilder::default();
         let (mut ooo, mut dup_ts) = (0u64, 0u64);
         let rx = {
             let mut head = self.head.write();
             let blocks = self.blocks.read();
-            for (s, c) in batch.series.iter().zip(&checked) {
-                let Some(c) = c else { continue };
-                let r = match head.get_ref(c.hash, &s.labels) {
+            for (s, &hash) in batch.series.iter().zip(&hashes) {
+                let r = match head.get_ref(hash, &s.labels) {
                     Some(r) => r,
                     None => {
-                        let last_t = newest_in_blocks(&blocks, &s.labels, min_t);
-                        let r = head.create(c.hash, &s.labels, last_t, None);
+                        // a series in the head passed these checks when it was created
+                        if let Err((reason, msg)) = validate::check_series(&s.labels, limits) {
+                            report.reject(reason, s.samples.len() as u64, || msg);
+                            continue;
+                        }
+                        if !s
+                            .samples
+                            .iter()
+                            .any(|x| (min_t..=max_t).contains(&x.timestamp_ms))
+                        {
+                            reject_age(&mut report, s, min_t, limits);
+                            continue;
+                        }
+                        let newest = newest_in_blocks(&blocks, &s.labels, min_t);
+                        let r = head.create(hash, &s.labels, newest, None);
                         payload.add_series(
                             r,
                             s.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())),
@@ -643,12 +647,11 @@ impl MetricsAppender for MetricsStore {
                         r
                     }
                 };
-                let mut seen = 0;
                 for x in &s.samples {
                     if x.timestamp_ms < min_t || x.timestamp_ms > max_t {
+                        reject_sample_age(&mut report, s, x.timestamp_ms, min_t, limits);
                         continue;
                     }
-                    seen += 1;
                     match head.append(r, x.timestamp_ms, x.value) {
                         Verdict::Accept => {
                             payload.add_sample(r, x.timestamp_ms, x.value);
@@ -676,7 +679,6 @@ impl MetricsAppender for MetricsStore {
                         }
                     }
                 }
-                debug_assert_eq!(seen, c.in_window);
             }
             drop(blocks);
             if payload.is_empty() {
