@@ -60,6 +60,8 @@ pub struct BlockMeta {
 
 #[derive(Clone, Copy, Debug)]
 struct ChunkMeta {
+    /// [`chunk::ENCODING_XOR`] or [`chunk::ENCODING_DECIMAL`].
+    encoding: u8,
     mint: i64,
     maxt: i64,
     page: u32,
@@ -124,29 +126,65 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
         .map_err(|e| StoreError::io(dir, e))
 }
 
-/// Re-encodes a series' chunks into as few chunks as possible: fewer chunk headers and
-/// first-sample encodings cut bytes per sample.
-fn reencode(chunks: &[Chunk], path: &Path) -> Result<(Vec<Chunk>, u64)> {
-    let mut out = Vec::new();
-    let mut cur = XorAppender::new();
+/// One re-encoded chunk: encoding, bytes, time range, sample count.
+struct Encoded {
+    encoding: u8,
+    data: Vec<u8>,
+    mint: i64,
+    maxt: i64,
+    samples: u64,
+}
+
+/// A cheap stand-in for the zstd-compressed size of a decimal chunk: its columns of
+/// varints are mostly runs of equal bytes (regular timestamps, steady rates), which zstd
+/// shrinks to almost nothing, while XOR bit streams barely compress at all.
+fn compressed_estimate(data: &[u8]) -> usize {
+    let changes = data.windows(2).filter(|w| w[0] != w[1]).count();
+    changes + data.len() / 16 + 1
+}
+
+/// Re-encodes a series' chunks into as few chunks as possible (fewer headers and
+/// first-sample encodings), choosing per series the smaller of the decimal and XOR
+/// encodings. Returns the chunks and the newest value's bits.
+fn reencode(chunks: &[Chunk], path: &Path) -> Result<(Vec<Encoded>, u64)> {
     let mut samples: Vec<Sample> = Vec::new();
     for c in chunks {
-        samples.clear();
         chunk::decode_into(&c.data, i64::MIN, i64::MAX, &mut samples)
             .map_err(|e| corrupt(path, format!("head chunk for block: {e}")))?;
-        for s in &samples {
-            if cur.num_samples() == u16::MAX {
-                out.push(std::mem::take(&mut cur).finish());
-                cur = XorAppender::new();
-            }
-            cur.append(s.timestamp_ms, s.value);
+    }
+    let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
+        return Ok((Vec::new(), 0));
+    };
+    let last_value = last.value.to_bits();
+    let mut xor = Vec::new();
+    for part in samples.chunks(usize::from(u16::MAX)) {
+        let mut a = XorAppender::new();
+        for s in part {
+            a.append(s.timestamp_ms, s.value);
+        }
+        let c = a.finish();
+        xor.push(Encoded {
+            encoding: chunk::ENCODING_XOR,
+            data: c.data.into_vec(),
+            mint: c.mint,
+            maxt: c.maxt,
+            samples: part.len() as u64,
+        });
+    }
+    if let Some(dec) = chunk::encode_decimal(&samples) {
+        let xor_len: usize = xor.iter().map(|c| c.data.len()).sum();
+        if compressed_estimate(&dec) < xor_len {
+            let one = Encoded {
+                encoding: chunk::ENCODING_DECIMAL,
+                data: dec,
+                mint: first.timestamp_ms,
+                maxt: last.timestamp_ms,
+                samples: samples.len() as u64,
+            };
+            return Ok((vec![one], last_value));
         }
     }
-    let last_value = samples.last().map(|s| s.value.to_bits()).unwrap_or(0);
-    if cur.num_samples() > 0 {
-        out.push(cur.finish());
-    }
-    Ok((out, last_value))
+    Ok((xor, last_value))
 }
 
 /// Writes a block from frozen head series into `blocks_dir` and returns its meta.
@@ -202,12 +240,12 @@ pub fn write_block(
         let mut metas = Vec::new();
         let (chunks, last_value) = reencode(&s.chunks, &tmp)?;
         for c in chunks {
-            let n = u64::from(u16::from_be_bytes([c.data[0], c.data[1]]));
-            num_samples += n;
+            num_samples += c.samples;
             num_chunks += 1;
             min_time = min_time.min(c.mint);
             max_time = max_time.max(c.maxt);
             metas.push(ChunkMeta {
+                encoding: c.encoding,
                 mint: c.mint,
                 maxt: c.maxt,
                 page: pages.len() as u32,
@@ -239,6 +277,7 @@ pub fn write_block(
         }
         put_uvarint(&mut index, metas.len() as u64);
         for m in metas {
+            index.push(m.encoding);
             put_varint(&mut index, m.mint);
             put_uvarint(&mut index, m.maxt.wrapping_sub(m.mint) as u64);
             put_uvarint(&mut index, u64::from(m.page));
@@ -334,12 +373,12 @@ impl Block {
             index.symbols.intern(s);
         }
         let nseries = read_u32(&mut r, p, "series count")?;
-        let mut series = Vec::with_capacity(nseries as usize);
+        let mut series = Vec::with_capacity((nseries as usize).min(1 << 20));
         let mut by_hash: FxHashMap<u64, Vec<u32>> = FxHashMap::default();
         let mut pages_seen = 0u32;
         for id in 0..nseries {
             let nl = read_u32(&mut r, p, "label count")?;
-            let mut labels = Vec::with_capacity(nl as usize);
+            let mut labels = Vec::with_capacity((nl as usize).min(256));
             for _ in 0..nl {
                 let n = read_u32(&mut r, p, "label name")?;
                 let v = read_u32(&mut r, p, "label value")?;
@@ -349,8 +388,17 @@ impl Block {
                 labels.push((n, v));
             }
             let nc = read_u32(&mut r, p, "chunk count")?;
-            let mut chunks = Vec::with_capacity(nc as usize);
+            let mut chunks = Vec::with_capacity((nc as usize).min(4096));
             for _ in 0..nc {
+                let encoding = r
+                    .u8()
+                    .map_err(|e| corrupt(p, format!("chunk encoding: {e}")))?;
+                if encoding > chunk::ENCODING_DECIMAL {
+                    return Err(corrupt(
+                        p,
+                        format!("series {id} has a chunk of unknown encoding {encoding}"),
+                    ));
+                }
                 let mint = r
                     .varint()
                     .map_err(|e| corrupt(p, format!("chunk mint: {e}")))?;
@@ -362,6 +410,7 @@ impl Block {
                 let len = read_u32(&mut r, p, "chunk length")?;
                 pages_seen = pages_seen.max(page.saturating_add(1));
                 chunks.push(ChunkMeta {
+                    encoding,
                     mint,
                     maxt: mint.wrapping_add(span as i64),
                     page,
@@ -393,7 +442,7 @@ impl Block {
                 format!("chunks refer to page {pages_seen} of {npages}"),
             ));
         }
-        let mut pages = Vec::with_capacity(npages as usize);
+        let mut pages = Vec::with_capacity((npages as usize).min(1 << 16));
         for _ in 0..npages {
             let file_offset = r
                 .uvarint()
@@ -511,7 +560,7 @@ impl Block {
                         format!("chunk at {start}+{} is past page {}", c.len, c.page),
                     )
                 })?;
-            chunk::decode_into(data, mint, maxt, out)
+            chunk::decode_encoded_into(c.encoding, data, mint, maxt, out)
                 .map_err(|e| corrupt(&path, format!("series {id}: {e}")))?;
         }
         Ok(())
@@ -553,7 +602,10 @@ mod tests {
                 for i in 0..400 {
                     h.append(r, 1_700_000_000_000 + i * 10_000, (i * inst) as f64);
                 }
-                h.append(r, 1_700_000_000_000 + 400 * 10_000, stale_nan());
+                // a stale marker (NaN) keeps even instances XOR-encoded; odd ones are decimal
+                if inst % 2 == 0 {
+                    h.append(r, 1_700_000_000_000 + 400 * 10_000, stale_nan());
+                }
             }
         }
         h
@@ -566,7 +618,7 @@ mod tests {
         let frozen = h.freeze();
         let meta = write_block(dir.path(), "b1", &frozen, 7).unwrap();
         assert_eq!(meta.num_series, 15);
-        assert_eq!(meta.num_samples, 15 * 401);
+        assert_eq!(meta.num_samples, 15 * 400 + 9);
         assert_eq!(meta.num_chunks, 15);
         assert_eq!(meta.wal_segment_upto, 7);
         let b = Block::open(&dir.path().join("b1")).unwrap();
@@ -624,15 +676,29 @@ mod tests {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/tsdb/block-v1");
         let b = Block::open(&dir).unwrap();
         assert_eq!(b.meta.num_series, 15);
-        assert_eq!(b.meta.num_samples, 15 * 401);
+        assert_eq!(b.meta.num_samples, 15 * 400 + 9);
         let m = LabelMatcher::new("instance", MatchOp::RegexMatch, "10.0.0.3:.*").unwrap();
         let ids = postings_for_matchers(&b, &[m]);
         assert_eq!(ids.len(), 3);
         let mut out = Vec::new();
         b.samples(ids[0], i64::MIN, i64::MAX, &mut HashMap::new(), &mut out)
             .unwrap();
-        assert_eq!(out.len(), 401);
+        assert_eq!(out.len(), 400);
+        assert_eq!(
+            b.series[ids[0] as usize].chunks[0].encoding,
+            chunk::ENCODING_DECIMAL
+        );
         assert_eq!(out[10], Sample::new(1_700_000_000_000 + 100_000, 30.0));
+        let m = LabelMatcher::new("instance", MatchOp::Equal, "10.0.0.4:9100").unwrap();
+        let ids = postings_for_matchers(&b, &[m]);
+        assert_eq!(
+            b.series[ids[0] as usize].chunks[0].encoding,
+            chunk::ENCODING_XOR
+        );
+        out.clear();
+        b.samples(ids[0], i64::MIN, i64::MAX, &mut HashMap::new(), &mut out)
+            .unwrap();
+        assert_eq!(out.len(), 401);
         assert_eq!(out[400].value.to_bits(), STALE_NAN_BITS);
     }
 

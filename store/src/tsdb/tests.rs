@@ -503,7 +503,8 @@ fn rss_bytes() -> u64 {
 
 /// Micro-benchmark, run by hand:
 /// `cargo test --release -p lookout-store --lib bench_append -- --ignored --nocapture`.
-/// 100k series (10 labels each), 10 s interval, half counters and half gauges.
+/// 100k series (10 labels each), 10 s interval, value kinds as in `bench/`; `BENCH_SERIES`
+/// and `BENCH_ROUNDS` (samples per series) change the size.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore]
 async fn bench_append() {
@@ -559,14 +560,22 @@ async fn bench_append() {
             let end = (chunk_start + per_batch).min(series_n);
             let mut series = Vec::with_capacity(end - chunk_start);
             for i in chunk_start..end {
-                values[i] = if i % 2 == 0 {
-                    values[i] + f64::from(rng.random_range(0..20u32))
-                } else {
-                    (values[i] + rng.random_range(-5.0..5.0f64))
-                        .max(0.0)
-                        .round()
-                        * 4096.0
-                        / 4096.0
+                // value kinds as in the bench generator: integer and 0.01 s counters, page-sized
+                // byte gauges, full-precision float gauges, small integer gauges, constants
+                let u: f64 = rng.random();
+                let rate = 10f64.powi((i % 5) as i32 - 2);
+                values[i] = match i % 6 {
+                    0 => values[i] + (rate * 10.0 * (0.5 + u)).round(),
+                    1 => ((values[i] + rate * 10.0 * (0.8 + 0.4 * u)) * 100.0).round() / 100.0,
+                    2 => {
+                        ((values[i] * (1.0 + 0.002 * (u - 0.5))) / 4096.0)
+                            .round()
+                            .max(1.0)
+                            * 4096.0
+                    }
+                    3 => (values[i] * (1.0 + 0.2 * (u - 0.5))).max(1e-6),
+                    4 => (values[i] + (u * 5.0).floor() - 2.0).max(1.0),
+                    _ => values[i],
                 };
                 series.push(crate::model::Series {
                     labels: labels[i].clone(),
