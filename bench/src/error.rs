@@ -12,7 +12,11 @@ pub enum BenchError {
         source: std::io::Error,
     },
     #[error("invalid benchmark parameter {name}={value}: {reason}")]
-    BadParam { name: &'static str, value: String, reason: String },
+    BadParam {
+        name: &'static str,
+        value: String,
+        reason: String,
+    },
     #[error("stream file {path} is corrupt: {reason}")]
     CorruptStream { path: PathBuf, reason: String },
     #[error("could not decode a remote-write request: {0}")]
@@ -25,11 +29,24 @@ pub enum BenchError {
         source: std::io::Error,
     },
     #[error("{server} did not become ready at {url} within {secs}s: {last}")]
-    NotReady { server: String, url: String, secs: u64, last: String },
+    NotReady {
+        server: String,
+        url: String,
+        secs: u64,
+        last: String,
+    },
     #[error("{server} exited early with {status}; see its log {log}")]
-    Exited { server: String, status: String, log: PathBuf },
+    Exited {
+        server: String,
+        status: String,
+        log: PathBuf,
+    },
     #[error("reading /proc for pid {pid} ({what}): {reason}")]
-    Proc { pid: u32, what: &'static str, reason: String },
+    Proc {
+        pid: u32,
+        what: &'static str,
+        reason: String,
+    },
     #[error("http request to {url} failed: {reason}")]
     Http { url: String, reason: String },
     #[error("{server}: {reason}")]
@@ -40,7 +57,10 @@ pub enum BenchError {
 
 impl BenchError {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        BenchError::Io { path: path.into(), source }
+        BenchError::Io {
+            path: path.into(),
+            source,
+        }
     }
 }
 

@@ -43,22 +43,38 @@ pub struct GenParams {
 impl GenParams {
     pub fn validate(&self) -> Result<()> {
         let bad = |name, value: String, reason: &str| {
-            Err(BenchError::BadParam { name, value, reason: reason.to_string() })
+            Err(BenchError::BadParam {
+                name,
+                value,
+                reason: reason.to_string(),
+            })
         };
         if self.series == 0 {
             return bad("series", self.series.to_string(), "must be positive");
         }
         if self.interval_ms < 1000 {
-            return bad("interval", format!("{}ms", self.interval_ms), "must be at least 1s");
+            return bad(
+                "interval",
+                format!("{}ms", self.interval_ms),
+                "must be at least 1s",
+            );
         }
         if self.duration_ms < self.interval_ms {
-            return bad("duration", format!("{}ms", self.duration_ms), "must cover one interval");
+            return bad(
+                "duration",
+                format!("{}ms", self.duration_ms),
+                "must cover one interval",
+            );
         }
         if self.shards == 0 || self.shards > 256 {
             return bad("shards", self.shards.to_string(), "must be in 1..=256");
         }
         if self.samples_per_request == 0 {
-            return bad("samples-per-request", self.samples_per_request.to_string(), "must be positive");
+            return bad(
+                "samples-per-request",
+                self.samples_per_request.to_string(),
+                "must be positive",
+            );
         }
         Ok(())
     }
@@ -125,49 +141,128 @@ const HANDLERS: &[&str] = &["/api/v1/orders", "/api/v1/users", "/healthz"];
 const DISKS: &[&str] = &["nvme0n1", "sda", "sdb"];
 
 const CATALOG: &[Family] = &[
-    Family { name: "up", kind: Kind::Constant, dims: &[] },
-    Family { name: "build_info", kind: Kind::Constant, dims: &[("version", &["1.4.2"])] },
-    Family { name: "process_start_time_seconds", kind: Kind::Constant, dims: &[] },
-    Family { name: "node_memory_MemTotal_bytes", kind: Kind::Constant, dims: &[] },
+    Family {
+        name: "up",
+        kind: Kind::Constant,
+        dims: &[],
+    },
+    Family {
+        name: "build_info",
+        kind: Kind::Constant,
+        dims: &[("version", &["1.4.2"])],
+    },
+    Family {
+        name: "process_start_time_seconds",
+        kind: Kind::Constant,
+        dims: &[],
+    },
+    Family {
+        name: "node_memory_MemTotal_bytes",
+        kind: Kind::Constant,
+        dims: &[],
+    },
     Family {
         name: "node_cpu_seconds_total",
         kind: Kind::CounterSeconds,
-        dims: &[("cpu", &["0", "1", "2", "3"]), ("mode", &["idle", "iowait", "system", "user"])],
+        dims: &[
+            ("cpu", &["0", "1", "2", "3"]),
+            ("mode", &["idle", "iowait", "system", "user"]),
+        ],
     },
     Family {
         name: "http_requests_total",
         kind: Kind::CounterInt,
-        dims: &[("code", &["200", "404", "500"]), ("handler", HANDLERS), ("method", &["GET", "POST"])],
+        dims: &[
+            ("code", &["200", "404", "500"]),
+            ("handler", HANDLERS),
+            ("method", &["GET", "POST"]),
+        ],
     },
     Family {
         name: "http_request_duration_seconds_bucket",
         kind: Kind::CounterInt,
-        dims: &[("handler", HANDLERS), ("le", &["0.05", "0.1", "0.25", "0.5", "1", "+Inf"])],
+        dims: &[
+            ("handler", HANDLERS),
+            ("le", &["0.05", "0.1", "0.25", "0.5", "1", "+Inf"]),
+        ],
     },
-    Family { name: "http_request_duration_seconds_sum", kind: Kind::CounterSeconds, dims: &[("handler", HANDLERS)] },
-    Family { name: "http_request_duration_seconds_count", kind: Kind::CounterInt, dims: &[("handler", HANDLERS)] },
-    Family { name: "node_network_receive_bytes_total", kind: Kind::CounterInt, dims: &[("device", &["eth0", "lo"])] },
-    Family { name: "node_network_transmit_bytes_total", kind: Kind::CounterInt, dims: &[("device", &["eth0", "lo"])] },
-    Family { name: "node_disk_read_bytes_total", kind: Kind::CounterInt, dims: &[("device", DISKS)] },
-    Family { name: "node_disk_io_time_seconds_total", kind: Kind::CounterSeconds, dims: &[("device", DISKS)] },
-    Family { name: "node_memory_MemAvailable_bytes", kind: Kind::GaugeBytes, dims: &[] },
-    Family { name: "process_resident_memory_bytes", kind: Kind::GaugeBytes, dims: &[] },
+    Family {
+        name: "http_request_duration_seconds_sum",
+        kind: Kind::CounterSeconds,
+        dims: &[("handler", HANDLERS)],
+    },
+    Family {
+        name: "http_request_duration_seconds_count",
+        kind: Kind::CounterInt,
+        dims: &[("handler", HANDLERS)],
+    },
+    Family {
+        name: "node_network_receive_bytes_total",
+        kind: Kind::CounterInt,
+        dims: &[("device", &["eth0", "lo"])],
+    },
+    Family {
+        name: "node_network_transmit_bytes_total",
+        kind: Kind::CounterInt,
+        dims: &[("device", &["eth0", "lo"])],
+    },
+    Family {
+        name: "node_disk_read_bytes_total",
+        kind: Kind::CounterInt,
+        dims: &[("device", DISKS)],
+    },
+    Family {
+        name: "node_disk_io_time_seconds_total",
+        kind: Kind::CounterSeconds,
+        dims: &[("device", DISKS)],
+    },
+    Family {
+        name: "node_memory_MemAvailable_bytes",
+        kind: Kind::GaugeBytes,
+        dims: &[],
+    },
+    Family {
+        name: "process_resident_memory_bytes",
+        kind: Kind::GaugeBytes,
+        dims: &[],
+    },
     Family {
         name: "node_filesystem_avail_bytes",
         kind: Kind::GaugeBytes,
         dims: &[("device", DISKS), ("fstype", &["ext4"])],
     },
-    Family { name: "node_load1", kind: Kind::GaugeFloat, dims: &[] },
+    Family {
+        name: "node_load1",
+        kind: Kind::GaugeFloat,
+        dims: &[],
+    },
     Family {
         name: "go_gc_duration_seconds",
         kind: Kind::GaugeFloat,
         dims: &[("quantile", &["0", "0.25", "0.5", "0.75", "1"])],
     },
-    Family { name: "go_goroutines", kind: Kind::GaugeSmall, dims: &[] },
-    Family { name: "process_open_fds", kind: Kind::GaugeSmall, dims: &[] },
+    Family {
+        name: "go_goroutines",
+        kind: Kind::GaugeSmall,
+        dims: &[],
+    },
+    Family {
+        name: "process_open_fds",
+        kind: Kind::GaugeSmall,
+        dims: &[],
+    },
 ];
 
-const JOBS: &[&str] = &["node", "api-gateway", "orders", "payments", "users", "inventory", "search", "mailer"];
+const JOBS: &[&str] = &[
+    "node",
+    "api-gateway",
+    "orders",
+    "payments",
+    "users",
+    "inventory",
+    "search",
+    "mailer",
+];
 const ENVS: &[&str] = &["prod", "prod", "prod", "staging"];
 const REGIONS: &[&str] = &["cn-north-1", "cn-east-2", "ap-southeast-1"];
 
@@ -265,13 +360,18 @@ fn build_series(params: &GenParams) -> (Vec<SeriesState>, usize) {
             let (value, param) = match fam.kind {
                 Kind::Constant => match fam.name {
                     "process_start_time_seconds" => (1.7e9 + (u * 1e6).round(), 0.0),
-                    "node_memory_MemTotal_bytes" => (((8 + (u * 4.0) as u64 * 8) << 30) as f64, 0.0),
+                    "node_memory_MemTotal_bytes" => {
+                        (((8 + (u * 4.0) as u64 * 8) << 30) as f64, 0.0)
+                    }
                     _ => (1.0, 0.0),
                 },
                 // log-uniform rates: most series are quiet, a few are hot
                 Kind::CounterInt => ((u * 1e6).round(), 10f64.powf(rng.random_range(-2.0..3.0))),
                 Kind::CounterSeconds => ((u * 1e5).round() / 100.0, rng.random_range(0.001..1.0)),
-                Kind::GaugeBytes => ((((1u64 << 30) as f64) * (1.0 + 7.0 * u) / 4096.0).round() * 4096.0, 0.002),
+                Kind::GaugeBytes => (
+                    (((1u64 << 30) as f64) * (1.0 + 7.0 * u) / 4096.0).round() * 4096.0,
+                    0.002,
+                ),
                 Kind::GaugeFloat => (0.05 + u * 2.0, 0.2),
                 Kind::GaugeSmall => ((20.0 + u * 200.0).round(), 0.0),
             };
@@ -294,7 +394,11 @@ fn scrape_ts(seed: u64, start_ms: i64, interval_ms: i64, target: usize, step: u6
     let h = splitmix64(seed ^ splitmix64(target as u64 ^ 0x5eed));
     let offset = 100 + (h % (interval_ms as u64 - 200)) as i64;
     let j = splitmix64(h ^ step);
-    let jitter = if j.is_multiple_of(100) { ((j >> 8) % 201) as i64 - 100 } else { 0 };
+    let jitter = if j.is_multiple_of(100) {
+        ((j >> 8) % 201) as i64 - 100
+    } else {
+        0
+    };
     start_ms + step as i64 * interval_ms + offset + jitter
 }
 
@@ -318,7 +422,10 @@ fn write_shard(
     let mut body = Vec::with_capacity(params.samples_per_request * 200);
     let mut in_body = 0usize;
     let mut stats = ShardFile {
-        file: path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        file: path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
         requests: 0,
         samples: 0,
         compressed_bytes: 0,
@@ -326,17 +433,21 @@ fn write_shard(
     };
     let interval_s = params.interval_ms as f64 / 1000.0;
     let mut flush = |body: &mut Vec<u8>, n: usize, stats: &mut ShardFile| -> Result<()> {
-        let compressed = enc.compress_vec(body).map_err(|e| BenchError::CorruptStream {
-            path: path.to_path_buf(),
-            reason: format!("snappy compression failed: {e}"),
-        })?;
+        let compressed = enc
+            .compress_vec(body)
+            .map_err(|e| BenchError::CorruptStream {
+                path: path.to_path_buf(),
+                reason: format!("snappy compression failed: {e}"),
+            })?;
         let len = u32::try_from(compressed.len()).map_err(|_| BenchError::BadParam {
             name: "samples-per-request",
             value: params.samples_per_request.to_string(),
             reason: "a request exceeds 4 GiB".into(),
         })?;
-        w.write_all(&len.to_le_bytes()).map_err(|e| BenchError::io(path, e))?;
-        w.write_all(&compressed).map_err(|e| BenchError::io(path, e))?;
+        w.write_all(&len.to_le_bytes())
+            .map_err(|e| BenchError::io(path, e))?;
+        w.write_all(&compressed)
+            .map_err(|e| BenchError::io(path, e))?;
         stats.requests += 1;
         stats.samples += n as u64;
         stats.compressed_bytes += compressed.len() as u64 + 4;
@@ -389,11 +500,14 @@ pub fn generate(dir: &Path, params: &GenParams, now_ms: i64) -> Result<Manifest>
     let gauges = count(&[Kind::GaugeBytes, Kind::GaugeFloat, Kind::GaugeSmall]);
     let constants = count(&[Kind::Constant]);
 
-    let mut per_shard: Vec<Vec<&mut SeriesState>> = (0..params.shards).map(|_| Vec::new()).collect();
+    let mut per_shard: Vec<Vec<&mut SeriesState>> =
+        (0..params.shards).map(|_| Vec::new()).collect();
     for (i, s) in series.iter_mut().enumerate() {
         per_shard[i % params.shards].push(s);
     }
-    let paths: Vec<PathBuf> = (0..params.shards).map(|k| dir.join(format!("shard-{k:03}.bin"))).collect();
+    let paths: Vec<PathBuf> = (0..params.shards)
+        .map(|k| dir.join(format!("shard-{k:03}.bin")))
+        .collect();
     let results: Vec<Result<ShardFile>> = std::thread::scope(|scope| {
         let handles: Vec<_> = per_shard
             .iter_mut()
@@ -417,7 +531,10 @@ pub fn generate(dir: &Path, params: &GenParams, now_ms: i64) -> Result<Manifest>
     if written != params.total_samples() {
         return Err(BenchError::CorruptStream {
             path: dir.to_path_buf(),
-            reason: format!("wrote {written} samples, expected {}", params.total_samples()),
+            reason: format!(
+                "wrote {written} samples, expected {}",
+                params.total_samples()
+            ),
         });
     }
     let manifest = Manifest {
@@ -456,16 +573,20 @@ pub fn read_stream(path: &Path) -> Result<Vec<bytes::Bytes>> {
     let mut out = Vec::new();
     let mut pos = 0usize;
     while pos < data.len() {
-        let header = data.get(pos..pos + 4).ok_or_else(|| BenchError::CorruptStream {
-            path: path.to_path_buf(),
-            reason: format!("truncated length header at byte {pos}"),
-        })?;
+        let header = data
+            .get(pos..pos + 4)
+            .ok_or_else(|| BenchError::CorruptStream {
+                path: path.to_path_buf(),
+                reason: format!("truncated length header at byte {pos}"),
+            })?;
         let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
         let end = pos + 4 + len;
         if end > data.len() {
             return Err(BenchError::CorruptStream {
                 path: path.to_path_buf(),
-                reason: format!("request at byte {pos} claims {len} bytes past the end of the file"),
+                reason: format!(
+                    "request at byte {pos} claims {len} bytes past the end of the file"
+                ),
             });
         }
         out.push(data.slice(pos + 4..end));
@@ -479,7 +600,14 @@ mod tests {
     use super::*;
 
     fn small() -> GenParams {
-        GenParams { series: 250, interval_ms: 10_000, duration_ms: 600_000, shards: 3, samples_per_request: 100, seed: 7 }
+        GenParams {
+            series: 250,
+            interval_ms: 10_000,
+            duration_ms: 600_000,
+            shards: 3,
+            samples_per_request: 100,
+            seed: 7,
+        }
     }
 
     fn decode_all(dir: &Path, m: &Manifest) -> Vec<store::MetricBatch> {

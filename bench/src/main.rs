@@ -30,7 +30,10 @@ use crate::generate::GenParams;
 use crate::servers::{Binaries, ServerKind};
 
 #[derive(Parser)]
-#[command(name = "lookout-bench", about = "Ingest benchmark: Lookout vs Prometheus vs VictoriaMetrics")]
+#[command(
+    name = "lookout-bench",
+    about = "Ingest benchmark: Lookout vs Prometheus vs VictoriaMetrics"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -86,7 +89,11 @@ struct RunArgs {
     #[command(flatten)]
     gen: GenArgs,
     /// Servers to run, in order.
-    #[arg(long, value_delimiter = ',', default_value = "prometheus,victoria-metrics,lookout")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "prometheus,victoria-metrics,lookout"
+    )]
     servers: Vec<ServerKind>,
     /// Full runs per server (the median is reported).
     #[arg(long, default_value_t = 1)]
@@ -158,7 +165,10 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn load_streams(dir: &std::path::Path, m: &generate::Manifest) -> Result<Vec<Arc<send::ShardStream>>> {
+fn load_streams(
+    dir: &std::path::Path,
+    m: &generate::Manifest,
+) -> Result<Vec<Arc<send::ShardStream>>> {
     m.shards
         .iter()
         .map(|s| {
@@ -178,7 +188,10 @@ fn load_streams(dir: &std::path::Path, m: &generate::Manifest) -> Result<Vec<Arc
         .collect()
 }
 
-fn run_null_sink(streams: &[Arc<send::ShardStream>], args: &RunArgs) -> Result<report::NullSinkSummary> {
+fn run_null_sink(
+    streams: &[Arc<send::ShardStream>],
+    args: &RunArgs,
+) -> Result<report::NullSinkSummary> {
     // a prefix of every shard, so the slice has the same mix of series as the whole stream
     let mut subset = Vec::new();
     let per_shard = args.null_sink_samples / streams.len().max(1) as u64;
@@ -189,7 +202,13 @@ fn run_null_sink(streams: &[Arc<send::ShardStream>], args: &RunArgs) -> Result<r
     let mut runs = Vec::new();
     for i in 0..args.null_sink_repeats.max(1) {
         let r = nullsink::run(&subset, 1)?;
-        tracing::info!(repeat = i, samples = r.samples, cpu_secs = r.cpu_secs, rate = r.samples_per_cpu_sec, "null sink");
+        tracing::info!(
+            repeat = i,
+            samples = r.samples,
+            cpu_secs = r.cpu_secs,
+            rate = r.samples_per_cpu_sec,
+            "null sink"
+        );
         runs.push(r);
     }
     Ok(report::NullSinkSummary::new(runs))
@@ -209,18 +228,36 @@ async fn run_server(
     let cpu0 = h.cpu_secs()?;
     let sent = send::send_all(&h.write_url(), streams).await?;
     let cpu1 = h.cpu_secs()?;
-    tracing::info!(server = kind.name(), ok = sent.samples_ok, rejected = sent.samples_rejected, secs = sent.elapsed_secs, cpu = cpu1 - cpu0, "stream sent");
+    tracing::info!(
+        server = kind.name(),
+        ok = sent.samples_ok,
+        rejected = sent.samples_rejected,
+        secs = sent.elapsed_secs,
+        cpu = cpu1 - cpu0,
+        "stream sent"
+    );
     let reported = servers::server_reported_samples(&h, client).await;
-    let persisted = match kind {
-        ServerKind::Prometheus => Some(servers::persist_prometheus(&h, Duration::from_secs(300)).await?),
-        ServerKind::VictoriaMetrics => Some(servers::persist_victoria(&h, client, sent.samples_ok).await?),
+    let prometheus_block = match kind {
+        ServerKind::Prometheus => {
+            Some(servers::persist_prometheus(&h, Duration::from_secs(300)).await?)
+        }
+        ServerKind::VictoriaMetrics => {
+            servers::flush_victoria(&h, client).await?;
+            None
+        }
         ServerKind::Lookout => None,
     };
     let peak_rss = h.peak_rss()?;
     let cpu_end = h.stop(Duration::from_secs(300)).await?;
-    let persisted = match persisted {
-        Some(p) => p,
-        None => servers::persisted_lookout(&h.data_dir, sent.samples_ok),
+    let persisted = match (kind, prometheus_block) {
+        (ServerKind::Prometheus, Some(mut p)) => {
+            p.data_dir_bytes = procstat::dir_bytes(&h.data_dir);
+            p
+        }
+        (ServerKind::VictoriaMetrics, _) => {
+            servers::persisted_victoria(&h.data_dir, sent.samples_ok)
+        }
+        _ => servers::persisted_lookout(&h.data_dir, sent.samples_ok),
     };
     let run = report::ServerRun::new(report::ServerRunInput {
         server: kind.name().to_string(),
@@ -247,10 +284,16 @@ async fn run(args: RunArgs) -> Result<()> {
     let started_ms = now_ms();
     let params = args.gen.params();
     let stream_dir = args.gen.stream_dir.clone();
-    let manifest = tokio::task::spawn_blocking(move || generate::generate(&stream_dir, &params, now_ms()))
-        .await
-        .map_err(|e| BenchError::Decode(format!("generator task failed: {e}")))??;
-    tracing::info!(samples = manifest.total_samples(), requests = manifest.total_requests(), secs = manifest.generate_secs, "stream ready");
+    let manifest =
+        tokio::task::spawn_blocking(move || generate::generate(&stream_dir, &params, now_ms()))
+            .await
+            .map_err(|e| BenchError::Decode(format!("generator task failed: {e}")))??;
+    tracing::info!(
+        samples = manifest.total_samples(),
+        requests = manifest.total_requests(),
+        secs = manifest.generate_secs,
+        "stream ready"
+    );
     let streams = load_streams(&args.gen.stream_dir, &manifest)?;
 
     let null_sink = run_null_sink(&streams, &args)?;
@@ -264,7 +307,10 @@ async fn run(args: RunArgs) -> Result<()> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
-        .map_err(|e| BenchError::Http { url: "-".into(), reason: format!("building client: {e}") })?;
+        .map_err(|e| BenchError::Http {
+            url: "-".into(),
+            reason: format!("building client: {e}"),
+        })?;
     let mut results = Vec::new();
     for kind in &args.servers {
         let mut runs = Vec::new();
@@ -288,7 +334,8 @@ async fn run(args: RunArgs) -> Result<()> {
     if let Some(parent) = args.results.parent() {
         std::fs::create_dir_all(parent).map_err(|e| BenchError::io(parent, e))?;
     }
-    std::fs::write(&args.results, serde_json::to_vec_pretty(&out)?).map_err(|e| BenchError::io(&args.results, e))?;
+    std::fs::write(&args.results, serde_json::to_vec_pretty(&out)?)
+        .map_err(|e| BenchError::io(&args.results, e))?;
     println!("results written to {}", args.results.display());
     Ok(())
 }

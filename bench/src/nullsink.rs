@@ -14,7 +14,8 @@ use crate::procstat;
 /// sample count, which is all the sink keeps.
 pub fn decode_count(body: &[u8]) -> Result<u64> {
     let limit = collector::IngestLimits::default().max_request_body_bytes;
-    let decoded = collector::remote_write::decode(body, limit).map_err(|e| BenchError::Decode(e.to_string()))?;
+    let decoded = collector::remote_write::decode(body, limit)
+        .map_err(|e| BenchError::Decode(e.to_string()))?;
     Ok(decoded.batch.sample_count() as u64)
 }
 
@@ -36,7 +37,11 @@ pub fn run(requests: &[Bytes], passes: usize) -> Result<NullSinkRun> {
         }
     }
     let cpu_secs = procstat::thread_cpu_secs()? - before;
-    Ok(NullSinkRun { samples, cpu_secs, samples_per_cpu_sec: samples as f64 / cpu_secs.max(0.01) })
+    Ok(NullSinkRun {
+        samples,
+        cpu_secs,
+        samples_per_cpu_sec: samples as f64 / cpu_secs.max(0.01),
+    })
 }
 
 #[cfg(test)]
@@ -46,7 +51,8 @@ mod tests {
 
     #[test]
     fn decodes_and_counts() {
-        let enc = proto::encode_labels(&[("__name__".into(), "up".into()), ("job".into(), "a".into())]);
+        let enc =
+            proto::encode_labels(&[("__name__".into(), "up".into()), ("job".into(), "a".into())]);
         let mut body = Vec::new();
         proto::push_series(&enc, 1.0, 1000, &mut body);
         proto::push_series(&enc, 2.0, 2000, &mut body);
@@ -59,7 +65,9 @@ mod tests {
 
     #[test]
     fn bad_snappy_is_a_decode_error() {
-        let err = decode_count(b"\xff\xff\xff\xffnot snappy").unwrap_err().to_string();
+        let err = decode_count(b"\xff\xff\xff\xffnot snappy")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("snappy"), "{err}");
     }
 }

@@ -20,12 +20,19 @@ pub fn clock_ticks() -> u64 {
 /// Fields of `/proc/<pid>/stat` after the command name, which may itself contain spaces and
 /// parentheses (so split at the last `)`).
 fn stat_fields(path: &Path, pid: u32) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| BenchError::Proc { pid, what: "stat", reason: format!("{}: {e}", path.display()) })?;
+    let text = std::fs::read_to_string(path).map_err(|e| BenchError::Proc {
+        pid,
+        what: "stat",
+        reason: format!("{}: {e}", path.display()),
+    })?;
     let rest = text
         .rfind(')')
         .map(|i| &text[i + 1..])
-        .ok_or_else(|| BenchError::Proc { pid, what: "stat", reason: format!("no ')' in {text:?}") })?;
+        .ok_or_else(|| BenchError::Proc {
+            pid,
+            what: "stat",
+            reason: format!("no ')' in {text:?}"),
+        })?;
     Ok(rest.split_whitespace().map(str::to_string).collect())
 }
 
@@ -34,11 +41,13 @@ fn cpu_and_state(path: &Path, pid: u32) -> Result<(f64, char)> {
     let f = stat_fields(path, pid)?;
     // after the comm field: state is field 3 (index 0), utime 14 (index 11), stime 15 (index 12)
     let parse = |i: usize| -> Result<u64> {
-        f.get(i).and_then(|v| v.parse().ok()).ok_or_else(|| BenchError::Proc {
-            pid,
-            what: "stat",
-            reason: format!("field {} missing or not a number", i + 3),
-        })
+        f.get(i)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| BenchError::Proc {
+                pid,
+                what: "stat",
+                reason: format!("field {} missing or not a number", i + 3),
+            })
     };
     let ticks = parse(11)? + parse(12)?;
     let state = f.first().and_then(|s| s.chars().next()).unwrap_or('?');
@@ -64,13 +73,20 @@ pub fn thread_cpu_secs() -> Result<f64> {
 /// Peak resident set size (`VmHWM`) in bytes.
 pub fn peak_rss_bytes(pid: u32) -> Result<u64> {
     let path = format!("/proc/{pid}/status");
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| BenchError::Proc { pid, what: "status", reason: format!("{path}: {e}") })?;
+    let text = std::fs::read_to_string(&path).map_err(|e| BenchError::Proc {
+        pid,
+        what: "status",
+        reason: format!("{path}: {e}"),
+    })?;
     text.lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map(|kb| kb * 1024)
-        .ok_or_else(|| BenchError::Proc { pid, what: "status", reason: "no VmHWM line".into() })
+        .ok_or_else(|| BenchError::Proc {
+            pid,
+            what: "status",
+            reason: "no VmHWM line".into(),
+        })
 }
 
 /// Total size in bytes of the regular files below `path` (0 if it does not exist).

@@ -52,7 +52,9 @@ pub mod tests {
 
     /// Decodes a snappy body with the collector's receiver code.
     pub fn decode(compressed: &[u8]) -> MetricBatch {
-        collector::remote_write::decode(compressed, 1 << 30).unwrap().batch
+        collector::remote_write::decode(compressed, 1 << 30)
+            .unwrap()
+            .batch
     }
 
     #[test]
@@ -68,7 +70,10 @@ pub mod tests {
         let batch = decode(&snap::raw::Encoder::new().compress_vec(&body).unwrap());
         assert_eq!(batch.series.len(), 2);
         assert_eq!(batch.series[0].labels.get("job"), Some("node"));
-        assert_eq!(batch.series[0].samples, vec![Sample::new(1_700_000_000_123, 1.5)]);
+        assert_eq!(
+            batch.series[0].samples,
+            vec![Sample::new(1_700_000_000_123, 1.5)]
+        );
         assert_eq!(batch.series[1].samples, vec![Sample::new(-5, -2.0)]);
     }
 }

@@ -15,7 +15,11 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
     }
     v.sort_by(|a, b| a.total_cmp(b));
     let n = v.len();
-    Some(if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 })
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -26,8 +30,12 @@ pub struct NullSinkSummary {
 
 impl NullSinkSummary {
     pub fn new(runs: Vec<NullSinkRun>) -> Self {
-        let median_samples_per_cpu_sec = median(runs.iter().map(|r| r.samples_per_cpu_sec).collect());
-        NullSinkSummary { runs, median_samples_per_cpu_sec }
+        let median_samples_per_cpu_sec =
+            median(runs.iter().map(|r| r.samples_per_cpu_sec).collect());
+        NullSinkSummary {
+            runs,
+            median_samples_per_cpu_sec,
+        }
     }
 }
 
@@ -60,6 +68,8 @@ pub struct ServerRun {
     pub idle_peak_rss_bytes: u64,
     pub peak_rss_bytes: u64,
     pub rss_bytes_per_series: f64,
+    /// Peak RSS minus the RSS peak before any data arrived, per series.
+    pub rss_bytes_per_series_above_idle: f64,
     pub persisted: Persisted,
     pub bytes_per_sample: Option<f64>,
 }
@@ -82,6 +92,9 @@ impl ServerRun {
             idle_peak_rss_bytes: i.idle_peak_rss_bytes,
             peak_rss_bytes: i.peak_rss_bytes,
             rss_bytes_per_series: i.peak_rss_bytes as f64 / i.series.max(1) as f64,
+            rss_bytes_per_series_above_idle: i.peak_rss_bytes.saturating_sub(i.idle_peak_rss_bytes)
+                as f64
+                / i.series.max(1) as f64,
             persisted: i.persisted,
             bytes_per_sample,
             send: i.sent,
@@ -109,7 +122,9 @@ impl ServerSummary {
         ServerSummary {
             server: server.to_string(),
             median_samples_per_cpu_sec: m(&|r| Some(r.samples_per_cpu_sec)),
-            median_samples_per_cpu_sec_incl_persist: m(&|r| Some(r.samples_per_cpu_sec_incl_persist)),
+            median_samples_per_cpu_sec_incl_persist: m(&|r| {
+                Some(r.samples_per_cpu_sec_incl_persist)
+            }),
             median_bytes_per_sample: m(&|r| r.bytes_per_sample),
             median_rss_bytes_per_series: m(&|r| Some(r.rss_bytes_per_series)),
             median_peak_rss_bytes: m(&|r| Some(r.peak_rss_bytes as f64)),
@@ -148,7 +163,9 @@ impl Machine {
         let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         Machine {
-            nproc: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            nproc: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
             mem_total_kb: meminfo
                 .lines()
                 .find_map(|l| l.strip_prefix("MemTotal:"))
@@ -157,7 +174,9 @@ impl Machine {
                 .lines()
                 .find_map(|l| l.strip_prefix("model name"))
                 .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string()),
-            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").ok().map(|s| s.trim().to_string()),
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .ok()
+                .map(|s| s.trim().to_string()),
         }
     }
 }
@@ -182,7 +201,15 @@ impl Results {
         finished_at_ms: i64,
     ) -> Self {
         let ratios = ratios(&servers);
-        Results { started_at_ms, finished_at_ms, machine: Machine::probe(), stream, null_sink, servers, ratios }
+        Results {
+            started_at_ms,
+            finished_at_ms,
+            machine: Machine::probe(),
+            stream,
+            null_sink,
+            servers,
+            ratios,
+        }
     }
 
     pub fn table(&self) -> String {
@@ -205,9 +232,19 @@ impl Results {
         ));
         out.push_str(&format!(
             "{:<18} {:>14} {:>16} {:>12} {:>12} {:>14} {:>12} {:>9}\n",
-            "server", "samples/cpu-s", "incl. persist", "bytes/sample", "peak RSS MiB", "RSS B/series", "data MiB", "wall s"
+            "server",
+            "samples/cpu-s",
+            "incl. persist",
+            "bytes/sample",
+            "peak RSS MiB",
+            "RSS B/series",
+            "data MiB",
+            "wall s"
         ));
-        let f = |v: Option<f64>, prec: usize| v.map(|x| format!("{x:.prec$}")).unwrap_or_else(|| "-".into());
+        let f = |v: Option<f64>, prec: usize| {
+            v.map(|x| format!("{x:.prec$}"))
+                .unwrap_or_else(|| "-".into())
+        };
         out.push_str(&format!(
             "{:<18} {:>14} {:>16} {:>12} {:>12} {:>14} {:>12} {:>9}\n",
             "null sink (decode)",
@@ -273,7 +310,11 @@ fn ratios(servers: &[ServerSummary]) -> Vec<Ratio> {
         return Vec::new();
     };
     let mut out = Vec::new();
-    let mut add = |metric: &str, peer: &ServerSummary, get: fn(&ServerSummary) -> Option<f64>, target: f64, at_least: bool| {
+    let mut add = |metric: &str,
+                   peer: &ServerSummary,
+                   get: fn(&ServerSummary) -> Option<f64>,
+                   target: f64,
+                   at_least: bool| {
         let ratio = match (get(lookout), get(peer)) {
             (Some(a), Some(b)) if b > 0.0 => Some(a / b),
             _ => None,
@@ -287,12 +328,36 @@ fn ratios(servers: &[ServerSummary]) -> Vec<Ratio> {
         });
     };
     if let Some(prom) = find("prometheus") {
-        add("samples/cpu-s", prom, |s| s.median_samples_per_cpu_sec, 2.0, true);
-        add("bytes/sample", prom, |s| s.median_bytes_per_sample, 0.7, false);
-        add("rss/series", prom, |s| s.median_rss_bytes_per_series, 0.5, false);
+        add(
+            "samples/cpu-s",
+            prom,
+            |s| s.median_samples_per_cpu_sec,
+            2.0,
+            true,
+        );
+        add(
+            "bytes/sample",
+            prom,
+            |s| s.median_bytes_per_sample,
+            0.7,
+            false,
+        );
+        add(
+            "rss/series",
+            prom,
+            |s| s.median_rss_bytes_per_series,
+            0.5,
+            false,
+        );
     }
     if let Some(vm) = find("victoria-metrics") {
-        add("samples/cpu-s", vm, |s| s.median_samples_per_cpu_sec, 1.0, true);
+        add(
+            "samples/cpu-s",
+            vm,
+            |s| s.median_samples_per_cpu_sec,
+            1.0,
+            true,
+        );
     }
     out
 }
@@ -309,7 +374,11 @@ mod tests {
     }
 
     fn run(server: &str, rate_cpu: f64, bytes: u64, rss: u64) -> ServerRun {
-        let sent = SendStats { samples_ok: 1000, requests_ok: 1, ..Default::default() };
+        let sent = SendStats {
+            samples_ok: 1000,
+            requests_ok: 1,
+            ..Default::default()
+        };
         ServerRun::new(ServerRunInput {
             server: server.into(),
             version: String::new(),
@@ -320,15 +389,26 @@ mod tests {
             total_cpu_secs: 2000.0 / rate_cpu,
             idle_peak_rss_bytes: 0,
             peak_rss_bytes: rss,
-            persisted: Persisted { bytes, ..Default::default() },
+            persisted: Persisted {
+                bytes,
+                ..Default::default()
+            },
         })
     }
 
     #[test]
     fn ratios_against_targets() {
         let servers = vec![
-            ServerSummary::new("prometheus", vec![run("prometheus", 100.0, 2000, 1000)], None),
-            ServerSummary::new("victoria-metrics", vec![run("victoria-metrics", 300.0, 800, 500)], None),
+            ServerSummary::new(
+                "prometheus",
+                vec![run("prometheus", 100.0, 2000, 1000)],
+                None,
+            ),
+            ServerSummary::new(
+                "victoria-metrics",
+                vec![run("victoria-metrics", 300.0, 800, 500)],
+                None,
+            ),
             ServerSummary::new("lookout", vec![run("lookout", 250.0, 1000, 400)], None),
         ];
         let r = ratios(&servers);
@@ -345,7 +425,11 @@ mod tests {
     #[test]
     fn no_ratios_without_a_complete_lookout_run() {
         let servers = vec![
-            ServerSummary::new("prometheus", vec![run("prometheus", 100.0, 2000, 1000)], None),
+            ServerSummary::new(
+                "prometheus",
+                vec![run("prometheus", 100.0, 2000, 1000)],
+                None,
+            ),
             ServerSummary::new("lookout", vec![], Some("did not start".into())),
         ];
         assert!(ratios(&servers).is_empty());

@@ -116,7 +116,8 @@ async fn send_shard(client: reqwest::Client, url: Arc<str>, shard: Arc<ShardStre
                 Outcome::Retry(msg) => {
                     st.requests_failed += 1;
                     st.samples_rejected += samples;
-                    st.first_error.get_or_insert(format!("gave up after {attempt} attempts: {msg}"));
+                    st.first_error
+                        .get_or_insert(format!("gave up after {attempt} attempts: {msg}"));
                     break;
                 }
             }
@@ -131,7 +132,10 @@ pub async fn send_all(url: &str, shards: &[Arc<ShardStream>]) -> Result<SendStat
         .pool_max_idle_per_host(shards.len())
         .timeout(Duration::from_secs(120))
         .build()
-        .map_err(|e| BenchError::Http { url: url.to_string(), reason: format!("building client: {e}") })?;
+        .map_err(|e| BenchError::Http {
+            url: url.to_string(),
+            reason: format!("building client: {e}"),
+        })?;
     let url: Arc<str> = Arc::from(url);
     let started = Instant::now();
     let tasks: Vec<_> = shards
@@ -188,7 +192,12 @@ mod tests {
         let accepted = Arc::new(AtomicU64::new(0));
         let url = serve(accepted.clone()).await;
         let shard = Arc::new(ShardStream {
-            requests: vec![Bytes::from_static(b"a"), Bytes::from_static(b"x"), Bytes::from_static(b"b"), Bytes::from_static(b"c")],
+            requests: vec![
+                Bytes::from_static(b"a"),
+                Bytes::from_static(b"x"),
+                Bytes::from_static(b"b"),
+                Bytes::from_static(b"c"),
+            ],
             samples_per_request: 10,
             samples: 35,
         });

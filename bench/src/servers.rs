@@ -6,8 +6,9 @@
 //! * Prometheus: the stream spans more than 1.5 block ranges (3 h), so its head compacts the
 //!   first aligned 2 h range into a block; bytes per sample = that block's size / the
 //!   `numSamples` in its `meta.json` (index included, WAL and head chunks excluded).
-//! * VictoriaMetrics: `/internal/force_flush`, then wait until the data directory stops
-//!   changing; bytes per sample = whole storage directory (data + indexdb) / samples accepted.
+//! * VictoriaMetrics: `/internal/force_flush`, wait until the data directory stops changing,
+//!   then SIGTERM (1.79 writes its in-memory parts only then); bytes per sample =
+//!   (`data` + `indexdb`) / samples accepted.
 //! * Lookout: SIGTERM (flushes the head to blocks and exits); bytes per sample = the
 //!   `blocks` directories / samples accepted; the whole data dir is reported too.
 
@@ -50,8 +51,11 @@ pub struct ServerHandle {
 }
 
 fn free_port() -> Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| BenchError::io("127.0.0.1:0", e))?;
-    l.local_addr().map(|a| a.port()).map_err(|e| BenchError::io("127.0.0.1:0", e))
+    let l =
+        std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| BenchError::io("127.0.0.1:0", e))?;
+    l.local_addr()
+        .map(|a| a.port())
+        .map_err(|e| BenchError::io("127.0.0.1:0", e))
 }
 
 fn version_of(bin: &Path, flag: &str) -> String {
@@ -60,8 +64,17 @@ fn version_of(bin: &Path, flag: &str) -> String {
         .output()
         .ok()
         .map(|o| {
-            let text = if o.stdout.is_empty() { o.stderr } else { o.stdout };
-            String::from_utf8_lossy(&text).lines().next().unwrap_or("").trim().to_string()
+            let text = if o.stdout.is_empty() {
+                o.stderr
+            } else {
+                o.stdout
+            };
+            String::from_utf8_lossy(&text)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string()
         })
         .unwrap_or_default()
 }
@@ -90,8 +103,11 @@ impl ServerHandle {
             ServerKind::Prometheus => {
                 let cfg = dir.join("prometheus.yml");
                 // no scrape jobs: the server stores only the benchmark stream
-                std::fs::write(&cfg, "global:\n  scrape_interval: 10s\nscrape_configs: []\n")
-                    .map_err(|e| BenchError::io(&cfg, e))?;
+                std::fs::write(
+                    &cfg,
+                    "global:\n  scrape_interval: 10s\nscrape_configs: []\n",
+                )
+                .map_err(|e| BenchError::io(&cfg, e))?;
                 (
                     &bins.prometheus,
                     vec![
@@ -132,13 +148,31 @@ impl ServerHandle {
         let log_err = log_file.try_clone().map_err(|e| BenchError::io(&log, e))?;
         let command = format!("{} {}", bin.display(), args.join(" "));
         let mut cmd = Command::new(bin);
-        cmd.args(&args).stdin(Stdio::null()).stdout(log_file).stderr(log_err);
+        cmd.args(&args)
+            .stdin(Stdio::null())
+            .stdout(log_file)
+            .stderr(log_err);
         if kind == ServerKind::Lookout {
-            cmd.env("RUST_LOG", std::env::var("LOOKOUT_BENCH_RUST_LOG").unwrap_or_else(|_| "warn".into()));
+            cmd.env(
+                "RUST_LOG",
+                std::env::var("LOOKOUT_BENCH_RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            );
         }
-        let child = cmd.spawn().map_err(|source| BenchError::Spawn { server: kind.name().into(), command: command.clone(), source })?;
+        let child = cmd.spawn().map_err(|source| BenchError::Spawn {
+            server: kind.name().into(),
+            command: command.clone(),
+            source,
+        })?;
         tracing::info!(server = kind.name(), pid = child.id(), %command, "started server");
-        Ok(ServerHandle { kind, pid: child.id(), child: Some(child), port, data_dir, log, version })
+        Ok(ServerHandle {
+            kind,
+            pid: child.id(),
+            child: Some(child),
+            port,
+            data_dir,
+            log,
+            version,
+        })
     }
 
     pub fn base_url(&self) -> String {
@@ -160,7 +194,11 @@ impl ServerHandle {
         if let Some(child) = self.child.as_mut() {
             if let Ok(Some(status)) = child.try_wait() {
                 self.child = None;
-                return Err(BenchError::Exited { server: self.kind.name().into(), status: status.to_string(), log: self.log.clone() });
+                return Err(BenchError::Exited {
+                    server: self.kind.name().into(),
+                    status: status.to_string(),
+                    log: self.log.clone(),
+                });
             }
         }
         Ok(())
@@ -179,7 +217,12 @@ impl ServerHandle {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        Err(BenchError::NotReady { server: self.kind.name().into(), url, secs: timeout.as_secs(), last })
+        Err(BenchError::NotReady {
+            server: self.kind.name().into(),
+            url,
+            secs: timeout.as_secs(),
+            last,
+        })
     }
 
     pub fn cpu_secs(&mut self) -> Result<f64> {
@@ -196,12 +239,21 @@ impl ServerHandle {
     /// zombie before it is reaped.
     pub async fn stop(&mut self, timeout: Duration) -> Result<f64> {
         let Some(mut child) = self.child.take() else {
-            return Err(BenchError::Server { server: self.kind.name().into(), reason: "already stopped".into() });
+            return Err(BenchError::Server {
+                server: self.kind.name().into(),
+                reason: "already stopped".into(),
+            });
         };
         let pid = self.pid.to_string();
-        let status = Command::new("kill").args(["-TERM", &pid]).status().map_err(|e| BenchError::io("kill", e))?;
+        let status = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .map_err(|e| BenchError::io("kill", e))?;
         if !status.success() {
-            return Err(BenchError::Server { server: self.kind.name().into(), reason: format!("kill -TERM {pid} failed: {status}") });
+            return Err(BenchError::Server {
+                server: self.kind.name().into(),
+                reason: format!("kill -TERM {pid} failed: {status}"),
+            });
         }
         let started = Instant::now();
         let mut last_cpu = 0.0;
@@ -216,12 +268,17 @@ impl ServerHandle {
                 let _ = child.wait();
                 return Err(BenchError::Server {
                     server: self.kind.name().into(),
-                    reason: format!("did not exit within {}s of SIGTERM; killed", timeout.as_secs()),
+                    reason: format!(
+                        "did not exit within {}s of SIGTERM; killed",
+                        timeout.as_secs()
+                    ),
                 });
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let status = child.wait().map_err(|e| BenchError::io(format!("wait for pid {pid}"), e))?;
+        let status = child
+            .wait()
+            .map_err(|e| BenchError::io(format!("wait for pid {pid}"), e))?;
         tracing::info!(server = self.kind.name(), %status, cpu_secs = last_cpu, "server stopped");
         Ok(last_cpu)
     }
@@ -297,8 +354,12 @@ pub async fn persist_prometheus(h: &ServerHandle, timeout: Duration) -> Result<P
             p.samples = Some(samples);
             p.data_dir_bytes = procstat::dir_bytes(&h.data_dir);
             p.breakdown.insert("blocks".into(), p.bytes);
-            p.breakdown.insert("wal".into(), procstat::dir_bytes(&h.data_dir.join("wal")));
-            p.breakdown.insert("chunks_head".into(), procstat::dir_bytes(&h.data_dir.join("chunks_head")));
+            p.breakdown
+                .insert("wal".into(), procstat::dir_bytes(&h.data_dir.join("wal")));
+            p.breakdown.insert(
+                "chunks_head".into(),
+                procstat::dir_bytes(&h.data_dir.join("chunks_head")),
+            );
             p.note = format!(
                 "{} compacted block(s) [{}], {series} series; bytes = block dirs (chunks+index+meta), samples = meta.json numSamples",
                 blocks.len(),
@@ -309,7 +370,11 @@ pub async fn persist_prometheus(h: &ServerHandle, timeout: Duration) -> Result<P
         if started.elapsed() > timeout {
             return Err(BenchError::Server {
                 server: "prometheus".into(),
-                reason: format!("no block compacted in {} within {}s (does the stream span more than 3h?)", h.data_dir.display(), timeout.as_secs()),
+                reason: format!(
+                    "no block compacted in {} within {}s (does the stream span more than 3h?)",
+                    h.data_dir.display(),
+                    timeout.as_secs()
+                ),
             });
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -330,21 +395,48 @@ async fn wait_stable(dir: &Path, stable: u32, max: Duration) -> u64 {
     last
 }
 
-pub async fn persist_victoria(h: &ServerHandle, client: &reqwest::Client, accepted: u64) -> Result<Persisted> {
+/// Asks VictoriaMetrics to flush (`/internal/force_flush`) and waits until its data directory
+/// stops changing; the sizes are taken after its graceful shutdown, see [`persisted_victoria`].
+pub async fn flush_victoria(h: &ServerHandle, client: &reqwest::Client) -> Result<()> {
     let url = format!("{}/internal/force_flush", h.base_url());
-    let r = client.get(&url).send().await.map_err(|e| BenchError::Http { url: url.clone(), reason: e.to_string() })?;
+    let r = client
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| BenchError::Http {
+            url: url.clone(),
+            reason: e.to_string(),
+        })?;
     if !r.status().is_success() {
-        return Err(BenchError::Http { url, reason: format!("HTTP {}", r.status()) });
+        return Err(BenchError::Http {
+            url,
+            reason: format!("HTTP {}", r.status()),
+        });
     }
-    let total = wait_stable(&h.data_dir, 3, Duration::from_secs(60)).await;
-    let mut p = Persisted { bytes: total, samples: None, data_dir_bytes: total, ..Default::default() };
-    for sub in ["data", "indexdb"] {
-        p.breakdown.insert(sub.into(), procstat::dir_bytes(&h.data_dir.join(sub)));
-    }
+    wait_stable(&h.data_dir, 3, Duration::from_secs(60)).await;
+    Ok(())
+}
+
+/// Measures VictoriaMetrics's storage after it exited: 1.79 keeps recent parts in memory even
+/// after `force_flush` (measured here: the `data` dir was still empty), and writes them on
+/// SIGTERM. `cache/` holds rebuildable caches and is excluded from bytes per sample.
+pub fn persisted_victoria(data_dir: &Path, accepted: u64) -> Persisted {
+    let data = procstat::dir_bytes(&data_dir.join("data"));
+    let index = procstat::dir_bytes(&data_dir.join("indexdb"));
+    let mut p = Persisted {
+        bytes: data + index,
+        samples: None,
+        data_dir_bytes: procstat::dir_bytes(data_dir),
+        ..Default::default()
+    };
+    p.breakdown.insert("data".into(), data);
+    p.breakdown.insert("indexdb".into(), index);
+    p.breakdown
+        .insert("cache".into(), procstat::dir_bytes(&data_dir.join("cache")));
     p.note = format!(
-        "after /internal/force_flush and 3 s without size change; bytes = whole -storageDataPath (data+indexdb), samples = {accepted} acknowledged"
+        "force_flush, then sizes after graceful shutdown; bytes = data + indexdb (cache excluded), samples = {accepted} acknowledged"
     );
-    Ok(p)
+    p
 }
 
 /// Sums the sizes of every directory named `name` below `root`.
@@ -364,15 +456,53 @@ fn named_dirs_bytes(root: &Path, name: &str) -> u64 {
         .sum()
 }
 
+#[derive(Deserialize)]
+struct LookoutBlockMeta {
+    num_samples: u64,
+}
+
+/// Samples recorded in the `meta.json` of every block below `root`, if any block has one.
+fn lookout_block_samples(root: &Path) -> Option<u64> {
+    let mut found = None;
+    for e in std::fs::read_dir(root).ok()?.flatten() {
+        let path = e.path();
+        if !path.is_dir() {
+            continue;
+        }
+        let meta = std::fs::read(path.join("meta.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<LookoutBlockMeta>(&b).ok());
+        let n = match meta {
+            Some(m) => Some(m.num_samples),
+            None => lookout_block_samples(&path),
+        };
+        if let Some(n) = n {
+            *found.get_or_insert(0) += n;
+        }
+    }
+    found
+}
+
 /// Measures Lookout's data directory after its shutdown flush.
 pub fn persisted_lookout(data_dir: &Path, accepted: u64) -> Persisted {
     let blocks = named_dirs_bytes(data_dir, "blocks");
     let total = procstat::dir_bytes(data_dir);
-    let mut p = Persisted { bytes: blocks, samples: None, data_dir_bytes: total, ..Default::default() };
+    let samples = lookout_block_samples(data_dir);
+    let mut p = Persisted {
+        bytes: blocks,
+        samples,
+        data_dir_bytes: total,
+        ..Default::default()
+    };
     p.breakdown.insert("blocks".into(), blocks);
-    p.breakdown.insert("wal".into(), named_dirs_bytes(data_dir, "wal"));
-    p.breakdown.insert("meta.sled".into(), named_dirs_bytes(data_dir, "meta.sled"));
-    p.note = format!("after SIGTERM flush; bytes = all `blocks` dirs, samples = {accepted} acknowledged; data dir total reported too");
+    p.breakdown
+        .insert("wal".into(), named_dirs_bytes(data_dir, "wal"));
+    p.breakdown
+        .insert("meta.sled".into(), named_dirs_bytes(data_dir, "meta.sled"));
+    p.note = format!(
+        "after SIGTERM flush; bytes = all `blocks` dirs, samples = blocks' meta.json num_samples ({}; {accepted} acknowledged); data dir total reported too",
+        samples.map(|n| n.to_string()).unwrap_or_else(|| "absent".into())
+    );
     p
 }
 
@@ -381,7 +511,9 @@ pub fn persisted_lookout(data_dir: &Path, accepted: u64) -> Persisted {
 pub fn metric_sum(exposition: &str, name: &str, label_filter: &str) -> Option<f64> {
     let mut found = None;
     for line in exposition.lines().filter(|l| !l.starts_with('#')) {
-        let Some(rest) = line.strip_prefix(name) else { continue };
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
         if !(rest.starts_with('{') || rest.starts_with(' ')) || !rest.contains(label_filter) {
             continue;
         }
@@ -394,10 +526,21 @@ pub fn metric_sum(exposition: &str, name: &str, label_filter: &str) -> Option<f6
 
 /// The samples a server itself reports having ingested, as a cross-check of the sender.
 pub async fn server_reported_samples(h: &ServerHandle, client: &reqwest::Client) -> Option<f64> {
-    let text = client.get(format!("{}/metrics", h.base_url())).send().await.ok()?.text().await.ok()?;
+    let text = client
+        .get(format!("{}/metrics", h.base_url()))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
     match h.kind {
-        ServerKind::Prometheus => metric_sum(&text, "prometheus_tsdb_head_samples_appended_total", ""),
-        ServerKind::VictoriaMetrics => metric_sum(&text, "vm_rows_inserted_total", "promremotewrite"),
+        ServerKind::Prometheus => {
+            metric_sum(&text, "prometheus_tsdb_head_samples_appended_total", "")
+        }
+        ServerKind::VictoriaMetrics => {
+            metric_sum(&text, "vm_rows_inserted_total", "promremotewrite")
+        }
         ServerKind::Lookout => metric_sum(&text, "lookout_ingest_samples_total", ""),
     }
 }
@@ -409,7 +552,10 @@ mod tests {
     #[test]
     fn metric_sum_filters_by_name_and_label() {
         let text = "# HELP x\nvm_rows_inserted_total{type=\"promremotewrite\"} 10\nvm_rows_inserted_total{type=\"influx\"} 5\nvm_rows_inserted_total_other 7\n";
-        assert_eq!(metric_sum(text, "vm_rows_inserted_total", "promremotewrite"), Some(10.0));
+        assert_eq!(
+            metric_sum(text, "vm_rows_inserted_total", "promremotewrite"),
+            Some(10.0)
+        );
         assert_eq!(metric_sum(text, "vm_rows_inserted_total", ""), Some(15.0));
         assert_eq!(metric_sum(text, "nope", ""), None);
     }
@@ -423,7 +569,15 @@ mod tests {
         std::fs::write(d.path().join("metrics/wal/000001"), [0u8; 7]).unwrap();
         let p = persisted_lookout(d.path(), 50);
         assert_eq!(p.bytes, 100);
+        assert_eq!(p.samples, None);
         assert_eq!(p.data_dir_bytes, 107);
+        std::fs::write(
+            d.path().join("metrics/blocks/b1/meta.json"),
+            r#"{"num_samples":40,"num_series":1}"#,
+        )
+        .unwrap();
+        let p = persisted_lookout(d.path(), 50);
+        assert_eq!(p.samples, Some(40));
         assert_eq!(p.breakdown["wal"], 7);
     }
 
