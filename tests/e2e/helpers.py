@@ -31,7 +31,8 @@ def lookout_bin() -> str:
             f"lookout binary not found or not executable at {path!r}; "
             "build it with `cargo build --release` or set LOOKOUT_BIN"
         )
-    return path
+    # Absolute: servers run with their own working directory.
+    return os.path.abspath(path)
 
 
 def free_port() -> int:
