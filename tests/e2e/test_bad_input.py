@@ -270,3 +270,35 @@ def test_query_auth(lookout_factory, header, status):
     # Health and readiness stay open so probes need no secret.
     assert requests.get(f"{lookout.http}/-/healthy", timeout=5).status_code == 200
     assert requests.get(f"{lookout.http}/-/ready", timeout=5).status_code == 200
+
+
+def test_otlp_bad_gzip(lookout):
+    r = post_otlp(
+        lookout,
+        b"\x1f\x8b\x08\x00 definitely not gzip",
+        dict(PROTOBUF, **{"Content-Encoding": "gzip"}),
+    )
+    assert r.status_code == 400, (r.status_code, r.text)
+    assert error_message(r).strip()
+    assert_still_serving(lookout)
+
+
+AGE_LIMITS = {"limits": {"max_sample_age": "1h", "max_future": "5m"}}
+
+
+@pytest.mark.parametrize(
+    "offset_ms,words",
+    [
+        (-2 * 3600 * 1000, ("max_sample_age", "too_old")),
+        (3600 * 1000, ("max_future", "too_far_in_future")),
+    ],
+    ids=["too-old", "too-far-in-future"],
+)
+def test_remote_write_sample_age_limits(lookout_factory, offset_ms, words):
+    lookout = lookout_factory(AGE_LIMITS)
+    t = now_ms() + offset_ms
+    r = remote_write(lookout.remote_write_url, [({"__name__": "aged", "job": "x"}, [(t, 1.0)])])
+    assert r.status_code == 400, (r.status_code, r.text)
+    assert any(w in r.text for w in words), r.text
+    assert lookout.query_raw("aged[10m]", t / 1000) == {}
+    assert_still_serving(lookout)

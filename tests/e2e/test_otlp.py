@@ -163,3 +163,80 @@ def test_sdk_metrics_read_back_exactly(lookout, transport):
         "app_latency_seconds_count",
         "target_info",
     } <= names, names
+
+
+
+def json_sum_request(t_ms: int, service: str, value: int, enum_names: bool) -> str:
+    """A cumulative monotonic sum as OTLP/JSON (lowerCamelCase keys, int64 as strings)."""
+    from google.protobuf.json_format import MessageToJson
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+        ExportMetricsServiceRequest,
+    )
+
+    req = ExportMetricsServiceRequest()
+    rm = req.resource_metrics.add()
+    for k, v in (("service.name", service), ("service.instance.id", "j1")):
+        attr = rm.resource.attributes.add()
+        attr.key, attr.value.string_value = k, v
+    metric = rm.scope_metrics.add().metrics.add()
+    metric.name = "json.requests"
+    metric.sum.is_monotonic = True
+    metric.sum.aggregation_temporality = 2  # cumulative
+    dp = metric.sum.data_points.add()
+    dp.time_unix_nano = t_ms * 1_000_000
+    dp.start_time_unix_nano = (t_ms - 10_000) * 1_000_000
+    dp.as_int = value
+    attr = dp.attributes.add()
+    attr.key, attr.value.string_value = "code", "200"
+    return MessageToJson(req, use_integers_for_enums=not enum_names)
+
+
+def post_json(lookout, body: str):
+    import requests
+
+    return requests.post(
+        f"{lookout.otlp_http}/v1/metrics",
+        data=body,
+        headers={"Content-Type": "application/json"},
+        timeout=10,
+    )
+
+
+def test_otlp_http_json(lookout):
+    """OTLP/HTTP with a JSON body as the OTLP spec encodes it (enums as integers)."""
+    from helpers import now_ms
+
+    t_ms = now_ms()
+    r = post_json(lookout, json_sum_request(t_ms, "json-svc", 17, enum_names=False))
+    assert r.status_code == 200, (r.status_code, r.text)
+    assert r.headers["Content-Type"].startswith("application/json"), r.headers
+    got = lookout.query_vector('json_requests_total{job="json-svc"}', t_ms / 1000)
+    assert {frozenset(without_scope(dict(k)).items()): v for k, v in got.items()} == {
+        frozenset(
+            {"__name__": "json_requests_total", "job": "json-svc", "instance": "j1", "code": "200"}.items()
+        ): 17.0
+    }
+
+
+def test_otlp_http_json_enum_names_are_not_silently_dropped(lookout):
+    """Enum values written as names ("AGGREGATION_TEMPORALITY_CUMULATIVE", what protobuf's
+    JSON printers emit by default) must be either ingested or visibly rejected: a 200 with
+    no partial-success count must mean the data is stored."""
+    import json
+
+    from helpers import now_ms
+
+    t_ms = now_ms()
+    body = json_sum_request(t_ms, "json-enum", 5, enum_names=True)
+    assert "AGGREGATION_TEMPORALITY_CUMULATIVE" in body
+    r = post_json(lookout, body)
+    got = lookout.query_vector('json_requests_total{job="json-enum"}', t_ms / 1000)
+    if r.status_code == 400:
+        assert got == {}
+        return
+    assert r.status_code == 200, (r.status_code, r.text)
+    rejected = int(json.loads(r.text or "{}").get("partialSuccess", {}).get("rejectedDataPoints", 0))
+    if rejected:
+        assert rejected == 1 and got == {}, (r.text, got)
+    else:
+        assert list(got.values()) == [5.0], f"answered {r.status_code} {r.text!r} but stored {got}"
