@@ -62,7 +62,7 @@ impl MemSeries {
         self.last_t
     }
 
-    /// Appends a sample that passed [`MemSeries::verdict`]; returns whether a chunk was cut.
+    /// Appends a sample that passed [`MemSeries::verdict`], cutting the open chunk when full.
     fn append(&mut self, t: i64, v: f64) {
         if let Some(open) = &self.open {
             if open.is_full(t) {
