@@ -67,6 +67,16 @@ class Prometheus:
         assert body["status"] == "success", body
         return body["data"]
 
+    def own_counters(self, prefix: str) -> dict[str, float]:
+        """Prometheus's own /metrics, summed per metric name, for names starting with prefix."""
+        text = requests.get(f"{self.url}/metrics", timeout=10).text
+        out: dict[str, float] = {}
+        for line in text.splitlines():
+            if line.startswith(prefix):
+                name = line.split("{", 1)[0].split(" ", 1)[0]
+                out[name] = out.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
+        return out
+
     def log_tail(self, lines: int = 40) -> str:
         text = self.log_path.read_text(errors="replace").splitlines()[-lines:]
         return "--- prometheus log ---\n" + "\n".join(text)
@@ -152,6 +162,22 @@ def test_prometheus_remote_write_matches_prometheus(lookout, prometheus):
                     f"{query} at {t_eval}: differs from prometheus\n"
                     f"prometheus only/different: {missing}\nlookout only/different: {extra}"
                 )
+
+    # Prometheus saw every send succeed, metadata included: nothing failed, retried or dropped.
+    def sent_metadata():
+        c = prometheus.own_counters("prometheus_remote_storage_")
+        return c if c.get("prometheus_remote_storage_metadata_total", 0) > 0 else None
+
+    counters = wait_until(sent_metadata, timeout=15, what="prometheus to send metadata")
+    assert counters["prometheus_remote_storage_samples_total"] > 0, counters
+    for name in (
+        "prometheus_remote_storage_samples_failed_total",
+        "prometheus_remote_storage_samples_retried_total",
+        "prometheus_remote_storage_samples_dropped_total",
+        "prometheus_remote_storage_metadata_failed_total",
+        "prometheus_remote_storage_metadata_retried_total",
+    ):
+        assert counters[name] == 0, (name, counters, prometheus.log_tail())
 
     # Scraped `up` is 1 on both sides at every sample.
     assert all(v == 1.0 for _, v in next(iter(raw_up.values())))
