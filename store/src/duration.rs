@@ -139,8 +139,10 @@ mod tests {
 
     #[test]
     fn formats_round_trip() {
-        for text in ["1h30m", "15s", "15d", "250ms", "1w"] {
+        for text in ["1h30m", "15s", "2w1d", "250ms", "1w"] {
             assert_eq!(format_duration(parse_duration(text).unwrap()), text);
         }
+        // as Prometheus's model.Duration prints it: the largest units first
+        assert_eq!(format_duration(parse_duration("15d").unwrap()), "2w1d");
     }
 }
