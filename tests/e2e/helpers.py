@@ -116,7 +116,7 @@ class Lookout:
         return f"{self.http}/api/v1/write"
 
     # ---- lifecycle -------------------------------------------------------------------
-    def start(self, extra_args: Iterable[str] = ()) -> "Lookout":
+    def start(self, extra_args: Iterable[str] = (), env: dict | None = None) -> "Lookout":
         if self.proc is not None and self.proc.poll() is None:
             raise RuntimeError(f"{self.name} is already running (pid {self.proc.pid})")
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -133,11 +133,12 @@ class Lookout:
             str(self.data_dir),
             *extra_args,
         ]
-        env = dict(os.environ)
-        env.setdefault("RUST_LOG", "info")
-        env.setdefault("RUST_BACKTRACE", "1")
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("LOOKOUT_")}
+        full_env.setdefault("RUST_LOG", "info")
+        full_env.setdefault("RUST_BACKTRACE", "1")
+        full_env.update(env or {})
         self.proc = subprocess.Popen(
-            args, stdout=self._log_file, stderr=subprocess.STDOUT, env=env, cwd=self.workdir
+            args, stdout=self._log_file, stderr=subprocess.STDOUT, env=full_env, cwd=self.workdir
         )
         self.wait_ready()
         return self

@@ -302,3 +302,27 @@ def test_remote_write_sample_age_limits(lookout_factory, offset_ms, words):
     assert any(w in r.text for w in words), r.text
     assert lookout.query_raw("aged[10m]", t / 1000) == {}
     assert_still_serving(lookout)
+
+
+def test_rejections_are_counted_in_self_metrics(lookout_factory):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    lookout = lookout_factory(LIMITS)
+    lbls = {"__name__": "rw_limit", **{f"l{i}": "v" for i in range(6)}}
+    r = remote_write(lookout.remote_write_url, [(lbls, [(now_ms(), 1.0)])])
+    assert r.status_code == 400, (r.status_code, r.text)
+    r = post_otlp(lookout, gauge_request([("limit_bad", 2.0, TOO_MANY)]))
+    assert r.status_code in (200, 400), (r.status_code, r.text)
+
+    text = requests.get(f"{lookout.http}/metrics", timeout=10).text
+    rejected = [
+        s
+        for fam in text_string_to_metric_families(text)
+        for s in fam.samples
+        if "rejected" in s.name and s.value > 0
+    ]
+    reasons = " ".join(str(s.labels) for s in rejected)
+    assert rejected, f"no rejected-sample counter moved in /metrics:\n{text[:3000]}"
+    assert "too_many_labels" in reasons or "max_labels_per_series" in reasons, reasons
+    total = sum(s.value for s in rejected if "too_many_labels" in str(s.labels) or "max_labels" in str(s.labels))
+    assert total >= 2, rejected

@@ -111,3 +111,29 @@ def test_sigterm_exits_zero_and_keeps_data(lookout_factory):
     assert raw == {
         frozenset({"__name__": "cli_flush", "job": "cli"}.items()): [(ts / 1000, v) for ts, v in samples]
     }
+
+
+def answers(port: int) -> bool:
+    import requests
+
+    try:
+        return requests.get(f"http://127.0.0.1:{port}/-/healthy", timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def test_env_overrides_file_and_flags_override_env(lookout_factory):
+    from helpers import free_port
+
+    lookout = lookout_factory(start=False)
+    file_port, env_port, flag_port = lookout.http_port, free_port(), free_port()
+    env = {"LOOKOUT_HTTP_ADDR": f"127.0.0.1:{env_port}"}
+
+    lookout.http_port = env_port  # where readiness is polled
+    lookout.start(env=env)
+    assert answers(env_port) and not answers(file_port)
+    assert lookout.stop() == 0
+
+    lookout.http_port = flag_port
+    lookout.start(extra_args=["--http-addr", f"127.0.0.1:{flag_port}"], env=env)
+    assert answers(flag_port) and not answers(env_port) and not answers(file_port)
