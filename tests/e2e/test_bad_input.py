@@ -326,3 +326,23 @@ def test_rejections_are_counted_in_self_metrics(lookout_factory):
     assert "too_many_labels" in reasons or "max_labels_per_series" in reasons, reasons
     total = sum(s.value for s in rejected if "too_many_labels" in str(s.labels) or "max_labels" in str(s.labels))
     assert total >= 2, rejected
+
+
+@pytest.mark.parametrize("corruption", ["truncated", "invalid-utf8"])
+def test_otlp_grpc_malformed_is_invalid_argument(lookout, corruption):
+    """A payload that does not decode is the client's fault: INVALID_ARGUMENT (not retried),
+    with a message, as a 400 is over HTTP."""
+    body = gauge_request([("grpc_bad", 1.0, {"a": "ZQZQ" * 10})])
+    if corruption == "truncated":
+        body = body[: len(body) // 2]
+    else:
+        body = body.replace(b"ZQZQ", b"\xff\xfe\xfd\xfc", 1)
+    with grpc.insecure_channel(lookout.otlp_grpc) as channel:
+        # Raw bytes on the wire: the Python protobuf library refuses to build such messages.
+        export = channel.unary_unary("/opentelemetry.proto.collector.metrics.v1.MetricsService/Export")
+        with pytest.raises(grpc.RpcError) as err:
+            export(body, timeout=10)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (err.value.code(), err.value.details())
+    assert err.value.details()
+    assert lookout.query_vector("grpc_bad") == {}
+    assert_still_serving(lookout)
