@@ -20,6 +20,8 @@ class Exporter:
         queue = Gauge("shop_queue_length", "queue length", ["queue"], registry=self.registry)
         queue.labels(queue="fast").set(0)
         queue.labels(queue="slow").set(-4)
+        # A `job` label from the target: renamed to exported_job unless honor_labels is set.
+        Gauge("shop_info", "info", ["job"], registry=self.registry).labels(job="exported").set(1)
         latency = Histogram(
             "shop_latency_seconds", "latency", buckets=(0.1, 0.5, 1.0), registry=self.registry
         )
@@ -114,6 +116,9 @@ def test_scraped_values_exact(scraping, exporter):
         key("shop_latency_seconds_count"): 5.0
     }
 
+    # honor_labels is off: the target's own `job` label moves aside to exported_job.
+    assert lookout.query_vector('shop_info{job="app"}') == {key("shop_info", exported_job="exported"): 1.0}
+
     # Relabelling: `port` added by replace, `dropme` removed by labeldrop, on every series.
     for s in lookout.series('{job="app"}'):
         assert s.get("port") == f"p{exporter.port}", s
@@ -158,3 +163,72 @@ def test_target_down_and_staleness(scraping, exporter):
     )
     # scrape_duration_seconds is still reported for the failed scrapes.
     assert len(lookout.query_vector('scrape_duration_seconds{job="app"}')) == 1
+
+
+@pytest.fixture
+def not_found_server():
+    """An HTTP server answering 404 to everything (prometheus_client serves on any path)."""
+    import http.server
+    import threading
+
+    class NotFound(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's naming
+            self.send_error(404, "no metrics here")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), NotFound)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_scrape_job_options(lookout_factory, exporter, not_found_server):
+    lookout = lookout_factory(
+        {
+            "scrape_configs": [
+                {
+                    "job_name": "wrong-path",
+                    "scrape_interval": "1s",
+                    "metrics_path": "/nope",
+                    "static_configs": [{"targets": [not_found_server]}],
+                },
+                {
+                    "job_name": "dropped-target",
+                    "scrape_interval": "1s",
+                    "static_configs": [{"targets": [exporter.address]}],
+                    "relabel_configs": [
+                        {"source_labels": ["__address__"], "regex": "nomatch.*", "action": "keep"}
+                    ],
+                },
+                {
+                    "job_name": "honor",
+                    "scrape_interval": "1s",
+                    "honor_labels": True,
+                    "static_configs": [{"targets": [exporter.address]}],
+                },
+            ]
+        }
+    )
+    # A 404 from the target is a failed scrape.
+    wait_until(
+        lambda: list(lookout.query_vector('up{job="wrong-path"}').values()) == [0.0],
+        timeout=15,
+        what="up == 0 for a wrong metrics_path",
+    )
+    # honor_labels keeps the target's `job` label as it is.
+    info = wait_until(
+        lambda: lookout.query_vector('shop_info{instance="%s"}' % exporter.address) or None,
+        timeout=15,
+        what="shop_info from the honor job",
+    )
+    assert [dict(k)["job"] for k in info] == ["exported"], info
+    assert lookout.query_vector('up{job="honor"}') == {
+        frozenset({"__name__": "up", "job": "honor", "instance": exporter.address}.items()): 1.0
+    }
+    # A target dropped by relabelling is never scraped: no series at all, not even `up`.
+    assert lookout.series('{job="dropped-target"}') == []
+    assert lookout.query_vector('{job="wrong-path",__name__=~"shop_.*"}') == {}
