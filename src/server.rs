@@ -208,6 +208,18 @@ fn routers(
     (http_app, otlp_http_app)
 }
 
+/// The gRPC routes: the OTLP metrics service behind the ingest tokens.
+fn grpc_routes(
+    sink: Arc<dyn MetricsAppender>,
+    limits: collector::IngestLimits,
+    ingest_tokens: Tokens,
+) -> tonic::service::Routes {
+    tonic::service::Routes::new(tonic::service::interceptor::InterceptedService::new(
+        collector::otlp::metrics_service(sink, limits),
+        auth::grpc_interceptor(ingest_tokens),
+    ))
+}
+
 /// Runs `lookout serve` until a shutdown signal; returns once the store is closed.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     telemetry::init();
@@ -249,14 +261,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             stop_rx.clone(),
         ),
     ];
-    let grpc_service = tonic::service::interceptor::InterceptedService::new(
-        collector::otlp::metrics_service(sink.clone(), limits),
-        auth::grpc_interceptor(ingest_tokens),
-    );
+    let grpc = grpc_routes(sink.clone(), limits, ingest_tokens);
     let grpc_stop = stop_rx.clone();
     servers.push(tokio::spawn(async move {
         tonic::transport::Server::builder()
-            .add_service(grpc_service)
+            .add_routes(grpc)
             .serve_with_incoming_shutdown(
                 tonic::transport::server::TcpIncoming::from(grpc_listener),
                 wait_shutdown(grpc_stop),
@@ -473,6 +482,43 @@ mod tests {
             .await
             .unwrap_or_default();
         assert!(String::from_utf8_lossy(&body).contains("\"errorType\":\"unauthorized\""));
+    }
+
+    #[tokio::test]
+    async fn grpc_checks_the_ingest_token() {
+        use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
+        use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let routes = grpc_routes(
+            Arc::new(LazyStore::default()),
+            collector::IngestLimits::default(),
+            Tokens::new(vec![crate::config::Secret::new("grpc-t")]),
+        );
+        let server = tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_routes(routes)
+                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+        );
+        let mut client = MetricsServiceClient::connect(format!("http://{addr}"))
+            .await
+            .unwrap_or_else(|e| panic!("connecting: {e}"));
+        let request = ExportMetricsServiceRequest::default();
+        let status = client.export(request.clone()).await.err().map(|s| s.code());
+        assert_eq!(status, Some(tonic::Code::Unauthenticated));
+
+        let mut req = tonic::Request::new(request);
+        req.metadata_mut().insert(
+            "authorization",
+            "Bearer grpc-t".parse().unwrap_or_else(|e| panic!("{e}")),
+        );
+        // an empty export stores nothing, so it succeeds even before the store opens
+        let result = client.export(req).await;
+        assert!(result.is_ok(), "{result:?}");
+        server.abort();
     }
 
     #[tokio::test]

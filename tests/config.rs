@@ -157,6 +157,18 @@ fn secrets_never_print_in_check_config() {
     }
 }
 
+/// Kills the server if the test fails before stopping it, so no process outlives the test.
+struct KillOnDrop(Option<std::process::Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// A raw HTTP/1.1 GET; returns the status code.
 fn http_get(addr: &str, path: &str, token: Option<&str>) -> u16 {
     let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connecting {addr}: {e}"));
@@ -197,6 +209,8 @@ fn secrets_never_print_in_serve_logs_and_auth_guards_endpoints() {
         .spawn()
         .unwrap_or_else(|e| panic!("starting {BIN}: {e}"));
     let stderr = child.stderr.take().unwrap_or_else(|| panic!("no stderr"));
+    let pid = child.id();
+    let mut guard = KillOnDrop(Some(child));
     let (tx, rx) = mpsc::channel::<String>();
     let reader = std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -227,10 +241,14 @@ fn secrets_never_print_in_serve_logs_and_auth_guards_endpoints() {
     assert_eq!(http_get(&addr, "/api/v1/labels", Some(SECRETS[1])), 200);
     assert_eq!(http_get(&addr, "/metrics", None), 401);
     let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &pid.to_string()])
         .status()
         .unwrap_or_else(|e| panic!("sending SIGTERM: {e}"));
     assert!(status.success());
+    let mut child = guard
+        .0
+        .take()
+        .unwrap_or_else(|| panic!("server already reaped"));
     let exit = child.wait().unwrap_or_else(|e| panic!("{e}"));
     let _ = reader.join();
     log.extend(rx.try_iter());
