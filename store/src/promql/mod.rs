@@ -29,6 +29,9 @@ use promql_parser::parser::{self, Expr};
 use crate::contract::MetricsQuerier;
 
 pub use error::{PromqlError, PromqlErrorKind};
+/// The matcher sets of a parsed selector (one per `or` alternative), with the metric name
+/// added; used by the series and label APIs for `match[]`.
+pub use selector::matcher_sets as selector_matcher_sets;
 pub use value::{InstantSample, Matrix, Scalar, StringValue, Value, Vector};
 
 /// Engine-wide limits and defaults.

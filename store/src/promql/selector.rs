@@ -13,7 +13,7 @@ use super::error::PromqlError;
 
 /// The matcher sets of a selector: one set normally, several for `{a="x" or b="y"}`; the
 /// metric name written before the braces is added to every set.
-pub(super) fn matcher_sets(vs: &VectorSelector) -> Result<Vec<Vec<LabelMatcher>>, PromqlError> {
+pub fn matcher_sets(vs: &VectorSelector) -> Result<Vec<Vec<LabelMatcher>>, PromqlError> {
     let mut raw_sets: Vec<&[Matcher]> = Vec::new();
     if !vs.matchers.matchers.is_empty() || vs.matchers.or_matchers.is_empty() {
         raw_sets.push(&vs.matchers.matchers);
