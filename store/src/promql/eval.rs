@@ -163,7 +163,7 @@ impl Evaluator<'_> {
             self.end_ms,
         );
         let (times, min, max) = self.read_times(shift);
-        let mint = min.saturating_sub(self.lookback_ms).saturating_add(1);
+        let mint = min.saturating_sub(self.lookback_ms);
         let series = self.select(vs, mint, max)?;
         let mut out: Matrix = Vec::with_capacity(series.len());
         for s in series {
@@ -203,7 +203,7 @@ impl Evaluator<'_> {
             self.end_ms,
         );
         let read_at = shift.apply(self.start_ms);
-        let mint = read_at.saturating_sub(range_ms).saturating_add(1);
+        let mint = read_at.saturating_sub(range_ms);
         let series = self.select(vs, mint, read_at)?;
         let mut out: Matrix = Vec::with_capacity(series.len());
         for s in series {

@@ -1,5 +1,6 @@
 //! Vector and matrix selectors: matcher conversion, the time each step reads at (`@` and
-//! `offset`), the 5-minute lookback with staleness, and left-open range windows.
+//! `offset`), the 5-minute lookback with staleness, and range windows closed on both ends, as Prometheus 2.x
+//! evaluates them (3.x made them left-open; the compliance target is 2.42).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -95,21 +96,21 @@ impl TimeShift {
     }
 }
 
-/// The value a series has at `t`: its newest sample in `(t - lookback, t]`, unless that
-/// sample is a staleness marker (the series ended) . `samples` is in time order.
+/// The value a series has at `t`: its newest sample in `[t - lookback, t]`, unless that
+/// sample is a staleness marker (the series ended). `samples` is in time order.
 pub(super) fn value_at(samples: &[Sample], t: i64, lookback_ms: i64) -> Option<f64> {
     let end = samples.partition_point(|s| s.timestamp_ms <= t);
     let newest = samples[..end].last()?;
-    if newest.timestamp_ms <= t.saturating_sub(lookback_ms) || is_stale_nan(newest.value) {
+    if newest.timestamp_ms < t.saturating_sub(lookback_ms) || is_stale_nan(newest.value) {
         return None;
     }
     Some(newest.value)
 }
 
-/// The samples of a range selector at `t`: those in `(t - range, t]`, staleness markers
+/// The samples of a range selector at `t`: those in `[t - range, t]`, staleness markers
 /// removed.
 pub(super) fn window(samples: &[Sample], t: i64, range_ms: i64) -> Vec<Sample> {
-    let start = samples.partition_point(|s| s.timestamp_ms <= t.saturating_sub(range_ms));
+    let start = samples.partition_point(|s| s.timestamp_ms < t.saturating_sub(range_ms));
     let end = samples.partition_point(|s| s.timestamp_ms <= t);
     samples[start..end.max(start)]
         .iter()
@@ -128,10 +129,11 @@ mod tests {
     }
 
     #[test]
-    fn lookback_is_left_open() {
+    fn lookback_includes_its_left_edge() {
         let s = samples(&[(0, 1.0), (60_000, 2.0)]);
         assert_eq!(value_at(&s, 300_000, 300_000), Some(2.0));
-        assert_eq!(value_at(&s, 360_000, 300_000), None);
+        assert_eq!(value_at(&s, 360_000, 300_000), Some(2.0));
+        assert_eq!(value_at(&s, 360_001, 300_000), None);
         assert_eq!(value_at(&s, 359_999, 300_000), Some(2.0));
         assert_eq!(value_at(&s, 59_999, 300_000), Some(1.0));
         assert_eq!(value_at(&s, -1, 300_000), None);
@@ -145,11 +147,11 @@ mod tests {
     }
 
     #[test]
-    fn window_excludes_left_edge_and_stale_markers() {
+    fn window_includes_left_edge_and_drops_stale_markers() {
         let s = samples(&[(0, 1.0), (60_000, stale_nan()), (120_000, 3.0)]);
-        let w = window(&s, 120_000, 120_000);
+        let w = window(&s, 120_000, 119_999);
         assert_eq!(w, samples(&[(120_000, 3.0)]));
-        let w = window(&s, 120_000, 120_001);
+        let w = window(&s, 120_000, 120_000);
         assert_eq!(w, samples(&[(0, 1.0), (120_000, 3.0)]));
     }
 
