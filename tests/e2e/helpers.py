@@ -35,11 +35,28 @@ def lookout_bin() -> str:
     return os.path.abspath(path)
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    """A port the kernel just handed out on 127.0.0.1 (bound, then released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port the kernel just handed out on 127.0.0.1 (bound, then released).
+
+    The kernel may hand the same ephemeral port out again right after it is released, so
+    ports given out earlier in this run are never returned twice.
+    """
+    held = []
+    try:
+        while True:
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            held.append(s)
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+            if port not in _handed_out:
+                _handed_out.add(port)
+                return port
+    finally:
+        for s in held:
+            s.close()
 
 
 def wait_until(
