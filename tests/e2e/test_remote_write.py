@@ -7,6 +7,7 @@ import math
 import shutil
 import signal
 import subprocess
+import time
 
 import pytest
 import requests
@@ -64,6 +65,11 @@ class Prometheus:
             f"{self.url}/api/v1/query", params={"query": expr, "time": fmt_ts(time_s)}, timeout=10
         )
         body = r.json()
+        assert body["status"] == "success", body
+        return body["data"]
+
+    def get(self, path: str, params) -> dict:
+        body = requests.get(f"{self.url}{path}", params=params, timeout=10).json()
         assert body["status"] == "success", body
         return body["data"]
 
@@ -163,6 +169,25 @@ def test_prometheus_remote_write_matches_prometheus(lookout, prometheus):
                     f"prometheus only/different: {missing}\nlookout only/different: {extra}"
                 )
 
+    # Range queries over the same window, and the series API, agree too.
+    start = t_eval - 3
+    for expr in ('up{job="prom"}', 'prometheus_http_requests_total{job="prom"}'):
+        params = {"query": expr, "start": fmt_ts(start), "end": fmt_ts(t_eval), "step": "0.5"}
+        expected = normalise(prometheus.get("/api/v1/query_range", params))
+        assert expected, f"prometheus has no data for range {expr}"
+        got = normalise(lookout.api_get("/api/v1/query_range", params))
+        assert got == expected, f"query_range {expr}: lookout {got}\nprometheus {expected}"
+    series_params = [
+        ("match[]", 'up{job="prom"}'),
+        ("match[]", "prometheus_build_info"),
+        ("start", fmt_ts(start)),
+        ("end", fmt_ts(t_eval)),
+    ]
+    key = lambda s: sorted(s.items())  # noqa: E731
+    assert sorted(lookout.api_get("/api/v1/series", series_params), key=key) == sorted(
+        prometheus.get("/api/v1/series", series_params), key=key
+    )
+
     # Prometheus saw every send succeed, metadata included: nothing failed, retried or dropped.
     def sent_metadata():
         c = prometheus.own_counters("prometheus_remote_storage_")
@@ -235,3 +260,28 @@ def test_hand_built_write_reads_back_exactly(lookout):
     # After a clean restart everything is still there, unchanged.
     lookout.restart()
     assert lookout.query_raw("rw_test[2m]", end) == raw
+
+
+def test_prometheus_backfills_after_lookout_restart(lookout, prometheus):
+    """While Lookout is down Prometheus keeps scraping and retrying; after the restart every
+    sample of the outage arrives, none twice."""
+    wait_until(lambda: lookout.query_vector('up{job="prom"}'), timeout=30, what="first samples")
+    t_down = time.time()
+    assert lookout.stop() == 0, lookout.log_tail()
+
+    def scraped_during_outage():
+        raw = normalise(prometheus.query('up{job="prom"}[10s]', time.time()))
+        return any(t > t_down + 3 for samples in raw.values() for t, _ in samples)
+
+    wait_until(scraped_during_outage, timeout=20, what="prometheus to scrape during the outage")
+    lookout.start()
+    t_eval = time.time()
+    query = f'up{{job="prom"}}[{int(t_eval - t_down) + 10}s]'
+    expected = normalise(prometheus.query(query, t_eval))
+    outage = [t for samples in expected.values() for t, _ in samples if t > t_down]
+    assert len(outage) >= 3, expected
+    wait_until(
+        lambda: normalise(lookout.query(query, t_eval)) == expected,
+        timeout=30,
+        what="lookout to receive the samples Prometheus kept during the outage",
+    )
