@@ -240,3 +240,40 @@ def test_otlp_http_json_enum_names_are_not_silently_dropped(lookout):
         assert rejected == 1 and got == {}, (r.text, got)
     else:
         assert list(got.values()) == [5.0], f"answered {r.status_code} {r.text!r} but stored {got}"
+
+
+def test_sdk_delta_counter_is_accumulated(lookout):
+    """A Counter exported with DELTA temporality is accumulated into the cumulative
+    Prometheus counter (Lookout converts deltas rather than rejecting them)."""
+    from opentelemetry.sdk.metrics import Counter
+    from opentelemetry.sdk.metrics.export import AggregationTemporality
+
+    exporter = HttpMetricExporter(
+        endpoint=f"{lookout.otlp_http}/v1/metrics",
+        timeout=10,
+        preferred_temporality={Counter: AggregationTemporality.DELTA},
+    )
+    reader = PeriodicExportingMetricReader(exporter, export_interval_millis=3_600_000)
+    provider = MeterProvider(
+        resource=Resource.create({"service.name": "delta-svc", "service.instance.id": "d1"}),
+        metric_readers=[reader],
+    )
+    counter = provider.get_meter("e2e").create_counter("jobs.done")
+    sel = 'jobs_done_total{job="delta-svc",instance="d1"}'
+    try:
+        counter.add(3)
+        assert provider.force_flush(timeout_millis=15_000)
+        first = wait_until(lambda: lookout.query_vector(sel), timeout=10, what="first delta")
+        assert list(first.values()) == [3.0]
+        counter.add(4)
+        assert provider.force_flush(timeout_millis=15_000)
+        wait_until(
+            lambda: list(lookout.query_vector(sel).values()) == [7.0],
+            timeout=10,
+            what="the second delta to be added",
+        )
+    finally:
+        provider.shutdown()
+    raw = lookout.query_raw(f"{sel}[1m]")
+    values = [v for samples in raw.values() for _, v in samples]
+    assert values == sorted(values) and values[:2] == [3.0, 7.0], raw
