@@ -68,7 +68,10 @@ impl IngestError {
 
     /// Whether the client should retry (and so gets a `Retry-After`).
     pub fn retryable(&self) -> bool {
-        matches!(self.class(), ErrorClass::Overloaded | ErrorClass::Unavailable)
+        matches!(
+            self.class(),
+            ErrorClass::Overloaded | ErrorClass::Unavailable
+        )
     }
 }
 

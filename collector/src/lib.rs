@@ -25,6 +25,8 @@ pub struct IngestLimits {
 
 impl Default for IngestLimits {
     fn default() -> Self {
-        IngestLimits { max_request_body_bytes: 16 * 1024 * 1024 }
+        IngestLimits {
+            max_request_body_bytes: 16 * 1024 * 1024,
+        }
     }
 }

@@ -38,9 +38,13 @@ pub static REJECTED: LazyLock<IntCounterVec> = LazyLock::new(|| {
 
 /// Records a store append outcome under `protocol`.
 pub fn record_append(protocol: &str, report: &AppendReport) {
-    SAMPLES.with_label_values(&[protocol]).inc_by(report.accepted_samples);
+    SAMPLES
+        .with_label_values(&[protocol])
+        .inc_by(report.accepted_samples);
     for (reason, n) in &report.rejected_samples {
-        REJECTED.with_label_values(&[protocol, reason.as_str()]).inc_by(*n);
+        REJECTED
+            .with_label_values(&[protocol, reason.as_str()])
+            .inc_by(*n);
     }
 }
 

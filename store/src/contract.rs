@@ -127,16 +127,21 @@ impl LabelMatcher {
         let name = name.into();
         let value = value.into();
         let regex = match op {
-            MatchOp::RegexMatch | MatchOp::RegexNoMatch => Some(
-                regex::Regex::new(&format!("^(?s:{value})$")).map_err(|e| {
+            MatchOp::RegexMatch | MatchOp::RegexNoMatch => {
+                Some(regex::Regex::new(&format!("^(?s:{value})$")).map_err(|e| {
                     crate::StoreError::BadRequest(format!(
                         "invalid regular expression {value:?} for label {name:?}: {e}"
                     ))
-                })?,
-            ),
+                })?)
+            }
             _ => None,
         };
-        Ok(Self { name, op, value, regex })
+        Ok(Self {
+            name,
+            op,
+            value,
+            regex,
+        })
     }
 
     /// Whether a label value (empty when the label is absent) matches.
@@ -167,8 +172,12 @@ pub trait MetricsQuerier: Send + Sync {
 
     /// Label sets of the series matching any of `matcher_sets` (all series when empty) with
     /// samples in `[mint, maxt]`, sorted.
-    fn series(&self, matcher_sets: &[Vec<LabelMatcher>], mint: i64, maxt: i64)
-        -> Result<Vec<Labels>>;
+    fn series(
+        &self,
+        matcher_sets: &[Vec<LabelMatcher>],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<Labels>>;
 
     /// Sorted, unique label names of the series matching any of `matcher_sets`.
     fn label_names(

@@ -18,7 +18,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         ("s", 1000),
         ("ms", 1),
     ];
-    let bad = || format!("not a valid duration string: {text:?} (expected e.g. 30s, 5m, 1h30m, 15d)");
+    let bad =
+        || format!("not a valid duration string: {text:?} (expected e.g. 30s, 5m, 1h30m, 15d)");
     if text.is_empty() {
         return Err(bad());
     }
@@ -113,7 +114,9 @@ impl Serialize for PromDuration {
 impl<'de> Deserialize<'de> for PromDuration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
-        parse_duration(&text).map(PromDuration).map_err(serde::de::Error::custom)
+        parse_duration(&text)
+            .map(PromDuration)
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -125,7 +128,10 @@ mod tests {
     fn parses_prometheus_durations() {
         assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
-        assert_eq!(parse_duration("15d").unwrap(), Duration::from_secs(15 * 86400));
+        assert_eq!(
+            parse_duration("15d").unwrap(),
+            Duration::from_secs(15 * 86400)
+        );
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
     }

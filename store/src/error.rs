@@ -45,7 +45,10 @@ pub enum ErrorKind {
 
 impl StoreError {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        StoreError::Io { path: path.into(), source }
+        StoreError::Io {
+            path: path.into(),
+            source,
+        }
     }
 
     pub fn kind(&self) -> ErrorKind {

@@ -29,7 +29,10 @@ pub struct Label {
 
 impl Label {
     pub fn new(name: impl Into<String>, value: impl Into<String>) -> Self {
-        Self { name: name.into(), value: value.into() }
+        Self {
+            name: name.into(),
+            value: value.into(),
+        }
     }
 }
 
@@ -93,7 +96,13 @@ impl Labels {
 
     /// A copy without the given label names.
     pub fn without(&self, names: &[&str]) -> Labels {
-        Labels(self.0.iter().filter(|l| !names.contains(&l.name.as_str())).cloned().collect())
+        Labels(
+            self.0
+                .iter()
+                .filter(|l| !names.contains(&l.name.as_str()))
+                .cloned()
+                .collect(),
+        )
     }
 }
 
@@ -133,7 +142,10 @@ pub struct Sample {
 
 impl Sample {
     pub fn new(timestamp_ms: i64, value: f64) -> Self {
-        Self { timestamp_ms, value }
+        Self {
+            timestamp_ms,
+            value,
+        }
     }
 }
 
