@@ -76,7 +76,21 @@ fn version_of(bin: &Path, flag: &str) -> String {
                 .trim()
                 .to_string()
         })
+        .filter(|v| !v.is_empty())
+        .or_else(|| package_version(bin))
         .unwrap_or_default()
+}
+
+/// The Debian package version owning `bin` (VictoriaMetrics 1.79 prints nothing for
+/// `-version` in Debian's build).
+fn package_version(bin: &Path) -> Option<String> {
+    let pkg = bin.file_name()?.to_str()?;
+    let out = Command::new("dpkg-query")
+        .args(["-W", "-f=${Version}", pkg])
+        .output()
+        .ok()?;
+    let v = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (out.status.success() && !v.is_empty()).then(|| format!("{pkg} {v} (dpkg)"))
 }
 
 /// Where the binaries are; Lookout's comes from the release build.
