@@ -29,6 +29,11 @@ use crate::error::{BenchError, Result};
 use crate::generate::GenParams;
 use crate::servers::{Binaries, ServerKind};
 
+/// The same allocator as the `lookout` binary, so the null sink's decode ceiling is measured
+/// under the allocator the server really uses.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "lookout-bench",
