@@ -1,7 +1,7 @@
 //! OTLP/HTTP metrics receiver: `POST /v1/metrics`.
 //!
 //! Accepts `application/x-protobuf` and `application/json` (the OTLP JSON mapping, decoded by
-//! opentelemetry-proto's serde support), optionally `Content-Encoding: gzip`. The body is read
+//! opentelemetry-proto's serde support with the fixes in [`super::json`]), optionally `Content-Encoding: gzip`. The body is read
 //! with a hard cap of `max_request_body_bytes`, and gzip is inflated under the same cap, so a
 //! small compressed bomb cannot grow past the limit. Answers follow the OTLP/HTTP spec: 200
 //! with an `ExportMetricsServiceResponse` (partial success when anything was refused) in the
@@ -201,11 +201,7 @@ fn decode(payload: &[u8], encoding: Encoding) -> Result<ExportMetricsServiceRequ
                 "failed to decode protobuf ExportMetricsServiceRequest: {e}"
             ))
         }),
-        Encoding::Json => serde_json::from_slice(payload).map_err(|e| {
-            IngestError::Malformed(format!(
-                "failed to decode JSON ExportMetricsServiceRequest: {e}"
-            ))
-        }),
+        Encoding::Json => super::json::decode_request(payload),
     }
 }
 

@@ -11,6 +11,7 @@ pub mod delta;
 mod export;
 pub mod grpc;
 pub mod http;
+mod json;
 pub mod names;
 pub mod status;
 #[cfg(test)]

@@ -8,13 +8,20 @@ use tonic::transport::Server;
 use super::*;
 use crate::otlp::status::{RetryInfo, RpcStatus};
 use crate::otlp::test_support::{gauge_request, RecordingSink, SinkMode};
+use bytes::BufMut;
+use http::uri::PathAndQuery;
 use prost::Message;
+use tonic::codec::{EncodeBuf, Encoder};
 
 /// Starts the service on an ephemeral port; returns its `http://` address.
 async fn start(sink: Arc<RecordingSink>) -> String {
+    start_with(sink, IngestLimits::default()).await
+}
+
+async fn start_with(sink: Arc<RecordingSink>, limits: IngestLimits) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let svc = metrics_service(sink, IngestLimits::default());
+    let svc = metrics_service(sink, limits);
     tokio::spawn(async move {
         Server::builder()
             .add_service(svc)
@@ -103,4 +110,161 @@ async fn unavailable_store_is_unavailable() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unavailable);
+}
+
+/// Sends bytes as they are: what the generated client cannot, since it encodes a message.
+#[derive(Clone, Copy)]
+struct RawCodec;
+
+struct RawEncoder;
+
+impl Encoder for RawEncoder {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = ExportMetricsServiceResponse;
+    type Encoder = RawEncoder;
+    type Decoder = tonic_prost::ProstDecoder<ExportMetricsServiceResponse>;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        RawEncoder
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        tonic_prost::ProstDecoder::default()
+    }
+}
+
+async fn export_raw(
+    addr: &str,
+    path: &'static str,
+    body: Vec<u8>,
+    gzip: bool,
+) -> Result<ExportMetricsServiceResponse, tonic::Status> {
+    let channel = tonic::transport::Endpoint::from_shared(addr.to_string())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    if gzip {
+        grpc = grpc.send_compressed(CompressionEncoding::Gzip);
+    }
+    grpc.ready().await.unwrap();
+    grpc.unary(
+        tonic::Request::new(body),
+        PathAndQuery::from_static(path),
+        RawCodec,
+    )
+    .await
+    .map(tonic::Response::into_inner)
+}
+
+#[tokio::test]
+async fn raw_valid_bytes_are_exported() {
+    let sink = RecordingSink::new(SinkMode::Accept);
+    let addr = start(sink.clone()).await;
+    let body = gauge_request("grpc.raw", 4.0).encode_to_vec();
+    let resp = export_raw(&addr, EXPORT_PATH, body, false).await.unwrap();
+    assert_eq!(resp.partial_success, None);
+    assert_eq!(
+        sink.rendered(),
+        vec!["grpc_raw{attr=\"v\", job=\"svc\"} 4".to_string()]
+    );
+}
+
+#[tokio::test]
+async fn truncated_protobuf_is_invalid_argument() {
+    let sink = RecordingSink::new(SinkMode::Accept);
+    let addr = start(sink.clone()).await;
+    let body = gauge_request("grpc.truncated", 1.0).encode_to_vec();
+    for gzip in [false, true] {
+        let err = export_raw(&addr, EXPORT_PATH, body[..body.len() / 2].to_vec(), gzip)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+        assert!(
+            err.message()
+                .starts_with("failed to decode protobuf ExportMetricsServiceRequest"),
+            "{}",
+            err.message()
+        );
+        assert!(err.details().is_empty());
+    }
+    assert!(sink.batches.lock().is_empty());
+}
+
+#[tokio::test]
+async fn invalid_utf8_string_is_invalid_argument() {
+    let sink = RecordingSink::new(SinkMode::Accept);
+    let addr = start(sink.clone()).await;
+    let body = gauge_request("grpc.utf8.ZQZQ", 1.0).encode_to_vec();
+    let at = body.windows(4).position(|w| w == b"ZQZQ").unwrap();
+    let mut bad = body.clone();
+    bad[at..at + 4].copy_from_slice(b"\xff\xfe\xfd\xfc");
+    let err = export_raw(&addr, EXPORT_PATH, bad, false)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("UTF-8"), "{}", err.message());
+    assert!(sink.batches.lock().is_empty());
+    // the server is still serving
+    export_raw(&addr, EXPORT_PATH, body, false).await.unwrap();
+}
+
+#[tokio::test]
+async fn oversized_message_is_invalid_argument_naming_the_limit() {
+    let sink = RecordingSink::new(SinkMode::Accept);
+    let limits = IngestLimits {
+        max_request_body_bytes: 1000,
+    };
+    let addr = start_with(sink.clone(), limits).await;
+    let big = gauge_request(&"x".repeat(2000), 1.0).encode_to_vec();
+    let err = export_raw(&addr, EXPORT_PATH, big.clone(), false)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    assert!(
+        err.message().contains("max_request_body_bytes=1000"),
+        "{}",
+        err.message()
+    );
+    // gzip: small on the wire, over the limit once inflated; refused without a retry hint
+    let err = export_raw(&addr, EXPORT_PATH, big, true).await.unwrap_err();
+    assert!(
+        matches!(
+            err.code(),
+            tonic::Code::ResourceExhausted | tonic::Code::InvalidArgument
+        ),
+        "{err:?}"
+    );
+    assert!(err.details().is_empty(), "{err:?}");
+    assert!(sink.batches.lock().is_empty());
+    // a message within the limit still goes through
+    let small = gauge_request("grpc.small", 1.0).encode_to_vec();
+    export_raw(&addr, EXPORT_PATH, small, true).await.unwrap();
+    assert_eq!(sink.rendered().len(), 1);
+}
+
+#[tokio::test]
+async fn unknown_method_is_unimplemented() {
+    let sink = RecordingSink::new(SinkMode::Accept);
+    let addr = start(sink).await;
+    let err = export_raw(
+        &addr,
+        "/opentelemetry.proto.collector.metrics.v1.MetricsService/Nope",
+        Vec::new(),
+        false,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unimplemented);
 }

@@ -454,3 +454,100 @@ async fn json_ignores_unknown_fields_as_the_spec_requires() {
     );
     assert_eq!(sink.rendered().len(), 6);
 }
+
+/// A cumulative sum and a delta histogram with their temporalities written as enum names, as
+/// protobuf's JSON printers emit them by default.
+const JSON_ENUM_NAMES_BODY: &str = r#"{
+  "resourceMetrics": [{
+    "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "enum-svc"}}]},
+    "scopeMetrics": [{
+      "metrics": [
+        {"name": "enum.requests",
+         "sum": {"aggregationTemporality": "AGGREGATION_TEMPORALITY_CUMULATIVE", "isMonotonic": true,
+                 "dataPoints": [{"asInt": "5", "startTimeUnixNano": "1544712650300000000",
+                                 "timeUnixNano": "1544712660300000000",
+                                 "attributes": [{"key": "code", "value": {"stringValue": "200"}}]}]}},
+        {"name": "enum.latency", "unit": "ms",
+         "histogram": {"aggregationTemporality": "AGGREGATION_TEMPORALITY_DELTA", "dataPoints": [
+          {"startTimeUnixNano": "1544712650300000000", "timeUnixNano": "1544712660300000000",
+           "count": "3", "sum": 2, "bucketCounts": ["1", "2"], "explicitBounds": [1]}]}}
+      ]
+    }]
+  }]
+}"#;
+
+#[tokio::test]
+async fn json_enum_names_are_decoded_and_stored() {
+    let sink = RecordingSink::new(SinkMode::Accept);
+    let (status, _, bytes) = send(
+        sink.clone(),
+        IngestLimits::default(),
+        Some(JSON),
+        false,
+        JSON_ENUM_NAMES_BODY.as_bytes().to_vec(),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&bytes)
+    );
+    assert_eq!(&bytes[..], b"{}");
+    let job = "job=\"enum-svc\"";
+    assert_eq!(
+        sink.rendered(),
+        vec![
+            format!("enum_latency_milliseconds_bucket{{{job}, le=\"+Inf\"}} 3"),
+            format!("enum_latency_milliseconds_bucket{{{job}, le=\"1\"}} 1"),
+            format!("enum_latency_milliseconds_count{{{job}}} 3"),
+            format!("enum_latency_milliseconds_sum{{{job}}} 2"),
+            format!("enum_requests_total{{code=\"200\", {job}}} 5"),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn json_unknown_enum_name_is_a_400_naming_it() {
+    let sink = RecordingSink::new(SinkMode::Accept);
+    let body = JSON_ENUM_NAMES_BODY.replace(
+        "AGGREGATION_TEMPORALITY_CUMULATIVE",
+        "AGGREGATION_TEMPORALITY_SOMETIMES",
+    );
+    let (status, _, bytes) = send(
+        sink.clone(),
+        IngestLimits::default(),
+        Some(JSON),
+        false,
+        body.into_bytes(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(v["code"], 3);
+    let msg = v["message"].as_str().unwrap();
+    assert!(
+        msg.contains("AGGREGATION_TEMPORALITY_SOMETIMES") && msg.contains("enum.requests"),
+        "{msg}"
+    );
+    assert!(sink.batches.lock().is_empty());
+}
+
+#[tokio::test]
+async fn json_metric_data_that_fails_to_decode_is_a_400_not_dropped() {
+    let sink = RecordingSink::new(SinkMode::Accept);
+    let body = JSON_ENUM_NAMES_BODY.replace("\"isMonotonic\": true", "\"isMonotonic\": \"yes\"");
+    let (status, _, bytes) = send(
+        sink.clone(),
+        IngestLimits::default(),
+        Some(JSON),
+        false,
+        body.into_bytes(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    let msg = v["message"].as_str().unwrap();
+    assert!(msg.contains("\"enum.requests\": invalid sum"), "{msg}");
+    assert!(sink.batches.lock().is_empty());
+}
