@@ -326,67 +326,57 @@ fn convert_metric(
         });
         return;
     }
-    match data {
-        Data::Gauge(g) => {
-            let family = metric_family_name(&metric.name, &metric.unit, NameKind::Gauge);
-            add_metadata(
-                out,
-                families_seen,
-                &family,
-                MetricType::Gauge,
-                metric,
-                NameKind::Gauge,
-            );
-            for p in &g.data_points {
-                number_point(p, &family, scope_labels, None, &metric.name, out);
-            }
+    // gauges and sums differ only in family kind, metadata type and delta handling
+    let numbers = |points: &[NumberDataPoint],
+                   kind: NameKind,
+                   metric_type: MetricType,
+                   accumulate: Option<&DeltaAccumulator>,
+                   out: &mut Converted,
+                   families_seen: &mut HashSet<String>| {
+        let family = metric_family_name(&metric.name, &metric.unit, kind);
+        add_metadata(out, families_seen, &family, metric_type, metric, kind);
+        for p in points {
+            number_point(p, &family, scope_labels, accumulate, &metric.name, out);
         }
+    };
+    match data {
+        Data::Gauge(g) => numbers(
+            &g.data_points,
+            NameKind::Gauge,
+            MetricType::Gauge,
+            None,
+            out,
+            families_seen,
+        ),
         Data::Sum(s) => {
             let temporality = AggregationTemporality::try_from(s.aggregation_temporality)
                 .unwrap_or(AggregationTemporality::Unspecified);
             match (temporality, s.is_monotonic) {
-                (AggregationTemporality::Cumulative, true) => {
-                    let family = metric_family_name(&metric.name, &metric.unit, NameKind::Counter);
-                    add_metadata(
-                        out,
-                        families_seen,
-                        &family,
-                        MetricType::Counter,
-                        metric,
-                        NameKind::Counter,
-                    );
-                    for p in &s.data_points {
-                        number_point(p, &family, scope_labels, None, &metric.name, out);
-                    }
-                }
-                (AggregationTemporality::Cumulative, false) => {
-                    let family = metric_family_name(&metric.name, &metric.unit, NameKind::Other);
-                    add_metadata(
-                        out,
-                        families_seen,
-                        &family,
-                        MetricType::Gauge,
-                        metric,
-                        NameKind::Other,
-                    );
-                    for p in &s.data_points {
-                        number_point(p, &family, scope_labels, None, &metric.name, out);
-                    }
-                }
-                (AggregationTemporality::Delta, true) => {
-                    let family = metric_family_name(&metric.name, &metric.unit, NameKind::Counter);
-                    add_metadata(
-                        out,
-                        families_seen,
-                        &family,
-                        MetricType::Counter,
-                        metric,
-                        NameKind::Counter,
-                    );
-                    for p in &s.data_points {
-                        number_point(p, &family, scope_labels, Some(delta), &metric.name, out);
-                    }
-                }
+                (AggregationTemporality::Cumulative, true) => numbers(
+                    &s.data_points,
+                    NameKind::Counter,
+                    MetricType::Counter,
+                    None,
+                    out,
+                    families_seen,
+                ),
+                // a non-monotonic sum can go down: Prometheus models it as a gauge
+                (AggregationTemporality::Cumulative, false) => numbers(
+                    &s.data_points,
+                    NameKind::Other,
+                    MetricType::Gauge,
+                    None,
+                    out,
+                    families_seen,
+                ),
+                (AggregationTemporality::Delta, true) => numbers(
+                    &s.data_points,
+                    NameKind::Counter,
+                    MetricType::Counter,
+                    Some(delta),
+                    out,
+                    families_seen,
+                ),
                 (AggregationTemporality::Delta, false) => {
                     out.reject(
                         "unsupported_temporality",
