@@ -13,7 +13,7 @@ use std::fmt;
 use async_trait::async_trait;
 
 use crate::error::Result;
-use crate::model::{Labels, MetricBatch, MetricMetadata, Series};
+use crate::model::{Labels, MetricBatch, MetricMetadata, RawMetricBatch, Series};
 
 /// Why a series or sample was not stored. Every reason has a stable name used in
 /// `/metrics` (`reason` label) and in client-facing messages.
@@ -101,6 +101,13 @@ impl AppendReport {
 pub trait MetricsAppender: Send + Sync + 'static {
     /// Stores a batch. Returns after the accepted part is durable; see the module docs.
     async fn append(&self, batch: MetricBatch) -> Result<AppendReport>;
+
+    /// Stores a batch in its allocation-light form, with exactly `append`'s semantics and
+    /// report. The default converts to a [`MetricBatch`]; stores override it to look series
+    /// up without allocating.
+    async fn append_raw(&self, batch: RawMetricBatch) -> Result<AppendReport> {
+        self.append(batch.into_metric_batch()).await
+    }
 }
 
 /// Label matcher kinds, as in PromQL selectors.

@@ -206,6 +206,218 @@ impl MetricBatch {
     }
 }
 
+/// Why a label could not be added to a [`RawMetricBatch`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RawLabelError {
+    #[error("label name is not valid UTF-8")]
+    NameNotUtf8,
+    #[error("label value is not valid UTF-8")]
+    ValueNotUtf8,
+    #[error("batch label text exceeds 4 GiB")]
+    TooLarge,
+}
+
+/// Offsets of one label in [`RawMetricBatch::text`]: name `[n0, n1)`, value `[v0, v1)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct RawLabel {
+    n0: u32,
+    n1: u32,
+    v0: u32,
+    v1: u32,
+}
+
+/// One series of a [`RawMetricBatch`]: index ranges into its labels and samples.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct RawSeries {
+    labels: (u32, u32),
+    samples: (u32, u32),
+}
+
+/// An allocation-light form of [`MetricBatch`]: every label string of the batch lives in one
+/// text buffer and every sample in one vector, so decoding a request costs a few
+/// allocations instead of two per label. Protocols whose wire format carries label bytes
+/// (remote write) build it with [`RawMetricBatch::push_label`] / [`RawMetricBatch::push_sample`]
+/// / [`RawMetricBatch::finish_series`]; the store looks known series up from the borrowed
+/// labels and allocates only for new ones.
+///
+/// Each finished series' labels follow [`Labels::new`]: sorted by name, empty values
+/// dropped, and for a repeated name the last value given kept. Series without samples are
+/// dropped.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RawMetricBatch {
+    text: String,
+    labels: Vec<RawLabel>,
+    series: Vec<RawSeries>,
+    samples: Vec<Sample>,
+    /// Start of the unfinished series in `labels` / `samples`.
+    open_labels: usize,
+    open_samples: usize,
+    pub metadata: Vec<MetricMetadata>,
+}
+
+/// A borrowed view of one series of a [`RawMetricBatch`].
+#[derive(Clone, Copy, Debug)]
+pub struct RawSeriesRef<'a> {
+    text: &'a str,
+    labels: &'a [RawLabel],
+    pub samples: &'a [Sample],
+}
+
+impl<'a> RawSeriesRef<'a> {
+    /// Label pairs, normalized as [`Labels::new`] would.
+    pub fn labels(&self) -> impl ExactSizeIterator<Item = (&'a str, &'a str)> + Clone + 'a {
+        let text = self.text;
+        self.labels.iter().map(move |l| {
+            (
+                text.get(l.n0 as usize..l.n1 as usize).unwrap_or(""),
+                text.get(l.v0 as usize..l.v1 as usize).unwrap_or(""),
+            )
+        })
+    }
+
+    /// The labels as an owned [`Labels`] (allocates).
+    pub fn to_labels(&self) -> Labels {
+        // already normalized: sorted, unique, no empty values
+        Labels(self.labels().map(|(n, v)| Label::new(n, v)).collect())
+    }
+}
+
+impl RawMetricBatch {
+    /// An empty batch expecting about `series` series, `samples` samples and `text_bytes`
+    /// bytes of label text.
+    pub fn with_capacity(series: usize, samples: usize, text_bytes: usize) -> Self {
+        RawMetricBatch {
+            text: String::with_capacity(text_bytes),
+            labels: Vec::with_capacity(series.saturating_mul(8)),
+            series: Vec::with_capacity(series),
+            samples: Vec::with_capacity(samples),
+            ..Default::default()
+        }
+    }
+
+    /// Adds a label to the series being built, checking that both strings are UTF-8.
+    pub fn push_label(&mut self, name: &[u8], value: &[u8]) -> Result<(), RawLabelError> {
+        let name = std::str::from_utf8(name).map_err(|_| RawLabelError::NameNotUtf8)?;
+        let value = std::str::from_utf8(value).map_err(|_| RawLabelError::ValueNotUtf8)?;
+        self.push_label_str(name, value)
+    }
+
+    /// Adds a label (already UTF-8) to the series being built.
+    pub fn push_label_str(&mut self, name: &str, value: &str) -> Result<(), RawLabelError> {
+        let pos = |x: usize| u32::try_from(x).map_err(|_| RawLabelError::TooLarge);
+        let n0 = pos(self.text.len())?;
+        let n1 = pos(self.text.len() + name.len())?;
+        let v1 = pos(self.text.len() + name.len() + value.len())?;
+        self.text.push_str(name);
+        self.text.push_str(value);
+        self.labels.push(RawLabel { n0, n1, v0: n1, v1 });
+        Ok(())
+    }
+
+    /// Adds a sample to the series being built.
+    pub fn push_sample(&mut self, sample: Sample) {
+        self.samples.push(sample);
+    }
+
+    /// Ends the series being built: keeps it if it has samples (normalizing its labels),
+    /// drops it otherwise.
+    pub fn finish_series(&mut self) {
+        if self.samples.len() == self.open_samples {
+            self.discard_series();
+            return;
+        }
+        let text = &self.text;
+        let get = |a: u32, b: u32| text.get(a as usize..b as usize).unwrap_or("");
+        let open = &mut self.labels[self.open_labels..];
+        let normalized = open
+            .windows(2)
+            .all(|w| get(w[0].n0, w[0].n1) < get(w[1].n0, w[1].n1))
+            && open.iter().all(|l| l.v1 > l.v0);
+        if !normalized {
+            // the rare path, with exactly Labels::new's semantics
+            let mut tmp: Vec<RawLabel> = open.iter().copied().filter(|l| l.v1 > l.v0).collect();
+            tmp.sort_by(|a, b| get(a.n0, a.n1).cmp(get(b.n0, b.n1)));
+            let mut out: Vec<RawLabel> = Vec::with_capacity(tmp.len());
+            for l in tmp {
+                match out.last_mut() {
+                    Some(prev) if get(prev.n0, prev.n1) == get(l.n0, l.n1) => *prev = l,
+                    _ => out.push(l),
+                }
+            }
+            self.labels.truncate(self.open_labels);
+            self.labels.extend(out);
+        }
+        let idx = |x: usize| u32::try_from(x).unwrap_or(u32::MAX);
+        self.series.push(RawSeries {
+            labels: (idx(self.open_labels), idx(self.labels.len())),
+            samples: (idx(self.open_samples), idx(self.samples.len())),
+        });
+        self.open_labels = self.labels.len();
+        self.open_samples = self.samples.len();
+    }
+
+    /// Drops the series being built.
+    pub fn discard_series(&mut self) {
+        self.labels.truncate(self.open_labels);
+        self.samples.truncate(self.open_samples);
+    }
+
+    /// Number of finished series.
+    pub fn len(&self) -> usize {
+        self.series.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.series.is_empty()
+    }
+
+    pub fn sample_count(&self) -> usize {
+        self.series
+            .iter()
+            .map(|s| (s.samples.1 - s.samples.0) as usize)
+            .sum()
+    }
+
+    fn view(&self, s: &RawSeries) -> RawSeriesRef<'_> {
+        RawSeriesRef {
+            text: &self.text,
+            labels: self
+                .labels
+                .get(s.labels.0 as usize..s.labels.1 as usize)
+                .unwrap_or(&[]),
+            samples: self
+                .samples
+                .get(s.samples.0 as usize..s.samples.1 as usize)
+                .unwrap_or(&[]),
+        }
+    }
+
+    /// Series `i`, if finished.
+    pub fn get(&self, i: usize) -> Option<RawSeriesRef<'_>> {
+        self.series.get(i).map(|s| self.view(s))
+    }
+
+    /// Every finished series, in the order given.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = RawSeriesRef<'_>> + '_ {
+        self.series.iter().map(|s| self.view(s))
+    }
+
+    /// The same batch with one owned [`Series`] per series.
+    pub fn into_metric_batch(self) -> MetricBatch {
+        let series = self
+            .iter()
+            .map(|s| Series {
+                labels: s.to_labels(),
+                samples: s.samples.to_vec(),
+            })
+            .collect();
+        MetricBatch {
+            series,
+            metadata: self.metadata,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

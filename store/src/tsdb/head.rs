@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use super::chunk::{self, Chunk, XorAppender};
 use super::index::{
-    hash_labels, intern_labels, labels_equal, resolve_labels, FxHashMap, IndexReader, MemPostings,
-    SymLabels, SymbolTable,
+    hash_labels, intern_labels, labels_equal_pairs, resolve_labels, FxHashMap, IndexReader,
+    MemPostings, SymLabels, SymbolTable,
 };
 use super::wal_records::PayloadBuilder;
 use crate::model::{Labels, Sample};
@@ -173,18 +173,30 @@ impl Head {
     }
 
     pub fn get_ref(&self, hash: u64, labels: &Labels) -> Option<u32> {
+        self.get_ref_pairs(
+            hash,
+            labels.iter().map(|l| (l.name.as_str(), l.value.as_str())),
+        )
+    }
+
+    /// [`Head::get_ref`] over borrowed label pairs (sorted and unique): no allocation.
+    pub fn get_ref_pairs<'a>(
+        &self,
+        hash: u64,
+        pairs: impl ExactSizeIterator<Item = (&'a str, &'a str)> + Clone,
+    ) -> Option<u32> {
         let first = *self.by_hash.get(&hash)?;
         if self
             .series
             .get(&first)
-            .is_some_and(|s| labels_equal(&self.symbols, &s.labels, labels))
+            .is_some_and(|s| labels_equal_pairs(&self.symbols, &s.labels, pairs.clone()))
         {
             return Some(first);
         }
         self.collisions.get(&hash)?.iter().copied().find(|r| {
             self.series
                 .get(r)
-                .is_some_and(|s| labels_equal(&self.symbols, &s.labels, labels))
+                .is_some_and(|s| labels_equal_pairs(&self.symbols, &s.labels, pairs.clone()))
         })
     }
 

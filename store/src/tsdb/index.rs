@@ -160,11 +160,24 @@ pub fn resolve_labels(symbols: &SymbolTable, labels: &[(u32, u32)]) -> Labels {
 
 /// Whether interned `sym` equals `labels` without allocating.
 pub fn labels_equal(symbols: &SymbolTable, sym: &[(u32, u32)], labels: &Labels) -> bool {
-    sym.len() == labels.len()
+    labels_equal_pairs(
+        symbols,
+        sym,
+        labels.iter().map(|l| (l.name.as_str(), l.value.as_str())),
+    )
+}
+
+/// [`labels_equal`] over borrowed label pairs (sorted and unique, as in [`Labels`]).
+pub fn labels_equal_pairs<'a>(
+    symbols: &SymbolTable,
+    sym: &[(u32, u32)],
+    pairs: impl ExactSizeIterator<Item = (&'a str, &'a str)>,
+) -> bool {
+    sym.len() == pairs.len()
         && sym
             .iter()
-            .zip(labels.iter())
-            .all(|(&(n, v), l)| symbols.get(n) == l.name && symbols.get(v) == l.value)
+            .zip(pairs)
+            .all(|(&(n, v), (name, value))| symbols.get(n) == name && symbols.get(v) == value)
 }
 
 /// Postings per label name and value, over series ids that are added in increasing order.

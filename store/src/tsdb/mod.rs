@@ -41,6 +41,7 @@ mod metrics;
 mod validate;
 pub mod wal_records;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -54,12 +55,14 @@ use tokio::sync::{oneshot, Notify};
 use crate::config::{MetricsStoreOptions, WalOptions};
 use crate::contract::{AppendReport, LabelMatcher, MetricsAppender, MetricsQuerier, RejectReason};
 use crate::error::{Result, StoreError};
-use crate::model::{Labels, MetricBatch, MetricMetadata, MetricType, Sample, Series};
+use crate::model::{
+    Labels, MetricBatch, MetricMetadata, MetricType, RawMetricBatch, RawSeriesRef, Sample, Series,
+};
 use crate::wal::{SegmentId, Wal};
 use block::Block;
 use commit::{CommitQueue, Job};
 use head::{Head, Verdict};
-use index::{postings_for_matchers, IndexReader};
+use index::{hash_labels, postings_for_matchers, IndexReader};
 use wal_records::{PayloadBuilder, RecordSink};
 
 /// Size and shape of the store, for `/metrics` and status endpoints.
@@ -562,9 +565,44 @@ impl Drop for MetricsStore {
     }
 }
 
+/// One series of an append, in either batch form: the append path reads labels as borrowed
+/// pairs (enough to find a known series) and builds owned [`Labels`] only for a new series
+/// or a rejection message.
+trait AppendSeries {
+    fn pairs(&self) -> impl ExactSizeIterator<Item = (&str, &str)> + Clone;
+    fn labels(&self) -> Cow<'_, Labels>;
+    fn samples(&self) -> &[Sample];
+}
+
+impl AppendSeries for Series {
+    fn pairs(&self) -> impl ExactSizeIterator<Item = (&str, &str)> + Clone {
+        self.labels
+            .iter()
+            .map(|l| (l.name.as_str(), l.value.as_str()))
+    }
+    fn labels(&self) -> Cow<'_, Labels> {
+        Cow::Borrowed(&self.labels)
+    }
+    fn samples(&self) -> &[Sample] {
+        &self.samples
+    }
+}
+
+impl AppendSeries for RawSeriesRef<'_> {
+    fn pairs(&self) -> impl ExactSizeIterator<Item = (&str, &str)> + Clone {
+        RawSeriesRef::labels(self)
+    }
+    fn labels(&self) -> Cow<'_, Labels> {
+        Cow::Owned(self.to_labels())
+    }
+    fn samples(&self) -> &[Sample] {
+        self.samples
+    }
+}
+
 fn reject_sample_age(
     report: &mut AppendReport,
-    s: &Series,
+    s: &impl AppendSeries,
     t: i64,
     min_t: i64,
     limits: &crate::config::Limits,
@@ -573,7 +611,7 @@ fn reject_sample_age(
         report.reject(RejectReason::TooOld, 1, || {
             format!(
                 "sample of {} at {t} ms is older than max_sample_age ({}s)",
-                s.labels,
+                s.labels(),
                 limits.max_sample_age.as_secs()
             )
         });
@@ -581,7 +619,7 @@ fn reject_sample_age(
         report.reject(RejectReason::TooFarInFuture, 1, || {
             format!(
                 "sample of {} at {t} ms is more than max_future ({}s) ahead",
-                s.labels,
+                s.labels(),
                 limits.max_future.as_secs()
             )
         });
@@ -589,15 +627,24 @@ fn reject_sample_age(
 }
 
 /// Rejects every sample of a series that has none inside the age window.
-fn reject_age(report: &mut AppendReport, s: &Series, min_t: i64, limits: &crate::config::Limits) {
-    for x in &s.samples {
+fn reject_age(
+    report: &mut AppendReport,
+    s: &impl AppendSeries,
+    min_t: i64,
+    limits: &crate::config::Limits,
+) {
+    for x in s.samples() {
         reject_sample_age(report, s, x.timestamp_ms, min_t, limits);
     }
 }
 
-#[async_trait]
-impl MetricsAppender for MetricsStore {
-    async fn append(&self, batch: MetricBatch) -> Result<AppendReport> {
+/// Rough WAL bytes per accepted sample (ref delta, time delta, 8 value bytes), to size the
+/// payload buffer once.
+const PAYLOAD_BYTES_PER_SAMPLE: usize = 12;
+
+impl MetricsStore {
+    /// Refuses an append up front when the store is closed or the WAL queue is full.
+    fn check_accepting(&self) -> Result<()> {
         if self.closed.load(Ordering::Acquire) {
             return Err(StoreError::Unavailable(
                 "metrics store is closed".to_string(),
@@ -608,46 +655,57 @@ impl MetricsAppender for MetricsStore {
                 "{MAX_PENDING_APPENDS} metric appends already waiting for the wal"
             )));
         }
+        Ok(())
+    }
+
+    /// The shared write path of both batch forms: limits and age checks, the ordering
+    /// policy, head append and WAL enqueue under the head lock, then the wait for
+    /// durability.
+    async fn append_series<S: AppendSeries>(
+        &self,
+        series: &[S],
+        metadata: Vec<MetricMetadata>,
+    ) -> Result<AppendReport> {
         let limits = &self.options.limits;
         let now = now_ms();
         let min_t = now.saturating_sub(duration_ms(limits.max_sample_age));
         let max_t = now.saturating_add(duration_ms(limits.max_future));
         let mut report = AppendReport::default();
         // hashing outside the lock keeps the critical section short
-        let hashes: Vec<u64> = batch.series.iter().map(|s| Head::hash(&s.labels)).collect();
+        let hashes: Vec<u64> = series.iter().map(|s| hash_labels(s.pairs())).collect();
+        let sample_count: usize = series.iter().map(|s| s.samples().len()).sum();
 
-        let mut payload = PayloadBuilder::default();
+        let mut payload =
+            PayloadBuilder::with_capacity(sample_count.saturating_mul(PAYLOAD_BYTES_PER_SAMPLE));
         let (mut ooo, mut dup_ts) = (0u64, 0u64);
         let rx = {
             let mut head = self.head.write();
             let blocks = self.blocks.read();
-            for (s, &hash) in batch.series.iter().zip(&hashes) {
-                let r = match head.get_ref(hash, &s.labels) {
+            for (s, &hash) in series.iter().zip(&hashes) {
+                let r = match head.get_ref_pairs(hash, s.pairs()) {
                     Some(r) => r,
                     None => {
+                        let labels = s.labels();
                         // a series in the head passed these checks when it was created
-                        if let Err((reason, msg)) = validate::check_series(&s.labels, limits) {
-                            report.reject(reason, s.samples.len() as u64, || msg);
+                        if let Err((reason, msg)) = validate::check_series(&labels, limits) {
+                            report.reject(reason, s.samples().len() as u64, || msg);
                             continue;
                         }
                         if !s
-                            .samples
+                            .samples()
                             .iter()
                             .any(|x| (min_t..=max_t).contains(&x.timestamp_ms))
                         {
                             reject_age(&mut report, s, min_t, limits);
                             continue;
                         }
-                        let newest = newest_in_blocks(&blocks, &s.labels, min_t);
-                        let r = head.create(hash, &s.labels, newest, None);
-                        payload.add_series(
-                            r,
-                            s.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())),
-                        );
+                        let newest = newest_in_blocks(&blocks, &labels, min_t);
+                        let r = head.create(hash, &labels, newest, None);
+                        payload.add_series(r, s.pairs());
                         r
                     }
                 };
-                for x in &s.samples {
+                for x in s.samples() {
                     if x.timestamp_ms < min_t || x.timestamp_ms > max_t {
                         reject_sample_age(&mut report, s, x.timestamp_ms, min_t, limits);
                         continue;
@@ -664,7 +722,7 @@ impl MetricsAppender for MetricsStore {
                                 let newest = head.series(r).map(|m| m.newest()).unwrap_or(i64::MIN);
                                 format!(
                                     "sample of {} at {} ms is older than its newest stored sample ({} ms)",
-                                    s.labels, x.timestamp_ms, newest
+                                    s.labels(), x.timestamp_ms, newest
                                 )
                             });
                         }
@@ -673,7 +731,7 @@ impl MetricsAppender for MetricsStore {
                             report.reject(RejectReason::DuplicateTimestamp, 1, || {
                                 format!(
                                     "sample of {} at {} ms has a different value than the sample already stored at that time",
-                                    s.labels, x.timestamp_ms
+                                    s.labels(), x.timestamp_ms
                                 )
                             });
                         }
@@ -695,14 +753,31 @@ impl MetricsAppender for MetricsStore {
         metrics::SAMPLES_APPENDED.inc_by(report.accepted_samples);
         metrics::DUPLICATES.inc_by(report.duplicate_samples);
         metrics::OUT_OF_ORDER.inc_by(ooo + dup_ts);
-        if !batch.metadata.is_empty() {
-            self.store_metadata(batch.metadata);
+        if !metadata.is_empty() {
+            self.store_metadata(metadata);
         }
         if let Some(rx) = rx {
             rx.await
                 .map_err(|_| StoreError::Unavailable("tsdb commit thread stopped".to_string()))??;
         }
         Ok(report)
+    }
+}
+
+#[async_trait]
+impl MetricsAppender for MetricsStore {
+    async fn append(&self, batch: MetricBatch) -> Result<AppendReport> {
+        self.check_accepting()?;
+        self.append_series(&batch.series, batch.metadata).await
+    }
+
+    /// The fast path: known series are found from the batch's borrowed labels, so only new
+    /// series allocate.
+    async fn append_raw(&self, mut batch: RawMetricBatch) -> Result<AppendReport> {
+        self.check_accepting()?;
+        let metadata = std::mem::take(&mut batch.metadata);
+        let series: Vec<RawSeriesRef<'_>> = batch.iter().collect();
+        self.append_series(&series, metadata).await
     }
 }
 

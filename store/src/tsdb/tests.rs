@@ -5,7 +5,7 @@
 use super::*;
 use crate::config::{FsyncPolicy, Limits};
 use crate::contract::MatchOp;
-use crate::model::{stale_nan, STALE_NAN_BITS};
+use crate::model::{stale_nan, RawMetricBatch, STALE_NAN_BITS};
 
 fn opts(dir: &Path) -> MetricsStoreOptions {
     let mut o = MetricsStoreOptions::new(dir);
@@ -492,6 +492,166 @@ async fn concurrent_appenders_replay_in_apply_order() {
 }
 
 /// User + system CPU seconds of this process so far.
+type RawInput<'a> = Vec<(Vec<(&'a str, &'a str)>, Vec<(i64, f64)>)>;
+
+/// The same request as a [`MetricBatch`] (labels through `Labels::new`) and as a
+/// [`RawMetricBatch`] (labels pushed as given).
+fn both_forms(input: &RawInput<'_>) -> (MetricBatch, RawMetricBatch) {
+    let mut raw = RawMetricBatch::default();
+    let mut owned = MetricBatch::default();
+    for (labels, samples) in input {
+        for (n, v) in labels {
+            raw.push_label_str(n, v).unwrap();
+        }
+        for &(t, v) in samples {
+            raw.push_sample(Sample::new(t, v));
+        }
+        raw.finish_series();
+        if !samples.is_empty() {
+            owned.series.push(Series {
+                labels: Labels::from_pairs(labels.iter().copied()),
+                samples: samples.iter().map(|&(t, v)| Sample::new(t, v)).collect(),
+            });
+        }
+    }
+    (owned, raw)
+}
+
+fn everything(store: &MetricsStore) -> Vec<(Labels, Vec<(i64, u64)>)> {
+    let m = LabelMatcher::new("__name__", MatchOp::RegexMatch, ".+").unwrap();
+    store
+        .select(&[m], i64::MIN, i64::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|s| {
+            let samples = s
+                .samples
+                .iter()
+                .map(|x| (x.timestamp_ms, x.value.to_bits()))
+                .collect();
+            (s.labels, samples)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn append_raw_matches_append() {
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let limits = Limits {
+        max_labels_per_series: 4,
+        max_label_name_length: 12,
+        max_label_value_length: 8,
+        ..Limits::default()
+    };
+    let open = |d: &Path| {
+        let mut o = opts(d);
+        o.limits = limits.clone();
+        MetricsStore::open(o).unwrap()
+    };
+    let (a, b) = (open(dir_a.path()), open(dir_b.path()));
+    let now = now_ms();
+    let old = now - 8 * 24 * 3_600_000;
+    let stale = stale_nan();
+    let long_value = "v".repeat(9);
+    let requests: Vec<RawInput<'_>> = vec![
+        vec![
+            (
+                vec![("__name__", "up"), ("job", "a")],
+                vec![(now - 20, 1.0), (now - 10, 2.0)],
+            ),
+            // unsorted, duplicate name (last wins), empty value (dropped)
+            (
+                vec![("job", "x"), ("__name__", "m"), ("job", "b"), ("e", "")],
+                vec![(now - 20, 1.0)],
+            ),
+            (vec![("__name__", "no_samples")], vec![]),
+            (vec![("job", "no_name")], vec![(now, 1.0)]),
+            (vec![("__name__", "bad-name")], vec![(now, 1.0)]),
+            (
+                vec![("__name__", "x"), ("bad.label", "1")],
+                vec![(now, 1.0)],
+            ),
+            (
+                vec![
+                    ("__name__", "x"),
+                    ("a", "1"),
+                    ("b", "2"),
+                    ("c", "3"),
+                    ("d", "4"),
+                ],
+                vec![(now, 1.0), (now + 1, 1.0)],
+            ),
+            (
+                vec![("__name__", "x"), ("much_too_long_name", "1")],
+                vec![(now, 1.0)],
+            ),
+            (
+                vec![("__name__", "x"), ("v", long_value.as_str())],
+                vec![(now, 1.0)],
+            ),
+            (
+                vec![("__name__", "aged")],
+                vec![(old, 1.0), (now + 3_600_000, 1.0)],
+            ),
+            (
+                vec![("__name__", "mixed")],
+                vec![(old, 1.0), (now - 5, 3.0), (now + 3_600_000, 1.0)],
+            ),
+        ],
+        vec![
+            // known series: in order, out of order, duplicate, duplicate timestamp, stale
+            (
+                vec![("__name__", "up"), ("job", "a")],
+                vec![
+                    (now - 10, 2.0),
+                    (now - 15, 1.0),
+                    (now - 10, 5.0),
+                    (now, stale),
+                ],
+            ),
+            (
+                vec![("job", "b"), ("__name__", "m")],
+                vec![(now - 20, 1.0), (now - 1, 7.0)],
+            ),
+            (vec![("__name__", "mixed")], vec![(old, 1.0)]),
+        ],
+        vec![(
+            vec![("__name__", "up"), ("job", "a")],
+            vec![(now - 30, 1.0)],
+        )],
+    ];
+    for (i, req) in requests.iter().enumerate() {
+        let (owned, raw) = both_forms(req);
+        let ra = a.append(owned.clone()).await.unwrap();
+        let rb = b.append_raw(raw.clone()).await.unwrap();
+        assert_eq!(ra, rb, "request {i}");
+        // the default method (conversion) gives the same batch as the owned form
+        let bits = |b: MetricBatch| -> Vec<(Labels, Vec<(i64, u64)>)> {
+            b.series
+                .into_iter()
+                .map(|s| {
+                    let v = s
+                        .samples
+                        .iter()
+                        .map(|x| (x.timestamp_ms, x.value.to_bits()));
+                    (s.labels, v.collect())
+                })
+                .collect()
+        };
+        assert_eq!(bits(raw.into_metric_batch()), bits(owned), "request {i}");
+    }
+    let stored = everything(&a);
+    assert_eq!(stored.len(), 3, "{stored:?}");
+    assert_eq!(stored, everything(&b));
+    assert_eq!(a.stats().series, b.stats().series);
+    // what append_raw logged replays to the same head
+    drop(b);
+    let b = open(dir_b.path());
+    assert_eq!(everything(&b), stored);
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+}
+
 fn cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     let fields: Vec<&str> = stat

@@ -122,6 +122,14 @@ pub struct PayloadBuilder {
 }
 
 impl PayloadBuilder {
+    /// A builder whose samples record has room for `sample_bytes` without growing.
+    pub fn with_capacity(sample_bytes: usize) -> Self {
+        PayloadBuilder {
+            samples_body: Vec::with_capacity(sample_bytes),
+            ..Default::default()
+        }
+    }
+
     pub fn add_series<'a>(
         &mut self,
         series_ref: u32,
