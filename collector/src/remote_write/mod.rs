@@ -2,8 +2,10 @@
 //!
 //! Path of a request: check `Content-Type`/`Content-Encoding` -> buffer the body (bounded by
 //! the snappy worst case of `max_request_body_bytes`) -> read the snappy length header and
-//! refuse oversize bodies before allocating -> decompress and decode ([`proto`]) -> convert to
-//! a [`MetricBatch`] -> [`MetricsAppender::append`] -> 204.
+//! refuse oversize bodies before allocating -> decompress into a reused per-thread buffer and
+//! decode ([`wire`], no allocation per label) into a [`RawMetricBatch`] ->
+//! [`MetricsAppender::append_raw`] -> 204. [`proto`] holds the same messages as prost types,
+//! for senders and tests.
 //!
 //! Answers follow Prometheus's own receiver, because Prometheus's sender acts on them: 204 when
 //! everything was stored (identical re-sends included); 400 with the first reason when the
@@ -12,6 +14,7 @@
 //! the sender backs off and retries.
 
 pub mod proto;
+pub mod wire;
 
 use std::sync::Arc;
 
@@ -21,7 +24,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use prost::Message as _;
+use store::model::RawMetricBatch;
 use store::{AppendReport, MetricBatch, MetricMetadata, MetricsAppender, Sample, Series};
 
 use crate::error::IngestError;
@@ -124,7 +127,7 @@ async fn handle(state: &WriteState, request: Request) -> Result<(), Failure> {
     let limit = state.limits.max_request_body_bytes;
     let decoded_len = decompressed_len(&body, limit)?;
     let decoded = if decoded_len > BLOCKING_DECODE_BYTES {
-        tokio::task::spawn_blocking(move || decode(&body, limit))
+        tokio::task::spawn_blocking(move || decode_raw(&body, limit))
             .await
             .map_err(|e| {
                 // only a runtime shutdown cancels the task: tell the sender to retry
@@ -133,16 +136,16 @@ async fn handle(state: &WriteState, request: Request) -> Result<(), Failure> {
                 )))
             })??
     } else {
-        decode(&body, limit)?
+        decode_raw(&body, limit)?
     };
 
     let samples_in = decoded.batch.sample_count() as u64;
-    let report = if decoded.batch.series.is_empty() && decoded.batch.metadata.is_empty() {
+    let report = if decoded.batch.is_empty() && decoded.batch.metadata.is_empty() {
         AppendReport::default()
     } else {
         state
             .sink
-            .append(decoded.batch)
+            .append_raw(decoded.batch)
             .await
             .map_err(IngestError::Store)?
     };
@@ -257,19 +260,76 @@ pub struct Decoded {
     pub first_histogram_series: Option<String>,
 }
 
-/// Decompresses and decodes a remote-write body into a batch. Public so the benchmark can
-/// measure the decode path on its own.
-pub fn decode(body: &[u8], limit: usize) -> Result<Decoded, IngestError> {
+/// A decoded request in the store's allocation-light batch form.
+#[derive(Debug, Default)]
+pub struct DecodedRaw {
+    pub batch: RawMetricBatch,
+    /// Native histogram samples seen (not stored).
+    pub histogram_samples: u64,
+    /// The first series carrying native histograms, for the error message.
+    pub first_histogram_series: Option<String>,
+}
+
+/// Decompressed bodies up to this size keep their buffer for the thread's next request.
+const REUSED_BUFFER_BYTES: usize = 16 << 20;
+
+thread_local! {
+    /// The decompression buffer, reused: a fresh multi-megabyte buffer per request costs an
+    /// allocation, zeroing and page faults.
+    static DECOMPRESSED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Decompresses and decodes a remote-write body into the store's raw batch form (what the
+/// receiver hands to [`MetricsAppender::append_raw`]).
+pub fn decode_raw(body: &[u8], limit: usize) -> Result<DecodedRaw, IngestError> {
     let len = decompressed_len(body, limit)?;
-    let mut raw = vec![0u8; len];
+    DECOMPRESSED.with(|cell| {
+        let mut owned;
+        let mut cached = cell.try_borrow_mut().ok();
+        let raw: &mut Vec<u8> = match cached.as_deref_mut() {
+            Some(buf) => buf,
+            None => {
+                owned = Vec::new();
+                &mut owned
+            }
+        };
+        // every byte up to `len` is overwritten by the decompressor
+        raw.resize(len, 0);
+        let result = decompress_and_decode(body, &mut raw[..len]);
+        if raw.capacity() > REUSED_BUFFER_BYTES {
+            *raw = Vec::new();
+        }
+        result
+    })
+}
+
+fn decompress_and_decode(body: &[u8], raw: &mut [u8]) -> Result<DecodedRaw, IngestError> {
     let n = snap::raw::Decoder::new()
-        .decompress(body, &mut raw)
+        .decompress(body, raw)
         .map_err(|e| IngestError::Malformed(format!("invalid snappy block body: {e}")))?;
-    let request = proto::WriteRequest::decode(&raw[..n]).map_err(|e| {
-        IngestError::Malformed(format!("invalid prometheus.WriteRequest protobuf: {e}"))
+    let decoded = wire::decode_write_request(&raw[..n]).map_err(|e| match e {
+        wire::WireError::Utf8 { .. } => IngestError::Malformed(e.to_string()),
+        wire::WireError::Malformed { .. } => {
+            IngestError::Malformed(format!("invalid prometheus.WriteRequest protobuf: {e}"))
+        }
     })?;
-    drop(raw);
-    convert(request)
+    Ok(DecodedRaw {
+        batch: decoded.batch,
+        histogram_samples: decoded.histogram_samples,
+        first_histogram_series: decoded.first_histogram_series,
+    })
+}
+
+/// Decompresses and decodes a remote-write body into an owned [`MetricBatch`]: the receiver's
+/// decoding ([`decode_raw`]) plus the conversion every [`MetricsAppender::append`] caller
+/// pays. Public so the benchmark can measure the decode path on its own.
+pub fn decode(body: &[u8], limit: usize) -> Result<Decoded, IngestError> {
+    let raw = decode_raw(body, limit)?;
+    Ok(Decoded {
+        batch: raw.batch.into_metric_batch(),
+        histogram_samples: raw.histogram_samples,
+        first_histogram_series: raw.first_histogram_series,
+    })
 }
 
 /// Converts decoded messages to the signal model, moving every string and sample buffer

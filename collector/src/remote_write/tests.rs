@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use parking_lot::Mutex;
+use prost::Message as _;
 use store::{AppendReport, Labels, MetricBatch, MetricsAppender, RejectReason, StoreError};
 use tower::ServiceExt as _;
 
