@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File};
-use std::io::Write;
+use std::io::{BufWriter, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -56,6 +56,10 @@ pub struct BlockMeta {
     pub wal_segment_upto: u64,
     /// Bytes of the three files.
     pub size_bytes: u64,
+    /// Ids of the blocks this one was compacted from (empty for a head flush). At open, a
+    /// block listed here is a leftover of an interrupted compaction and is deleted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub compacted_from: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -143,17 +147,22 @@ fn compressed_estimate(data: &[u8]) -> usize {
     changes + data.len() / 16 + 1
 }
 
-/// Re-encodes a series' chunks into as few chunks as possible (fewer headers and
-/// first-sample encodings), choosing per series the smaller of the decimal and XOR
-/// encodings. Returns the chunks and the newest value's bits.
-fn reencode(chunks: &[Chunk], path: &Path) -> Result<(Vec<Encoded>, u64)> {
+/// Decodes a frozen head series' chunks into one time-ordered list.
+fn decode_chunks(chunks: &[Chunk], path: &Path) -> Result<Vec<Sample>> {
     let mut samples: Vec<Sample> = Vec::new();
     for c in chunks {
         chunk::decode_into(&c.data, i64::MIN, i64::MAX, &mut samples)
             .map_err(|e| corrupt(path, format!("head chunk for block: {e}")))?;
     }
+    Ok(samples)
+}
+
+/// Encodes a series' samples into as few chunks as possible (fewer headers and
+/// first-sample encodings), choosing per series the smaller of the decimal and XOR
+/// encodings. Returns the chunks and the newest value's bits.
+fn encode_samples(samples: &[Sample]) -> (Vec<Encoded>, u64) {
     let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
-        return Ok((Vec::new(), 0));
+        return (Vec::new(), 0);
     };
     let last_value = last.value.to_bits();
     let mut xor = Vec::new();
@@ -171,7 +180,7 @@ fn reencode(chunks: &[Chunk], path: &Path) -> Result<(Vec<Encoded>, u64)> {
             samples: part.len() as u64,
         });
     }
-    if let Some(dec) = chunk::encode_decimal(&samples) {
+    if let Some(dec) = chunk::encode_decimal(samples) {
         let xor_len: usize = xor.iter().map(|c| c.data.len()).sum();
         if compressed_estimate(&dec) < xor_len {
             let one = Encoded {
@@ -181,10 +190,204 @@ fn reencode(chunks: &[Chunk], path: &Path) -> Result<(Vec<Encoded>, u64)> {
                 maxt: last.timestamp_ms,
                 samples: samples.len() as u64,
             };
-            return Ok((vec![one], last_value));
+            return (vec![one], last_value);
         }
     }
-    Ok((xor, last_value))
+    (xor, last_value)
+}
+
+/// Builds a block in `blocks/.tmp-<id>/`: series are added in label order, their chunks
+/// are packed into pages streamed to the `chunks` file, and [`BlockWriter::finish`] writes
+/// the index and `meta.json` and fsyncs everything. [`publish`] then renames the directory
+/// into place.
+pub struct BlockWriter {
+    tmp: PathBuf,
+    id: String,
+    chunks: BufWriter<File>,
+    chunks_len: u64,
+    symbols: SymbolTable,
+    series: Vec<PendingSeries>,
+    pages: Vec<PageMeta>,
+    raw: Vec<u8>,
+    min_time: i64,
+    max_time: i64,
+    num_samples: u64,
+    num_chunks: u64,
+}
+
+impl BlockWriter {
+    /// Starts a block `id` in `blocks_dir/.tmp-<id>/`, replacing a leftover of that name.
+    pub fn create(blocks_dir: &Path, id: &str) -> Result<BlockWriter> {
+        let tmp = blocks_dir.join(format!(".tmp-{id}"));
+        if tmp.exists() {
+            fs::remove_dir_all(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
+        }
+        fs::create_dir_all(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
+        let path = tmp.join("chunks");
+        let file = File::create(&path).map_err(|e| StoreError::io(&path, e))?;
+        Ok(BlockWriter {
+            tmp,
+            id: id.to_string(),
+            chunks: BufWriter::with_capacity(1 << 20, file),
+            chunks_len: 0,
+            symbols: SymbolTable::default(),
+            series: Vec::new(),
+            pages: Vec::new(),
+            raw: Vec::with_capacity(PAGE_RAW_BYTES * 2),
+            min_time: i64::MAX,
+            max_time: i64::MIN,
+            num_samples: 0,
+            num_chunks: 0,
+        })
+    }
+
+    /// The temporary directory the block is written to.
+    pub fn tmp_dir(&self) -> &Path {
+        &self.tmp
+    }
+
+    /// Adds one series (labels sorted by name, samples in time order, series in label
+    /// order across calls).
+    pub fn add_series<'a>(
+        &mut self,
+        labels: impl Iterator<Item = (&'a str, &'a str)>,
+        samples: &[Sample],
+    ) -> Result<()> {
+        let labels: Vec<(u32, u32)> = labels
+            .map(|(n, v)| (self.symbols.intern(n), self.symbols.intern(v)))
+            .collect();
+        let mut metas = Vec::new();
+        let (chunks, last_value) = encode_samples(samples);
+        for c in chunks {
+            self.num_samples += c.samples;
+            self.num_chunks += 1;
+            self.min_time = self.min_time.min(c.mint);
+            self.max_time = self.max_time.max(c.maxt);
+            metas.push(ChunkMeta {
+                encoding: c.encoding,
+                mint: c.mint,
+                maxt: c.maxt,
+                page: self.pages.len() as u32,
+                offset: self.raw.len() as u32,
+                len: c.data.len() as u32,
+            });
+            self.raw.extend_from_slice(&c.data);
+        }
+        if self.raw.len() >= PAGE_RAW_BYTES {
+            self.flush_page()?;
+        }
+        self.series.push((labels, metas, last_value));
+        Ok(())
+    }
+
+    fn flush_page(&mut self) -> Result<()> {
+        if self.raw.is_empty() {
+            return Ok(());
+        }
+        let path = self.tmp.join("chunks");
+        let compressed =
+            zstd::bulk::compress(&self.raw, ZSTD_LEVEL).map_err(|e| StoreError::io(&path, e))?;
+        self.pages.push(PageMeta {
+            file_offset: self.chunks_len,
+            compressed_len: compressed.len() as u32,
+            raw_len: self.raw.len() as u32,
+        });
+        self.chunks
+            .write_all(&compressed)
+            .map_err(|e| StoreError::io(&path, e))?;
+        self.chunks_len += compressed.len() as u64;
+        self.raw.clear();
+        Ok(())
+    }
+
+    /// Writes the index and `meta.json` and fsyncs the files and the directory. Returns the
+    /// meta and the temporary directory, which [`publish`] moves into place.
+    pub fn finish(
+        mut self,
+        wal_segment_upto: u64,
+        compacted_from: Vec<String>,
+    ) -> Result<(BlockMeta, PathBuf)> {
+        self.flush_page()?;
+        let chunks_path = self.tmp.join("chunks");
+        let file = self
+            .chunks
+            .into_inner()
+            .map_err(|e| StoreError::io(&chunks_path, e.into_error()))?;
+        file.sync_all()
+            .map_err(|e| StoreError::io(&chunks_path, e))?;
+        let tmp = self.tmp;
+
+        let mut index = Vec::new();
+        index.extend_from_slice(INDEX_MAGIC);
+        put_uvarint(&mut index, u64::from(FORMAT_VERSION));
+        put_uvarint(&mut index, self.symbols.len() as u64);
+        for id in 0..self.symbols.len() as u32 {
+            super::wal_records::put_str(&mut index, self.symbols.get(id));
+        }
+        put_uvarint(&mut index, self.series.len() as u64);
+        for (labels, metas, last_value) in &self.series {
+            put_uvarint(&mut index, labels.len() as u64);
+            for &(n, v) in labels {
+                put_uvarint(&mut index, u64::from(n));
+                put_uvarint(&mut index, u64::from(v));
+            }
+            put_uvarint(&mut index, metas.len() as u64);
+            for m in metas {
+                index.push(m.encoding);
+                put_varint(&mut index, m.mint);
+                put_uvarint(&mut index, m.maxt.wrapping_sub(m.mint) as u64);
+                put_uvarint(&mut index, u64::from(m.page));
+                put_uvarint(&mut index, u64::from(m.offset));
+                put_uvarint(&mut index, u64::from(m.len));
+            }
+            index.extend_from_slice(&last_value.to_le_bytes());
+        }
+        put_uvarint(&mut index, self.pages.len() as u64);
+        for p in &self.pages {
+            put_uvarint(&mut index, p.file_offset);
+            put_uvarint(&mut index, u64::from(p.compressed_len));
+            put_uvarint(&mut index, u64::from(p.raw_len));
+        }
+        let crc = crc32fast::hash(&index);
+        index.extend_from_slice(&crc.to_be_bytes());
+
+        let (min_time, max_time) = if self.num_samples == 0 {
+            (0, 0)
+        } else {
+            (self.min_time, self.max_time)
+        };
+        let mut meta = BlockMeta {
+            version: FORMAT_VERSION,
+            id: self.id,
+            min_time,
+            max_time,
+            num_series: self.series.len() as u64,
+            num_samples: self.num_samples,
+            num_chunks: self.num_chunks,
+            wal_segment_upto,
+            size_bytes: 0,
+            compacted_from,
+        };
+        write_file(&tmp.join("index"), &index)?;
+        let meta_path = tmp.join("meta.json");
+        let mut meta_json = serde_json::to_vec_pretty(&meta)
+            .map_err(|e| corrupt(&meta_path, format!("encoding meta: {e}")))?;
+        meta.size_bytes = self.chunks_len + (index.len() + meta_json.len()) as u64;
+        meta_json = serde_json::to_vec_pretty(&meta)
+            .map_err(|e| corrupt(&meta_path, format!("encoding meta: {e}")))?;
+        write_file(&meta_path, &meta_json)?;
+        sync_dir(&tmp)?;
+        Ok((meta, tmp))
+    }
+}
+
+/// Moves a finished block from `tmp` to `blocks_dir/<id>` and fsyncs `blocks_dir`, the
+/// step that makes the block exist for the next open.
+pub fn publish(blocks_dir: &Path, tmp: &Path, id: &str) -> Result<PathBuf> {
+    let final_dir = blocks_dir.join(id);
+    fs::rename(tmp, &final_dir).map_err(|e| StoreError::io(&final_dir, e))?;
+    sync_dir(blocks_dir)?;
+    Ok(final_dir)
 }
 
 /// Writes a block from frozen head series into `blocks_dir` and returns its meta.
@@ -195,132 +398,16 @@ pub fn write_block(
     series: &[FrozenSeries],
     wal_segment_upto: u64,
 ) -> Result<BlockMeta> {
-    let tmp = blocks_dir.join(format!(".tmp-{id}"));
-    let final_dir = blocks_dir.join(id);
-    if tmp.exists() {
-        fs::remove_dir_all(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
-    }
-    fs::create_dir_all(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
-
     let mut order: Vec<usize> = (0..series.len()).collect();
     order.sort_by(|&a, &b| series[a].labels.cmp(&series[b].labels));
-
-    let mut symbols = SymbolTable::default();
-    let mut sym_series: Vec<PendingSeries> = Vec::with_capacity(series.len());
-    let mut chunk_bytes: Vec<u8> = Vec::new();
-    let mut pages: Vec<PageMeta> = Vec::new();
-    let mut raw: Vec<u8> = Vec::with_capacity(PAGE_RAW_BYTES * 2);
-    let (mut min_time, mut max_time) = (i64::MAX, i64::MIN);
-    let (mut num_samples, mut num_chunks) = (0u64, 0u64);
-
-    let flush_page =
-        |raw: &mut Vec<u8>, chunk_bytes: &mut Vec<u8>, pages: &mut Vec<PageMeta>| -> Result<()> {
-            if raw.is_empty() {
-                return Ok(());
-            }
-            let compressed = zstd::bulk::compress(raw, ZSTD_LEVEL)
-                .map_err(|e| StoreError::io(tmp.join("chunks"), e))?;
-            pages.push(PageMeta {
-                file_offset: chunk_bytes.len() as u64,
-                compressed_len: compressed.len() as u32,
-                raw_len: raw.len() as u32,
-            });
-            chunk_bytes.extend_from_slice(&compressed);
-            raw.clear();
-            Ok(())
-        };
-
+    let mut w = BlockWriter::create(blocks_dir, id)?;
     for &i in &order {
         let s = &series[i];
-        let labels: Vec<(u32, u32)> = s
-            .labels
-            .iter()
-            .map(|(n, v)| (symbols.intern(n), symbols.intern(v)))
-            .collect();
-        let mut metas = Vec::new();
-        let (chunks, last_value) = reencode(&s.chunks, &tmp)?;
-        for c in chunks {
-            num_samples += c.samples;
-            num_chunks += 1;
-            min_time = min_time.min(c.mint);
-            max_time = max_time.max(c.maxt);
-            metas.push(ChunkMeta {
-                encoding: c.encoding,
-                mint: c.mint,
-                maxt: c.maxt,
-                page: pages.len() as u32,
-                offset: raw.len() as u32,
-                len: c.data.len() as u32,
-            });
-            raw.extend_from_slice(&c.data);
-        }
-        if raw.len() >= PAGE_RAW_BYTES {
-            flush_page(&mut raw, &mut chunk_bytes, &mut pages)?;
-        }
-        sym_series.push((labels, metas, last_value));
+        let samples = decode_chunks(&s.chunks, w.tmp_dir())?;
+        w.add_series(s.labels.iter().map(|(n, v)| (&**n, &**v)), &samples)?;
     }
-    flush_page(&mut raw, &mut chunk_bytes, &mut pages)?;
-
-    let mut index = Vec::new();
-    index.extend_from_slice(INDEX_MAGIC);
-    put_uvarint(&mut index, u64::from(FORMAT_VERSION));
-    put_uvarint(&mut index, symbols.len() as u64);
-    for id in 0..symbols.len() as u32 {
-        super::wal_records::put_str(&mut index, symbols.get(id));
-    }
-    put_uvarint(&mut index, sym_series.len() as u64);
-    for (labels, metas, last_value) in &sym_series {
-        put_uvarint(&mut index, labels.len() as u64);
-        for &(n, v) in labels {
-            put_uvarint(&mut index, u64::from(n));
-            put_uvarint(&mut index, u64::from(v));
-        }
-        put_uvarint(&mut index, metas.len() as u64);
-        for m in metas {
-            index.push(m.encoding);
-            put_varint(&mut index, m.mint);
-            put_uvarint(&mut index, m.maxt.wrapping_sub(m.mint) as u64);
-            put_uvarint(&mut index, u64::from(m.page));
-            put_uvarint(&mut index, u64::from(m.offset));
-            put_uvarint(&mut index, u64::from(m.len));
-        }
-        index.extend_from_slice(&last_value.to_le_bytes());
-    }
-    put_uvarint(&mut index, pages.len() as u64);
-    for p in &pages {
-        put_uvarint(&mut index, p.file_offset);
-        put_uvarint(&mut index, u64::from(p.compressed_len));
-        put_uvarint(&mut index, u64::from(p.raw_len));
-    }
-    let crc = crc32fast::hash(&index);
-    index.extend_from_slice(&crc.to_be_bytes());
-
-    if num_samples == 0 {
-        min_time = 0;
-        max_time = 0;
-    }
-    let mut meta = BlockMeta {
-        version: FORMAT_VERSION,
-        id: id.to_string(),
-        min_time,
-        max_time,
-        num_series: sym_series.len() as u64,
-        num_samples,
-        num_chunks,
-        wal_segment_upto,
-        size_bytes: 0,
-    };
-    write_file(&tmp.join("chunks"), &chunk_bytes)?;
-    write_file(&tmp.join("index"), &index)?;
-    let mut meta_json = serde_json::to_vec_pretty(&meta)
-        .map_err(|e| corrupt(&tmp.join("meta.json"), format!("encoding meta: {e}")))?;
-    meta.size_bytes = (chunk_bytes.len() + index.len() + meta_json.len()) as u64;
-    meta_json = serde_json::to_vec_pretty(&meta)
-        .map_err(|e| corrupt(&tmp.join("meta.json"), format!("encoding meta: {e}")))?;
-    write_file(&tmp.join("meta.json"), &meta_json)?;
-    sync_dir(&tmp)?;
-    fs::rename(&tmp, &final_dir).map_err(|e| StoreError::io(&final_dir, e))?;
-    sync_dir(blocks_dir)?;
+    let (meta, tmp) = w.finish(wal_segment_upto, Vec::new())?;
+    publish(blocks_dir, &tmp, id)?;
     Ok(meta)
 }
 
@@ -562,6 +649,43 @@ impl Block {
                 })?;
             chunk::decode_encoded_into(c.encoding, data, mint, maxt, out)
                 .map_err(|e| corrupt(&path, format!("series {id}: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// Number of series; their local ids are `0..num_series()`.
+    pub fn num_series(&self) -> u32 {
+        self.series.len() as u32
+    }
+
+    /// The first page holding a chunk of series `id`. Pages are written in series order, so
+    /// a reader going through the series in order no longer needs earlier pages.
+    pub fn first_page(&self, id: u32) -> Option<u32> {
+        self.series
+            .get(id as usize)
+            .and_then(|s| s.chunks.first())
+            .map(|c| c.page)
+    }
+
+    /// Reads and decompresses every page and checks each chunk reference lies inside its
+    /// page: a check that the `chunks` file matches the index.
+    pub fn verify_pages(&self) -> Result<()> {
+        let path = self.dir.join("chunks");
+        let mut sizes = Vec::with_capacity(self.pages.len());
+        for page in 0..self.pages.len() as u32 {
+            sizes.push(self.read_page(page)?.len());
+        }
+        for (id, s) in self.series.iter().enumerate() {
+            for c in s.chunks.iter() {
+                let end = u64::from(c.offset) + u64::from(c.len);
+                let size = sizes.get(c.page as usize).copied().unwrap_or(0) as u64;
+                if end > size {
+                    return Err(corrupt(
+                        &path,
+                        format!("series {id}: chunk ends at {end}, past page {}", c.page),
+                    ));
+                }
+            }
         }
         Ok(())
     }

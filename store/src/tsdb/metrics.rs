@@ -78,3 +78,21 @@ pub static FLUSHES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
     .unwrap_or_else(|e| fail("lookout_tsdb_flushes_total", e))
 });
+
+pub static COMPACTIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "lookout_tsdb_compactions_total",
+        "Block compactions (one merge of several blocks into one) by result (ok, error).",
+        &["result"]
+    )
+    .unwrap_or_else(|e| fail("lookout_tsdb_compactions_total", e))
+});
+
+pub static COMPACTION_DURATION: LazyLock<Histogram> = LazyLock::new(|| {
+    register_histogram!(
+        "lookout_tsdb_compaction_duration_seconds",
+        "Time to merge blocks into one, from planning to the swap of the block list.",
+        vec![0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 1200.0]
+    )
+    .unwrap_or_else(|e| fail("lookout_tsdb_compaction_duration_seconds", e))
+});
