@@ -4,7 +4,8 @@
 //! * [`chunk`]: Gorilla (XOR) chunk encoding; [`index`]: interned labels, postings and
 //!   matcher evaluation; [`head`]: in-memory series and the ordering check;
 //!   [`wal_records`]: WAL record encoding; [`commit`]: the thread that writes WAL records in
-//!   apply order; [`block`]: immutable on-disk blocks; [`validate`]: limits.
+//!   apply order; [`block`]: immutable on-disk blocks; [`compact`]: merging small blocks
+//!   into larger ones; [`validate`]: limits.
 //!
 //! Write path: [`MetricsAppender::append`] checks each series against the limits and each
 //! sample against the age window, then, under the head lock, finds or creates each series,
@@ -35,6 +36,7 @@
 pub mod block;
 pub mod chunk;
 mod commit;
+mod compact;
 pub mod head;
 pub mod index;
 mod metrics;
@@ -96,6 +98,8 @@ pub struct MetricsStore {
     meta_db: sled::Db,
     metadata: RwLock<HashMap<String, MetricMetadata>>,
     flush_lock: tokio::sync::Mutex<()>,
+    /// Serializes compaction and retention, the two that remove blocks.
+    compact_lock: tokio::sync::Mutex<()>,
     closed: AtomicBool,
     shutdown: Notify,
     block_seq: AtomicU64,
@@ -141,7 +145,8 @@ fn decode_metadata(family: &str, bytes: &[u8]) -> Option<MetricMetadata> {
     })
 }
 
-/// Loads every block under `dir`, deleting leftovers of interrupted writes.
+/// Loads every block under `dir`, deleting leftovers of interrupted writes and blocks
+/// already replaced by a compacted block.
 fn load_blocks(dir: &Path) -> Result<Vec<Arc<Block>>> {
     std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
     let mut blocks = Vec::new();
@@ -161,7 +166,7 @@ fn load_blocks(dir: &Path) -> Result<Vec<Arc<Block>>> {
         blocks.push(Arc::new(Block::open(&path)?));
     }
     blocks.sort_by(|a, b| a.meta.id.cmp(&b.meta.id));
-    Ok(blocks)
+    compact::remove_replaced(dir, blocks)
 }
 
 /// Replays WAL records into the head.
@@ -312,6 +317,7 @@ impl MetricsStore {
             meta_db,
             metadata: RwLock::new(metadata),
             flush_lock: tokio::sync::Mutex::new(()),
+            compact_lock: tokio::sync::Mutex::new(()),
             closed: AtomicBool::new(false),
             shutdown: Notify::new(),
             block_seq: AtomicU64::new(0),
@@ -432,6 +438,7 @@ impl MetricsStore {
 
     /// Deletes blocks whose newest sample is older than the retention period.
     pub async fn apply_retention(&self) -> Result<usize> {
+        let _guard = self.compact_lock.lock().await;
         let cutoff = now_ms().saturating_sub(duration_ms(self.options.retention));
         let expired: Vec<Arc<Block>> = {
             let mut blocks = self.blocks.write();
@@ -462,7 +469,7 @@ impl MetricsStore {
         Ok(n)
     }
 
-    /// Periodic flush and retention until [`MetricsStore::close`].
+    /// Periodic flush, retention and compaction until [`MetricsStore::close`].
     pub fn spawn_background(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let store = Arc::clone(self);
         tokio::spawn(async move {
@@ -488,6 +495,8 @@ impl MetricsStore {
                 if let Err(e) = store.apply_retention().await {
                     tracing::error!(error = %e, "tsdb retention failed");
                 }
+                // errors are logged and counted by compact; the source blocks stay
+                let _ = store.compact().await;
             }
         })
     }
