@@ -20,7 +20,7 @@ use axum::routing::get;
 use axum::Router;
 use collector::scrape::ScrapeManager;
 use store::config::MetricsStoreOptions;
-use store::model::{Labels, MetricBatch, MetricMetadata, Series};
+use store::model::{Labels, MetricBatch, MetricMetadata, RawMetricBatch, Series};
 use store::{
     AppendReport, LabelMatcher, MetricsAppender, MetricsQuerier, MetricsStore, StoreError,
 };
@@ -57,6 +57,10 @@ impl LazyStore {
 impl MetricsAppender for LazyStore {
     async fn append(&self, batch: MetricBatch) -> store::Result<AppendReport> {
         self.get()?.append(batch).await
+    }
+    /// Forwarded so remote write reaches the store's allocation-light path.
+    async fn append_raw(&self, batch: RawMetricBatch) -> store::Result<AppendReport> {
+        self.get()?.append_raw(batch).await
     }
 }
 

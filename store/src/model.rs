@@ -206,13 +206,14 @@ impl MetricBatch {
     }
 }
 
-/// Why a label could not be added to a [`RawMetricBatch`].
+/// Why a series could not be added to a [`RawMetricBatch`]; `label` counts the series'
+/// labels in the order they were pushed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RawLabelError {
-    #[error("label name is not valid UTF-8")]
-    NameNotUtf8,
-    #[error("label value is not valid UTF-8")]
-    ValueNotUtf8,
+    #[error("name of label {label} is not valid UTF-8")]
+    NameNotUtf8 { label: usize },
+    #[error("value of label {label} is not valid UTF-8")]
+    ValueNotUtf8 { label: usize },
     #[error("batch label text exceeds 4 GiB")]
     TooLarge,
 }
@@ -237,7 +238,8 @@ struct RawSeries {
 /// text buffer and every sample in one vector, so decoding a request costs a few
 /// allocations instead of two per label. Protocols whose wire format carries label bytes
 /// (remote write) build it with [`RawMetricBatch::push_label`] / [`RawMetricBatch::push_sample`]
-/// / [`RawMetricBatch::finish_series`]; the store looks known series up from the borrowed
+/// / [`RawMetricBatch::finish_series`], which checks the series' label text is UTF-8 in one
+/// pass; the store looks known series up from the borrowed
 /// labels and allocates only for new ones.
 ///
 /// Each finished series' labels follow [`Labels::new`]: sorted by name, empty values
@@ -246,6 +248,8 @@ struct RawSeries {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct RawMetricBatch {
     text: String,
+    /// Label bytes of the series being built, validated once when it is finished.
+    pending: Vec<u8>,
     labels: Vec<RawLabel>,
     series: Vec<RawSeries>,
     samples: Vec<Sample>,
@@ -295,23 +299,23 @@ impl RawMetricBatch {
         }
     }
 
-    /// Adds a label to the series being built, checking that both strings are UTF-8.
+    /// Adds a label to the series being built; [`RawMetricBatch::finish_series`] checks
+    /// that it is UTF-8.
     pub fn push_label(&mut self, name: &[u8], value: &[u8]) -> Result<(), RawLabelError> {
-        let name = std::str::from_utf8(name).map_err(|_| RawLabelError::NameNotUtf8)?;
-        let value = std::str::from_utf8(value).map_err(|_| RawLabelError::ValueNotUtf8)?;
-        self.push_label_str(name, value)
+        let base = self.text.len() + self.pending.len();
+        let pos = |x: usize| u32::try_from(x).map_err(|_| RawLabelError::TooLarge);
+        let n0 = pos(base)?;
+        let n1 = pos(base + name.len())?;
+        let v1 = pos(base + name.len() + value.len())?;
+        self.pending.extend_from_slice(name);
+        self.pending.extend_from_slice(value);
+        self.labels.push(RawLabel { n0, n1, v0: n1, v1 });
+        Ok(())
     }
 
     /// Adds a label (already UTF-8) to the series being built.
     pub fn push_label_str(&mut self, name: &str, value: &str) -> Result<(), RawLabelError> {
-        let pos = |x: usize| u32::try_from(x).map_err(|_| RawLabelError::TooLarge);
-        let n0 = pos(self.text.len())?;
-        let n1 = pos(self.text.len() + name.len())?;
-        let v1 = pos(self.text.len() + name.len() + value.len())?;
-        self.text.push_str(name);
-        self.text.push_str(value);
-        self.labels.push(RawLabel { n0, n1, v0: n1, v1 });
-        Ok(())
+        self.push_label(name.as_bytes(), value.as_bytes())
     }
 
     /// Adds a sample to the series being built.
@@ -320,11 +324,16 @@ impl RawMetricBatch {
     }
 
     /// Ends the series being built: keeps it if it has samples (normalizing its labels),
-    /// drops it otherwise.
-    pub fn finish_series(&mut self) {
+    /// drops it otherwise. A series whose label text is not UTF-8 is dropped and named in
+    /// the error; the batch stays usable.
+    pub fn finish_series(&mut self) -> Result<(), RawLabelError> {
         if self.samples.len() == self.open_samples {
             self.discard_series();
-            return;
+            return Ok(());
+        }
+        if let Err(e) = self.commit_text() {
+            self.discard_series();
+            return Err(e);
         }
         let text = &self.text;
         let get = |a: u32, b: u32| text.get(a as usize..b as usize).unwrap_or("");
@@ -354,10 +363,42 @@ impl RawMetricBatch {
         });
         self.open_labels = self.labels.len();
         self.open_samples = self.samples.len();
+        Ok(())
+    }
+
+    /// Moves the open series' label bytes into `text` after checking them: the whole run is
+    /// UTF-8 and every name and value starts on a character boundary exactly when each name
+    /// and value is UTF-8 on its own.
+    fn commit_text(&mut self) -> Result<(), RawLabelError> {
+        let base = self.text.len();
+        let open = &self.labels[self.open_labels..];
+        let checked = std::str::from_utf8(&self.pending).ok().filter(|run| {
+            open.iter().all(|l| {
+                run.is_char_boundary(l.n0 as usize - base)
+                    && run.is_char_boundary(l.v0 as usize - base)
+            })
+        });
+        if let Some(run) = checked {
+            self.text.push_str(run);
+            self.pending.clear();
+            return Ok(());
+        }
+        let piece = |a: u32, b: u32| self.pending.get(a as usize - base..b as usize - base);
+        for (label, l) in open.iter().enumerate() {
+            if piece(l.n0, l.n1).is_none_or(|b| std::str::from_utf8(b).is_err()) {
+                return Err(RawLabelError::NameNotUtf8 { label });
+            }
+            if piece(l.v0, l.v1).is_none_or(|b| std::str::from_utf8(b).is_err()) {
+                return Err(RawLabelError::ValueNotUtf8 { label });
+            }
+        }
+        // unreachable in practice: every piece is valid, so the run is too
+        Err(RawLabelError::NameNotUtf8 { label: 0 })
     }
 
     /// Drops the series being built.
     pub fn discard_series(&mut self) {
+        self.pending.clear();
         self.labels.truncate(self.open_labels);
         self.samples.truncate(self.open_samples);
     }
@@ -439,6 +480,52 @@ mod tests {
     fn display_matches_prometheus_notation() {
         let l = Labels::from_pairs([("__name__", "up"), ("job", "node")]);
         assert_eq!(l.to_string(), "up{job=\"node\"}");
+    }
+
+    #[test]
+    fn raw_batch_normalizes_like_labels_new_and_checks_utf8() {
+        let mut b = RawMetricBatch::default();
+        let input = [("b", "1"), ("a", "x"), ("c", ""), ("a", "y")];
+        for (n, v) in input {
+            b.push_label_str(n, v).unwrap();
+        }
+        b.push_sample(Sample::new(1, 1.0));
+        b.finish_series().unwrap();
+        // no samples: dropped
+        b.push_label_str("a", "1").unwrap();
+        b.finish_series().unwrap();
+        // a name ending inside a character that its value completes: the run is UTF-8, the
+        // name alone is not
+        b.push_label(b"ok", b"1").unwrap();
+        b.push_label(&[0xc3], &[0xa9]).unwrap();
+        b.push_sample(Sample::new(2, 2.0));
+        assert_eq!(
+            b.finish_series(),
+            Err(RawLabelError::NameNotUtf8 { label: 1 })
+        );
+        b.push_label(b"v", &[b'x', 0xff]).unwrap();
+        b.push_sample(Sample::new(3, 3.0));
+        assert_eq!(
+            b.finish_series(),
+            Err(RawLabelError::ValueNotUtf8 { label: 0 })
+        );
+        // the batch stays usable after a refused series
+        b.push_label_str("z", "é").unwrap();
+        b.push_label_str("__name__", "m").unwrap();
+        b.push_sample(Sample::new(4, 4.0));
+        b.finish_series().unwrap();
+        assert_eq!(b.len(), 2);
+        assert_eq!(b.sample_count(), 2);
+        let batch = b.into_metric_batch();
+        assert_eq!(
+            batch.series[0].labels,
+            Labels::new(input.iter().map(|&(n, v)| Label::new(n, v)).collect())
+        );
+        assert_eq!(
+            batch.series[1].labels,
+            Labels::from_pairs([("__name__", "m"), ("z", "é")])
+        );
+        assert_eq!(batch.series[1].samples, vec![Sample::new(4, 4.0)]);
     }
 
     #[test]

@@ -65,8 +65,20 @@ impl<'a> Reader<'a> {
         self.pos >= self.buf.len()
     }
 
-    #[inline]
+    #[inline(always)]
     fn varint(&mut self) -> Result<u64, WireError> {
+        // one-byte varints (keys, short lengths) are by far the most common
+        if let Some(&b) = self.buf.get(self.pos) {
+            if b < 0x80 {
+                self.pos += 1;
+                return Ok(u64::from(b));
+            }
+        }
+        self.varint_slow()
+    }
+
+    #[inline(never)]
+    fn varint_slow(&mut self) -> Result<u64, WireError> {
         let mut out = 0u64;
         for i in 0..10 {
             let Some(&b) = self.buf.get(self.pos) else {
@@ -261,22 +273,36 @@ fn decode_series<'a>(
     for &(name, value) in labels.iter() {
         if let Err(e) = out.batch.push_label(name, value) {
             out.batch.discard_series();
-            let name = String::from_utf8_lossy(name);
-            let what = match e {
-                RawLabelError::NameNotUtf8 => format!("label name {name:?} is not valid UTF-8"),
-                RawLabelError::ValueNotUtf8 => format!(
-                    "value {:?} of label {name:?} is not valid UTF-8",
-                    String::from_utf8_lossy(value)
-                ),
-                RawLabelError::TooLarge => e.to_string(),
-            };
             return Err(WireError::Utf8 {
                 series: index,
-                what,
+                what: e.to_string(),
             });
         }
     }
-    out.batch.finish_series();
+    if let Err(e) = out.batch.finish_series() {
+        let what = match e {
+            RawLabelError::NameNotUtf8 { label } => {
+                let name = labels.get(label).map(|l| l.0).unwrap_or_default();
+                format!(
+                    "label name {:?} is not valid UTF-8",
+                    String::from_utf8_lossy(name)
+                )
+            }
+            RawLabelError::ValueNotUtf8 { label } => {
+                let (name, value) = labels.get(label).copied().unwrap_or_default();
+                format!(
+                    "value {:?} of label {:?} is not valid UTF-8",
+                    String::from_utf8_lossy(value),
+                    String::from_utf8_lossy(name)
+                )
+            }
+            RawLabelError::TooLarge => e.to_string(),
+        };
+        return Err(WireError::Utf8 {
+            series: index,
+            what,
+        });
+    }
     Ok(())
 }
 

@@ -506,7 +506,7 @@ fn both_forms(input: &RawInput<'_>) -> (MetricBatch, RawMetricBatch) {
         for &(t, v) in samples {
             raw.push_sample(Sample::new(t, v));
         }
-        raw.finish_series();
+        raw.finish_series().unwrap();
         if !samples.is_empty() {
             owned.series.push(Series {
                 labels: Labels::from_pairs(labels.iter().copied()),
