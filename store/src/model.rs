@@ -279,6 +279,16 @@ impl<'a> RawSeriesRef<'a> {
         })
     }
 
+    /// The label names and values concatenated, when they lie contiguously in the batch
+    /// (always, unless the labels had to be reordered or had empty values dropped).
+    pub fn label_run(&self) -> Option<&'a str> {
+        let (first, last) = (self.labels.first()?, self.labels.last()?);
+        let contiguous = self.labels.windows(2).all(|w| w[1].n0 == w[0].v1);
+        contiguous
+            .then(|| self.text.get(first.n0 as usize..last.v1 as usize))
+            .flatten()
+    }
+
     /// The labels as an owned [`Labels`] (allocates).
     pub fn to_labels(&self) -> Labels {
         // already normalized: sorted, unique, no empty values

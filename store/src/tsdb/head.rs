@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use super::chunk::{self, Chunk, XorAppender};
 use super::index::{
-    hash_labels, intern_labels, labels_equal_pairs, resolve_labels, FxHashMap, IndexReader,
-    MemPostings, SymLabels, SymbolTable,
+    hash_labels, intern_labels, resolve_labels, series_key, series_key_equals, FxHashMap,
+    IndexReader, MemPostings, SymLabels, SymbolTable,
 };
 use super::wal_records::PayloadBuilder;
 use crate::model::{Labels, Sample};
@@ -30,6 +30,8 @@ pub enum Verdict {
 
 pub struct MemSeries {
     pub labels: SymLabels,
+    /// The label set as one buffer ([`series_key`]), for finding the series cheaply.
+    key: Box<[u8]>,
     /// Closed chunks since the last freeze.
     chunks: Vec<Chunk>,
     /// The open chunk, if any sample arrived since the last cut.
@@ -104,7 +106,12 @@ impl MemSeries {
             .as_ref()
             .map(|o| o.bytes().len() + 64)
             .unwrap_or(0);
-        self.labels.len() * 8 + closed + frozen + open + self.chunks.capacity() * 32
+        self.labels.len() * 8
+            + self.key.len()
+            + closed
+            + frozen
+            + open
+            + self.chunks.capacity() * 32
     }
 }
 
@@ -176,27 +183,30 @@ impl Head {
         self.get_ref_pairs(
             hash,
             labels.iter().map(|l| (l.name.as_str(), l.value.as_str())),
+            None,
         )
     }
 
-    /// [`Head::get_ref`] over borrowed label pairs (sorted and unique): no allocation.
+    /// [`Head::get_ref`] over borrowed label pairs (sorted and unique), no allocation; `run`,
+    /// when given, is their names and values concatenated.
     pub fn get_ref_pairs<'a>(
         &self,
         hash: u64,
         pairs: impl ExactSizeIterator<Item = (&'a str, &'a str)> + Clone,
+        run: Option<&str>,
     ) -> Option<u32> {
         let first = *self.by_hash.get(&hash)?;
         if self
             .series
             .get(&first)
-            .is_some_and(|s| labels_equal_pairs(&self.symbols, &s.labels, pairs.clone()))
+            .is_some_and(|s| series_key_equals(&s.key, pairs.clone(), run))
         {
             return Some(first);
         }
         self.collisions.get(&hash)?.iter().copied().find(|r| {
             self.series
                 .get(r)
-                .is_some_and(|s| labels_equal_pairs(&self.symbols, &s.labels, pairs.clone()))
+                .is_some_and(|s| series_key_equals(&s.key, pairs.clone(), run))
         })
     }
 
@@ -223,6 +233,7 @@ impl Head {
             r,
             MemSeries {
                 labels: sym,
+                key: series_key(labels.iter().map(|l| (l.name.as_str(), l.value.as_str()))),
                 chunks: Vec::new(),
                 open: None,
                 frozen: None,

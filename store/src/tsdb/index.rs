@@ -71,18 +71,159 @@ impl Hasher for FxHasher {
 pub type FxBuild = BuildHasherDefault<FxHasher>;
 pub type FxHashMap<K, V> = HashMap<K, V, FxBuild>;
 
-/// Hash of a label set, independent of how its strings are stored.
+/// Hash of a label set, independent of how its strings are stored: the name and value
+/// lengths, then every name and value byte as one stream. A label set whose text is
+/// contiguous (a [`crate::model::RawMetricBatch`] series) hashes its text in one pass with
+/// [`hash_label_run`], to the same value.
 pub fn hash_labels<'a>(labels: impl IntoIterator<Item = (&'a str, &'a str)>) -> u64 {
-    let mut h = FxHasher::default();
+    let mut lens = FxHasher::default();
+    let mut text = TextHasher::default();
     for (n, v) in labels {
-        h.write(n.as_bytes());
-        h.write_u32(0xff);
-        h.write(v.as_bytes());
-        h.write_u32(0xfe);
+        lens.add(((n.len() as u64) << 32) | v.len() as u64);
+        text.write(n.as_bytes());
+        text.write(v.as_bytes());
     }
-    // a final mix spreads the low bits hashbrown uses for bucket selection
-    let x = h.finish();
-    (x ^ (x >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9)
+    text.finish(lens.hash)
+}
+
+/// [`hash_labels`] of `pairs` when `run` is their names and values concatenated.
+pub fn hash_label_run<'a>(run: &str, pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> u64 {
+    let mut lens = FxHasher::default();
+    for (n, v) in pairs {
+        lens.add(((n.len() as u64) << 32) | v.len() as u64);
+    }
+    let mut text = TextHasher::default();
+    text.write(run.as_bytes());
+    text.finish(lens.hash)
+}
+
+#[inline]
+fn fold_mul(a: u64, b: u64) -> u64 {
+    let r = u128::from(a) * u128::from(b);
+    (r as u64) ^ ((r >> 64) as u64)
+}
+
+#[inline]
+fn le64(b: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&b[..8]);
+    u64::from_le_bytes(w)
+}
+
+/// A streaming wyhash-style hasher over 16-byte blocks: one 64x64->128 multiply per block,
+/// and the same result however the input is split across `write` calls.
+#[derive(Default)]
+struct TextHasher {
+    acc: u64,
+    buf: [u8; 16],
+    fill: usize,
+    total: u64,
+}
+
+const TEXT_K1: u64 = 0xa076_1d64_78bd_642f;
+const TEXT_K2: u64 = 0xe703_7ed1_a0b4_28db;
+
+impl TextHasher {
+    #[inline]
+    fn block(&mut self, b: &[u8]) {
+        self.acc = fold_mul(le64(b) ^ TEXT_K1, le64(&b[8..]) ^ self.acc ^ TEXT_K2);
+    }
+
+    #[inline]
+    fn write(&mut self, mut b: &[u8]) {
+        self.total += b.len() as u64;
+        if self.fill > 0 {
+            let take = (16 - self.fill).min(b.len());
+            self.buf[self.fill..self.fill + take].copy_from_slice(&b[..take]);
+            self.fill += take;
+            b = &b[take..];
+            if self.fill < 16 {
+                return;
+            }
+            let buf = self.buf;
+            self.block(&buf);
+            self.fill = 0;
+        }
+        let mut blocks = b.chunks_exact(16);
+        for c in &mut blocks {
+            self.block(c);
+        }
+        let rest = blocks.remainder();
+        self.buf[..rest.len()].copy_from_slice(rest);
+        self.fill = rest.len();
+    }
+
+    fn finish(mut self, lens: u64) -> u64 {
+        self.buf[self.fill..].fill(0);
+        let buf = self.buf;
+        self.block(&buf);
+        let x = fold_mul(self.acc ^ self.total ^ TEXT_K2, lens ^ TEXT_K1);
+        // a final mix spreads the low bits hashbrown uses for bucket selection
+        (x ^ (x >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9)
+    }
+}
+
+/// A series' label set as one buffer: `u32 LE count`, then `count x (u32 LE name length,
+/// u32 LE value length)`, then every name and value concatenated. Comparing an incoming
+/// label set against it touches one allocation instead of a symbol per string.
+pub fn series_key<'a>(
+    pairs: impl ExactSizeIterator<Item = (&'a str, &'a str)> + Clone,
+) -> Box<[u8]> {
+    let text: usize = pairs.clone().map(|(n, v)| n.len() + v.len()).sum();
+    let mut key = Vec::with_capacity(4 + 8 * pairs.len() + text);
+    key.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
+    for (n, v) in pairs.clone() {
+        key.extend_from_slice(&(n.len() as u32).to_le_bytes());
+        key.extend_from_slice(&(v.len() as u32).to_le_bytes());
+    }
+    for (n, v) in pairs {
+        key.extend_from_slice(n.as_bytes());
+        key.extend_from_slice(v.as_bytes());
+    }
+    key.into_boxed_slice()
+}
+
+/// Whether `key` (from [`series_key`]) holds exactly `pairs`; `run`, when given, is the
+/// pairs' names and values concatenated, compared in one go.
+pub fn series_key_equals<'a>(
+    key: &[u8],
+    pairs: impl ExactSizeIterator<Item = (&'a str, &'a str)> + Clone,
+    run: Option<&str>,
+) -> bool {
+    let u32_at = |i: usize| {
+        key.get(i..i + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    };
+    let count = pairs.len();
+    if u32_at(0) != Some(count) {
+        return false;
+    }
+    let text_start = 4 + 8 * count;
+    let mut text_len = 0;
+    for (i, (n, v)) in pairs.clone().enumerate() {
+        if u32_at(4 + 8 * i) != Some(n.len()) || u32_at(8 + 8 * i) != Some(v.len()) {
+            return false;
+        }
+        text_len += n.len() + v.len();
+    }
+    let Some(text) = key.get(text_start..) else {
+        return false;
+    };
+    if text.len() != text_len {
+        return false;
+    }
+    match run {
+        Some(run) => run.as_bytes() == text,
+        None => {
+            let mut at = 0;
+            pairs.into_iter().all(|(n, v)| {
+                let ok = &text[at..at + n.len()] == n.as_bytes()
+                    && &text[at + n.len()..at + n.len() + v.len()] == v.as_bytes();
+                at += n.len() + v.len();
+                ok
+            })
+        }
+    }
 }
 
 /// Interned strings: each distinct label name or value is stored once and referred to by a
@@ -449,6 +590,28 @@ mod tests {
         );
         // .* matches everything including absent
         assert_eq!(q(&idx, &[("env", RegexMatch, ".*")]), vec![0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn label_hash_and_key_see_the_split_not_only_the_bytes() {
+        let long = "a-much-longer-value-spanning-several-16-byte-blocks";
+        let pairs = [("__name__", "up"), ("instance", long), ("job", "x")];
+        let run: String = pairs.iter().flat_map(|(n, v)| [*n, *v]).collect();
+        assert_eq!(hash_labels(pairs), hash_label_run(&run, pairs));
+        // same bytes, different split: different hash and unequal keys
+        let other = [("__name__", "u"), ("pinstance", long), ("job", "x")];
+        assert_ne!(hash_labels(pairs), hash_labels(other));
+        let key = series_key(pairs.into_iter());
+        assert!(series_key_equals(&key, pairs.into_iter(), None));
+        assert!(series_key_equals(&key, pairs.into_iter(), Some(&run)));
+        assert!(!series_key_equals(&key, other.into_iter(), None));
+        assert!(!series_key_equals(&key, other.into_iter(), Some(&run)));
+        assert!(!series_key_equals(&key, pairs[..2].iter().copied(), None));
+        let changed = [("__name__", "up"), ("instance", long), ("job", "y")];
+        assert!(!series_key_equals(&key, changed.into_iter(), None));
+        let empty = series_key(std::iter::empty());
+        assert!(series_key_equals(&empty, std::iter::empty(), None));
+        assert!(!series_key_equals(&empty, pairs.into_iter(), None));
     }
 
     #[test]

@@ -64,7 +64,7 @@ use crate::wal::{SegmentId, Wal};
 use block::Block;
 use commit::{CommitQueue, Job};
 use head::{Head, Verdict};
-use index::{hash_labels, postings_for_matchers, IndexReader};
+use index::{hash_label_run, hash_labels, postings_for_matchers, IndexReader};
 use wal_records::{PayloadBuilder, RecordSink};
 
 /// Size and shape of the store, for `/metrics` and status endpoints.
@@ -579,6 +579,8 @@ impl Drop for MetricsStore {
 /// or a rejection message.
 trait AppendSeries {
     fn pairs(&self) -> impl ExactSizeIterator<Item = (&str, &str)> + Clone;
+    /// The pairs' names and values concatenated, if stored that way.
+    fn run(&self) -> Option<&str>;
     fn labels(&self) -> Cow<'_, Labels>;
     fn samples(&self) -> &[Sample];
 }
@@ -588,6 +590,9 @@ impl AppendSeries for Series {
         self.labels
             .iter()
             .map(|l| (l.name.as_str(), l.value.as_str()))
+    }
+    fn run(&self) -> Option<&str> {
+        None
     }
     fn labels(&self) -> Cow<'_, Labels> {
         Cow::Borrowed(&self.labels)
@@ -600,6 +605,9 @@ impl AppendSeries for Series {
 impl AppendSeries for RawSeriesRef<'_> {
     fn pairs(&self) -> impl ExactSizeIterator<Item = (&str, &str)> + Clone {
         RawSeriesRef::labels(self)
+    }
+    fn run(&self) -> Option<&str> {
+        self.label_run()
     }
     fn labels(&self) -> Cow<'_, Labels> {
         Cow::Owned(self.to_labels())
@@ -681,7 +689,13 @@ impl MetricsStore {
         let max_t = now.saturating_add(duration_ms(limits.max_future));
         let mut report = AppendReport::default();
         // hashing outside the lock keeps the critical section short
-        let hashes: Vec<u64> = series.iter().map(|s| hash_labels(s.pairs())).collect();
+        let hashes: Vec<u64> = series
+            .iter()
+            .map(|s| match s.run() {
+                Some(run) => hash_label_run(run, s.pairs()),
+                None => hash_labels(s.pairs()),
+            })
+            .collect();
         let sample_count: usize = series.iter().map(|s| s.samples().len()).sum();
 
         let mut payload =
@@ -691,7 +705,7 @@ impl MetricsStore {
             let mut head = self.head.write();
             let blocks = self.blocks.read();
             for (s, &hash) in series.iter().zip(&hashes) {
-                let r = match head.get_ref_pairs(hash, s.pairs()) {
+                let r = match head.get_ref_pairs(hash, s.pairs(), s.run()) {
                     Some(r) => r,
                     None => {
                         let labels = s.labels();
