@@ -270,8 +270,10 @@ pub struct DecodedRaw {
     pub first_histogram_series: Option<String>,
 }
 
-/// Decompressed bodies up to this size keep their buffer for the thread's next request.
-const REUSED_BUFFER_BYTES: usize = 16 << 20;
+/// A thread keeps its decompression buffer for the next request only up to this size:
+/// runtime workers decode bodies up to [`BLOCKING_DECODE_BYTES`] and keep theirs, while the
+/// many blocking-pool threads that decode larger bodies keep nothing.
+const REUSED_BUFFER_BYTES: usize = BLOCKING_DECODE_BYTES;
 
 thread_local! {
     /// The decompression buffer, reused: a fresh multi-megabyte buffer per request costs an

@@ -11,6 +11,9 @@
 //! sample against the age window, then, under the head lock, finds or creates each series,
 //! applies the ordering policy below, appends accepted samples to the head and queues one WAL
 //! payload for them; it returns once the commit thread reports the payload durable.
+//! [`MetricsAppender::append_raw`] is the same path over a [`RawMetricBatch`]: a known
+//! series is found by hashing and comparing its borrowed label text against the series'
+//! one-buffer key, so only new series allocate.
 //!
 //! Ordering policy, per series: a sample older than the newest stored one is rejected as
 //! `out_of_order`; one at the same timestamp with identical value bits is a duplicate,
