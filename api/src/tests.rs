@@ -198,6 +198,12 @@ async fn bad_parameters_use_prometheus_wording() {
         body.contains("end timestamp must not be before start time"),
         "{body}"
     );
+    // a span that overflows i64 milliseconds is too many points, not a wrapped negative one
+    let (status, body) =
+        get("/api/v1/query_range?query=1&start=-9100000000000000&end=9100000000000000&step=1")
+            .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains("exceeded maximum resolution"), "{body}");
     let (_, body) = get("/api/v1/query_range?query=up&start=0&end=100000&step=1").await;
     assert!(
         body.contains("exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)"),

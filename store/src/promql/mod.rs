@@ -34,6 +34,12 @@ pub use error::{PromqlError, PromqlErrorKind};
 pub use selector::matcher_sets as selector_matcher_sets;
 pub use value::{InstantSample, Matrix, Scalar, StringValue, Value, Vector};
 
+/// Most steps a range query may have, as Prometheus (`query_range` refuses more).
+pub const MAX_POINTS_PER_SERIES: i64 = 11_000;
+
+/// Prometheus's message for a range query over [`MAX_POINTS_PER_SERIES`].
+pub const TOO_MANY_POINTS: &str = "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)";
+
 /// Engine-wide limits and defaults.
 #[derive(Clone, Debug)]
 pub struct EngineOptions {
@@ -150,6 +156,14 @@ impl Engine {
             return Err(PromqlError::BadQuery(
                 "end timestamp must not be before start time".into(),
             ));
+        }
+        // Checked here as well as in the HTTP API: every caller (rules, the UI) gets the bound,
+        // and a span that overflows i64 counts as too many points instead of wrapping.
+        let too_many = end_ms
+            .checked_sub(start_ms)
+            .is_none_or(|span| span / step_ms > MAX_POINTS_PER_SERIES);
+        if too_many {
+            return Err(PromqlError::BadQuery(TOO_MANY_POINTS.into()));
         }
         let expr = parse(query)?;
         match expr.value_type() {
