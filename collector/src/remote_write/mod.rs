@@ -10,8 +10,10 @@
 //! Answers follow Prometheus's own receiver, because Prometheus's sender acts on them: 204 when
 //! everything was stored (identical re-sends included); 400 with the first reason when the
 //! store rejected some samples (the accepted ones stay stored, and Prometheus drops the batch
-//! instead of retrying it forever); 429/503 with `Retry-After` when Lookout is overloaded, so
-//! the sender backs off and retries.
+//! instead of retrying it forever); 503 with `Retry-After` when Lookout is overloaded or not
+//! ready, so the sender backs off and retries. Overload is 503 here, not the 429 the other
+//! protocols use: Prometheus 2.x treats 429 as non-recoverable and drops the batch unless
+//! `retry_on_http_429` is set, which it is not by default.
 
 pub mod proto;
 pub mod wire;
@@ -27,7 +29,7 @@ use axum::Router;
 use store::model::RawMetricBatch;
 use store::{AppendReport, MetricBatch, MetricMetadata, MetricsAppender, Sample, Series};
 
-use crate::error::IngestError;
+use crate::error::{ErrorClass, IngestError};
 use crate::{telemetry, IngestLimits};
 
 /// Protocol name in self-metrics and logs.
@@ -72,7 +74,12 @@ async fn write(State(state): State<Arc<WriteState>>, request: Request) -> Respon
             StatusCode::NO_CONTENT.into_response()
         }
         Err(Failure { error, outcome }) => {
-            let status = error.status();
+            let overloaded = error.class() == ErrorClass::Overloaded;
+            let status = if overloaded {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                error.status()
+            };
             let outcome = outcome.unwrap_or(if status.is_server_error() {
                 "5xx"
             } else {
@@ -86,7 +93,9 @@ async fn write(State(state): State<Arc<WriteState>>, request: Request) -> Respon
             } else {
                 tracing::debug!(protocol = PROTOCOL, status = status.as_u16(), error = %error, "remote-write request refused");
             }
-            error.into_response()
+            let mut response = error.into_response();
+            *response.status_mut() = status;
+            response
         }
     }
 }
