@@ -125,7 +125,7 @@ impl ScrapeManager {
                 }
                 None => {
                     if let Some(old) = loops.remove(&key) {
-                        tracing::info!(job = %key.0, url = %key.2, "scrape target removed");
+                        tracing::info!(job = %key.0, url = %without_query(&key.2), "scrape target removed");
                         old.stale_on_stop.store(true, Ordering::SeqCst);
                         old.cancel.cancel();
                         stopping.push(old.task);
@@ -134,7 +134,7 @@ impl ScrapeManager {
             }
         }
         for (key, t) in desired {
-            tracing::info!(job = %key.0, url = %key.2, "scrape target added");
+            tracing::info!(job = %key.0, url = %without_query(&key.2), "scrape target added");
             let handle = self.start(&runtime, t, SharedState::default());
             loops.insert(key, handle);
         }
@@ -292,7 +292,7 @@ async fn scrape_once(
     let (batch, counts) = match built {
         Ok(b) => b,
         Err(e) => {
-            tracing::error!(job = %target.job, url = %target.url, error = %e, "scrape processing task failed");
+            tracing::error!(job = %target.job, url = %without_query(&target.url), error = %e, "scrape processing task failed");
             return;
         }
     };
@@ -302,7 +302,7 @@ async fn scrape_once(
             telemetry::REQUESTS
                 .with_label_values(&[PROTOCOL, "failed"])
                 .inc();
-            tracing::debug!(job = %target.job, url = %target.url, error = %e, "scrape failed");
+            tracing::debug!(job = %target.job, url = %without_query(&target.url), error = %e, "scrape failed");
         }
         None => {
             telemetry::REQUESTS
@@ -310,7 +310,7 @@ async fn scrape_once(
                 .inc();
             if counts.duplicates > 0 {
                 telemetry::record_rejected(PROTOCOL, "duplicate_series", counts.duplicates as u64);
-                tracing::debug!(job = %target.job, url = %target.url, duplicates = counts.duplicates, "scrape had duplicate series; first kept");
+                tracing::debug!(job = %target.job, url = %without_query(&target.url), duplicates = counts.duplicates, "scrape had duplicate series; first kept");
             }
         }
     }
@@ -322,11 +322,11 @@ async fn append(inner: &Inner, target: &Target, state: &SharedState, batch: Metr
         Ok(report) => {
             telemetry::record_append(PROTOCOL, &report);
             if let Some(first) = &report.first_rejection {
-                tracing::debug!(job = %target.job, url = %target.url, rejected = report.rejected_total(), first = %first, "store rejected scraped samples");
+                tracing::debug!(job = %target.job, url = %without_query(&target.url), rejected = report.rejected_total(), first = %first, "store rejected scraped samples");
             }
         }
         Err(e) => {
-            tracing::warn!(job = %target.job, url = %target.url, error = %e, "appending scraped samples failed");
+            tracing::warn!(job = %target.job, url = %without_query(&target.url), error = %e, "appending scraped samples failed");
             let mut s = state.lock();
             s.health = TargetHealth::Down;
             s.last_error = Some(format!("appending scraped samples failed: {e}"));
@@ -346,13 +346,13 @@ async fn fetch(inner: &Inner, target: &Target) -> Result<String, String> {
         .timeout(target.timeout)
         .send()
         .await
-        .map_err(|e| describe(&e, target))?;
+        .map_err(|e| describe(e, target))?;
     if !response.status().is_success() {
         return Err(format!("server returned HTTP status {}", response.status()));
     }
     let limit = inner.global.max_body_bytes;
     let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| describe(&e, target))? {
+    while let Some(chunk) = response.chunk().await.map_err(|e| describe(e, target))? {
         if body.len() + chunk.len() > limit {
             return Err(format!("response body exceeds the limit of {limit} bytes"));
         }
@@ -361,14 +361,21 @@ async fn fetch(inner: &Inner, target: &Target) -> Result<String, String> {
     String::from_utf8(body).map_err(|e| format!("response body is not valid UTF-8: {e}"))
 }
 
-fn describe(e: &reqwest::Error, target: &Target) -> String {
+/// The scrape URL without its query string, for logs: `params` often carry API keys.
+fn without_query(url: &str) -> &str {
+    url.split_once('?').map_or(url, |(base, _)| base)
+}
+
+/// A scrape error for logs and the target status, without the URL (whose query may hold a
+/// secret; the target is named by the log line's fields anyway).
+fn describe(e: reqwest::Error, target: &Target) -> String {
     if e.is_timeout() {
         format!(
             "scrape timed out after {}",
             store::duration::format_duration(target.timeout)
         )
     } else {
-        error_chain(e)
+        error_chain(&e.without_url())
     }
 }
 
@@ -394,3 +401,20 @@ fn unix_ms() -> i64 {
 #[cfg(test)]
 #[path = "manager_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+mod redaction_tests {
+    use super::without_query;
+
+    #[test]
+    fn logged_urls_drop_the_query_string() {
+        assert_eq!(
+            without_query("http://h:9100/metrics?api_key=s3cret"),
+            "http://h:9100/metrics"
+        );
+        assert_eq!(
+            without_query("http://h:9100/metrics"),
+            "http://h:9100/metrics"
+        );
+    }
+}
