@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::chunk::{self, Chunk, XorAppender};
+use super::chunk::{self, XorAppender};
 use super::head::FrozenSeries;
 use super::index::{
     hash_labels, labels_equal, resolve_labels, FxHashMap, IndexReader, MemIndex, MemPostings,
@@ -145,16 +145,6 @@ struct Encoded {
 fn compressed_estimate(data: &[u8]) -> usize {
     let changes = data.windows(2).filter(|w| w[0] != w[1]).count();
     changes + data.len() / 16 + 1
-}
-
-/// Decodes a frozen head series' chunks into one time-ordered list.
-fn decode_chunks(chunks: &[Chunk], path: &Path) -> Result<Vec<Sample>> {
-    let mut samples: Vec<Sample> = Vec::new();
-    for c in chunks {
-        chunk::decode_into(&c.data, i64::MIN, i64::MAX, &mut samples)
-            .map_err(|e| corrupt(path, format!("head chunk for block: {e}")))?;
-    }
-    Ok(samples)
 }
 
 /// Encodes a series' samples into as few chunks as possible (fewer headers and
@@ -403,7 +393,7 @@ pub fn write_block(
     let mut w = BlockWriter::create(blocks_dir, id)?;
     for &i in &order {
         let s = &series[i];
-        let samples = decode_chunks(&s.chunks, w.tmp_dir())?;
+        let samples = s.samples()?;
         w.add_series(s.labels.iter().map(|(n, v)| (&**n, &**v)), &samples)?;
     }
     let (meta, tmp) = w.finish(wal_segment_upto, Vec::new())?;

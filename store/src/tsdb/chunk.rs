@@ -140,8 +140,14 @@ pub struct XorAppender {
 
 impl XorAppender {
     pub fn new() -> Self {
+        Self::with_capacity(32)
+    }
+
+    /// An appender whose buffer starts with room for `bytes` (at least the header), e.g.
+    /// the size of the series' previous chunk, so it rarely grows past its final size.
+    pub fn with_capacity(bytes: usize) -> Self {
         let mut bits = BitWriter {
-            buf: Vec::with_capacity(32),
+            buf: Vec::with_capacity(bytes.max(32)),
             free: 0,
         };
         bits.buf.extend_from_slice(&[0, 0]);
@@ -238,6 +244,11 @@ impl XorAppender {
             self.bits.write_bits(u64::from(sig & 63), 6);
             self.bits.write_bits(x >> trailing, sig);
         }
+    }
+
+    /// Bytes allocated for the encoded chunk.
+    pub fn capacity(&self) -> usize {
+        self.bits.buf.capacity()
     }
 
     /// The encoded bytes so far (a valid chunk at every point).

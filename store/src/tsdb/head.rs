@@ -5,16 +5,84 @@
 //! to its labels as interned symbol pairs. Its samples live in closed Gorilla chunks plus
 //! one open chunk. At flush the chunks are *frozen* (moved aside, still queryable) while a
 //! block is written from them; new samples keep going into fresh chunks.
+//!
+//! With chunk files ([`Head::with_chunk_files`]) a closed chunk's bytes go to
+//! [`head_chunks`](super::head_chunks) and the series keeps a locator; reads copy the
+//! locators under the lock and fetch the bytes outside it.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use super::chunk::{self, Chunk, XorAppender};
+use super::head_chunks::{ChunkData, ChunkFile, HeadChunks};
 use super::index::{
     hash_labels, intern_labels, resolve_labels, series_key, series_key_equals, FxHashMap,
     IndexReader, MemPostings, SymLabels, SymbolTable,
 };
 use super::wal_records::PayloadBuilder;
+use crate::error::{Result, StoreError};
 use crate::model::{Labels, Sample};
+
+/// A closed head chunk: its time range, sample count and where its bytes are (40 bytes;
+/// one per closed chunk is the head's per-series cost besides the open chunk).
+#[derive(Clone, Debug)]
+pub struct HeadChunk {
+    mint: i64,
+    /// `maxt - mint`: a chunk is cut before it spans [`chunk::MAX_CHUNK_SPAN_MS`].
+    span: u32,
+    samples: u16,
+    data: ChunkData,
+}
+
+impl HeadChunk {
+    fn new(c: Chunk, files: Option<&HeadChunks>) -> HeadChunk {
+        let samples = chunk_samples(&c.data);
+        let span = u32::try_from(c.maxt.saturating_sub(c.mint)).unwrap_or(u32::MAX);
+        let data = match files {
+            Some(f) => f.store(c.data),
+            None => ChunkData::Mem(c.data),
+        };
+        HeadChunk {
+            mint: c.mint,
+            span,
+            samples,
+            data,
+        }
+    }
+
+    fn maxt(&self) -> i64 {
+        self.mint.saturating_add(i64::from(self.span))
+    }
+
+    fn overlaps(&self, mint: i64, maxt: i64) -> bool {
+        self.maxt() >= mint && self.mint <= maxt
+    }
+
+    /// A reference readable without the head (the file handle or a copy of the bytes).
+    fn to_ref(&self, files: Option<&HeadChunks>) -> ChunkRef {
+        match &self.data {
+            ChunkData::Mem(data) => ChunkRef::Owned(Chunk {
+                mint: self.mint,
+                maxt: self.maxt(),
+                data: data.clone(),
+            }),
+            ChunkData::File { file, len, offset } => ChunkRef::File {
+                file: files.and_then(|f| f.file(*file)).cloned(),
+                generation: *file,
+                offset: *offset,
+                len: *len,
+                samples: self.samples,
+            },
+        }
+    }
+
+    fn mem_bytes(&self) -> usize {
+        match &self.data {
+            ChunkData::Mem(d) => d.len(),
+            ChunkData::File { .. } => 0,
+        }
+    }
+}
 
 /// Per-series ordering verdict for one sample (see the module docs of `tsdb`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,11 +101,11 @@ pub struct MemSeries {
     /// The label set as one buffer ([`series_key`]), for finding the series cheaply.
     key: Box<[u8]>,
     /// Closed chunks since the last freeze.
-    chunks: Vec<Chunk>,
+    chunks: Vec<HeadChunk>,
     /// The open chunk, if any sample arrived since the last cut.
     open: Option<Box<XorAppender>>,
     /// Chunks handed to a block being written; dropped once the block is loaded.
-    frozen: Option<Arc<[Chunk]>>,
+    frozen: Option<Arc<[HeadChunk]>>,
     /// Newest accepted timestamp ever (also across flushes and restarts), `i64::MIN` if none.
     last_t: i64,
     last_v: u64,
@@ -65,16 +133,20 @@ impl MemSeries {
     }
 
     /// Appends a sample that passed [`MemSeries::verdict`], cutting the open chunk when full.
-    fn append(&mut self, t: i64, v: f64) {
+    fn append(&mut self, t: i64, v: f64, files: Option<&HeadChunks>) {
+        let mut capacity = 0;
         if let Some(open) = &self.open {
             if open.is_full(t) {
                 if let Some(full) = self.open.take() {
-                    self.chunks.push(full.finish());
+                    let c = full.finish();
+                    // the next chunk of a series is usually about as large as the last
+                    capacity = c.data.len() + c.data.len() / 16;
+                    self.chunks.push(HeadChunk::new(c, files));
                 }
             }
         }
         self.open
-            .get_or_insert_with(|| Box::new(XorAppender::new()))
+            .get_or_insert_with(|| Box::new(XorAppender::with_capacity(capacity)))
             .append(t, v);
         self.last_t = t;
         self.last_v = v.to_bits();
@@ -86,32 +158,29 @@ impl MemSeries {
     }
 
     /// Closes the open chunk and returns every chunk (frozen ones not included).
-    fn take_chunks(&mut self) -> Vec<Chunk> {
+    fn take_chunks(&mut self, files: Option<&HeadChunks>) -> Vec<HeadChunk> {
         let mut chunks = std::mem::take(&mut self.chunks);
         if let Some(open) = self.open.take() {
-            chunks.push(open.finish());
+            chunks.push(HeadChunk::new(open.finish(), files));
         }
         chunks
     }
 
     fn heap_bytes(&self) -> usize {
-        let closed: usize = self.chunks.iter().map(|c| c.data.len() + 32).sum();
+        let size = std::mem::size_of::<HeadChunk>();
+        let closed: usize = self.chunks.iter().map(HeadChunk::mem_bytes).sum();
         let frozen: usize = self
             .frozen
             .as_ref()
-            .map(|f| f.iter().map(|c| c.data.len() + 32).sum())
+            .map(|f| f.iter().map(|c| c.mem_bytes() + size).sum())
             .unwrap_or(0);
-        let open = self
-            .open
-            .as_ref()
-            .map(|o| o.bytes().len() + 64)
-            .unwrap_or(0);
+        let open = self.open.as_ref().map(|o| o.capacity() + 64).unwrap_or(0);
         self.labels.len() * 8
             + self.key.len()
             + closed
             + frozen
             + open
-            + self.chunks.capacity() * 32
+            + self.chunks.capacity() * size
     }
 }
 
@@ -121,18 +190,53 @@ pub struct SeriesSnapshot {
     pub chunks: Vec<ChunkRef>,
 }
 
-/// A chunk shared with the head (frozen) or copied from it (open/closed).
+/// A chunk copied from the head (open chunk, or one kept in memory) or a place in a head
+/// chunk file, read when decoded.
 #[derive(Clone)]
 pub enum ChunkRef {
     Owned(Chunk),
-    Frozen(Arc<[Chunk]>, usize),
+    File {
+        /// `None` if the head no longer had the file (never expected; reads fail).
+        file: Option<Arc<ChunkFile>>,
+        generation: u32,
+        offset: u64,
+        len: u32,
+        /// The chunk's sample count, checked against the header read back.
+        samples: u16,
+    },
 }
 
 impl ChunkRef {
-    pub fn chunk(&self) -> Option<&Chunk> {
+    /// The chunk's bytes, read from its file if needed.
+    pub fn bytes(&self) -> Result<Cow<'_, [u8]>> {
         match self {
-            ChunkRef::Owned(c) => Some(c),
-            ChunkRef::Frozen(all, i) => all.get(*i),
+            ChunkRef::Owned(c) => Ok(Cow::Borrowed(&c.data)),
+            ChunkRef::File {
+                file: Some(f),
+                offset,
+                len,
+                samples,
+                ..
+            } => {
+                let bytes = f.read(*offset, *len)?;
+                if chunk_samples(&bytes) != *samples {
+                    return Err(StoreError::Corrupt {
+                        path: f.path().to_path_buf(),
+                        reason: format!(
+                            "head chunk at {offset}+{len} has {} samples, expected {samples}",
+                            chunk_samples(&bytes)
+                        ),
+                    });
+                }
+                Ok(Cow::Owned(bytes))
+            }
+            ChunkRef::File {
+                file: None,
+                generation,
+                ..
+            } => Err(StoreError::Unavailable(format!(
+                "head chunk file generation {generation} is gone"
+            ))),
         }
     }
 }
@@ -140,7 +244,24 @@ impl ChunkRef {
 /// What [`Head::freeze`] hands to the block writer.
 pub struct FrozenSeries {
     pub labels: Vec<(Arc<str>, Arc<str>)>,
-    pub chunks: Arc<[Chunk]>,
+    pub chunks: Vec<ChunkRef>,
+}
+
+impl FrozenSeries {
+    /// Decodes every chunk into one time-ordered list.
+    pub fn samples(&self) -> Result<Vec<Sample>> {
+        let mut out = Vec::new();
+        for c in &self.chunks {
+            let bytes = c.bytes()?;
+            chunk::decode_into(&bytes, i64::MIN, i64::MAX, &mut out).map_err(|e| {
+                StoreError::Corrupt {
+                    path: "head".into(),
+                    reason: format!("head chunk for block: {e}"),
+                }
+            })?;
+        }
+        Ok(out)
+    }
 }
 
 #[derive(Default)]
@@ -154,6 +275,8 @@ pub struct Head {
     next_ref: u32,
     /// Samples in unfrozen chunks.
     samples: u64,
+    /// Where closed chunks go; `None` keeps them in memory.
+    chunk_files: Option<HeadChunks>,
 }
 
 impl IndexReader for Head {
@@ -166,6 +289,19 @@ impl IndexReader for Head {
 }
 
 impl Head {
+    /// A head writing its closed chunks to `files`.
+    pub fn with_chunk_files(files: HeadChunks) -> Head {
+        Head {
+            chunk_files: Some(files),
+            ..Head::default()
+        }
+    }
+
+    /// Bytes in head chunk files.
+    pub fn chunk_file_bytes(&self) -> u64 {
+        self.chunk_files.as_ref().map_or(0, HeadChunks::bytes)
+    }
+
     pub fn num_series(&self) -> usize {
         self.series.len()
     }
@@ -265,7 +401,7 @@ impl Head {
         };
         let verdict = s.verdict(t, v);
         if verdict == Verdict::Accept {
-            s.append(t, v);
+            s.append(t, v, self.chunk_files.as_ref());
             self.samples += 1;
         }
         verdict
@@ -311,20 +447,27 @@ impl Head {
     /// Series with nothing new are skipped.
     pub fn freeze(&mut self) -> Vec<FrozenSeries> {
         let mut out = Vec::new();
+        let files = self.chunk_files.as_ref();
         for s in self.series.values_mut() {
-            let chunks = s.take_chunks();
+            let chunks = s.take_chunks(files);
             if chunks.is_empty() {
                 s.idle = true;
                 continue;
             }
-            let chunks: Arc<[Chunk]> = chunks.into();
-            s.frozen = Some(chunks.clone());
+            let refs = chunks.iter().map(|c| c.to_ref(files)).collect();
+            s.frozen = Some(chunks.into());
             let labels = s
                 .labels
                 .iter()
                 .map(|&(n, v)| (self.symbols.get_arc(n), self.symbols.get_arc(v)))
                 .collect();
-            out.push(FrozenSeries { labels, chunks });
+            out.push(FrozenSeries {
+                labels,
+                chunks: refs,
+            });
+        }
+        if let Some(f) = self.chunk_files.as_mut() {
+            f.rotate();
         }
         self.samples = 0;
         out
@@ -335,10 +478,7 @@ impl Head {
     pub fn unfreeze(&mut self) {
         for s in self.series.values_mut() {
             if let Some(frozen) = s.frozen.take() {
-                self.samples += frozen
-                    .iter()
-                    .map(|c| u64::from(chunk_samples(c)))
-                    .sum::<u64>();
+                self.samples += frozen.iter().map(|c| u64::from(c.samples)).sum::<u64>();
                 let mut chunks = frozen.to_vec();
                 chunks.append(&mut s.chunks);
                 s.chunks = chunks;
@@ -383,6 +523,9 @@ impl Head {
             }
         }
         self.postings.remove(&dead);
+        if let Some(f) = self.chunk_files.as_mut() {
+            f.release_old();
+        }
         dead.len()
     }
 
@@ -393,19 +536,16 @@ impl Head {
             let Some(s) = self.series.get(r) else {
                 continue;
             };
-            let mut chunks = Vec::new();
-            if let Some(frozen) = &s.frozen {
-                for (i, c) in frozen.iter().enumerate() {
-                    if c.maxt >= mint && c.mint <= maxt {
-                        chunks.push(ChunkRef::Frozen(frozen.clone(), i));
-                    }
-                }
-            }
-            for c in &s.chunks {
-                if c.maxt >= mint && c.mint <= maxt {
-                    chunks.push(ChunkRef::Owned(c.clone()));
-                }
-            }
+            let files = self.chunk_files.as_ref();
+            let chunks: Vec<ChunkRef> = s
+                .frozen
+                .iter()
+                .flat_map(|f| f.iter())
+                .chain(s.chunks.iter())
+                .filter(|c| c.overlaps(mint, maxt))
+                .map(|c| c.to_ref(files))
+                .collect();
+            let mut chunks = chunks;
             if let Some(o) = &s.open {
                 if o.num_samples() > 0 && o.maxt() >= mint && o.mint() <= maxt {
                     chunks.push(ChunkRef::Owned(Chunk {
@@ -435,7 +575,7 @@ impl Head {
                     .iter()
                     .flat_map(|f| f.iter())
                     .chain(s.chunks.iter())
-                    .any(|c| c.maxt >= mint && c.mint <= maxt)
+                    .any(|c| c.overlaps(mint, maxt))
                     || s.open.as_ref().is_some_and(|o| {
                         o.num_samples() > 0 && o.maxt() >= mint && o.mint() <= maxt
                     })
@@ -452,22 +592,23 @@ impl Head {
 }
 
 /// Samples in a chunk, from its header.
-pub fn chunk_samples(c: &Chunk) -> u16 {
-    match &c.data[..] {
+pub fn chunk_samples(data: &[u8]) -> u16 {
+    match data {
         [a, b, ..] => u16::from_be_bytes([*a, *b]),
         _ => 0,
     }
 }
 
-/// Decodes a snapshot's chunks within `[mint, maxt]`, in time order.
-pub fn decode_snapshot(
-    s: &SeriesSnapshot,
-    mint: i64,
-    maxt: i64,
-) -> Result<Vec<Sample>, chunk::ChunkDecodeError> {
+/// Decodes a snapshot's chunks within `[mint, maxt]`, in time order; reading a chunk from
+/// its file can fail.
+pub fn decode_snapshot(s: &SeriesSnapshot, mint: i64, maxt: i64) -> Result<Vec<Sample>> {
     let mut out = Vec::new();
-    for c in s.chunks.iter().filter_map(ChunkRef::chunk) {
-        chunk::decode_into(&c.data, mint, maxt, &mut out)?;
+    for c in &s.chunks {
+        let bytes = c.bytes()?;
+        chunk::decode_into(&bytes, mint, maxt, &mut out).map_err(|e| StoreError::Corrupt {
+            path: "head".into(),
+            reason: format!("series {}: {e}", s.labels),
+        })?;
     }
     Ok(out)
 }
@@ -560,5 +701,22 @@ mod tests {
         assert_eq!(h.get_ref(42, &b), Some(rb));
         assert_eq!(h.append(rb, 1, 1.0), Verdict::Accept);
         assert_eq!(h.labels_in_range(&[ra, rb], 0, 10), vec![b]);
+    }
+
+    #[test]
+    fn chunks_stay_in_memory_when_the_chunk_file_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut h = Head::with_chunk_files(HeadChunks::failing(dir.path()).unwrap());
+        let l = labels("a");
+        let r = h.create(Head::hash(&l), &l, (i64::MIN, 0), None);
+        for i in 0..1000 {
+            assert_eq!(h.append(r, i * 1000, i as f64), Verdict::Accept);
+        }
+        let snap = h.snapshot(&[r], 0, i64::MAX);
+        assert_eq!(decode_snapshot(&snap[0], 0, i64::MAX).unwrap().len(), 1000);
+        let frozen = h.freeze();
+        assert_eq!(frozen[0].samples().unwrap().len(), 1000);
+        h.unfreeze();
+        assert_eq!(h.num_samples(), 1000);
     }
 }

@@ -24,6 +24,22 @@ pub static HEAD_SAMPLES: LazyLock<IntGauge> = LazyLock::new(|| {
     .unwrap_or_else(|e| fail("lookout_tsdb_head_samples", e))
 });
 
+pub static HEAD_CHUNKS_BYTES: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!(
+        "lookout_tsdb_head_chunks_bytes",
+        "Bytes of closed head chunks in chunks_head/ files (written and buffered)."
+    )
+    .unwrap_or_else(|e| fail("lookout_tsdb_head_chunks_bytes", e))
+});
+
+pub static HEAD_CHUNK_WRITE_FAILURES: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "lookout_tsdb_head_chunk_write_failures_total",
+        "Failed writes or creations of head chunk files; the chunks stay in memory."
+    )
+    .unwrap_or_else(|e| fail("lookout_tsdb_head_chunk_write_failures_total", e))
+});
+
 pub static SAMPLES_APPENDED: LazyLock<IntCounter> = LazyLock::new(|| {
     register_int_counter!(
         "lookout_tsdb_samples_appended_total",

@@ -41,6 +41,7 @@ pub mod chunk;
 mod commit;
 mod compact;
 pub mod head;
+mod head_chunks;
 pub mod index;
 mod metrics;
 mod validate;
@@ -259,7 +260,8 @@ impl MetricsStore {
             .unwrap_or(0)
             .max(sled_covered);
 
-        let mut head = Head::default();
+        let mut head =
+            Head::with_chunk_files(head_chunks::HeadChunks::open(&dir.join("chunks_head"))?);
         let mut replay = Replay {
             head: &mut head,
             blocks: &blocks,
@@ -905,11 +907,7 @@ impl MetricsQuerier for MetricsStore {
             }
         }
         for s in snaps {
-            let samples =
-                head::decode_snapshot(&s, mint, maxt).map_err(|e| StoreError::Corrupt {
-                    path: self.options.dir.join("head"),
-                    reason: format!("series {}: {e}", s.labels),
-                })?;
+            let samples = head::decode_snapshot(&s, mint, maxt)?;
             if !samples.is_empty() {
                 parts.entry(s.labels).or_default().push(samples);
             }
