@@ -3,6 +3,7 @@
 //! Files by concern:
 //! * [`chunk`]: Gorilla (XOR) chunk encoding; [`index`]: interned labels, postings and
 //!   matcher evaluation; [`head`]: in-memory series and the ordering check;
+//!   `head_chunks`: the head's closed chunks on disk (`chunks_head/`);
 //!   [`wal_records`]: WAL record encoding; [`commit`]: the thread that writes WAL records in
 //!   apply order; [`block`]: immutable on-disk blocks; [`compact`]: merging small blocks
 //!   into larger ones; [`validate`]: limits.
@@ -35,6 +36,7 @@
 //!
 //! Read path: postings intersection over the head and every overlapping block, decoding
 //! only chunks overlapping the range, merged per series by timestamp without duplicates.
+//! Closed head chunks are located under the head lock and read from their file after it.
 
 pub mod block;
 pub mod chunk;
