@@ -177,8 +177,10 @@ pub struct Config {
     pub scrape_configs: Vec<ScrapeConfig>,
     /// Rule files as written (globs relative to the config file's directory).
     pub rule_files: Vec<String>,
-    /// Accepted, not yet evaluated.
-    pub alerting: Option<Value>,
+    /// Whether an `alerting:` section was given. It is shape-checked but not evaluated yet,
+    /// and its contents (webhook keys, SMTP passwords) are not kept until the alerter uses
+    /// them, so no `Debug` of the config can print them.
+    pub alerting: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -935,13 +937,9 @@ fn check_rule_file(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-fn alerting(
-    c: &mut Collector<'_>,
-    value: Option<&Value>,
-    section_line: Option<usize>,
-) -> Option<Value> {
+fn alerting(c: &mut Collector<'_>, value: Option<&Value>, section_line: Option<usize>) -> bool {
     match value {
-        None | Some(Value::Null) => None,
+        None | Some(Value::Null) => false,
         Some(Value::Mapping(m)) => {
             for key in m.keys() {
                 let name = key.as_str().unwrap_or("");
@@ -968,14 +966,14 @@ fn alerting(
                     );
                 }
             }
-            Some(Value::Mapping(m.clone()))
+            true
         }
         Some(_) => {
             c.push(
                 section_line,
                 "alerting must be a mapping (Alertmanager's configuration)",
             );
-            None
+            false
         }
     }
 }
@@ -1101,6 +1099,16 @@ mod tests {
         let all = format!("{errors:?}");
         assert!(!all.contains("hunter2"), "{all}");
         assert!(all.contains("<secret>"), "{all}");
+    }
+
+    #[test]
+    fn alerting_secrets_never_appear_in_debug() {
+        let c = parse_ok(
+            "alerting:\n  receivers:\n    - name: x\n      email_configs: [{auth_password: hunter2-pw}]\n",
+        );
+        assert!(c.alerting);
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
     }
 
     #[test]

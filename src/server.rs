@@ -227,10 +227,10 @@ fn grpc_routes(
 /// Runs `lookout serve` until a shutdown signal; returns once the store is closed.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     telemetry::init();
-    if !config.rule_files.is_empty() || config.alerting.is_some() {
+    if !config.rule_files.is_empty() || config.alerting {
         tracing::warn!(
             rule_files = config.rule_files.len(),
-            alerting = config.alerting.is_some(),
+            alerting = config.alerting,
             "rule_files and alerting are accepted but not evaluated yet: no rules run and no notifications are sent"
         );
     }
