@@ -3,7 +3,7 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use store::promql::{PromqlError, PromqlErrorKind};
-use store::{ErrorKind, StoreError};
+use store::StoreError;
 
 use crate::response::json_string;
 
@@ -72,14 +72,9 @@ impl ApiError {
 }
 
 impl From<StoreError> for ApiError {
+    /// Through [`PromqlError`], which holds the one mapping of store errors to error types.
     fn from(e: StoreError) -> Self {
-        let error_type = match e.kind() {
-            ErrorKind::BadRequest => ErrorType::BadData,
-            ErrorKind::LimitExceeded => ErrorType::Execution,
-            ErrorKind::Overloaded | ErrorKind::Unavailable => ErrorType::Unavailable,
-            ErrorKind::Internal => ErrorType::Internal,
-        };
-        ApiError::new(error_type, e.to_string())
+        ApiError::from(PromqlError::Store(e))
     }
 }
 
