@@ -167,8 +167,9 @@ fn parse_rfc3339(text: &str) -> Option<i64> {
                 b'-' => -1,
                 _ => return None,
             };
-            let h: i64 = rest.get(1..3)?.parse().ok()?;
-            let m: i64 = rest.get(4..6)?.parse().ok()?;
+            // `rest` is the last six bytes of `text`; `num` insists on ASCII digits
+            let at = text.len() - rest.len();
+            let (h, m) = (num(at + 1..at + 3)?, num(at + 4..at + 6)?);
             if h > 23 || m > 59 {
                 return None;
             }
@@ -289,6 +290,16 @@ mod tests {
         );
         assert_eq!(parse_time("1970-01-01T00:00:00Z"), Ok(0));
         assert_eq!(parse_time("2024-02-29T00:00:00Z"), Ok(1_709_164_800_000));
+        assert_eq!(
+            parse_time("2015-07-01T18:10:51.781-02:00"),
+            Ok(1_435_781_451_781)
+        );
+    }
+
+    #[test]
+    fn rejects_signs_inside_utc_offsets() {
+        assert!(parse_time("2015-07-01T20:10:51+-1:00").is_err());
+        assert!(parse_time("2015-07-01T20:10:51+01:+1").is_err());
     }
 
     #[test]
