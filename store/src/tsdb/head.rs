@@ -141,6 +141,11 @@ impl MemSeries {
                     let c = full.finish();
                     // the next chunk of a series is usually about as large as the last
                     capacity = c.data.len() + c.data.len() / 16;
+                    if self.chunks.len() == self.chunks.capacity() {
+                        // grow by a quarter, not double: a locator list lives as long as
+                        // the series, and growing happens once per 120 samples
+                        self.chunks.reserve_exact((self.chunks.len() / 4).max(2));
+                    }
                     self.chunks.push(HeadChunk::new(c, files));
                 }
             }
