@@ -745,7 +745,14 @@ impl MetricsStore {
                             payload.add_sample(r, x.timestamp_ms, x.value);
                             report.accepted_samples += 1;
                         }
-                        Verdict::Duplicate => report.duplicate_samples += 1,
+                        Verdict::Duplicate => {
+                            // Logged again so this request's ack waits for a WAL write queued
+                            // after the first copy's: that copy may not be durable yet (its
+                            // request still waiting on fsync, or its WAL write failed). Replay
+                            // drops the second copy as a duplicate.
+                            payload.add_sample(r, x.timestamp_ms, x.value);
+                            report.duplicate_samples += 1;
+                        }
                         Verdict::OutOfOrder => {
                             ooo += 1;
                             report.reject(RejectReason::OutOfOrder, 1, || {

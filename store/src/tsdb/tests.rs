@@ -952,3 +952,34 @@ async fn head_chunk_io_errors_are_errors() {
     check_floats(&store, 200, 800, t0);
     store.close().await.unwrap();
 }
+
+/// An identical re-send must not be acknowledged ahead of the first copy's durability: it is
+/// logged again (so its ack waits for a WAL write behind the first copy's), and replay keeps
+/// the sample once.
+#[tokio::test]
+async fn duplicate_resends_are_logged_and_replayed_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = base();
+    {
+        let store = MetricsStore::open(opts(dir.path())).unwrap();
+        store
+            .append(batch(vec![series("m", "a", &[(t0, 1.0)])]))
+            .await
+            .unwrap();
+        let wal_before = store.stats().wal_bytes;
+        let r = store
+            .append(batch(vec![series("m", "a", &[(t0, 1.0)])]))
+            .await
+            .unwrap();
+        assert_eq!(r.duplicate_samples, 1);
+        assert!(
+            store.stats().wal_bytes > wal_before,
+            "the duplicate was acknowledged without a WAL write"
+        );
+        drop(store); // a kill: no close
+    }
+    let store = MetricsStore::open(opts(dir.path())).unwrap();
+    let got = store.select(&[eq("job", "a")], i64::MIN, i64::MAX).unwrap();
+    assert_eq!(got[0].samples, vec![Sample::new(t0, 1.0)]);
+    store.close().await.unwrap();
+}
