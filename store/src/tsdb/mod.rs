@@ -27,8 +27,9 @@
 //! the WAL write is durable; if that write fails, the append returns an error although the
 //! samples remain in the head (and reach the next block).
 //!
-//! Flush: under the head lock the head's chunks are frozen (still queryable) and a WAL
-//! rotation is queued with a dump of every live series; a block is written from the frozen
+//! Flush: under the head lock, on a blocking thread (it walks every series), the head's
+//! chunks are frozen (still queryable) and a WAL rotation is queued with a dump of every
+//! live series; a block is written from the frozen
 //! chunks in `spawn_blocking`, loaded, the frozen chunks dropped, and the WAL segments up to
 //! the rotated one deleted. The block's `meta.json` names that segment, so after a crash
 //! between block write and WAL deletion, replay skips those segments instead of
@@ -97,8 +98,9 @@ const STATE_WAL_COVERED: &[u8] = b"wal_segment_covered";
 
 pub struct MetricsStore {
     options: MetricsStoreOptions,
-    head: RwLock<Head>,
-    blocks: RwLock<Vec<Arc<Block>>>,
+    /// `Arc` so that flush can take the lock on a blocking thread (see [`Self::with_head`]).
+    head: Arc<RwLock<Head>>,
+    blocks: Arc<RwLock<Vec<Arc<Block>>>>,
     wal: Arc<Wal>,
     commit: Arc<CommitQueue>,
     meta_db: sled::Db,
@@ -317,8 +319,8 @@ impl MetricsStore {
         );
         let store = MetricsStore {
             options,
-            head: RwLock::new(head),
-            blocks: RwLock::new(blocks),
+            head: Arc::new(RwLock::new(head)),
+            blocks: Arc::new(RwLock::new(blocks)),
             wal,
             commit,
             meta_db,
@@ -365,30 +367,56 @@ impl MetricsStore {
         result.map(|_| ())
     }
 
+    /// Runs `f` under the head write lock on a blocking thread: freezing, dumping,
+    /// unfreezing and releasing each walk every series, which with a million series would
+    /// stall the runtime worker (and every request it serves) for the whole walk.
+    async fn with_head<T: Send + 'static>(
+        &self,
+        what: &str,
+        f: impl FnOnce(&mut Head) -> T + Send + 'static,
+    ) -> Result<T> {
+        let head = Arc::clone(&self.head);
+        tokio::task::spawn_blocking(move || f(&mut head.write()))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("{what} task failed: {e}")))
+    }
+
+    /// Puts the frozen chunks back into the head after a failed flush.
+    async fn unfreeze(&self) {
+        if let Err(e) = self.with_head("head unfreeze", Head::unfreeze).await {
+            tracing::error!(error = %e, "returning frozen chunks to the head failed");
+        }
+    }
+
     /// Returns whether a block was written.
     async fn flush_locked(&self) -> Result<bool> {
-        let (frozen, rotated) = {
-            let mut head = self.head.write();
-            if head.num_samples() == 0 {
-                return Ok(false);
-            }
-            let frozen = head.freeze();
-            let dump = head.series_dump(DUMP_PAYLOAD_BYTES);
-            let (done, rx) = oneshot::channel();
-            if let Err(e) = self.commit.push(Job::Rotate { dump, done }) {
-                head.unfreeze();
-                return Err(e);
-            }
-            (frozen, rx)
+        let commit = Arc::clone(&self.commit);
+        let frozen = self
+            .with_head("head freeze", move |head| {
+                if head.num_samples() == 0 {
+                    return Ok(None);
+                }
+                let frozen = head.freeze();
+                let dump = head.series_dump(DUMP_PAYLOAD_BYTES);
+                let (done, rx) = oneshot::channel();
+                if let Err(e) = commit.push(Job::Rotate { dump, done }) {
+                    head.unfreeze();
+                    return Err(e);
+                }
+                Ok(Some((frozen, rx)))
+            })
+            .await??;
+        let Some((frozen, rotated)) = frozen else {
+            return Ok(false);
         };
         let rotated = match rotated.await {
             Ok(Ok(id)) => id,
             Ok(Err(e)) => {
-                self.head.write().unfreeze();
+                self.unfreeze().await;
                 return Err(e);
             }
             Err(_) => {
-                self.head.write().unfreeze();
+                self.unfreeze().await;
                 return Err(StoreError::Unavailable(
                     "tsdb commit thread stopped".to_string(),
                 ));
@@ -406,7 +434,7 @@ impl MetricsStore {
         let block = match written.and_then(|r| r) {
             Ok(b) => Arc::new(b),
             Err(e) => {
-                self.head.write().unfreeze();
+                self.unfreeze().await;
                 return Err(e);
             }
         };
@@ -418,13 +446,15 @@ impl MetricsStore {
             wal_segment_upto = rotated,
             "head flushed to block"
         );
-        {
-            let mut head = self.head.write();
-            self.blocks.write().push(block);
-            let removed = head.release_frozen();
-            if removed > 0 {
-                tracing::debug!(series = removed, "idle series removed from head");
-            }
+        let blocks = Arc::clone(&self.blocks);
+        let removed = self
+            .with_head("head release", move |head| {
+                blocks.write().push(block);
+                head.release_frozen()
+            })
+            .await?;
+        if removed > 0 {
+            tracing::debug!(series = removed, "idle series removed from head");
         }
         let wal = self.wal.clone();
         let db = self.meta_db.clone();

@@ -983,3 +983,45 @@ async fn duplicate_resends_are_logged_and_replayed_once() {
     assert_eq!(got[0].samples, vec![Sample::new(t0, 1.0)]);
     store.close().await.unwrap();
 }
+
+/// Freezing and dumping walk every series under the head write lock; that must happen on a
+/// blocking thread, not on the runtime. Here another thread holds the head lock until the
+/// test task tells it to let go: if flush took the lock on the (single) runtime thread, the
+/// test task could never run to send that signal and the holder gives up by timeout.
+#[tokio::test]
+async fn flush_takes_the_head_lock_off_the_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MetricsStore::open(opts(dir.path())).unwrap();
+    let t0 = base();
+    store
+        .append(batch(vec![series("up", "api", &[(t0, 1.0)])]))
+        .await
+        .unwrap();
+
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let holder = {
+        let store = Arc::clone(&store);
+        std::thread::spawn(move || {
+            let _head = store.head.write();
+            locked_tx.send(()).unwrap();
+            // true: released by the test task, which means the runtime kept running
+            release_rx.recv_timeout(Duration::from_secs(5)).is_ok()
+        })
+    };
+    locked_rx.recv().unwrap();
+    let flushing = {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move { store.flush().await })
+    };
+    // lets the flush task run up to where it waits for the head lock
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let _ = release_tx.send(());
+    assert!(
+        holder.join().unwrap(),
+        "flush blocked the runtime thread waiting for the head lock"
+    );
+    flushing.await.unwrap().unwrap();
+    assert_eq!(store.stats().blocks, 1);
+    assert_eq!(all_samples(&store, "up")[0].samples.len(), 1);
+}
