@@ -28,7 +28,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use store::model::{stale_nan, METRIC_NAME_LABEL};
 use store::{Label, Labels, MetricBatch, MetricMetadata, MetricType, Sample, Series};
 
-use super::delta::{DeltaAccumulator, HistogramTotals};
+use super::delta::{DeltaAccumulator, DeltaUndo, HistogramTotals};
 use super::names::{metric_family_name, prometheus_unit, sanitize_label_name, NameKind};
 
 const SERVICE_NAME: &str = "service.name";
@@ -48,6 +48,9 @@ pub struct Converted {
     pub rejected_by_reason: BTreeMap<&'static str, u64>,
     /// The first refusal in full, naming the metric, for the client.
     pub first_rejection: Option<String>,
+    /// How to undo the delta streams this request advanced, should the store refuse the
+    /// batch; empty when the request has no delta points.
+    pub delta_undo: DeltaUndo,
 }
 
 impl Converted {
@@ -542,7 +545,13 @@ fn number_point(
     };
     let value = match delta {
         None => value,
-        Some(acc) => match acc.add_sum(&labels, p.start_time_unix_nano, p.time_unix_nano, value) {
+        Some(acc) => match acc.add_sum(
+            &labels,
+            p.start_time_unix_nano,
+            p.time_unix_nano,
+            value,
+            &mut out.delta_undo,
+        ) {
             Ok(v) => v,
             Err(e) => {
                 let reason = delta_reason(&e);
@@ -615,7 +624,13 @@ fn histogram_point(
                 count: p.count,
                 sum: p.sum,
             };
-            match acc.add_histogram(&key, p.start_time_unix_nano, p.time_unix_nano, totals) {
+            match acc.add_histogram(
+                &key,
+                p.start_time_unix_nano,
+                p.time_unix_nano,
+                totals,
+                &mut out.delta_undo,
+            ) {
                 Ok(t) => {
                     accumulated = t;
                     HistogramView {

@@ -12,9 +12,13 @@
 //! interval), and when the map is still full a new stream is refused, so the caller can
 //! answer with a partial success that says to configure cumulative temporality.
 //!
-//! State is advanced at conversion time, before the store acknowledges the batch: if the
-//! store then rejects the whole request, the client's retry is refused here as out of order
-//! (its points were already counted), so a retried delta is never added twice.
+//! State is advanced at conversion time, before the store acknowledges the batch, and every
+//! advance is logged in the request's [`DeltaUndo`]. When the store then refuses the whole
+//! request (an `Err` from `append`: nothing of the batch was stored, and the client retries),
+//! [`DeltaAccumulator::rollback`] restores the previous states, so the retry continues the
+//! streams instead of being refused as out of order and its deltas are counted exactly once.
+//! A stream that another request advanced in the meantime is left alone: that request's
+//! stored cumulative value already includes the rolled-back delta.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -61,6 +65,33 @@ pub struct HistogramTotals {
     pub sum: Option<f64>,
 }
 
+/// The streams one request advanced, with their states before it, so that a request the
+/// store refused can be undone. Empty (and allocation-free) for requests without delta points.
+#[derive(Debug, Default, PartialEq)]
+pub struct DeltaUndo {
+    entries: Vec<UndoEntry>,
+}
+
+#[derive(Debug, PartialEq)]
+struct UndoEntry {
+    key: Labels,
+    /// The stream before the advance; `None` when the advance created it.
+    previous: Option<Stream>,
+    /// The time the advance set, to recognise a stream nobody advanced since.
+    applied_time_ns: u64,
+}
+
+impl DeltaUndo {
+    /// Number of logged advances.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
 /// Bounded per-series accumulator; shared by all requests of one server.
 #[derive(Debug)]
 pub struct DeltaAccumulator {
@@ -102,19 +133,21 @@ impl DeltaAccumulator {
         self.len() == 0
     }
 
-    /// Adds a delta sum and returns the cumulative value to store.
+    /// Adds a delta sum and returns the cumulative value to store; the advance is logged in
+    /// `undo`.
     pub fn add_sum(
         &self,
         key: &Labels,
         start_ns: u64,
         time_ns: u64,
         delta: f64,
+        undo: &mut DeltaUndo,
     ) -> Result<f64, DeltaError> {
         let out = self.update(
             key,
             start_ns,
             time_ns,
-            Instant::now(),
+            undo,
             |prev| match prev {
                 Some(Accumulated::Sum(total)) => Some(Accumulated::Sum(total + delta)),
                 _ => None,
@@ -128,20 +161,22 @@ impl DeltaAccumulator {
         }
     }
 
-    /// Adds a delta histogram and returns the cumulative totals to store.
+    /// Adds a delta histogram and returns the cumulative totals to store; the advance is
+    /// logged in `undo`.
     pub fn add_histogram(
         &self,
         key: &Labels,
         start_ns: u64,
         time_ns: u64,
         delta: HistogramTotals,
+        undo: &mut DeltaUndo,
     ) -> Result<HistogramTotals, DeltaError> {
         let fresh = delta.clone();
         let out = self.update(
             key,
             start_ns,
             time_ns,
-            Instant::now(),
+            undo,
             |prev| match prev {
                 Some(Accumulated::Histogram(h))
                     if h.bounds == delta.bounds
@@ -179,10 +214,11 @@ impl DeltaAccumulator {
         key: &Labels,
         start_ns: u64,
         time_ns: u64,
-        now: Instant,
+        undo: &mut DeltaUndo,
         merge: impl FnOnce(Option<&Accumulated>) -> Option<Accumulated>,
         fresh: impl FnOnce() -> Accumulated,
     ) -> Result<Accumulated, DeltaError> {
+        let now = Instant::now();
         let mut inner = self.inner.lock();
         if let Some(stream) = inner.streams.get_mut(key) {
             if time_ns <= stream.last_time_ns {
@@ -197,10 +233,20 @@ impl DeltaAccumulator {
             } else {
                 None
             };
-            stream.value = next.unwrap_or_else(fresh);
+            let previous = Stream {
+                last_time_ns: stream.last_time_ns,
+                last_seen: stream.last_seen,
+                value: std::mem::replace(&mut stream.value, next.unwrap_or_else(fresh)),
+            };
             stream.last_time_ns = time_ns;
             stream.last_seen = now;
-            return Ok(stream.value.clone());
+            let value = stream.value.clone();
+            undo.entries.push(UndoEntry {
+                key: key.clone(),
+                previous: Some(previous),
+                applied_time_ns: time_ns,
+            });
+            return Ok(value);
         }
         if inner.streams.len() >= self.max_series {
             self.sweep(&mut inner, now);
@@ -219,7 +265,38 @@ impl DeltaAccumulator {
                 value: value.clone(),
             },
         );
+        undo.entries.push(UndoEntry {
+            key: key.clone(),
+            previous: None,
+            applied_time_ns: time_ns,
+        });
         Ok(value)
+    }
+
+    /// Undoes the advances of a request whose batch the store refused, newest first. A
+    /// stream advanced since by another request (or evicted) is left as it is.
+    pub fn rollback(&self, undo: DeltaUndo) {
+        if undo.entries.is_empty() {
+            return;
+        }
+        let mut inner = self.inner.lock();
+        for entry in undo.entries.into_iter().rev() {
+            let unchanged = inner
+                .streams
+                .get(&entry.key)
+                .is_some_and(|s| s.last_time_ns == entry.applied_time_ns);
+            if !unchanged {
+                continue;
+            }
+            match entry.previous {
+                Some(previous) => {
+                    inner.streams.insert(entry.key, previous);
+                }
+                None => {
+                    inner.streams.remove(&entry.key);
+                }
+            }
+        }
     }
 
     /// Drops idle streams; throttled so a full map of live streams is not rescanned per point.
@@ -267,33 +344,54 @@ mod tests {
     fn contiguous_deltas_accumulate() {
         let acc = DeltaAccumulator::default();
         let k = key("a_total");
-        assert_eq!(acc.add_sum(&k, 100, 200, 3.0), Ok(3.0));
-        assert_eq!(acc.add_sum(&k, 200, 300, 2.0), Ok(5.0));
+        assert_eq!(
+            acc.add_sum(&k, 100, 200, 3.0, &mut DeltaUndo::default()),
+            Ok(3.0)
+        );
+        assert_eq!(
+            acc.add_sum(&k, 200, 300, 2.0, &mut DeltaUndo::default()),
+            Ok(5.0)
+        );
         // start 0 = unknown, treated as contiguous
-        assert_eq!(acc.add_sum(&k, 0, 400, 1.0), Ok(6.0));
+        assert_eq!(
+            acc.add_sum(&k, 0, 400, 1.0, &mut DeltaUndo::default()),
+            Ok(6.0)
+        );
     }
 
     #[test]
     fn a_gap_in_start_time_resets_the_stream() {
         let acc = DeltaAccumulator::default();
         let k = key("a_total");
-        assert_eq!(acc.add_sum(&k, 100, 200, 3.0), Ok(3.0));
-        assert_eq!(acc.add_sum(&k, 250, 300, 2.0), Ok(2.0));
+        assert_eq!(
+            acc.add_sum(&k, 100, 200, 3.0, &mut DeltaUndo::default()),
+            Ok(3.0)
+        );
+        assert_eq!(
+            acc.add_sum(&k, 250, 300, 2.0, &mut DeltaUndo::default()),
+            Ok(2.0)
+        );
     }
 
     #[test]
     fn out_of_order_and_repeated_points_are_refused() {
         let acc = DeltaAccumulator::default();
         let k = key("a_total");
-        assert_eq!(acc.add_sum(&k, 100, 200, 3.0), Ok(3.0));
         assert_eq!(
-            acc.add_sum(&k, 100, 200, 3.0),
+            acc.add_sum(&k, 100, 200, 3.0, &mut DeltaUndo::default()),
+            Ok(3.0)
+        );
+        assert_eq!(
+            acc.add_sum(&k, 100, 200, 3.0, &mut DeltaUndo::default()),
             Err(DeltaError::OutOfOrder {
                 time_ns: 200,
                 last_ns: 200
             })
         );
-        assert_eq!(acc.add_sum(&k, 200, 300, 1.0), Ok(4.0));
+        assert_eq!(
+            acc.add_sum(&k, 200, 300, 1.0, &mut DeltaUndo::default()),
+            Ok(4.0)
+        );
     }
 
     #[test]
@@ -306,14 +404,32 @@ mod tests {
             bucket_counts: counts,
             sum: Some(sum),
         };
-        acc.add_histogram(&k, 1, 2, h(vec![1.0], vec![1, 2], 5.0))
-            .unwrap();
+        acc.add_histogram(
+            &k,
+            1,
+            2,
+            h(vec![1.0], vec![1, 2], 5.0),
+            &mut DeltaUndo::default(),
+        )
+        .unwrap();
         let got = acc
-            .add_histogram(&k, 2, 3, h(vec![1.0], vec![3, 0], 1.5))
+            .add_histogram(
+                &k,
+                2,
+                3,
+                h(vec![1.0], vec![3, 0], 1.5),
+                &mut DeltaUndo::default(),
+            )
             .unwrap();
         assert_eq!(got, h(vec![1.0], vec![4, 2], 6.5));
         let got = acc
-            .add_histogram(&k, 3, 4, h(vec![2.0], vec![1, 1], 2.0))
+            .add_histogram(
+                &k,
+                3,
+                4,
+                h(vec![2.0], vec![1, 1], 2.0),
+                &mut DeltaUndo::default(),
+            )
             .unwrap();
         assert_eq!(got, h(vec![2.0], vec![1, 1], 2.0));
     }
@@ -321,16 +437,71 @@ mod tests {
     #[test]
     fn bounded_with_idle_eviction() {
         let acc = DeltaAccumulator::new(2, Duration::from_secs(60));
-        acc.add_sum(&key("a"), 1, 2, 1.0).unwrap();
-        acc.add_sum(&key("b"), 1, 2, 1.0).unwrap();
+        acc.add_sum(&key("a"), 1, 2, 1.0, &mut DeltaUndo::default())
+            .unwrap();
+        acc.add_sum(&key("b"), 1, 2, 1.0, &mut DeltaUndo::default())
+            .unwrap();
         assert_eq!(
-            acc.add_sum(&key("c"), 1, 2, 1.0),
+            acc.add_sum(&key("c"), 1, 2, 1.0, &mut DeltaUndo::default()),
             Err(DeltaError::Full { max: 2 })
         );
         // existing streams still advance while full
-        assert_eq!(acc.add_sum(&key("a"), 2, 3, 1.0), Ok(2.0));
+        assert_eq!(
+            acc.add_sum(&key("a"), 2, 3, 1.0, &mut DeltaUndo::default()),
+            Ok(2.0)
+        );
         acc.age_all(Duration::from_secs(120));
-        assert_eq!(acc.add_sum(&key("c"), 1, 2, 1.0), Ok(1.0));
+        assert_eq!(
+            acc.add_sum(&key("c"), 1, 2, 1.0, &mut DeltaUndo::default()),
+            Ok(1.0)
+        );
         assert_eq!(acc.len(), 1);
+    }
+
+    #[test]
+    fn rollback_restores_the_streams_a_request_advanced() {
+        let acc = DeltaAccumulator::default();
+        let (a, b) = (key("a_total"), key("b_total"));
+        acc.add_sum(&a, 100, 200, 3.0, &mut DeltaUndo::default())
+            .unwrap();
+        let mut undo = DeltaUndo::default();
+        assert_eq!(acc.add_sum(&a, 200, 300, 2.0, &mut undo), Ok(5.0));
+        assert_eq!(acc.add_sum(&a, 300, 400, 1.0, &mut undo), Ok(6.0));
+        assert_eq!(acc.add_sum(&b, 100, 200, 7.0, &mut undo), Ok(7.0));
+        assert_eq!(undo.len(), 3);
+        acc.rollback(undo);
+        // `a` is back at 200 (total 3), `b` is forgotten: the retry continues both
+        assert_eq!(acc.len(), 1);
+        let mut retry = DeltaUndo::default();
+        assert_eq!(acc.add_sum(&a, 200, 300, 2.0, &mut retry), Ok(5.0));
+        assert_eq!(acc.add_sum(&a, 300, 400, 1.0, &mut retry), Ok(6.0));
+        assert_eq!(acc.add_sum(&b, 100, 200, 7.0, &mut retry), Ok(7.0));
+    }
+
+    #[test]
+    fn rollback_leaves_a_stream_advanced_by_another_request() {
+        let acc = DeltaAccumulator::default();
+        let k = key("a_total");
+        let mut failed = DeltaUndo::default();
+        acc.add_sum(&k, 100, 200, 3.0, &mut failed).unwrap();
+        acc.add_sum(&k, 200, 300, 2.0, &mut DeltaUndo::default())
+            .unwrap();
+        acc.rollback(failed);
+        assert_eq!(
+            acc.add_sum(&k, 300, 400, 1.0, &mut DeltaUndo::default()),
+            Ok(6.0)
+        );
+    }
+
+    #[test]
+    fn refused_points_log_nothing() {
+        let acc = DeltaAccumulator::new(1, Duration::from_secs(60));
+        let k = key("a_total");
+        acc.add_sum(&k, 100, 200, 3.0, &mut DeltaUndo::default())
+            .unwrap();
+        let mut undo = DeltaUndo::default();
+        assert!(acc.add_sum(&k, 100, 200, 3.0, &mut undo).is_err());
+        assert!(acc.add_sum(&key("b"), 1, 2, 1.0, &mut undo).is_err());
+        assert!(undo.is_empty());
     }
 }

@@ -2,8 +2,10 @@
 //!
 //! The service is served by hand rather than through the generated `MetricsServiceServer`, so
 //! that refusals of the payload itself are the client's fault, as a 400 is over HTTP:
-//! - the codec's decoder answers `INVALID_ARGUMENT` with prost's message for a payload that
-//!   does not decode (tonic's `ProstCodec` answers `INTERNAL`, which clients retry);
+//! - a payload that does not decode is answered `INVALID_ARGUMENT` with prost's message
+//!   (tonic's `ProstCodec` answers `INTERNAL`, which clients retry). The codec hands the raw
+//!   message over and the handler decodes it on the blocking pool with the conversion, the
+//!   same step OTLP/HTTP uses;
 //! - a gRPC frame longer than `max_request_body_bytes` is refused with `INVALID_ARGUMENT`
 //!   naming the limit as soon as its 5-byte header arrives, before tonic buffers it (tonic
 //!   itself answers `OUT_OF_RANGE`, which OTLP clients retry forever). A gzip frame that
@@ -16,24 +18,21 @@
 //! the binary.
 
 use std::convert::Infallible;
-use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
 use http_body::{Body, Frame};
-use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-};
-use prost::Message;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
 use store::MetricsAppender;
 use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EnabledCompressionEncodings};
 use tonic::codegen::{BoxFuture, StdError};
 
 use super::delta::DeltaAccumulator;
 use super::export::{
-    append_converted, convert_blocking, error_outcome, outcome, shared_delta, PROTOCOL_GRPC,
+    append_converted, convert_blocking, decode_protobuf, error_outcome, outcome, shared_delta,
+    PROTOCOL_GRPC,
 };
 use super::status::tonic_status;
 use crate::telemetry::REQUESTS;
@@ -122,11 +121,11 @@ where
 /// The unary method, as the generated server wraps it.
 struct ExportSvc(Arc<OtlpMetricsService>);
 
-impl tonic::server::UnaryService<ExportMetricsServiceRequest> for ExportSvc {
+impl tonic::server::UnaryService<Bytes> for ExportSvc {
     type Response = ExportMetricsServiceResponse;
     type Future = BoxFuture<tonic::Response<Self::Response>, tonic::Status>;
 
-    fn call(&mut self, request: tonic::Request<ExportMetricsServiceRequest>) -> Self::Future {
+    fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
         let inner = Arc::clone(&self.0);
         Box::pin(async move { inner.export(request.into_inner()).await })
     }
@@ -135,7 +134,7 @@ impl tonic::server::UnaryService<ExportMetricsServiceRequest> for ExportSvc {
 impl OtlpMetricsService {
     async fn export(
         &self,
-        req: ExportMetricsServiceRequest,
+        req: Bytes,
     ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
         match self.export_inner(req).await {
             Ok(resp) => {
@@ -148,12 +147,15 @@ impl OtlpMetricsService {
         }
     }
 
+    /// Decodes the message and converts it on the blocking pool, as OTLP/HTTP does, then
+    /// appends.
     async fn export_inner(
         &self,
-        req: ExportMetricsServiceRequest,
+        message: Bytes,
     ) -> Result<ExportMetricsServiceResponse, IngestError> {
-        let converted = convert_blocking(req, Arc::clone(&self.delta)).await?;
-        append_converted(self.sink.as_ref(), converted, PROTOCOL_GRPC).await
+        let converted =
+            convert_blocking(move || decode_protobuf(&message), Arc::clone(&self.delta)).await?;
+        append_converted(self.sink.as_ref(), &self.delta, converted, PROTOCOL_GRPC).await
     }
 }
 
@@ -170,38 +172,36 @@ fn refuse(err: &IngestError) -> tonic::Status {
     tonic_status(err)
 }
 
-/// Protobuf codec for the export method whose decoder answers `INVALID_ARGUMENT`.
+/// Codec for the export method: responses are protobuf; a request is handed over as the raw
+/// message bytes (already inflated by tonic when gzip), so that decoding it runs with the
+/// conversion on the blocking pool rather than on a runtime worker. A payload that does not
+/// decode is refused there with `INVALID_ARGUMENT`.
 struct ExportCodec;
 
 impl Codec for ExportCodec {
     type Encode = ExportMetricsServiceResponse;
-    type Decode = ExportMetricsServiceRequest;
+    type Decode = Bytes;
     type Encoder = tonic_prost::ProstEncoder<ExportMetricsServiceResponse>;
-    type Decoder = ExportDecoder;
+    type Decoder = RawDecoder;
 
     fn encoder(&mut self) -> Self::Encoder {
         tonic_prost::ProstEncoder::default()
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        ExportDecoder(PhantomData)
+        RawDecoder
     }
 }
 
-/// Decodes an `ExportMetricsServiceRequest`; a payload that does not decode is refused.
-struct ExportDecoder(PhantomData<ExportMetricsServiceRequest>);
+/// Yields a message's bytes undecoded (a split of tonic's buffer, not a copy).
+struct RawDecoder;
 
-impl Decoder for ExportDecoder {
-    type Item = ExportMetricsServiceRequest;
+impl Decoder for RawDecoder {
+    type Item = Bytes;
     type Error = tonic::Status;
 
     fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Self::Error> {
-        match ExportMetricsServiceRequest::decode(src) {
-            Ok(req) => Ok(Some(req)),
-            Err(e) => Err(refuse(&IngestError::Malformed(format!(
-                "failed to decode protobuf ExportMetricsServiceRequest: {e}"
-            )))),
-        }
+        Ok(Some(src.copy_to_bytes(src.remaining())))
     }
 }
 

@@ -25,9 +25,11 @@ use opentelemetry_proto::tonic::collector::metrics::v1::{
 use prost::Message;
 use store::MetricsAppender;
 
-use super::convert::convert;
 use super::delta::DeltaAccumulator;
-use super::export::{append_converted, error_outcome, outcome, shared_delta, PROTOCOL_HTTP};
+use super::export::{
+    append_converted, convert_blocking, decode_protobuf, error_outcome, outcome, shared_delta,
+    PROTOCOL_HTTP,
+};
 use super::status::rpc_status;
 use crate::error::RETRY_AFTER_SECS;
 use crate::telemetry::REQUESTS;
@@ -111,21 +113,17 @@ async fn handle(
         }
     }
     let raw = read_body(body, limit).await?;
-    let delta = Arc::clone(&state.delta);
     // inflating, decoding and converting are CPU work proportional to the body: one trip to
     // the blocking pool keeps them off the runtime
-    let converted = tokio::task::spawn_blocking(move || {
-        let payload = if gzip { gunzip(&raw, limit)? } else { raw };
-        let request = decode(&payload, encoding)?;
-        Ok::<_, IngestError>(convert(&request, &delta))
-    })
-    .await
-    .map_err(|e| {
-        IngestError::Store(store::StoreError::Unavailable(format!(
-            "otlp decoding task failed: {e}"
-        )))
-    })??;
-    append_converted(state.sink.as_ref(), converted, PROTOCOL_HTTP).await
+    let converted = convert_blocking(
+        move || {
+            let payload = if gzip { gunzip(&raw, limit)? } else { raw };
+            decode(&payload, encoding)
+        },
+        Arc::clone(&state.delta),
+    )
+    .await?;
+    append_converted(state.sink.as_ref(), &state.delta, converted, PROTOCOL_HTTP).await
 }
 
 fn request_encoding(headers: &HeaderMap) -> Result<Encoding, IngestError> {
@@ -196,11 +194,7 @@ fn gunzip(raw: &[u8], limit: usize) -> Result<Bytes, IngestError> {
 
 fn decode(payload: &[u8], encoding: Encoding) -> Result<ExportMetricsServiceRequest, IngestError> {
     match encoding {
-        Encoding::Protobuf => ExportMetricsServiceRequest::decode(payload).map_err(|e| {
-            IngestError::Malformed(format!(
-                "failed to decode protobuf ExportMetricsServiceRequest: {e}"
-            ))
-        }),
+        Encoding::Protobuf => decode_protobuf(payload),
         Encoding::Json => super::json::decode_request(payload),
     }
 }
