@@ -24,6 +24,15 @@ pub static HEAD_SAMPLES: LazyLock<IntGauge> = LazyLock::new(|| {
     .unwrap_or_else(|e| fail("lookout_tsdb_head_samples", e))
 });
 
+pub static WAL_RECORDS_SKIPPED: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "lookout_tsdb_wal_records_skipped_total",
+        "WAL records skipped at replay: one that passed its checksum but could not be \
+         decoded, and every later record of its segment."
+    )
+    .unwrap_or_else(|e| fail("lookout_tsdb_wal_records_skipped_total", e))
+});
+
 pub static HEAD_CHUNKS_BYTES: LazyLock<IntGauge> = LazyLock::new(|| {
     register_int_gauge!(
         "lookout_tsdb_head_chunks_bytes",

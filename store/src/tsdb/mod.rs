@@ -171,10 +171,33 @@ fn load_blocks(dir: &Path) -> Result<Vec<Arc<Block>>> {
         if !path.is_dir() {
             continue;
         }
-        blocks.push(Arc::new(Block::open(&path)?));
+        // A damaged block refuses the start (as in Prometheus): dropping it silently would
+        // lose its samples. A failed read for another reason (permissions) passes through.
+        let block = Block::open(&path).map_err(|e| match e {
+            StoreError::Corrupt { .. } => damaged_block(dir, &path, &name, &e),
+            StoreError::Io { ref source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                damaged_block(dir, &path, &name, &e)
+            }
+            e => e,
+        })?;
+        blocks.push(Arc::new(block));
     }
     blocks.sort_by(|a, b| a.meta.id.cmp(&b.meta.id));
     compact::remove_replaced(dir, blocks)
+}
+
+/// The error for a block that cannot be loaded, saying how to start without it.
+fn damaged_block(dir: &Path, path: &Path, name: &str, e: &StoreError) -> StoreError {
+    StoreError::Corrupt {
+        path: path.to_path_buf(),
+        reason: format!(
+            "block {name} cannot be loaded ({e}); the store does not start without it. \
+             To start without its samples, move the directory out of {} \
+             (e.g. `mv {} <somewhere outside the data directory>`) and restart",
+            dir.display(),
+            path.display()
+        ),
+    }
 }
 
 /// Replays WAL records into the head.
@@ -279,14 +302,28 @@ impl MetricsStore {
             segment_size_bytes: WAL_SEGMENT_BYTES,
             max_pending_appends: MAX_PENDING_APPENDS,
         };
+        let wal_dir = dir.join("wal");
+        // a segment with an undecodable record: the rest of it is skipped
+        let mut skipping: Option<SegmentId> = None;
         let wal = Wal::open(wal_opts, |segment: SegmentId, payload: &[u8]| {
             if segment <= covered {
                 return Ok(());
             }
-            wal_records::decode_payload(payload, &mut replay).map_err(|e| StoreError::Corrupt {
-                path: dir.join("wal"),
-                reason: format!("segment {segment}: {e}"),
-            })
+            if skipping == Some(segment) {
+                metrics::WAL_RECORDS_SKIPPED.inc();
+                return Ok(());
+            }
+            if let Err(e) = wal_records::decode_payload(payload, &mut replay) {
+                // The checksum held, so this is a writer bug or a format this build misreads,
+                // not a torn write; refusing to start would keep every later sample offline.
+                tracing::error!(
+                    dir = %wal_dir.display(), segment, reason = %e,
+                    "undecodable tsdb record in a wal segment; skipping the rest of the segment"
+                );
+                metrics::WAL_RECORDS_SKIPPED.inc();
+                skipping = Some(segment);
+            }
+            Ok(())
         })?;
         let (replayed, dropped, unknown) = (replay.samples, replay.dropped, replay.unknown_refs);
         if unknown > 0 {

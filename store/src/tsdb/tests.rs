@@ -1025,3 +1025,80 @@ async fn flush_takes_the_head_lock_off_the_runtime() {
     assert_eq!(store.stats().blocks, 1);
     assert_eq!(all_samples(&store, "up")[0].samples.len(), 1);
 }
+
+/// A record that passed its checksum but does not decode must not keep the store from
+/// opening: it and the rest of its segment are skipped and counted, earlier segments replay.
+#[tokio::test]
+async fn undecodable_wal_record_skips_the_rest_of_its_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = base();
+    {
+        let store = MetricsStore::open(opts(dir.path())).unwrap();
+        store
+            .append(batch(vec![series(
+                "m",
+                "a",
+                &[(t0, 1.0), (t0 + 1000, 2.0)],
+            )]))
+            .await
+            .unwrap();
+        drop(store);
+    }
+    {
+        let wal = Wal::open(
+            WalOptions {
+                dir: dir.path().join("wal"),
+                fsync: FsyncPolicy::Always,
+                segment_size_bytes: WAL_SEGMENT_BYTES,
+                max_pending_appends: 16,
+            },
+            |_, _| Ok(()),
+        )
+        .unwrap();
+        // a series record whose body is shorter than its length says
+        wal.append(vec![1, 200, 1]).await.unwrap();
+        let mut after = PayloadBuilder::default();
+        after.add_series(7, [("__name__", "later"), ("job", "a")].into_iter());
+        after.add_sample(7, t0, 3.0);
+        wal.append(after.finish()).await.unwrap();
+        wal.close().await.unwrap();
+    }
+    let skipped = metrics::WAL_RECORDS_SKIPPED.get();
+    let store = MetricsStore::open(opts(dir.path())).unwrap();
+    assert_eq!(metrics::WAL_RECORDS_SKIPPED.get() - skipped, 2);
+    assert_eq!(all_samples(&store, "m")[0].samples.len(), 2);
+    assert!(all_samples(&store, "later").is_empty());
+    store
+        .append(batch(vec![series("m", "a", &[(t0 + 2000, 3.0)])]))
+        .await
+        .unwrap();
+    store.close().await.unwrap();
+}
+
+/// A damaged block still refuses the start, with an error naming the block directory and
+/// how to start without it.
+#[tokio::test]
+async fn damaged_block_refuses_open_and_says_how_to_move_it() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = MetricsStore::open(opts(dir.path())).unwrap();
+        store
+            .append(batch(vec![series("m", "a", &[(base(), 1.0)])]))
+            .await
+            .unwrap();
+        store.close().await.unwrap();
+    }
+    let block_dir = std::fs::read_dir(dir.path().join("blocks"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_dir())
+        .unwrap();
+    let index = block_dir.join("index");
+    let mut bytes = std::fs::read(&index).unwrap();
+    bytes[6] ^= 0xff;
+    std::fs::write(&index, bytes).unwrap();
+    let err = MetricsStore::open(opts(dir.path())).err().unwrap().to_string();
+    assert!(err.contains(&block_dir.display().to_string()), "{err}");
+    assert!(err.contains("index checksum mismatch"), "{err}");
+    assert!(err.contains("mv "), "{err}");
+}
