@@ -14,10 +14,12 @@
 //! * [`promql`]: query evaluation over a [`MetricsQuerier`].
 //! * [`duration`]: Prometheus duration syntax.
 
+mod clock;
 pub mod config;
 pub mod contract;
 pub mod duration;
 pub mod error;
+mod fsutil;
 pub mod model;
 pub mod promql;
 pub mod tsdb;

@@ -2,7 +2,7 @@
 //! `offset`), the 5-minute lookback with staleness, and range windows closed on both ends, as Prometheus 2.x
 //! evaluates them (3.x made them left-open; the compliance target is 2.42).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use promql_parser::label::{MatchOp as ParserMatchOp, Matcher};
 use promql_parser::parser::{AtModifier, Offset, VectorSelector};
@@ -57,9 +57,7 @@ pub(super) fn system_time_ms(t: SystemTime) -> i64 {
     }
 }
 
-pub(super) fn duration_ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
+pub(super) use crate::clock::duration_ms;
 
 /// How a selector's `@` and `offset` move each evaluation step's time.
 #[derive(Clone, Copy, Debug)]

@@ -31,6 +31,7 @@ use super::index::{
 };
 use super::wal_records::{put_uvarint, put_varint, Reader};
 use crate::error::{Result, StoreError};
+use crate::fsutil::sync_dir;
 use crate::model::{Labels, Sample};
 
 pub const FORMAT_VERSION: u32 = 1;
@@ -122,12 +123,6 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut f = File::create(path).map_err(|e| StoreError::io(path, e))?;
     f.write_all(bytes).map_err(|e| StoreError::io(path, e))?;
     f.sync_all().map_err(|e| StoreError::io(path, e))
-}
-
-pub fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| StoreError::io(dir, e))
 }
 
 /// One re-encoded chunk: encoding, bytes, time range, sample count.

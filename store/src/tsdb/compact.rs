@@ -213,7 +213,7 @@ pub fn remove_blocks(blocks_dir: &Path, doomed: &[(String, PathBuf)]) -> Result<
         std::fs::rename(dir, &del).map_err(|e| StoreError::io(dir, e))?;
         std::fs::remove_dir_all(&del).map_err(|e| StoreError::io(&del, e))?;
     }
-    block::sync_dir(blocks_dir)
+    crate::fsutil::sync_dir(blocks_dir)
 }
 
 /// At open: drops and deletes every block that a loaded block lists in `compacted_from`

@@ -55,12 +55,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use parking_lot::RwLock;
 use tokio::sync::{oneshot, Notify};
 
+use crate::clock::{duration_ms, now_ms};
 use crate::config::{MetricsStoreOptions, WalOptions};
 use crate::contract::{AppendReport, LabelMatcher, MetricsAppender, MetricsQuerier, RejectReason};
 use crate::error::{Result, StoreError};
@@ -111,17 +112,6 @@ pub struct MetricsStore {
     closed: AtomicBool,
     shutdown: Notify,
     block_seq: AtomicU64,
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
-fn duration_ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 fn meta_err(what: &str, e: impl std::fmt::Display) -> StoreError {
@@ -535,7 +525,7 @@ impl MetricsStore {
                 std::fs::remove_dir_all(&doomed).map_err(|e| StoreError::io(&doomed, e))?;
                 tracing::info!(block = %b.meta.id, max_time = b.meta.max_time, "block deleted by retention");
             }
-            block::sync_dir(&blocks_dir)
+            crate::fsutil::sync_dir(&blocks_dir)
         })
         .await
         .map_err(|e| StoreError::Unavailable(format!("retention task failed: {e}")))??;

@@ -1097,7 +1097,10 @@ async fn damaged_block_refuses_open_and_says_how_to_move_it() {
     let mut bytes = std::fs::read(&index).unwrap();
     bytes[6] ^= 0xff;
     std::fs::write(&index, bytes).unwrap();
-    let err = MetricsStore::open(opts(dir.path())).err().unwrap().to_string();
+    let err = MetricsStore::open(opts(dir.path()))
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains(&block_dir.display().to_string()), "{err}");
     assert!(err.contains("index checksum mismatch"), "{err}");
     assert!(err.contains("mv "), "{err}");

@@ -17,7 +17,7 @@ mod replay;
 mod writer;
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -26,6 +26,7 @@ use tokio::sync::oneshot;
 
 use crate::config::WalOptions;
 use crate::error::{Result, StoreError};
+use crate::fsutil::sync_dir;
 use metrics::WalMetrics;
 use writer::{Request, Writer};
 
@@ -126,13 +127,6 @@ fn closed_error() -> StoreError {
 
 fn writer_gone() -> StoreError {
     StoreError::Unavailable("wal writer stopped before answering".to_string())
-}
-
-/// fsyncs a directory so that file creations and deletions in it survive a crash.
-pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| StoreError::io(dir, e))
 }
 
 impl Wal {

@@ -17,9 +17,10 @@ use std::io::BufReader;
 use std::path::Path;
 
 use crate::error::{Result, StoreError};
+use crate::fsutil::sync_dir;
 use crate::wal::format::{self, Damage, Header, Next, SegmentReader};
 use crate::wal::metrics::WalMetrics;
-use crate::wal::{sync_dir, SegmentId};
+use crate::wal::SegmentId;
 
 const READ_BUFFER_BYTES: usize = 1 << 20;
 

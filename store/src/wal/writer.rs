@@ -21,8 +21,9 @@ use tokio::sync::oneshot;
 
 use crate::config::FsyncPolicy;
 use crate::error::{Result, StoreError};
+use crate::fsutil::sync_dir;
 use crate::wal::format;
-use crate::wal::{sync_dir, SegmentId, Shared};
+use crate::wal::{SegmentId, Shared};
 
 /// What appenders ask of the writer.
 pub(crate) enum Request {
