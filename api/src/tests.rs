@@ -6,96 +6,12 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
-use store::model::{MetricMetadata, MetricType, Sample, Series};
-use store::{LabelMatcher, Labels, MetricsQuerier};
+use store::model::{MetricMetadata, MetricType, Sample};
+use store::testing::MemQuerier;
+use store::Labels;
 use tower::ServiceExt;
 
 use crate::{router, ApiOptions};
-
-struct MemQuerier {
-    series: BTreeMap<Labels, Vec<Sample>>,
-}
-
-impl MemQuerier {
-    fn matching(&self, sets: &[Vec<LabelMatcher>]) -> Vec<Labels> {
-        self.series
-            .keys()
-            .filter(|l| {
-                sets.is_empty()
-                    || sets
-                        .iter()
-                        .any(|set| set.iter().all(|m| m.matches_labels(l)))
-            })
-            .cloned()
-            .collect()
-    }
-}
-
-impl MetricsQuerier for MemQuerier {
-    fn select(
-        &self,
-        matchers: &[LabelMatcher],
-        mint: i64,
-        maxt: i64,
-    ) -> store::Result<Vec<Series>> {
-        Ok(self
-            .series
-            .iter()
-            .filter(|(l, _)| matchers.iter().all(|m| m.matches_labels(l)))
-            .map(|(l, s)| Series {
-                labels: l.clone(),
-                samples: s
-                    .iter()
-                    .filter(|x| x.timestamp_ms >= mint && x.timestamp_ms <= maxt)
-                    .copied()
-                    .collect(),
-            })
-            .filter(|s| !s.samples.is_empty())
-            .collect())
-    }
-    fn series(&self, sets: &[Vec<LabelMatcher>], _: i64, _: i64) -> store::Result<Vec<Labels>> {
-        Ok(self.matching(sets))
-    }
-    fn label_names(
-        &self,
-        sets: &[Vec<LabelMatcher>],
-        _: i64,
-        _: i64,
-    ) -> store::Result<Vec<String>> {
-        let mut names: Vec<String> = self
-            .matching(sets)
-            .iter()
-            .flat_map(|l| l.iter().map(|x| x.name.clone()).collect::<Vec<_>>())
-            .collect();
-        names.sort();
-        names.dedup();
-        Ok(names)
-    }
-    fn label_values(
-        &self,
-        name: &str,
-        sets: &[Vec<LabelMatcher>],
-        _: i64,
-        _: i64,
-    ) -> store::Result<Vec<String>> {
-        let mut values: Vec<String> = self
-            .matching(sets)
-            .iter()
-            .filter_map(|l| l.get(name).map(str::to_string))
-            .collect();
-        values.sort();
-        values.dedup();
-        Ok(values)
-    }
-    fn metadata(&self) -> store::Result<Vec<MetricMetadata>> {
-        Ok(vec![MetricMetadata {
-            metric_family: "up".into(),
-            metric_type: MetricType::Gauge,
-            help: "Target up.".into(),
-            unit: String::new(),
-        }])
-    }
-}
 
 fn app() -> axum::Router {
     let mut series = BTreeMap::new();
@@ -115,7 +31,16 @@ fn app() -> axum::Router {
         Labels::from_pairs([("__name__", "temp"), ("room", "a")]),
         vec![Sample::new(0, 21.5)],
     );
-    router(Arc::new(MemQuerier { series }), ApiOptions::default())
+    let metadata = vec![MetricMetadata {
+        metric_family: "up".into(),
+        metric_type: MetricType::Gauge,
+        help: "Target up.".into(),
+        unit: String::new(),
+    }];
+    router(
+        Arc::new(MemQuerier { series, metadata }),
+        ApiOptions::default(),
+    )
 }
 
 async fn call(req: Request<Body>) -> (StatusCode, String) {

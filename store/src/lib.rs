@@ -13,6 +13,7 @@
 //!   chunks overlapping the range.
 //! * [`promql`]: query evaluation over a [`MetricsQuerier`].
 //! * [`duration`]: Prometheus duration syntax.
+//! * [`testing`]: an in-memory querier for tests of query code.
 
 mod clock;
 pub mod config;
@@ -22,6 +23,7 @@ pub mod error;
 mod fsutil;
 pub mod model;
 pub mod promql;
+pub mod testing;
 pub mod tsdb;
 pub mod wal;
 

@@ -27,57 +27,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use promql_parser::parser::Expr;
-use store::model::{stale_nan, Label, Labels, MetricMetadata, Sample, Series};
+use store::model::{stale_nan, Label, Labels, Sample};
 use store::promql::{Engine, EngineOptions, Value};
-use store::{LabelMatcher, MetricsQuerier};
-
-/// The store contract over a plain map, so the scripts test the engine alone.
-#[derive(Default)]
-struct MemQuerier {
-    series: BTreeMap<Labels, Vec<Sample>>,
-}
-
-impl MetricsQuerier for MemQuerier {
-    fn select(
-        &self,
-        matchers: &[LabelMatcher],
-        mint: i64,
-        maxt: i64,
-    ) -> store::Result<Vec<Series>> {
-        Ok(self
-            .series
-            .iter()
-            .filter(|(l, _)| matchers.iter().all(|m| m.matches_labels(l)))
-            .map(|(l, s)| Series {
-                labels: l.clone(),
-                samples: s
-                    .iter()
-                    .filter(|x| x.timestamp_ms >= mint && x.timestamp_ms <= maxt)
-                    .copied()
-                    .collect(),
-            })
-            .filter(|s| !s.samples.is_empty())
-            .collect())
-    }
-    fn series(&self, _: &[Vec<LabelMatcher>], _: i64, _: i64) -> store::Result<Vec<Labels>> {
-        Ok(self.series.keys().cloned().collect())
-    }
-    fn label_names(&self, _: &[Vec<LabelMatcher>], _: i64, _: i64) -> store::Result<Vec<String>> {
-        Ok(Vec::new())
-    }
-    fn label_values(
-        &self,
-        _: &str,
-        _: &[Vec<LabelMatcher>],
-        _: i64,
-        _: i64,
-    ) -> store::Result<Vec<String>> {
-        Ok(Vec::new())
-    }
-    fn metadata(&self) -> store::Result<Vec<MetricMetadata>> {
-        Ok(Vec::new())
-    }
-}
+use store::testing::MemQuerier;
 
 fn parse_time(text: &str) -> Result<i64, String> {
     store::duration::parse_duration(text).map(|d| d.as_millis() as i64)
@@ -250,13 +202,7 @@ fn run_cmd(cmd: &Cmd, querier: &mut MemQuerier, engine: &mut Option<Engine>) -> 
 }
 
 fn engine_for<'a>(querier: &mut MemQuerier, engine: &'a mut Option<Engine>) -> &'a Engine {
-    engine.get_or_insert_with(|| {
-        let q = MemQuerier {
-            series: std::mem::take(&mut querier.series),
-        };
-        querier.series = q.series.clone();
-        Engine::new(Arc::new(q), EngineOptions::default())
-    })
+    engine.get_or_insert_with(|| Engine::new(Arc::new(querier.clone()), EngineOptions::default()))
 }
 
 fn check(
