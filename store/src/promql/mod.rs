@@ -17,6 +17,7 @@
 
 mod error;
 mod eval;
+pub(crate) mod functions;
 mod selector;
 pub mod value;
 
