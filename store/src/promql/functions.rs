@@ -1,13 +1,35 @@
 //! PromQL's functions as pure computations over one series' samples or one value, matching
-//! Prometheus 2.42's `promql/functions.go`. The evaluator (`eval`) selects the inputs and
-//! calls these per series and step.
+//! Prometheus 2.42's `promql/functions.go` (and Go's `math`/`time` where Prometheus leans on
+//! them). The evaluator (`eval`) selects the inputs and calls these per series and step; it
+//! owns argument evaluation, output labels and errors that depend on the whole vector.
+//!
+//! Notes for callers:
+//! * Range functions are only called for a series with at least one sample in the window;
+//!   an empty window yields `None` here too.
+//! * `holt_winters` with a smoothing or trend factor outside (0, 1) is an error in
+//!   Prometheus (raised only when a series with samples reaches the function); check
+//!   [`validate_range_args`] first. `eval_range_function` returns `None` for such input.
+//! * `predict_linear` extrapolates from the evaluation timestamp, not the window end (they
+//!   differ under `offset`/`@`): pass it as `args[1]` (milliseconds); without it the window
+//!   end is used.
+//! * `clamp(v, min, max)` with `min > max` yields no value: `eval_elementwise` returns
+//!   `None`, and the evaluator drops the element.
+//! * Prometheus reports the label_replace/label_join/holt_winters argument errors with the
+//!   `execution` error type (HTTP 422), not `bad_data`.
 // The evaluator wires these in function by function.
 #![allow(dead_code)]
 
-use super::error::PromqlError;
-use crate::model::{Labels, Sample};
+use std::cmp::Ordering;
 
-/// A range-vector function's input at one evaluation step.
+use regex::Regex;
+
+use super::error::PromqlError;
+use crate::model::{Label, Labels, Sample, METRIC_NAME_LABEL};
+
+/// A range-vector function's input at one evaluation step: the samples of one series in
+/// the window `[range_start_ms, range_end_ms]` (staleness markers already removed, time
+/// order), plus the scalar arguments other than the range vector (quantile_over_time's φ;
+/// predict_linear's t and optionally the evaluation time in ms; holt_winters' sf, tf).
 pub struct RangeArgs<'a> {
     pub samples: &'a [Sample],
     pub range_start_ms: i64,
@@ -15,49 +37,836 @@ pub struct RangeArgs<'a> {
     pub args: &'a [f64],
 }
 
-pub fn eval_range_function(_name: &str, _input: &RangeArgs<'_>) -> Option<f64> {
-    None
+const RANGE_FUNCTIONS: &[&str] = &[
+    "rate",
+    "irate",
+    "increase",
+    "delta",
+    "idelta",
+    "deriv",
+    "predict_linear",
+    "resets",
+    "changes",
+    "avg_over_time",
+    "min_over_time",
+    "max_over_time",
+    "sum_over_time",
+    "count_over_time",
+    "quantile_over_time",
+    "stddev_over_time",
+    "stdvar_over_time",
+    "last_over_time",
+    "present_over_time",
+    "holt_winters",
+];
+
+const ELEMENTWISE_FUNCTIONS: &[&str] = &[
+    "abs",
+    "ceil",
+    "floor",
+    "round",
+    "exp",
+    "ln",
+    "log2",
+    "log10",
+    "sqrt",
+    "sgn",
+    "clamp",
+    "clamp_min",
+    "clamp_max",
+    "sin",
+    "cos",
+    "tan",
+    "asin",
+    "acos",
+    "atan",
+    "sinh",
+    "cosh",
+    "tanh",
+    "asinh",
+    "acosh",
+    "atanh",
+    "deg",
+    "rad",
+    "day_of_month",
+    "day_of_week",
+    "day_of_year",
+    "days_in_month",
+    "hour",
+    "minute",
+    "month",
+    "year",
+];
+
+pub fn is_range_function(name: &str) -> bool {
+    RANGE_FUNCTIONS.contains(&name)
 }
 
-pub fn is_range_function(_name: &str) -> bool {
-    false
+pub fn is_elementwise_function(name: &str) -> bool {
+    ELEMENTWISE_FUNCTIONS.contains(&name)
 }
 
-pub fn eval_elementwise(_name: &str, _value: f64, _args: &[f64]) -> Option<f64> {
-    None
+/// Checks a range function's scalar arguments as Prometheus does before computing, returning
+/// Prometheus's error message (an `execution` error there). Only holt_winters has such checks.
+pub fn validate_range_args(name: &str, args: &[f64]) -> Result<(), String> {
+    if name != "holt_winters" {
+        return Ok(());
+    }
+    let sf = args.first().copied().unwrap_or(f64::NAN);
+    let tf = args.get(1).copied().unwrap_or(f64::NAN);
+    // written as Prometheus's `sf <= 0 || sf >= 1`: NaN passes the check there
+    if sf <= 0.0 || sf >= 1.0 {
+        return Err(format!(
+            "invalid smoothing factor. Expected: 0 < sf < 1, got: {}",
+            go_f(sf)
+        ));
+    }
+    if tf <= 0.0 || tf >= 1.0 {
+        return Err(format!(
+            "invalid trend factor. Expected: 0 < tf < 1, got: {}",
+            go_f(tf)
+        ));
+    }
+    Ok(())
 }
 
-pub fn is_elementwise_function(_name: &str) -> bool {
-    false
+/// Go's `%f` formatting (6 decimals; `NaN`, `+Inf`, `-Inf`).
+fn go_f(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".to_string()
+    } else if v.is_infinite() {
+        if v > 0.0 { "+Inf" } else { "-Inf" }.to_string()
+    } else {
+        format!("{v:.6}")
+    }
 }
 
-pub fn histogram_quantile(_q: f64, _buckets: &mut Vec<(f64, f64)>) -> f64 {
-    f64::NAN
+/// Evaluates a range-vector function over one series' window. `None`: no value for this
+/// series at this step (too few samples, invalid arguments, unknown function).
+pub fn eval_range_function(name: &str, input: &RangeArgs<'_>) -> Option<f64> {
+    let s = input.samples;
+    let first = s.first()?;
+    let last = s.last()?;
+    let arg = |i: usize| input.args.get(i).copied();
+    match name {
+        "rate" => extrapolated_rate(input, true, true),
+        "increase" => extrapolated_rate(input, true, false),
+        "delta" => extrapolated_rate(input, false, false),
+        "irate" => instant_value(s, true),
+        "idelta" => instant_value(s, false),
+        "deriv" => {
+            if s.len() < 2 {
+                return None;
+            }
+            // relative to the first sample's time, to keep the regression numerically sane
+            Some(linear_regression(s, first.timestamp_ms).0)
+        }
+        "predict_linear" => {
+            if s.len() < 2 {
+                return None;
+            }
+            let duration = arg(0)?;
+            let eval_ts = match arg(1) {
+                Some(t) if t.is_finite() => t as i64,
+                _ => input.range_end_ms,
+            };
+            let (slope, intercept) = linear_regression(s, eval_ts);
+            Some(slope * duration + intercept)
+        }
+        "resets" => {
+            let mut resets = 0usize;
+            let mut prev = first.value;
+            for x in &s[1..] {
+                if x.value < prev {
+                    resets += 1;
+                }
+                prev = x.value;
+            }
+            Some(resets as f64)
+        }
+        "changes" => {
+            let mut changes = 0usize;
+            let mut prev = first.value;
+            for x in &s[1..] {
+                let cur = x.value;
+                if cur != prev && !(cur.is_nan() && prev.is_nan()) {
+                    changes += 1;
+                }
+                prev = cur;
+            }
+            Some(changes as f64)
+        }
+        "avg_over_time" => Some(avg_over_time(s)),
+        "min_over_time" => {
+            let mut min = first.value;
+            for x in s {
+                if x.value < min || min.is_nan() {
+                    min = x.value;
+                }
+            }
+            Some(min)
+        }
+        "max_over_time" => {
+            let mut max = first.value;
+            for x in s {
+                if x.value > max || max.is_nan() {
+                    max = x.value;
+                }
+            }
+            Some(max)
+        }
+        "sum_over_time" => {
+            let (mut sum, mut c) = (0.0, 0.0);
+            for x in s {
+                (sum, c) = kahan_sum_inc(x.value, sum, c);
+            }
+            Some(if sum.is_infinite() { sum } else { sum + c })
+        }
+        "count_over_time" => Some(s.len() as f64),
+        "quantile_over_time" => {
+            let q = arg(0)?;
+            let mut values: Vec<f64> = s.iter().map(|x| x.value).collect();
+            Some(quantile(q, &mut values))
+        }
+        "stddev_over_time" => Some(stdvar_over_time(s).sqrt()),
+        "stdvar_over_time" => Some(stdvar_over_time(s)),
+        "last_over_time" => Some(last.value),
+        "present_over_time" => Some(1.0),
+        "holt_winters" => {
+            validate_range_args(name, input.args).ok()?;
+            holt_winters(s, arg(0)?, arg(1)?)
+        }
+        _ => None,
+    }
 }
 
+/// Neumaier's improved Kahan summation step, as Prometheus's `kahanSumInc`.
+fn kahan_sum_inc(inc: f64, sum: f64, mut c: f64) -> (f64, f64) {
+    let t = sum + inc;
+    if sum.abs() >= inc.abs() {
+        c += (sum - t) + inc;
+    } else {
+        c += (inc - t) + sum;
+    }
+    (t, c)
+}
+
+/// rate/increase/delta: the difference between the first and last sample (with counter
+/// resets added back for counters), extrapolated towards the window's boundaries.
+fn extrapolated_rate(input: &RangeArgs<'_>, is_counter: bool, is_rate: bool) -> Option<f64> {
+    let s = input.samples;
+    if s.len() < 2 {
+        return None;
+    }
+    let first = s.first()?;
+    let last = s.last()?;
+    let mut result = last.value - first.value;
+    if is_counter {
+        let mut prev = 0.0;
+        for x in s {
+            if x.value < prev {
+                result += prev;
+            }
+            prev = x.value;
+        }
+    }
+    let mut duration_to_start = (first.timestamp_ms - input.range_start_ms) as f64 / 1000.0;
+    let duration_to_end = (input.range_end_ms - last.timestamp_ms) as f64 / 1000.0;
+    let sampled_interval = (last.timestamp_ms - first.timestamp_ms) as f64 / 1000.0;
+    let average_between = sampled_interval / (s.len() - 1) as f64;
+
+    if is_counter && result > 0.0 && first.value >= 0.0 {
+        // a counter cannot go below zero: do not extrapolate past its zero point
+        let duration_to_zero = sampled_interval * (first.value / result);
+        if duration_to_zero < duration_to_start {
+            duration_to_start = duration_to_zero;
+        }
+    }
+    let threshold = average_between * 1.1;
+    let mut extrapolate_to = sampled_interval;
+    extrapolate_to += if duration_to_start < threshold {
+        duration_to_start
+    } else {
+        average_between / 2.0
+    };
+    extrapolate_to += if duration_to_end < threshold {
+        duration_to_end
+    } else {
+        average_between / 2.0
+    };
+    result *= extrapolate_to / sampled_interval;
+    if is_rate {
+        result /= (input.range_end_ms - input.range_start_ms) as f64 / 1000.0;
+    }
+    Some(result)
+}
+
+/// irate/idelta: from the last two samples.
+fn instant_value(s: &[Sample], is_rate: bool) -> Option<f64> {
+    if s.len() < 2 {
+        return None;
+    }
+    let last = s.last()?;
+    let prev = s.get(s.len() - 2)?;
+    let mut result = if is_rate && last.value < prev.value {
+        // counter reset
+        last.value
+    } else {
+        last.value - prev.value
+    };
+    let interval = last.timestamp_ms - prev.timestamp_ms;
+    if interval == 0 {
+        return None;
+    }
+    if is_rate {
+        result /= interval as f64 / 1000.0;
+    }
+    Some(result)
+}
+
+/// Least-squares fit of value over time (seconds relative to `intercept_ms`), as
+/// Prometheus's `linearRegression`: (slope, value at `intercept_ms`).
+fn linear_regression(s: &[Sample], intercept_ms: i64) -> (f64, f64) {
+    let (mut n, mut sum_x, mut c_x, mut sum_y, mut c_y) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    let (mut sum_xy, mut c_xy, mut sum_x2, mut c_x2) = (0.0, 0.0, 0.0, 0.0);
+    let init_y = s.first().map_or(f64::NAN, |x| x.value);
+    let mut const_y = true;
+    for (i, x) in s.iter().enumerate() {
+        if const_y && i > 0 && x.value != init_y {
+            const_y = false;
+        }
+        n += 1.0;
+        let t = x.timestamp_ms.wrapping_sub(intercept_ms) as f64 / 1e3;
+        (sum_x, c_x) = kahan_sum_inc(t, sum_x, c_x);
+        (sum_y, c_y) = kahan_sum_inc(x.value, sum_y, c_y);
+        (sum_xy, c_xy) = kahan_sum_inc(t * x.value, sum_xy, c_xy);
+        (sum_x2, c_x2) = kahan_sum_inc(t * t, sum_x2, c_x2);
+    }
+    if const_y {
+        if init_y.is_infinite() {
+            return (f64::NAN, f64::NAN);
+        }
+        return (0.0, init_y);
+    }
+    let (sum_x, sum_y, sum_xy, sum_x2) = (sum_x + c_x, sum_y + c_y, sum_xy + c_xy, sum_x2 + c_x2);
+    let cov_xy = sum_xy - sum_x * sum_y / n;
+    let var_x = sum_x2 - sum_x * sum_x / n;
+    let slope = cov_xy / var_x;
+    let intercept = sum_y / n - slope * sum_x / n;
+    (slope, intercept)
+}
+
+/// avg_over_time: an incremental mean with Kahan compensation, keeping an infinite mean
+/// once reached (unless a NaN or an infinity of the other sign arrives).
+fn avg_over_time(s: &[Sample]) -> f64 {
+    let (mut mean, mut count, mut c) = (0.0f64, 0.0f64, 0.0f64);
+    for x in s {
+        let v = x.value;
+        count += 1.0;
+        if mean.is_infinite() {
+            if v.is_infinite() && (mean > 0.0) == (v > 0.0) {
+                continue;
+            }
+            if !v.is_infinite() && !v.is_nan() {
+                continue;
+            }
+        }
+        (mean, c) = kahan_sum_inc(v / count - mean / count, mean, c);
+    }
+    if mean.is_infinite() {
+        mean
+    } else {
+        mean + c
+    }
+}
+
+/// Population variance by Welford's method with Kahan-compensated mean and sum of squares.
+fn stdvar_over_time(s: &[Sample]) -> f64 {
+    let (mut count, mut mean, mut c_mean, mut aux, mut c_aux) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    for x in s {
+        count += 1.0;
+        let delta = x.value - (mean + c_mean);
+        (mean, c_mean) = kahan_sum_inc(delta / count, mean, c_mean);
+        (aux, c_aux) = kahan_sum_inc(delta * (x.value - (mean + c_mean)), aux, c_aux);
+    }
+    (aux + c_aux) / count
+}
+
+/// Double exponential smoothing, as Prometheus's `funcHoltWinters`.
+fn holt_winters(s: &[Sample], sf: f64, tf: f64) -> Option<f64> {
+    if s.len() < 2 {
+        return None;
+    }
+    let mut s0 = 0.0;
+    let mut s1 = s.first()?.value;
+    let mut b = s.get(1)?.value - s1;
+    for (i, x) in s.iter().enumerate().skip(1) {
+        let scaled = sf * x.value;
+        if i > 1 {
+            b = tf * (s1 - s0) + (1.0 - tf) * b;
+        }
+        let y = (1.0 - sf) * (s1 + b);
+        s0 = s1;
+        s1 = scaled + y;
+    }
+    Some(s1)
+}
+
+/// Go's `math.Max`: +Inf wins, then NaN, and +0 beats -0.
+fn go_max(x: f64, y: f64) -> f64 {
+    if x == f64::INFINITY || y == f64::INFINITY {
+        f64::INFINITY
+    } else if x.is_nan() || y.is_nan() {
+        f64::NAN
+    } else if x == 0.0 && x == y {
+        if x.is_sign_negative() {
+            y
+        } else {
+            x
+        }
+    } else if x > y {
+        x
+    } else {
+        y
+    }
+}
+
+/// Go's `math.Min`: -Inf wins, then NaN, and -0 beats +0.
+fn go_min(x: f64, y: f64) -> f64 {
+    if x == f64::NEG_INFINITY || y == f64::NEG_INFINITY {
+        f64::NEG_INFINITY
+    } else if x.is_nan() || y.is_nan() {
+        f64::NAN
+    } else if x == 0.0 && x == y {
+        if x.is_sign_negative() {
+            x
+        } else {
+            y
+        }
+    } else if x < y {
+        x
+    } else {
+        y
+    }
+}
+
+/// Element-wise math and date functions on one value. `None`: unknown name, or no value
+/// (clamp with min > max).
+pub fn eval_elementwise(name: &str, v: f64, args: &[f64]) -> Option<f64> {
+    let arg = |i: usize| args.get(i).copied().unwrap_or(f64::NAN);
+    let out = match name {
+        "abs" => v.abs(),
+        "ceil" => v.ceil(),
+        "floor" => v.floor(),
+        "round" => {
+            let to_nearest = args.first().copied().unwrap_or(1.0);
+            // Prometheus multiplies by the inverse (fewer accuracy issues); ties round up
+            let inverse = 1.0 / to_nearest;
+            (v * inverse + 0.5).floor() / inverse
+        }
+        "exp" => v.exp(),
+        "ln" => v.ln(),
+        "log2" => v.log2(),
+        "log10" => v.log10(),
+        "sqrt" => v.sqrt(),
+        "sgn" => {
+            if v < 0.0 {
+                -1.0
+            } else if v > 0.0 {
+                1.0
+            } else {
+                v
+            }
+        }
+        "clamp" => {
+            let (min, max) = (arg(0), arg(1));
+            if max < min {
+                return None;
+            }
+            go_max(min, go_min(max, v))
+        }
+        "clamp_min" => go_max(arg(0), v),
+        "clamp_max" => go_min(arg(0), v),
+        "sin" => v.sin(),
+        "cos" => v.cos(),
+        "tan" => v.tan(),
+        "asin" => v.asin(),
+        "acos" => v.acos(),
+        "atan" => v.atan(),
+        "sinh" => v.sinh(),
+        "cosh" => v.cosh(),
+        "tanh" => v.tanh(),
+        "asinh" => v.asinh(),
+        "acosh" => v.acosh(),
+        "atanh" => v.atanh(),
+        "deg" => v * 180.0 / std::f64::consts::PI,
+        "rad" => v * std::f64::consts::PI / 180.0,
+        "day_of_month" => GoDate::from_unix_f64(v).day as f64,
+        "day_of_week" => GoDate::from_unix_f64(v).weekday as f64,
+        "day_of_year" => GoDate::from_unix_f64(v).yday as f64,
+        "days_in_month" => GoDate::from_unix_f64(v).days_in_month() as f64,
+        "hour" => GoDate::from_unix_f64(v).hour as f64,
+        "minute" => GoDate::from_unix_f64(v).minute as f64,
+        "month" => GoDate::from_unix_f64(v).month as f64,
+        "year" => GoDate::from_unix_f64(v).year as f64,
+        _ => return None,
+    };
+    Some(out)
+}
+
+/// A UTC calendar date computed exactly as Go's `time.Unix(int64(v), 0).UTC()` does,
+/// including its wrapping arithmetic, so out-of-range values (NaN and ±Inf convert to
+/// `i64::MIN` on amd64) give the same odd dates Prometheus 2.42 returns.
+struct GoDate {
+    year: i64,
+    month: u64,
+    day: u64,
+    yday: u64,
+    weekday: u64,
+    hour: u64,
+    minute: u64,
+}
+
+const SECONDS_PER_DAY: u64 = 86_400;
+const DAYS_PER_400_YEARS: u64 = 365 * 400 + 97;
+const DAYS_PER_100_YEARS: u64 = 365 * 100 + 24;
+const DAYS_PER_4_YEARS: u64 = 365 * 4 + 1;
+const ABSOLUTE_ZERO_YEAR: i64 = -292_277_022_399;
+/// Go's `unixToInternal + internalToAbsolute`: seconds from the absolute zero year to 1970.
+const UNIX_TO_ABSOLUTE: i64 = {
+    let unix_to_internal: i64 = (1969 * 365 + 1969 / 4 - 1969 / 100 + 1969 / 400) * 86_400;
+    // absoluteToInternal = (absoluteZeroYear - 1) * 365.2425 days of 86400 s
+    let absolute_to_internal: i64 = (ABSOLUTE_ZERO_YEAR - 1) * 31_556_952;
+    unix_to_internal - absolute_to_internal
+};
+/// Days before the start of each month in a non-leap year (Go's `daysBefore`).
+const DAYS_BEFORE: [u64; 13] = [
+    0,
+    31,
+    31 + 28,
+    31 + 28 + 31,
+    31 + 28 + 31 + 30,
+    31 + 28 + 31 + 30 + 31,
+    31 + 28 + 31 + 30 + 31 + 30,
+    31 + 28 + 31 + 30 + 31 + 30 + 31,
+    31 + 28 + 31 + 30 + 31 + 30 + 31 + 31,
+    31 + 28 + 31 + 30 + 31 + 30 + 31 + 31 + 30,
+    31 + 28 + 31 + 30 + 31 + 30 + 31 + 31 + 30 + 31,
+    31 + 28 + 31 + 30 + 31 + 30 + 31 + 31 + 30 + 31 + 30,
+    365,
+];
+
+fn is_leap(year: i64) -> bool {
+    year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
+}
+
+/// Go's float64 to int64 conversion on amd64: truncation, and `i64::MIN` for NaN and
+/// anything out of range.
+fn go_f64_to_i64(v: f64) -> i64 {
+    // 2^63, exactly representable
+    let limit = i64::MAX as f64;
+    if !(-limit..limit).contains(&v) {
+        i64::MIN
+    } else {
+        v as i64
+    }
+}
+
+impl GoDate {
+    fn from_unix_f64(v: f64) -> GoDate {
+        GoDate::from_unix(go_f64_to_i64(v))
+    }
+
+    fn from_unix(sec: i64) -> GoDate {
+        let abs = sec.wrapping_add(UNIX_TO_ABSOLUTE) as u64;
+        let mut d = abs / SECONDS_PER_DAY;
+        let mut n = d / DAYS_PER_400_YEARS;
+        let mut y = 400 * n;
+        d -= DAYS_PER_400_YEARS * n;
+        n = d / DAYS_PER_100_YEARS;
+        n -= n >> 2;
+        y += 100 * n;
+        d -= DAYS_PER_100_YEARS * n;
+        n = d / DAYS_PER_4_YEARS;
+        y += 4 * n;
+        d -= DAYS_PER_4_YEARS * n;
+        n = d / 365;
+        n -= n >> 2;
+        y += n;
+        d -= 365 * n;
+        let year = (y as i64).wrapping_add(ABSOLUTE_ZERO_YEAR);
+        let yday = d;
+        let mut day = yday;
+        let (month, day) = 'md: {
+            if is_leap(year) {
+                if day > 31 + 29 - 1 {
+                    day -= 1;
+                } else if day == 31 + 29 - 1 {
+                    break 'md (2, 29);
+                }
+            }
+            let mut month = (day / 31) as usize;
+            let end = DAYS_BEFORE.get(month + 1).copied().unwrap_or(365);
+            let begin = if day >= end {
+                month += 1;
+                end
+            } else {
+                DAYS_BEFORE.get(month).copied().unwrap_or(0)
+            };
+            (month as u64 + 1, day - begin + 1)
+        };
+        let weekday = (abs.wrapping_add(SECONDS_PER_DAY) % (7 * SECONDS_PER_DAY)) / SECONDS_PER_DAY;
+        GoDate {
+            year,
+            month,
+            day,
+            yday: yday + 1,
+            weekday,
+            hour: (abs % SECONDS_PER_DAY) / 3600,
+            minute: (abs % 3600) / 60,
+        }
+    }
+
+    fn days_in_month(&self) -> u64 {
+        match self.month {
+            2 if is_leap(self.year) => 29,
+            2 => 28,
+            4 | 6 | 9 | 11 => 30,
+            _ => 31,
+        }
+    }
+}
+
+/// Prometheus's `bucketQuantile` over classic histogram buckets (upper bound, cumulative
+/// count), in any order.
+pub fn histogram_quantile(q: f64, buckets: &mut Vec<(f64, f64)>) -> f64 {
+    if q.is_nan() {
+        return f64::NAN;
+    }
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    match buckets.last() {
+        Some(b) if b.0 == f64::INFINITY => {}
+        _ => return f64::NAN,
+    }
+    coalesce_buckets(buckets);
+    ensure_monotonic(buckets);
+    if buckets.len() < 2 {
+        return f64::NAN;
+    }
+    let observations = buckets[buckets.len() - 1].1;
+    if observations == 0.0 {
+        return f64::NAN;
+    }
+    let mut rank = q * observations;
+    // the first bucket (excluding +Inf) whose count reaches the rank
+    let b = buckets[..buckets.len() - 1].partition_point(|x| x.1 < rank);
+    if b == buckets.len() - 1 {
+        return buckets[buckets.len() - 2].0;
+    }
+    if b == 0 && buckets[0].0 <= 0.0 {
+        return buckets[0].0;
+    }
+    let bucket_end = buckets[b].0;
+    let mut count = buckets[b].1;
+    let mut bucket_start = 0.0;
+    if b > 0 {
+        bucket_start = buckets[b - 1].0;
+        count -= buckets[b - 1].1;
+        rank -= buckets[b - 1].1;
+    }
+    bucket_start + (bucket_end - bucket_start) * (rank / count)
+}
+
+/// Merges buckets with the same upper bound (sorted input), summing their counts.
+fn coalesce_buckets(buckets: &mut Vec<(f64, f64)>) {
+    let mut out = 0usize;
+    for i in 0..buckets.len() {
+        let cur = buckets[i];
+        if i > 0 && cur.0 == buckets[out - 1].0 {
+            buckets[out - 1].1 += cur.1;
+        } else {
+            buckets[out] = cur;
+            out += 1;
+        }
+    }
+    buckets.truncate(out);
+}
+
+/// Raises any count below an earlier bucket's count to it (precision loss in the source).
+fn ensure_monotonic(buckets: &mut [(f64, f64)]) {
+    let mut max = f64::NEG_INFINITY;
+    for b in buckets.iter_mut() {
+        if b.1 > max {
+            max = b.1;
+        } else if b.1 < max {
+            b.1 = max;
+        }
+    }
+}
+
+/// Prometheus's `quantile`: linear interpolation between the closest ranks after sorting
+/// (NaN first). Empty input is NaN; φ < 0 is -Inf and φ > 1 is +Inf.
+// `&mut Vec` is the interface the evaluator codes against
+#[allow(clippy::ptr_arg)]
+pub fn quantile(q: f64, values: &mut Vec<f64>) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    if q.is_nan() {
+        return f64::NAN;
+    }
+    values.sort_by(|a, b| match (a.is_nan(), b.is_nan()) {
+        (true, true) => Ordering::Equal,
+        (true, false) => Ordering::Less,
+        (false, true) => Ordering::Greater,
+        _ => a.total_cmp(b),
+    });
+    let n = values.len() as f64;
+    let rank = q * (n - 1.0);
+    let lower = rank.floor().max(0.0);
+    let upper = (lower + 1.0).min(n - 1.0);
+    let weight = rank - rank.floor();
+    let lo = values.get(lower as usize).copied().unwrap_or(f64::NAN);
+    let hi = values.get(upper as usize).copied().unwrap_or(f64::NAN);
+    lo * (1.0 - weight) + hi * weight
+}
+
+/// Whether `name` is a valid Prometheus label name (`[a-zA-Z_][a-zA-Z0-9_]*`).
+fn is_valid_label_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .enumerate()
+            .all(|(i, b)| b.is_ascii_alphabetic() || b == b'_' || (i > 0 && b.is_ascii_digit()))
+}
+
+/// label_replace's regex, compiled once per call site: anchored at both ends as Prometheus
+/// does. Errors carry Prometheus's messages.
+pub struct LabelReplace {
+    regex: Regex,
+    dst: String,
+    replacement: String,
+    src: String,
+}
+
+impl LabelReplace {
+    pub fn new(
+        dst: &str,
+        replacement: &str,
+        src: &str,
+        regex: &str,
+    ) -> Result<LabelReplace, PromqlError> {
+        let compiled = Regex::new(&format!("^(?:{regex})$")).map_err(|_| {
+            PromqlError::BadQuery(format!(
+                "invalid regular expression in label_replace(): {regex}"
+            ))
+        })?;
+        if !is_valid_label_name(dst) {
+            return Err(PromqlError::BadQuery(format!(
+                "invalid destination label name in label_replace(): {dst}"
+            )));
+        }
+        Ok(LabelReplace {
+            regex: compiled,
+            dst: dst.to_string(),
+            replacement: replacement.to_string(),
+            src: src.to_string(),
+        })
+    }
+
+    /// Applies the replacement to one label set: unchanged when the regex does not match the
+    /// source label's value (absent = ""); an empty expansion deletes `dst`.
+    pub fn apply(&self, labels: &Labels) -> Labels {
+        let src_val = labels.get(&self.src).unwrap_or("");
+        let Some(caps) = self.regex.captures(src_val) else {
+            return labels.clone();
+        };
+        let mut res = String::new();
+        caps.expand(&self.replacement, &mut res);
+        let mut out: Vec<Label> = labels
+            .iter()
+            .filter(|l| l.name != self.dst)
+            .cloned()
+            .collect();
+        if !res.is_empty() {
+            out.push(Label::new(self.dst.clone(), res));
+        }
+        Labels::new(out)
+    }
+}
+
+/// label_replace(v, dst, replacement, src, regex) on one label set. Compiles the regex on
+/// every call: callers with many series should use [`LabelReplace`].
 pub fn label_replace(
     labels: &Labels,
-    _dst: &str,
-    _replacement: &str,
-    _src: &str,
-    _regex: &str,
+    dst: &str,
+    replacement: &str,
+    src: &str,
+    regex: &str,
 ) -> Result<Labels, PromqlError> {
-    Ok(labels.clone())
+    Ok(LabelReplace::new(dst, replacement, src, regex)?.apply(labels))
 }
 
+/// Checks label_join's label names as Prometheus does (sources first, then destination).
+pub fn validate_label_join(dst: &str, srcs: &[&str]) -> Result<(), PromqlError> {
+    if let Some(bad) = srcs.iter().find(|s| !is_valid_label_name(s)) {
+        return Err(PromqlError::BadQuery(format!(
+            "invalid source label name in label_join(): {bad}"
+        )));
+    }
+    if !is_valid_label_name(dst) {
+        return Err(PromqlError::BadQuery(format!(
+            "invalid destination label name in label_join(): {dst}"
+        )));
+    }
+    Ok(())
+}
+
+/// label_join(v, dst, separator, src...) on one label set: `dst` becomes the source values
+/// (absent = "") joined by `sep`, or is deleted when that is empty.
 pub fn label_join(
     labels: &Labels,
-    _dst: &str,
-    _sep: &str,
-    _srcs: &[&str],
+    dst: &str,
+    sep: &str,
+    srcs: &[&str],
 ) -> Result<Labels, PromqlError> {
-    Ok(labels.clone())
+    validate_label_join(dst, srcs)?;
+    let mut joined = String::new();
+    for (i, src) in srcs.iter().enumerate() {
+        if i > 0 {
+            joined.push_str(sep);
+        }
+        joined.push_str(labels.get(src).unwrap_or(""));
+    }
+    let mut out: Vec<Label> = labels.iter().filter(|l| l.name != dst).cloned().collect();
+    if !joined.is_empty() {
+        out.push(Label::new(dst, joined));
+    }
+    Ok(Labels::new(out))
 }
 
-pub fn drops_metric_name(_name: &str) -> bool {
-    true
+/// Whether the function's result drops the metric name (`__name__`), as Prometheus 2.42:
+/// every function does except `last_over_time`, `label_replace`, `label_join`, `sort` and
+/// `sort_desc` (functions that build new label sets, such as `absent`, `vector`, `scalar`
+/// and `time`, have no name to keep).
+pub fn drops_metric_name(name: &str) -> bool {
+    !matches!(
+        name,
+        "last_over_time" | "label_replace" | "label_join" | "sort" | "sort_desc"
+    )
 }
 
-pub fn quantile(_q: f64, _values: &mut Vec<f64>) -> f64 {
-    f64::NAN
-}
+/// The label name functions drop; re-exported here for the evaluator's convenience.
+pub const DROPPED_NAME_LABEL: &str = METRIC_NAME_LABEL;
