@@ -15,6 +15,8 @@
 //! (including `start()` and `end()`). Everything else fails with
 //! [`PromqlError::Unsupported`].
 
+mod aggregate;
+mod binary;
 mod error;
 mod eval;
 pub(crate) mod functions;
@@ -28,6 +30,8 @@ use promql_parser::parser::value::ValueType;
 use promql_parser::parser::{self, Expr};
 
 use crate::contract::MetricsQuerier;
+use crate::model::{Labels, Sample, Series};
+use eval::EvalValue;
 
 pub use error::{PromqlError, PromqlErrorKind};
 /// The matcher sets of a parsed selector (one per `or` alternative), with the metric name
@@ -98,31 +102,45 @@ impl Engine {
     ) -> Result<Value, PromqlError> {
         let expr = parse(query)?;
         let mut ev = self.evaluator(time_ms, time_ms, 1, timeout);
-        let result = ev.eval(&expr)?;
-        Ok(match (expr.value_type(), result) {
-            (_, Value::String(s)) => Value::String(s),
-            (ValueType::Scalar, Value::Matrix(m)) => {
-                let value = m
-                    .first()
-                    .and_then(|s| s.samples.first())
-                    .map_or(f64::NAN, |s| s.value);
-                Value::Scalar(Scalar {
-                    timestamp_ms: time_ms,
-                    value,
-                })
-            }
-            (ValueType::Vector, Value::Matrix(m)) => Value::Vector(
-                m.into_iter()
+        Ok(match ev.eval(&expr)? {
+            EvalValue::String(value) => Value::String(StringValue {
+                timestamp_ms: time_ms,
+                value,
+            }),
+            EvalValue::Scalar(v) => Value::Scalar(Scalar {
+                timestamp_ms: time_ms,
+                value: v.first().copied().unwrap_or(f64::NAN),
+            }),
+            // evaluation order is kept: it is what `sort`/`sort_desc`/`topk` produce
+            EvalValue::Vector(series) => Value::Vector(
+                series
+                    .into_iter()
                     .filter_map(|s| {
-                        s.samples.first().map(|p| InstantSample {
-                            labels: s.labels.clone(),
-                            timestamp_ms: time_ms,
-                            value: p.value,
-                        })
+                        s.values
+                            .first()
+                            .copied()
+                            .flatten()
+                            .map(|value| InstantSample {
+                                labels: s.labels,
+                                timestamp_ms: time_ms,
+                                value,
+                            })
                     })
                     .collect(),
             ),
-            (_, other) => other,
+            EvalValue::Range(r) => {
+                let mut out = Vec::with_capacity(r.series.len());
+                for s in &r.series {
+                    let (samples, _, _) = r.window(s, time_ms);
+                    if !samples.is_empty() {
+                        out.push(Series {
+                            labels: s.labels.clone(),
+                            samples,
+                        });
+                    }
+                }
+                Value::Matrix(out)
+            }
         })
     }
 
@@ -181,8 +199,34 @@ impl Engine {
             }
         }
         let mut ev = self.evaluator(start_ms, end_ms, step_ms, timeout);
+        let times: Vec<i64> = ev.step_times();
+        let to_samples = |values: &[Option<f64>]| -> Vec<Sample> {
+            times
+                .iter()
+                .zip(values)
+                .filter_map(|(&t, v)| v.map(|v| Sample::new(t, v)))
+                .collect()
+        };
         match ev.eval(&expr)? {
-            Value::Matrix(m) => Ok(Value::Matrix(m)),
+            EvalValue::Scalar(v) => {
+                let values: Vec<Option<f64>> = v.into_iter().map(Some).collect();
+                Ok(Value::Matrix(vec![Series {
+                    labels: Labels::default(),
+                    samples: to_samples(&values),
+                }]))
+            }
+            EvalValue::Vector(series) => {
+                let mut m: Matrix = series
+                    .into_iter()
+                    .map(|s| Series {
+                        samples: to_samples(&s.values),
+                        labels: s.labels,
+                    })
+                    .filter(|s| !s.samples.is_empty())
+                    .collect();
+                m.sort_by(|a, b| a.labels.cmp(&b.labels));
+                Ok(Value::Matrix(m))
+            }
             other => Err(PromqlError::BadQuery(format!(
                 "invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
                 other.type_name()

@@ -1,0 +1,350 @@
+//! Aggregation operators at one evaluation step, as Prometheus 2.42's `aggregation`:
+//! sum avg min max count group stddev stdvar count_values quantile topk bottomk, grouped
+//! `by` or `without` labels.
+
+use std::collections::HashMap;
+
+use crate::model::{Label, Labels, METRIC_NAME_LABEL};
+
+use super::error::PromqlError;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum AggOp {
+    Sum,
+    Avg,
+    Min,
+    Max,
+    Count,
+    Group,
+    Stddev,
+    Stdvar,
+    CountValues,
+    Quantile,
+    Topk,
+    Bottomk,
+}
+
+impl AggOp {
+    pub fn parse(token: &str) -> Option<AggOp> {
+        Some(match token {
+            "sum" => AggOp::Sum,
+            "avg" => AggOp::Avg,
+            "min" => AggOp::Min,
+            "max" => AggOp::Max,
+            "count" => AggOp::Count,
+            "group" => AggOp::Group,
+            "stddev" => AggOp::Stddev,
+            "stdvar" => AggOp::Stdvar,
+            "count_values" => AggOp::CountValues,
+            "quantile" => AggOp::Quantile,
+            "topk" => AggOp::Topk,
+            "bottomk" => AggOp::Bottomk,
+            _ => return None,
+        })
+    }
+}
+
+/// The `by`/`without` clause.
+#[derive(Clone, Debug)]
+pub(super) struct Grouping {
+    pub without: bool,
+    pub names: Vec<String>,
+}
+
+impl Grouping {
+    /// The labels of the group an element belongs to (and of its result).
+    pub fn group_labels(&self, labels: &Labels) -> Labels {
+        if self.without {
+            Labels::new(
+                labels
+                    .iter()
+                    .filter(|l| l.name != METRIC_NAME_LABEL && !self.names.contains(&l.name))
+                    .cloned()
+                    .collect(),
+            )
+        } else {
+            Labels::new(
+                labels
+                    .iter()
+                    .filter(|l| self.names.contains(&l.name))
+                    .cloned()
+                    .collect(),
+            )
+        }
+    }
+}
+
+/// The aggregation's parameter at this step.
+#[derive(Clone, Debug)]
+pub(super) enum Param<'a> {
+    None,
+    Number(f64),
+    Label(&'a str),
+}
+
+/// Go's `strconv.FormatFloat(v, 'f', -1, 64)`.
+fn format_value(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v == f64::INFINITY {
+        "+Inf".into()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".into()
+    } else {
+        format!("{v}")
+    }
+}
+
+struct Group {
+    labels: Labels,
+    value: f64,
+    mean: f64,
+    count: f64,
+    values: Vec<f64>,
+    /// topk/bottomk: (element labels, value).
+    kept: Vec<(Labels, f64)>,
+}
+
+/// Whether `a` ranks below `b` for topk (NaN lowest); bottomk reverses the order.
+fn ranks_below(top: bool, a: f64, b: f64) -> bool {
+    if a.is_nan() {
+        return !b.is_nan();
+    }
+    if b.is_nan() {
+        return false;
+    }
+    if top {
+        a < b
+    } else {
+        a > b
+    }
+}
+
+/// Aggregates one step's elements (labels, value), pushing the results to `out`.
+pub(super) fn aggregate(
+    op: AggOp,
+    grouping: &Grouping,
+    param: &Param<'_>,
+    elements: &[(&Labels, f64)],
+    out: &mut Vec<(Labels, f64)>,
+) -> Result<(), PromqlError> {
+    let mut k = 0usize;
+    if matches!(op, AggOp::Topk | AggOp::Bottomk) {
+        let Param::Number(f) = param else {
+            return Err(PromqlError::BadQuery("topk/bottomk needs a number".into()));
+        };
+        if !(*f >= i64::MIN as f64 && *f <= i64::MAX as f64) {
+            return Err(PromqlError::BadQuery(format!(
+                "Scalar value {} overflows int64",
+                format_value(*f)
+            )));
+        }
+        let k64 = *f as i64;
+        if k64 < 1 {
+            return Ok(());
+        }
+        k = usize::try_from(k64)
+            .unwrap_or(usize::MAX)
+            .min(elements.len());
+    }
+    let mut grouping = grouping.clone();
+    let mut value_label: Option<&str> = None;
+    if op == AggOp::CountValues {
+        let Param::Label(name) = param else {
+            return Err(PromqlError::BadQuery(
+                "count_values needs a label name".into(),
+            ));
+        };
+        if !valid_label_name(name) {
+            return Err(PromqlError::BadQuery(format!(
+                "invalid label name {name:?}"
+            )));
+        }
+        value_label = Some(name);
+        if !grouping.without {
+            grouping.names.push((*name).to_string());
+        }
+    }
+    let mut index: HashMap<Labels, usize> = HashMap::new();
+    let mut groups: Vec<Group> = Vec::new();
+    for &(labels, v) in elements {
+        let owned;
+        let labels = match value_label {
+            Some(name) => {
+                let mut ls: Vec<Label> = labels.as_slice().to_vec();
+                ls.retain(|l| l.name != name);
+                ls.push(Label::new(name, format_value(v)));
+                owned = Labels::new(ls);
+                &owned
+            }
+            None => labels,
+        };
+        let key = grouping.group_labels(labels);
+        let gi = match index.get(&key) {
+            Some(&gi) => gi,
+            None => {
+                index.insert(key.clone(), groups.len());
+                groups.push(Group {
+                    labels: key,
+                    value: v,
+                    mean: v,
+                    count: 1.0,
+                    values: vec![v],
+                    kept: Vec::new(),
+                });
+                let g = groups.len() - 1;
+                if let Some(g) = groups.get_mut(g) {
+                    match op {
+                        AggOp::Stddev | AggOp::Stdvar => g.value = 0.0,
+                        AggOp::Topk | AggOp::Bottomk => g.kept.push((labels.clone(), v)),
+                        _ => {}
+                    }
+                }
+                continue;
+            }
+        };
+        let Some(g) = groups.get_mut(gi) else {
+            continue;
+        };
+        match op {
+            AggOp::Sum => g.value += v,
+            AggOp::Avg => {
+                g.count += 1.0;
+                if g.mean.is_infinite() {
+                    if v.is_infinite() && (g.mean > 0.0) == (v > 0.0) {
+                        continue;
+                    }
+                    if !v.is_infinite() && !v.is_nan() {
+                        continue;
+                    }
+                }
+                g.mean += v / g.count - g.mean / g.count;
+            }
+            AggOp::Min => {
+                if g.value > v || g.value.is_nan() {
+                    g.value = v;
+                }
+            }
+            AggOp::Max => {
+                if g.value < v || g.value.is_nan() {
+                    g.value = v;
+                }
+            }
+            AggOp::Count | AggOp::Group | AggOp::CountValues => g.count += 1.0,
+            AggOp::Stddev | AggOp::Stdvar => {
+                g.count += 1.0;
+                let delta = v - g.mean;
+                g.mean += delta / g.count;
+                g.value += delta * (v - g.mean);
+            }
+            AggOp::Quantile => g.values.push(v),
+            AggOp::Topk | AggOp::Bottomk => {
+                let top = op == AggOp::Topk;
+                if g.kept.len() < k {
+                    g.kept.push((labels.clone(), v));
+                } else {
+                    // replace the lowest-ranked kept element if this one ranks above it
+                    let mut low: Option<usize> = None;
+                    for (i, (_, kv)) in g.kept.iter().enumerate() {
+                        let lower = match low.and_then(|l| g.kept.get(l)) {
+                            Some((_, lv)) => ranks_below(top, *kv, *lv),
+                            None => true,
+                        };
+                        if lower {
+                            low = Some(i);
+                        }
+                    }
+                    if let Some(slot) = low.and_then(|l| g.kept.get_mut(l)) {
+                        if ranks_below(top, slot.1, v) {
+                            *slot = (labels.clone(), v);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for mut g in groups {
+        let value = match op {
+            AggOp::Sum | AggOp::Min | AggOp::Max => g.value,
+            AggOp::Avg => g.mean,
+            AggOp::Count | AggOp::CountValues => g.count,
+            AggOp::Group => 1.0,
+            AggOp::Stdvar => g.value / g.count,
+            AggOp::Stddev => (g.value / g.count).sqrt(),
+            AggOp::Quantile => {
+                let q = match param {
+                    Param::Number(q) => *q,
+                    _ => f64::NAN,
+                };
+                quantile(q, &mut g.values)
+            }
+            AggOp::Topk | AggOp::Bottomk => {
+                let top = op == AggOp::Topk;
+                g.kept.sort_by(|a, b| {
+                    match (ranks_below(top, a.1, b.1), ranks_below(top, b.1, a.1)) {
+                        (true, _) => std::cmp::Ordering::Greater,
+                        (_, true) => std::cmp::Ordering::Less,
+                        _ => std::cmp::Ordering::Equal,
+                    }
+                });
+                out.extend(g.kept);
+                continue;
+            }
+        };
+        out.push((g.labels, value));
+    }
+    Ok(())
+}
+
+/// Prometheus's `quantile` over a set of values (φ < 0 is -Inf, φ > 1 is +Inf).
+pub(super) fn quantile(q: f64, values: &mut [f64]) -> f64 {
+    if values.is_empty() || q.is_nan() {
+        return f64::NAN;
+    }
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    // Go's sort.Float64s: NaN first
+    values.sort_by(|a, b| match (a.is_nan(), b.is_nan()) {
+        (true, false) => std::cmp::Ordering::Less,
+        (false, true) => std::cmp::Ordering::Greater,
+        _ => a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal),
+    });
+    let n = values.len() as f64;
+    let rank = q * (n - 1.0);
+    let lower = rank.floor().max(0.0);
+    let upper = (lower + 1.0).min(n - 1.0);
+    let weight = rank - rank.floor();
+    let at = |i: f64| values.get(i as usize).copied().unwrap_or(f64::NAN);
+    at(lower) * (1.0 - weight) + at(upper) * weight
+}
+
+/// Prometheus's label name syntax: `[a-zA-Z_][a-zA-Z0-9_]*`.
+pub(super) fn valid_label_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    match chars.next() {
+        Some(c) if c.is_ascii_alphabetic() || c == '_' => {}
+        _ => return false,
+    }
+    chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantile_interpolates() {
+        assert_eq!(quantile(0.5, &mut [1.0, 2.0, 3.0, 4.0]), 2.5);
+        assert_eq!(quantile(2.0, &mut [1.0]), f64::INFINITY);
+    }
+
+    #[test]
+    fn count_values_formats_like_go() {
+        assert_eq!(format_value(1.0), "1");
+        assert_eq!(format_value(0.5), "0.5");
+    }
+}
