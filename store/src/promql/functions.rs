@@ -270,9 +270,10 @@ fn extrapolated_rate(input: &RangeArgs<'_>, is_counter: bool, is_rate: bool) -> 
             prev = x.value;
         }
     }
-    let mut duration_to_start = (first.timestamp_ms - input.range_start_ms) as f64 / 1000.0;
-    let duration_to_end = (input.range_end_ms - last.timestamp_ms) as f64 / 1000.0;
-    let sampled_interval = (last.timestamp_ms - first.timestamp_ms) as f64 / 1000.0;
+    let mut duration_to_start =
+        (first.timestamp_ms.wrapping_sub(input.range_start_ms)) as f64 / 1000.0;
+    let duration_to_end = (input.range_end_ms.wrapping_sub(last.timestamp_ms)) as f64 / 1000.0;
+    let sampled_interval = (last.timestamp_ms.wrapping_sub(first.timestamp_ms)) as f64 / 1000.0;
     let average_between = sampled_interval / (s.len() - 1) as f64;
 
     if is_counter && result > 0.0 && first.value >= 0.0 {
@@ -296,7 +297,7 @@ fn extrapolated_rate(input: &RangeArgs<'_>, is_counter: bool, is_rate: bool) -> 
     };
     result *= extrapolate_to / sampled_interval;
     if is_rate {
-        result /= (input.range_end_ms - input.range_start_ms) as f64 / 1000.0;
+        result /= (input.range_end_ms.wrapping_sub(input.range_start_ms)) as f64 / 1000.0;
     }
     Some(result)
 }
@@ -314,7 +315,7 @@ fn instant_value(s: &[Sample], is_rate: bool) -> Option<f64> {
     } else {
         last.value - prev.value
     };
-    let interval = last.timestamp_ms - prev.timestamp_ms;
+    let interval = last.timestamp_ms.wrapping_sub(prev.timestamp_ms);
     if interval == 0 {
         return None;
     }
@@ -870,3 +871,391 @@ pub fn drops_metric_name(name: &str) -> bool {
 
 /// The label name functions drop; re-exported here for the evaluator's convenience.
 pub const DROPPED_NAME_LABEL: &str = METRIC_NAME_LABEL;
+
+#[cfg(test)]
+mod tests {
+    //! Expected values come from Debian's Prometheus 2.42 (`promtool test rules`) and
+    //! Prometheus's `promql/testdata/functions.test` / `histograms.test`.
+    use super::*;
+
+    /// Samples one minute apart starting at 0, values as given.
+    fn series(values: &[f64]) -> Vec<Sample> {
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| Sample::new(i as i64 * 60_000, *v))
+            .collect()
+    }
+
+    fn range(name: &str, s: &[Sample], start: i64, end: i64, args: &[f64]) -> Option<f64> {
+        eval_range_function(
+            name,
+            &RangeArgs {
+                samples: s,
+                range_start_ms: start,
+                range_end_ms: end,
+                args,
+            },
+        )
+    }
+
+    /// `m[10m]` evaluated at 5m.
+    fn over(name: &str, values: &[f64], args: &[f64]) -> Option<f64> {
+        range(name, &series(values), -300_000, 300_000, args)
+    }
+
+    const M: &[f64] = &[1.0, 4.0, 2.0, 8.0, 3.0];
+
+    #[test]
+    fn over_time_functions_match_prometheus() {
+        assert_eq!(over("present_over_time", M, &[]), Some(1.0));
+        assert_eq!(over("stddev_over_time", M, &[]), Some(2.4166091947189146));
+        assert_eq!(
+            over("stdvar_over_time", &[0.1, 0.2, 0.3], &[]),
+            Some(6.666666666666664E-03)
+        );
+        assert_eq!(
+            over("avg_over_time", &[0.1, 0.2, 0.3], &[]),
+            Some(1.9999999999999998E-01)
+        );
+        assert_eq!(
+            over("avg_over_time", &[1e308, 1e308, 1e308, 5.0, 3.0], &[]),
+            Some(6E+307)
+        );
+        assert_eq!(over("sum_over_time", &[0.1, 0.2, 0.3], &[]), Some(0.6));
+        assert_eq!(over("count_over_time", M, &[]), Some(5.0));
+        assert_eq!(over("min_over_time", M, &[]), Some(1.0));
+        assert_eq!(over("max_over_time", M, &[]), Some(8.0));
+        assert_eq!(over("last_over_time", M, &[]), Some(3.0));
+        assert_eq!(over("quantile_over_time", M, &[0.3]), Some(2.2));
+        assert_eq!(
+            over("quantile_over_time", M, &[-1.0]),
+            Some(f64::NEG_INFINITY)
+        );
+        assert!(over("quantile_over_time", M, &[f64::NAN]).is_some_and(f64::is_nan));
+        assert_eq!(over("changes", M, &[]), Some(4.0));
+        assert_eq!(over("resets", M, &[]), Some(2.0));
+        assert_eq!(over("holt_winters", M, &[0.5, 0.5]), Some(6.15625));
+        assert_eq!(over("holt_winters", M, &[1.0, 0.5]), None);
+        assert_eq!(
+            validate_range_args("holt_winters", &[1.0, 0.5]),
+            Err("invalid smoothing factor. Expected: 0 < sf < 1, got: 1.000000".to_string())
+        );
+        assert_eq!(
+            validate_range_args("holt_winters", &[0.5, 0.0]),
+            Err("invalid trend factor. Expected: 0 < tf < 1, got: 0.000000".to_string())
+        );
+    }
+
+    #[test]
+    fn min_max_over_time_skip_leading_nan() {
+        assert_eq!(over("max_over_time", &[f64::NAN, 2.0, 1.0], &[]), Some(2.0));
+        assert_eq!(over("min_over_time", &[f64::NAN, 2.0, 1.0], &[]), Some(1.0));
+        assert!(over("max_over_time", &[f64::NAN], &[]).is_some_and(f64::is_nan));
+    }
+
+    #[test]
+    fn changes_treats_nan_to_nan_as_no_change() {
+        assert_eq!(
+            over("changes", &[f64::NAN, f64::NAN, 1.0, 1.0], &[]),
+            Some(1.0)
+        );
+    }
+
+    #[test]
+    fn rate_family_matches_prometheus() {
+        // m[3m] at 5m covers the samples at 2m..5m: (2, 8, 3)... window (2m, 5m]
+        let s = series(M);
+        assert_eq!(range("rate", &s[2..], 120_000, 300_000, &[]), Some(7.5E-02));
+        assert_eq!(range("delta", &s[2..], 120_000, 300_000, &[]), Some(1.5));
+        assert_eq!(over("increase", M, &[]), Some(1.8500000000000004E+01));
+        assert_eq!(over("irate", M, &[]), Some(5E-02));
+        assert_eq!(over("idelta", M, &[]), Some(-5.0));
+        assert_eq!(
+            range("rate", &series(&[1.0, 1.0, 0.0]), 0, 120_000, &[]),
+            Some(0.0)
+        );
+        assert_eq!(over("rate", &[1.0], &[]), None);
+        assert_eq!(over("irate", &[1.0], &[]), None);
+    }
+
+    #[test]
+    fn rate_extrapolation_from_functions_test() {
+        // http_requests{path="/foo"} 0+10x10 at 10s steps... as functions.test:
+        // counter 0+10x10 sampled each 5m, rate(x[50m]) at 50m = 0.03333...
+        let s: Vec<Sample> = (0..=10)
+            .map(|i| Sample::new(i * 300_000, i as f64 * 10.0))
+            .collect();
+        let r = range("rate", &s[1..], 0, 3_000_000, &[]).unwrap_or(0.0);
+        assert!((r - 100.0 / 3000.0).abs() < 1e-12, "{r}");
+        // delta without counter semantics extrapolates to the window start
+        let d = range("delta", &s[1..], 0, 3_000_000, &[]).unwrap_or(0.0);
+        assert!((d - 100.0).abs() < 1e-9, "{d}");
+    }
+
+    #[test]
+    fn deriv_and_predict_linear_match_prometheus() {
+        let c = series(&[0.1, 0.2, 0.3]);
+        assert_eq!(
+            range("deriv", &c, -300_000, 300_000, &[]),
+            Some(1.6666666666666668E-03)
+        );
+        // predict_linear uses the evaluation time (5m) even under offset
+        assert_eq!(
+            range("predict_linear", &c, -360_000, 240_000, &[100.0, 300_000.0]),
+            Some(7.666666666666668E-01)
+        );
+        assert_eq!(
+            range("deriv", &series(&[3.0, 3.0]), 0, 60_000, &[]),
+            Some(0.0)
+        );
+        assert!(range(
+            "deriv",
+            &series(&[f64::INFINITY, f64::INFINITY]),
+            0,
+            60_000,
+            &[]
+        )
+        .is_some_and(f64::is_nan));
+    }
+
+    #[test]
+    fn empty_and_degenerate_inputs_do_not_panic() {
+        for name in RANGE_FUNCTIONS {
+            assert_eq!(range(name, &[], 0, 1000, &[0.5, 0.5]), None, "{name}");
+            let one = [Sample::new(5, f64::NAN)];
+            let _ = range(name, &one, 0, 1000, &[]);
+            let same_ts = [Sample::new(5, 1.0), Sample::new(5, 2.0)];
+            let _ = range(name, &same_ts, 0, 0, &[f64::INFINITY, f64::NAN]);
+            let huge = [
+                Sample::new(i64::MIN, f64::MAX),
+                Sample::new(i64::MAX, -f64::MAX),
+            ];
+            let _ = range(name, &huge, i64::MIN, i64::MAX, &[f64::MAX]);
+        }
+        for name in ELEMENTWISE_FUNCTIONS {
+            for v in [
+                f64::NAN,
+                f64::INFINITY,
+                f64::NEG_INFINITY,
+                f64::MAX,
+                -0.0,
+                1e300,
+            ] {
+                let _ = eval_elementwise(name, v, &[]);
+                let _ = eval_elementwise(name, v, &[f64::NAN, f64::NAN]);
+            }
+        }
+    }
+
+    #[test]
+    fn elementwise_math() {
+        let f = |name: &str, v: f64, args: &[f64]| eval_elementwise(name, v, args);
+        assert_eq!(f("round", 2.5, &[0.3]), Some(2.4));
+        assert_eq!(f("round", 2.5, &[]), Some(3.0));
+        assert_eq!(f("round", -2.5, &[]), Some(-2.0));
+        assert_eq!(f("round", 12.34, &[10.0]), Some(10.0));
+        assert_eq!(f("clamp", 5.0, &[0.0, 3.0]), Some(3.0));
+        assert_eq!(f("clamp", -5.0, &[0.0, 3.0]), Some(0.0));
+        assert_eq!(f("clamp", 1.0, &[3.0, 0.0]), None);
+        assert!(f("clamp", 1.0, &[f64::NAN, 3.0]).is_some_and(f64::is_nan));
+        assert!(f("clamp_max", f64::NAN, &[3.0]).is_some_and(f64::is_nan));
+        assert_eq!(f("clamp_min", -1.0, &[0.0]), Some(0.0));
+        assert_eq!(f("sgn", -3.0, &[]), Some(-1.0));
+        assert_eq!(f("sgn", 0.0, &[]), Some(0.0));
+        assert!(f("sgn", f64::NAN, &[]).is_some_and(f64::is_nan));
+        assert_eq!(f("deg", std::f64::consts::PI, &[]), Some(180.0));
+        assert_eq!(f("rad", 180.0, &[]), Some(std::f64::consts::PI));
+        assert_eq!(f("abs", -2.0, &[]), Some(2.0));
+        assert_eq!(f("log2", 8.0, &[]), Some(3.0));
+        assert!(f("ln", -1.0, &[]).is_some_and(f64::is_nan));
+        assert_eq!(f("nope", 1.0, &[]), None);
+        assert!(is_elementwise_function("acosh") && !is_elementwise_function("rate"));
+        assert!(is_range_function("holt_winters") && !is_range_function("abs"));
+    }
+
+    #[test]
+    fn date_functions_match_go_time() {
+        let f = |name: &str, v: f64| eval_elementwise(name, v, &[]);
+        // 2023-11-14T22:13:20Z, a Tuesday
+        assert_eq!(f("day_of_week", 1_700_000_000.0), Some(2.0));
+        assert_eq!(f("year", 1_700_000_000.0), Some(2023.0));
+        assert_eq!(f("month", 1_700_000_000.0), Some(11.0));
+        assert_eq!(f("day_of_month", 1_700_000_000.0), Some(14.0));
+        assert_eq!(f("hour", 1_700_000_000.0), Some(22.0));
+        assert_eq!(f("minute", 1_700_000_000.0), Some(13.0));
+        // 2024-02-29T23:59:59Z
+        assert_eq!(f("day_of_year", 1_709_251_199.0), Some(60.0));
+        assert_eq!(f("days_in_month", 1_709_251_199.0), Some(29.0));
+        assert_eq!(f("day_of_month", 1_709_251_199.0), Some(29.0));
+        assert_eq!(f("month", 1_709_251_199.0), Some(2.0));
+        // 1970-01-01 was a Thursday; days_in_month(Feb 1970) = 28
+        assert_eq!(f("day_of_week", 0.0), Some(4.0));
+        assert_eq!(f("days_in_month", 2_678_400.0), Some(28.0));
+        // before 1970
+        assert_eq!(f("year", -1.0), Some(1969.0));
+        assert_eq!(f("day_of_year", -1.0), Some(365.0));
+        // NaN and out-of-range values: what Go's time.Unix(int64(NaN), 0) gives on amd64
+        for v in [f64::NAN, f64::INFINITY, 1e19] {
+            assert_eq!(f("year", v), Some(2.92277026596E+11));
+            assert_eq!(f("month", v), Some(12.0));
+            assert_eq!(f("day_of_month", v), Some(4.0));
+            assert_eq!(f("day_of_week", v), Some(0.0));
+            assert_eq!(f("day_of_year", v), Some(339.0));
+            assert_eq!(f("days_in_month", v), Some(31.0));
+            assert_eq!(f("hour", v), Some(15.0));
+            assert_eq!(f("minute", v), Some(30.0));
+        }
+    }
+
+    #[test]
+    fn histogram_quantile_matches_prometheus() {
+        let h = || vec![(0.1, 10.0), (f64::INFINITY, 30.0), (0.5, 20.0), (1.0, 25.0)];
+        assert_eq!(histogram_quantile(0.5, &mut h()), 3.0000000000000004E-01);
+        assert_eq!(histogram_quantile(0.9, &mut h()), 1.0);
+        assert_eq!(histogram_quantile(0.99, &mut h()), 1.0);
+        assert_eq!(histogram_quantile(0.2, &mut h()), 6E-02);
+        assert_eq!(histogram_quantile(-0.1, &mut h()), f64::NEG_INFINITY);
+        assert_eq!(histogram_quantile(1.1, &mut h()), f64::INFINITY);
+        assert!(histogram_quantile(f64::NAN, &mut h()).is_nan());
+        // zero observations
+        let mut zero = vec![(0.1, 0.0), (f64::INFINITY, 0.0)];
+        assert!(histogram_quantile(0.5, &mut zero).is_nan());
+        // no +Inf bucket
+        assert!(histogram_quantile(0.5, &mut vec![(0.1, 1.0), (1.0, 2.0)]).is_nan());
+        // only the +Inf bucket
+        assert!(histogram_quantile(0.5, &mut vec![(f64::INFINITY, 2.0)]).is_nan());
+        assert!(histogram_quantile(0.5, &mut vec![]).is_nan());
+        // non-monotonic counts are fixed up (histograms.test "nonmonotonic_bucket")
+        let mut nm = vec![
+            (0.1, 0.0),
+            (1.0, 10.0),
+            (10.0, 8.0),
+            (100.0, 10.0),
+            (1000.0, 9.0),
+            (f64::INFINITY, 10.0),
+        ];
+        assert_eq!(histogram_quantile(0.5, &mut nm.clone()), 0.55);
+        assert_eq!(histogram_quantile(0.99, &mut nm), 0.991);
+        // a first bucket with a non-positive bound returns that bound
+        let mut neg = vec![(-1.0, 5.0), (0.0, 6.0), (f64::INFINITY, 10.0)];
+        assert_eq!(histogram_quantile(0.1, &mut neg), -1.0);
+        // duplicate bounds are merged
+        let mut dup = vec![(1.0, 1.0), (1.0, 1.0), (2.0, 4.0), (f64::INFINITY, 4.0)];
+        assert_eq!(histogram_quantile(0.5, &mut dup), 1.0);
+    }
+
+    #[test]
+    fn quantile_interpolates_like_prometheus() {
+        assert!(quantile(0.5, &mut vec![]).is_nan());
+        assert_eq!(quantile(0.5, &mut vec![1.0, 2.0, 3.0, 4.0]), 2.5);
+        assert_eq!(quantile(0.0, &mut vec![3.0, 1.0, 2.0]), 1.0);
+        assert_eq!(quantile(1.0, &mut vec![3.0, 1.0, 2.0]), 3.0);
+        assert_eq!(quantile(0.95, &mut vec![0.0, 10.0]), 9.5);
+        assert_eq!(quantile(2.0, &mut vec![1.0]), f64::INFINITY);
+        // NaN sorts first
+        assert!(quantile(0.0, &mut vec![1.0, f64::NAN]).is_nan());
+        assert_eq!(quantile(1.0, &mut vec![1.0, f64::NAN]), 1.0);
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
+        Labels::from_pairs(pairs.iter().copied())
+    }
+
+    #[test]
+    fn label_replace_as_prometheus() {
+        let l = labels(&[
+            ("__name__", "up"),
+            ("src", "source-value-10"),
+            ("dst", "orig"),
+        ]);
+        let out = label_replace(
+            &l,
+            "dst",
+            "destination-value-$1",
+            "src",
+            "source-value-(.*)",
+        );
+        assert_eq!(
+            out.ok().as_ref().and_then(|o| o.get("dst")),
+            Some("destination-value-10")
+        );
+        // not anchored match fails: unchanged
+        let out = label_replace(&l, "dst", "x", "src", "value-(.*)").ok();
+        assert_eq!(out, Some(l.clone()));
+        // empty result deletes dst
+        let out = label_replace(&l, "dst", "", "src", "(.*)").ok();
+        assert_eq!(out.as_ref().and_then(|o| o.get("dst")), None);
+        // named groups and ${1}
+        let out = label_replace(
+            &l,
+            "new",
+            "${1}-$name",
+            "src",
+            "(source)-(?P<name>value)-10",
+        )
+        .ok();
+        assert_eq!(
+            out.as_ref().and_then(|o| o.get("new")),
+            Some("source-value")
+        );
+        // absent source label matches as ""
+        let out = label_replace(&l, "new", "empty", "missing", "").ok();
+        assert_eq!(out.as_ref().and_then(|o| o.get("new")), Some("empty"));
+        let err = label_replace(&l, "x", "$1", "a", "(")
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("invalid regular expression in label_replace(): (")
+        );
+        let err = label_replace(&l, "1x", "$1", "a", ".*")
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("invalid destination label name in label_replace(): 1x")
+        );
+    }
+
+    #[test]
+    fn label_join_as_prometheus() {
+        let l = labels(&[
+            ("__name__", "up"),
+            ("src", "a"),
+            ("src1", "b"),
+            ("src2", "c"),
+        ]);
+        let out = label_join(&l, "dst", "-", &["src", "src1", "src2"]).ok();
+        assert_eq!(out.as_ref().and_then(|o| o.get("dst")), Some("a-b-c"));
+        let out = label_join(&l, "dst", "-", &["missing", "src"]).ok();
+        assert_eq!(out.as_ref().and_then(|o| o.get("dst")), Some("-a"));
+        let out = label_join(&l, "src", "", &["missing"]).ok();
+        assert_eq!(out.as_ref().and_then(|o| o.get("src")), None);
+        let err = label_join(&l, "1x", "-", &["a"])
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("invalid destination label name in label_join(): 1x")
+        );
+        let err = label_join(&l, "x", "-", &["1a"])
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("invalid source label name in label_join(): 1a")
+        );
+    }
+
+    #[test]
+    fn metric_name_dropping() {
+        assert!(drops_metric_name("rate"));
+        assert!(drops_metric_name("present_over_time"));
+        assert!(drops_metric_name("abs"));
+        assert!(drops_metric_name("timestamp"));
+        assert!(!drops_metric_name("last_over_time"));
+        assert!(!drops_metric_name("label_replace"));
+        assert!(!drops_metric_name("sort_desc"));
+    }
+}
