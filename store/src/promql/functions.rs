@@ -976,6 +976,10 @@ mod tests {
             Some(0.0)
         );
         assert_eq!(over("rate", &[1.0], &[]), None);
+        // 2.42 clamps to the counter's zero point before the 1.1x threshold test (newer
+        // releases give 2.0 here): samples 1, 2 at 5m, 6m; increase(c[10m]) at 10m
+        let late = [Sample::new(300_000, 1.0), Sample::new(360_000, 2.0)];
+        assert_eq!(range("increase", &late, 0, 600_000, &[]), Some(2.5));
         assert_eq!(over("irate", &[1.0], &[]), None);
     }
 
