@@ -13,11 +13,12 @@ use promql_parser::parser::{
 };
 
 use crate::contract::{LabelMatcher, MetricsQuerier};
-use crate::model::{Labels, Sample, Series, METRIC_NAME_LABEL};
+use crate::model::{Label, Labels, Sample, Series, METRIC_NAME_LABEL};
 
 use super::aggregate::{self, AggOp, Grouping, Param};
 use super::binary::{self, BinOp, Matching, Side};
 use super::error::PromqlError;
+use super::functions;
 use super::selector::{self, duration_ms, TimeShift};
 
 /// How often (in loop iterations) long loops look at the clock.
@@ -328,10 +329,313 @@ impl Evaluator<'_> {
     }
 
     fn eval_call(&mut self, c: &Call) -> Result<EvalValue, PromqlError> {
-        Err(PromqlError::Unsupported(format!(
-            "function {:?}",
-            c.func.name
-        )))
+        let name = c.func.name;
+        let args: Vec<&Expr> = c.args.args.iter().map(|a| a.as_ref()).collect();
+        let n = self.step_count();
+        if functions::is_range_function(name) {
+            return self.eval_range_call(name, &args);
+        }
+        if functions::is_elementwise_function(name) {
+            let input = match args.first() {
+                Some(e) => self.eval_vector(e)?,
+                // the date functions default to vector(time())
+                None => vec![StepSeries {
+                    labels: Labels::default(),
+                    values: self
+                        .step_times()
+                        .iter()
+                        .map(|&t| Some(t as f64 / 1000.0))
+                        .collect(),
+                }],
+            };
+            let mut scalars = Vec::new();
+            for e in args.iter().skip(1) {
+                scalars.push(self.eval_scalar(e)?);
+            }
+            let drop = functions::drops_metric_name(name);
+            let mut out = Collector::new(n);
+            let mut step_args = Vec::with_capacity(scalars.len());
+            for s in input {
+                self.check_deadline()?;
+                let labels = if drop {
+                    s.labels.without(&[METRIC_NAME_LABEL])
+                } else {
+                    s.labels
+                };
+                for (i, v) in s.values.iter().enumerate() {
+                    let Some(v) = v else { continue };
+                    step_args.clear();
+                    step_args.extend(
+                        scalars
+                            .iter()
+                            .map(|a| a.get(i).copied().unwrap_or(f64::NAN)),
+                    );
+                    if let Some(r) = functions::eval_elementwise(name, *v, &step_args) {
+                        out.push(&labels, i, r)?;
+                    }
+                }
+            }
+            return Ok(EvalValue::Vector(out.finish()));
+        }
+        let arg = |i: usize| {
+            args.get(i)
+                .copied()
+                .ok_or_else(|| PromqlError::BadQuery(format!("missing argument {i} of {name}")))
+        };
+        match name {
+            "time" => Ok(EvalValue::Scalar(
+                self.step_times()
+                    .iter()
+                    .map(|&t| t as f64 / 1000.0)
+                    .collect(),
+            )),
+            "vector" => {
+                let v = self.eval_scalar(arg(0)?)?;
+                Ok(EvalValue::Vector(vec![StepSeries {
+                    labels: Labels::default(),
+                    values: v.into_iter().map(Some).collect(),
+                }]))
+            }
+            "scalar" => {
+                let input = self.eval_vector(arg(0)?)?;
+                Ok(EvalValue::Scalar(
+                    (0..n)
+                        .map(|i| {
+                            let p = present_at(&input, i);
+                            match p.as_slice() {
+                                [(_, v)] => *v,
+                                _ => f64::NAN,
+                            }
+                        })
+                        .collect(),
+                ))
+            }
+            "timestamp" => self.eval_timestamp(arg(0)?),
+            "absent" => {
+                let input = self.eval_vector(arg(0)?)?;
+                let labels = absent_labels(arg(0)?);
+                let mut out = Collector::new(n);
+                for i in 0..n {
+                    if present_at(&input, i).is_empty() {
+                        out.push(&labels, i, 1.0)?;
+                    }
+                }
+                Ok(EvalValue::Vector(out.finish()))
+            }
+            "absent_over_time" => {
+                let range = match self.eval(arg(0)?)? {
+                    EvalValue::Range(r) => r,
+                    _ => {
+                        return Err(PromqlError::Unsupported(
+                            "absent_over_time over a subquery".into(),
+                        ))
+                    }
+                };
+                let labels = absent_labels(arg(0)?);
+                let times = self.step_times();
+                let mut out = Collector::new(n);
+                for (i, &t) in times.iter().enumerate() {
+                    self.check_deadline()?;
+                    if range.series.iter().all(|s| range.window(s, t).0.is_empty()) {
+                        out.push(&labels, i, 1.0)?;
+                    }
+                }
+                Ok(EvalValue::Vector(out.finish()))
+            }
+            "sort" | "sort_desc" => {
+                let mut input = self.eval_vector(arg(0)?)?;
+                if n == 1 {
+                    let desc = name == "sort_desc";
+                    // Go's vectorByValueHeap orders NaN first in both directions
+                    input.sort_by(|a, b| {
+                        let (x, y) = (
+                            a.values.first().copied().flatten().unwrap_or(f64::NAN),
+                            b.values.first().copied().flatten().unwrap_or(f64::NAN),
+                        );
+                        match (x.is_nan(), y.is_nan()) {
+                            (true, false) => std::cmp::Ordering::Less,
+                            (false, true) => std::cmp::Ordering::Greater,
+                            _ if desc => y.partial_cmp(&x).unwrap_or(std::cmp::Ordering::Equal),
+                            _ => x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal),
+                        }
+                    });
+                }
+                Ok(EvalValue::Vector(input))
+            }
+            "label_replace" => {
+                let input = self.eval_vector(arg(0)?)?;
+                let dst = string_arg(arg(1)?)?;
+                let repl = string_arg(arg(2)?)?;
+                let src = string_arg(arg(3)?)?;
+                let re = string_arg(arg(4)?)?;
+                let mut out = Collector::new(n);
+                for s in input {
+                    let labels = functions::label_replace(&s.labels, &dst, &repl, &src, &re)?;
+                    push_series(&mut out, &labels, &s.values)?;
+                }
+                Ok(EvalValue::Vector(out.finish()))
+            }
+            "label_join" => {
+                let input = self.eval_vector(arg(0)?)?;
+                let dst = string_arg(arg(1)?)?;
+                let sep = string_arg(arg(2)?)?;
+                let mut srcs = Vec::new();
+                for e in args.iter().skip(3) {
+                    srcs.push(string_arg(e)?);
+                }
+                let srcs: Vec<&str> = srcs.iter().map(String::as_str).collect();
+                functions::validate_label_join(&dst, &srcs)?;
+                let mut out = Collector::new(n);
+                for s in input {
+                    let labels = functions::label_join(&s.labels, &dst, &sep, &srcs)?;
+                    push_series(&mut out, &labels, &s.values)?;
+                }
+                Ok(EvalValue::Vector(out.finish()))
+            }
+            "histogram_quantile" => {
+                let q = self.eval_scalar(arg(0)?)?;
+                let input = self.eval_vector(arg(1)?)?;
+                // group by labels without `le` and the metric name
+                let mut groups: Vec<(Labels, Vec<(f64, usize)>)> = Vec::new();
+                let mut index: HashMap<Labels, usize> = HashMap::new();
+                for (j, s) in input.iter().enumerate() {
+                    let Some(le) = s.labels.get("le").and_then(parse_go_float) else {
+                        continue;
+                    };
+                    let key = s.labels.without(&[METRIC_NAME_LABEL, "le"]);
+                    let gi = *index.entry(key.clone()).or_insert_with(|| {
+                        groups.push((key, Vec::new()));
+                        groups.len() - 1
+                    });
+                    if let Some(g) = groups.get_mut(gi) {
+                        g.1.push((le, j));
+                    }
+                }
+                let mut out = Collector::new(n);
+                let mut buckets = Vec::new();
+                for (labels, members) in &groups {
+                    for i in 0..n {
+                        self.check_deadline()?;
+                        buckets.clear();
+                        for &(le, j) in members {
+                            if let Some(v) = input
+                                .get(j)
+                                .and_then(|s| s.values.get(i))
+                                .copied()
+                                .flatten()
+                            {
+                                buckets.push((le, v));
+                            }
+                        }
+                        if buckets.is_empty() {
+                            continue;
+                        }
+                        let qv = q.get(i).copied().unwrap_or(f64::NAN);
+                        out.push(labels, i, functions::histogram_quantile(qv, &mut buckets))?;
+                    }
+                }
+                Ok(EvalValue::Vector(out.finish()))
+            }
+            _ => Err(PromqlError::Unsupported(format!("function {name:?}"))),
+        }
+    }
+
+    /// A range-vector function: per series and step, over the window of the range argument.
+    fn eval_range_call(&mut self, name: &str, args: &[&Expr]) -> Result<EvalValue, PromqlError> {
+        let mut range: Option<RangeValue> = None;
+        let mut scalars: Vec<Vec<f64>> = Vec::new();
+        for e in args {
+            match self.eval(e)? {
+                EvalValue::Range(r) => range = Some(r),
+                EvalValue::Scalar(v) => scalars.push(v),
+                other => {
+                    return Err(PromqlError::BadQuery(format!(
+                        "unexpected {} argument to {name}",
+                        other.type_name()
+                    )))
+                }
+            }
+        }
+        let Some(range) = range else {
+            return Err(PromqlError::Unsupported(format!("{name} over a subquery")));
+        };
+        let times = self.step_times();
+        let drop = functions::drops_metric_name(name);
+        let mut out = Collector::new(times.len());
+        let mut step_args = Vec::with_capacity(scalars.len());
+        for s in &range.series {
+            let labels = if drop {
+                s.labels.without(&[METRIC_NAME_LABEL])
+            } else {
+                s.labels.clone()
+            };
+            for (i, &t) in times.iter().enumerate() {
+                self.check_deadline()?;
+                step_args.clear();
+                step_args.extend(
+                    scalars
+                        .iter()
+                        .map(|a| a.get(i).copied().unwrap_or(f64::NAN)),
+                );
+                functions::validate_range_args(name, &step_args).map_err(PromqlError::BadQuery)?;
+                let (samples, start, end) = range.window(s, t);
+                if samples.is_empty() {
+                    continue;
+                }
+                let input = functions::RangeArgs {
+                    samples: &samples,
+                    range_start_ms: start,
+                    range_end_ms: end,
+                    args: &step_args,
+                };
+                if let Some(v) = functions::eval_range_function(name, &input) {
+                    out.push(&labels, i, v)?;
+                }
+            }
+        }
+        Ok(EvalValue::Vector(out.finish()))
+    }
+
+    /// `timestamp()`: of a plain selector, the time of the sample each step reads (as
+    /// Prometheus); otherwise the step's time.
+    fn eval_timestamp(&mut self, arg: &Expr) -> Result<EvalValue, PromqlError> {
+        let n = self.step_count();
+        let mut out = Collector::new(n);
+        if let Expr::VectorSelector(vs) = unwrap_parens(arg) {
+            let shift = TimeShift::new(
+                vs.at.as_ref(),
+                vs.offset.as_ref(),
+                self.start_ms,
+                self.end_ms,
+            );
+            let (times, min, max) = self.read_times(shift);
+            let series = self.select(vs, min.saturating_sub(self.lookback_ms), max)?;
+            for s in series {
+                let labels = s.labels.without(&[METRIC_NAME_LABEL]);
+                for (i, &(_, read_at)) in times.iter().enumerate() {
+                    self.check_deadline()?;
+                    if selector::value_at(&s.samples, read_at, self.lookback_ms).is_none() {
+                        continue;
+                    }
+                    let end = s.samples.partition_point(|p| p.timestamp_ms <= read_at);
+                    if let Some(p) = end.checked_sub(1).and_then(|e| s.samples.get(e)) {
+                        out.push(&labels, i, p.timestamp_ms as f64 / 1000.0)?;
+                    }
+                }
+            }
+            return Ok(EvalValue::Vector(out.finish()));
+        }
+        let input = self.eval_vector(arg)?;
+        let times = self.step_times();
+        for s in input {
+            let labels = s.labels.without(&[METRIC_NAME_LABEL]);
+            for (i, v) in s.values.iter().enumerate() {
+                if let (Some(_), Some(&t)) = (v, times.get(i)) {
+                    out.push(&labels, i, t as f64 / 1000.0)?;
+                }
+            }
+        }
+        Ok(EvalValue::Vector(out.finish()))
     }
 
     /// Fetches every series of `vs` with samples in `[mint, maxt]`, merging the matcher
@@ -469,6 +773,69 @@ impl EvalValue {
             EvalValue::String(_) => "string",
         }
     }
+}
+
+fn unwrap_parens(e: &Expr) -> &Expr {
+    match e {
+        Expr::Paren(p) => unwrap_parens(&p.expr),
+        other => other,
+    }
+}
+
+fn string_arg(e: &Expr) -> Result<String, PromqlError> {
+    match unwrap_parens(e) {
+        Expr::StringLiteral(s) => Ok(s.val.clone()),
+        other => Err(PromqlError::BadQuery(format!(
+            "expected a string, got {other}"
+        ))),
+    }
+}
+
+/// Go's `strconv.ParseFloat` for `le` values (accepts `+Inf`, `Inf`, `NaN`).
+fn parse_go_float(s: &str) -> Option<f64> {
+    match s {
+        "+Inf" | "Inf" | "+inf" | "inf" => Some(f64::INFINITY),
+        "-Inf" | "-inf" => Some(f64::NEG_INFINITY),
+        _ => s.trim().parse().ok(),
+    }
+}
+
+fn push_series(
+    out: &mut Collector,
+    labels: &Labels,
+    values: &[Option<f64>],
+) -> Result<(), PromqlError> {
+    for (i, v) in values.iter().enumerate() {
+        if let Some(v) = v {
+            out.push(labels, i, *v)?;
+        }
+    }
+    Ok(())
+}
+
+/// The labels `absent()`/`absent_over_time()` give their result: the argument selector's
+/// equality matchers, except names matched more than once or otherwise.
+fn absent_labels(arg: &Expr) -> Labels {
+    let vs = match unwrap_parens(arg) {
+        Expr::VectorSelector(vs) => vs,
+        Expr::MatrixSelector(ms) => &ms.vs,
+        _ => return Labels::default(),
+    };
+    let mut set: Vec<Label> = Vec::new();
+    let mut dropped: Vec<&str> = Vec::new();
+    for m in &vs.matchers.matchers {
+        if m.name == METRIC_NAME_LABEL {
+            continue;
+        }
+        let equal = matches!(m.op, promql_parser::label::MatchOp::Equal);
+        if equal && !set.iter().any(|l| l.name == m.name) {
+            set.push(Label::new(m.name.clone(), m.value.clone()));
+        } else {
+            dropped.push(&m.name);
+        }
+    }
+    set.retain(|l| !dropped.contains(&l.name.as_str()));
+    Labels::new(set)
 }
 
 /// The (series index, value) of every series present at step `i`.
