@@ -1,15 +1,15 @@
 //! The evaluator. Like Prometheus's, it evaluates every query as a range evaluation over
-//! `start..=end` in `step`s (an instant query is a range of one step) and produces one
-//! series per output label set with a point per step; [`super::Engine`] turns the result
-//! back into a scalar or vector for instant queries. Operators, functions and aggregations
-//! (the next step) slot in as further arms of [`Evaluator::eval`] working on these
-//! per-step series.
+//! `start..=end` in `step`s (an instant query is a range of one step): each expression
+//! yields an [`EvalValue`] covering every step, and [`super::Engine`] turns the result into
+//! a scalar, vector or matrix. Selectors read the store once for the whole range; range
+//! functions and subqueries cut per-step windows out of what was read.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use promql_parser::parser::{
-    AggregateExpr, BinaryExpr, Call, Expr, LabelModifier, MatrixSelector, VectorSelector,
+    AggregateExpr, BinaryExpr, Call, Expr, LabelModifier, MatrixSelector, SubqueryExpr,
+    VectorSelector,
 };
 
 use crate::contract::{LabelMatcher, MetricsQuerier};
@@ -30,6 +30,12 @@ pub(super) struct Evaluator<'a> {
     pub end_ms: i64,
     /// Step width; always positive (1 for instant queries).
     pub step_ms: i64,
+    /// The query's own start and end, what `@ start()`/`@ end()` mean at any depth of
+    /// subqueries.
+    pub query_start_ms: i64,
+    pub query_end_ms: i64,
+    /// The step of a subquery without one (Prometheus's default evaluation interval).
+    pub default_step_ms: i64,
     pub lookback_ms: i64,
     pub max_samples: usize,
     /// `None` when the timeout is too large to represent.
@@ -110,7 +116,7 @@ impl Evaluator<'_> {
                 )),
             },
             Expr::Binary(b) => self.eval_binary(b),
-            Expr::Subquery(_) => Err(PromqlError::Unsupported("subquery".into())),
+            Expr::Subquery(sq) => self.eval_subquery(sq),
             Expr::Call(c) => self.eval_call(c),
             Expr::Extension(_) => Err(PromqlError::Unsupported("extension expression".into())),
         }
@@ -328,6 +334,78 @@ impl Evaluator<'_> {
         Ok(EvalValue::Vector(out.finish()))
     }
 
+    /// `expr[range:step]`: evaluates `expr` once at every multiple of the step that any
+    /// outer step's window can reach, and hands the result on as a range, as Prometheus.
+    fn eval_subquery(&mut self, sq: &SubqueryExpr) -> Result<EvalValue, PromqlError> {
+        let range_ms = duration_ms(sq.range);
+        let step_ms = sq.step.map_or(self.default_step_ms, duration_ms);
+        if step_ms <= 0 {
+            return Err(PromqlError::BadQuery(
+                "zero or negative subquery step widths are not accepted".into(),
+            ));
+        }
+        let shift = TimeShift::new(
+            sq.at.as_ref(),
+            sq.offset.as_ref(),
+            self.query_start_ms,
+            self.query_end_ms,
+        );
+        let (_, min, max) = self.read_times(shift);
+        // the first multiple of the step at or after the earliest window start
+        let from = min.saturating_sub(range_ms);
+        let mut start = from.div_euclid(step_ms).saturating_mul(step_ms);
+        if start < from {
+            start = start.saturating_add(step_ms);
+        }
+        let steps = max.saturating_sub(start) / step_ms;
+        if usize::try_from(steps).map_or(true, |n| n > self.max_samples) {
+            return Err(PromqlError::TooManySamples("subquery evaluation"));
+        }
+        let mut inner = Evaluator {
+            querier: self.querier,
+            start_ms: start,
+            end_ms: max,
+            step_ms,
+            query_start_ms: self.query_start_ms,
+            query_end_ms: self.query_end_ms,
+            default_step_ms: self.default_step_ms,
+            lookback_ms: self.lookback_ms,
+            max_samples: self.max_samples,
+            deadline: self.deadline,
+            current_samples: self.current_samples,
+            ticks: self.ticks,
+        };
+        let result = inner.eval(&sq.expr);
+        self.current_samples = inner.current_samples;
+        self.ticks = inner.ticks;
+        let times = inner.step_times();
+        let series = match result? {
+            EvalValue::Vector(v) => v
+                .into_iter()
+                .map(|s| Series {
+                    samples: times
+                        .iter()
+                        .zip(&s.values)
+                        .filter_map(|(&t, v)| v.map(|v| Sample::new(t, v)))
+                        .collect(),
+                    labels: s.labels,
+                })
+                .filter(|s| !s.samples.is_empty())
+                .collect(),
+            other => {
+                return Err(PromqlError::BadQuery(format!(
+                    "subquery is only allowed on instant vector, got {} instead",
+                    other.type_name()
+                )))
+            }
+        };
+        Ok(EvalValue::Range(RangeValue {
+            series,
+            range_ms,
+            shift,
+        }))
+    }
+
     fn eval_call(&mut self, c: &Call) -> Result<EvalValue, PromqlError> {
         let name = c.func.name;
         let args: Vec<&Expr> = c.args.args.iter().map(|a| a.as_ref()).collect();
@@ -426,8 +504,8 @@ impl Evaluator<'_> {
                 let range = match self.eval(arg(0)?)? {
                     EvalValue::Range(r) => r,
                     _ => {
-                        return Err(PromqlError::Unsupported(
-                            "absent_over_time over a subquery".into(),
+                        return Err(PromqlError::BadQuery(
+                            "absent_over_time needs a range vector argument".into(),
                         ))
                     }
                 };
@@ -557,7 +635,9 @@ impl Evaluator<'_> {
             }
         }
         let Some(range) = range else {
-            return Err(PromqlError::Unsupported(format!("{name} over a subquery")));
+            return Err(PromqlError::BadQuery(format!(
+                "{name} needs a range vector argument"
+            )));
         };
         let times = self.step_times();
         let drop = functions::drops_metric_name(name);
@@ -605,8 +685,8 @@ impl Evaluator<'_> {
             let shift = TimeShift::new(
                 vs.at.as_ref(),
                 vs.offset.as_ref(),
-                self.start_ms,
-                self.end_ms,
+                self.query_start_ms,
+                self.query_end_ms,
             );
             let (times, min, max) = self.read_times(shift);
             let series = self.select(vs, min.saturating_sub(self.lookback_ms), max)?;
@@ -678,8 +758,8 @@ impl Evaluator<'_> {
         let shift = TimeShift::new(
             vs.at.as_ref(),
             vs.offset.as_ref(),
-            self.start_ms,
-            self.end_ms,
+            self.query_start_ms,
+            self.query_end_ms,
         );
         let (times, min, max) = self.read_times(shift);
         let mint = min.saturating_sub(self.lookback_ms);
@@ -713,8 +793,8 @@ impl Evaluator<'_> {
         let shift = TimeShift::new(
             vs.at.as_ref(),
             vs.offset.as_ref(),
-            self.start_ms,
-            self.end_ms,
+            self.query_start_ms,
+            self.query_end_ms,
         );
         let (_, min, max) = self.read_times(shift);
         let series = self.select(vs, min.saturating_sub(range_ms), max)?;

@@ -2,18 +2,20 @@
 //!
 //! * [`Engine`]: parses a query with `promql-parser` and evaluates it at one instant or over
 //!   a range of steps, within a sample budget and a timeout.
-//! * `eval`: the evaluator. Every query runs as a range evaluation producing one series per
-//!   label set with a point per step, as in Prometheus, so operators, functions and
-//!   aggregations can be added as further expression arms without changing the engine.
+//! * `eval`: the evaluator. Every query runs as a range evaluation over all steps at once,
+//!   as in Prometheus: an expression yields a scalar (a value per step), an instant vector
+//!   (series with an optional value per step), a range (series selected once, windowed per
+//!   step by whoever consumes it) or a string. Each selector reads the store once.
+//! * `binary`: operators, vector matching; `aggregate`: aggregation operators; `functions`:
+//!   function bodies over one series' window or one value.
 //! * `selector`: vector and range selectors: matchers, `offset`, `@`, the lookback window
 //!   and staleness.
 //! * [`value`]: the result types (scalar, string, vector, matrix).
 //! * [`error`]: [`PromqlError`], with its Prometheus `errorType` class.
 //!
-//! Implemented so far: number and string literals, parentheses, instant-vector selectors
-//! with all four matcher kinds, range-vector selectors (instant queries), `offset`, `@`
-//! (including `start()` and `end()`). Everything else fails with
-//! [`PromqlError::Unsupported`].
+//! Not evaluated (fail with [`PromqlError::Unsupported`]): native-histogram functions,
+//! functions and aggregations Prometheus 2.42 does not have (`limitk`, `sort_by_label`,
+//! `info`, ...) and `fill` modifiers.
 
 mod aggregate;
 mod binary;
@@ -44,6 +46,9 @@ pub const MAX_POINTS_PER_SERIES: i64 = 11_000;
 
 /// Prometheus's message for a range query over [`MAX_POINTS_PER_SERIES`].
 pub const TOO_MANY_POINTS: &str = "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)";
+
+/// The step of a subquery that names none: Prometheus's default evaluation interval (1m).
+const DEFAULT_SUBQUERY_STEP_MS: i64 = 60_000;
 
 /// Engine-wide limits and defaults.
 #[derive(Clone, Debug)]
@@ -248,6 +253,9 @@ impl Engine {
             start_ms,
             end_ms,
             step_ms,
+            query_start_ms: start_ms,
+            query_end_ms: end_ms,
+            default_step_ms: DEFAULT_SUBQUERY_STEP_MS,
             lookback_ms: selector::duration_ms(self.options.lookback_delta),
             max_samples: self.options.max_samples,
             deadline: now.checked_add(timeout),
