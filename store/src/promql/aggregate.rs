@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use crate::model::{Label, Labels, METRIC_NAME_LABEL};
 
 use super::error::PromqlError;
+use super::functions;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum AggOp {
@@ -255,7 +256,8 @@ pub(super) fn aggregate(
                         }
                     }
                     if let Some(slot) = low.and_then(|l| g.kept.get_mut(l)) {
-                        if ranks_below(top, slot.1, v) {
+                        // Prometheus replaces a NaN at the top of its heap with anything
+                        if slot.1.is_nan() || ranks_below(top, slot.1, v) {
                             *slot = (labels.clone(), v);
                         }
                     }
@@ -276,7 +278,7 @@ pub(super) fn aggregate(
                     Param::Number(q) => *q,
                     _ => f64::NAN,
                 };
-                quantile(q, &mut g.values)
+                functions::quantile(q, &mut g.values)
             }
             AggOp::Topk | AggOp::Bottomk => {
                 let top = op == AggOp::Topk;
@@ -296,32 +298,6 @@ pub(super) fn aggregate(
     Ok(())
 }
 
-/// Prometheus's `quantile` over a set of values (φ < 0 is -Inf, φ > 1 is +Inf).
-pub(super) fn quantile(q: f64, values: &mut [f64]) -> f64 {
-    if values.is_empty() || q.is_nan() {
-        return f64::NAN;
-    }
-    if q < 0.0 {
-        return f64::NEG_INFINITY;
-    }
-    if q > 1.0 {
-        return f64::INFINITY;
-    }
-    // Go's sort.Float64s: NaN first
-    values.sort_by(|a, b| match (a.is_nan(), b.is_nan()) {
-        (true, false) => std::cmp::Ordering::Less,
-        (false, true) => std::cmp::Ordering::Greater,
-        _ => a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal),
-    });
-    let n = values.len() as f64;
-    let rank = q * (n - 1.0);
-    let lower = rank.floor().max(0.0);
-    let upper = (lower + 1.0).min(n - 1.0);
-    let weight = rank - rank.floor();
-    let at = |i: f64| values.get(i as usize).copied().unwrap_or(f64::NAN);
-    at(lower) * (1.0 - weight) + at(upper) * weight
-}
-
 /// Prometheus's label name syntax: `[a-zA-Z_][a-zA-Z0-9_]*`.
 pub(super) fn valid_label_name(name: &str) -> bool {
     let mut chars = name.chars();
@@ -335,12 +311,6 @@ pub(super) fn valid_label_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn quantile_interpolates() {
-        assert_eq!(quantile(0.5, &mut [1.0, 2.0, 3.0, 4.0]), 2.5);
-        assert_eq!(quantile(2.0, &mut [1.0]), f64::INFINITY);
-    }
 
     #[test]
     fn count_values_formats_like_go() {
