@@ -682,12 +682,17 @@ impl Evaluator<'_> {
         let n = self.step_count();
         let mut out = Collector::new(n);
         if let Expr::VectorSelector(vs) = unwrap_parens(arg) {
-            let shift = TimeShift::new(
+            let mut shift = TimeShift::new(
                 vs.at.as_ref(),
                 vs.offset.as_ref(),
                 self.query_start_ms,
                 self.query_end_ms,
             );
+            // Prometheus 2.42 replaces the offset of a selector with `@` here, so the
+            // written offset is ignored
+            if shift.at_ms.is_some() {
+                shift.offset_ms = 0;
+            }
             let (times, min, max) = self.read_times(shift);
             let series = self.select(vs, min.saturating_sub(self.lookback_ms), max)?;
             for s in series {

@@ -24,7 +24,8 @@ pub struct InstantSample {
     pub value: f64,
 }
 
-/// An instant vector, sorted by labels.
+/// An instant vector, in the order evaluation produced it (what `sort`, `sort_desc`,
+/// `topk` and `bottomk` order).
 pub type Vector = Vec<InstantSample>;
 
 /// A range vector (or a range query's result): series with points in time order, sorted
