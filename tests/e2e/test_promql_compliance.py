@@ -458,6 +458,28 @@ def test_query_matches_prometheus(env, entry):
     )
 
 
+def test_compare_catches_differences():
+    def vec(*points, rt="vector"):
+        return {"status": "success", "data": {"resultType": rt, "result": [
+            {"metric": {"a": a}, "value": [1.0, v]} for a, v in points]}}
+
+    same = vec(("x", "1"), ("y", "NaN"), ("z", "+Inf"))
+    assert compare("t", same, vec(("x", "1.0000000000001"), ("y", "NaN"), ("z", "+Inf")), False) == []
+    assert compare("t", same, vec(("x", "1.001"), ("y", "NaN"), ("z", "+Inf")), False)
+    assert compare("t", same, vec(("x", "1"), ("y", "0"), ("z", "+Inf")), False)
+    assert compare("t", same, vec(("x", "1"), ("y", "NaN"), ("z", "-Inf")), False)
+    assert compare("t", same, vec(("x", "1"), ("y", "NaN")), False)
+    assert compare("t", same, vec(("x", "1"), ("y", "NaN"), ("z", "+Inf"), ("w", "1")), False)
+    assert compare("t", same, vec(("z", "+Inf"), ("x", "1"), ("y", "NaN")), False) == []
+    assert compare("t", same, vec(("z", "+Inf"), ("x", "1"), ("y", "NaN")), True)
+    assert compare("t", same, vec(("x", "1"), ("y", "NaN"), ("z", "+Inf"), rt="matrix"), False)
+    bad = {"status": "error", "errorType": "bad_data", "error": "parse error", "http_status": 400}
+    assert compare("t", bad, same, False)
+    assert compare("t", bad, dict(bad, errorType="execution", http_status=422), False)
+    assert compare("t", bad, dict(bad, error="another message"), False) == []
+    assert compare("t", same, bad, False)
+
+
 def test_query_list_is_big_enough():
     assert len(QUERIES) >= 150, len(QUERIES)
     assert len({e["query"] for e in QUERIES}) == len(QUERIES), "duplicate queries"
