@@ -1,7 +1,8 @@
 """PromQL compliance: the same seeded data is remote-written to Lookout and to Debian's
 `prometheus` 2.42 (remote-write receiver enabled, empty TSDB), then every query of
 `promql_compliance.yaml` runs against both, as instant queries at a few fixed times and as a
-range query, and the answers must agree:
+range query (two: unaligned steps past the end of the data, and steps on the sample grid), and
+the answers must agree:
 
 * same `resultType`, same series (label sets), same timestamps, values equal within 1e-9
   relative (NaN equals NaN, +-Inf equal);
@@ -301,9 +302,13 @@ class Env:
         self.start = start_s
         self.end = end_s
         mid = start_s + 1800
-        # Aligned, unaligned (with milliseconds), and near the start where windows are partial.
-        self.instant_times = [end_s, end_s - 433.25, mid, start_s + 100]
-        self.range = (start_s + 7, end_s + 120, 53)
+        # Aligned, unaligned (with milliseconds), near the start where windows are partial,
+        # and past the end where the 5-minute lookback has run out for all but the newest.
+        self.instant_times = [end_s, end_s - 433.25, mid, start_s + 100, end_s + 290]
+        # Unaligned steps running past the data (staleness), and steps on the sample grid
+        # (window edges fall exactly on samples).
+        self.ranges = [(start_s + 7, end_s + 120, 53), (start_s + 600, end_s, 15)]
+        self.range = self.ranges[0]
         self.subst = {"$START": str(int(start_s)), "$MID": str(int(mid)), "$END": str(int(end_s))}
 
     def expand(self, query: str) -> str:
@@ -433,10 +438,10 @@ def run_entry(env: Env, entry: dict) -> tuple[list[str], bool]:
             jobs.append((f"instant @{fmt_ts(t)}", "/api/v1/query",
                          {"query": query, "time": fmt_ts(t)}, ordered))
     if "range" in entry["kinds"]:
-        start, end, step = env.range
-        jobs.append((f"range {fmt_ts(start)}..{fmt_ts(end)} step {step}s", "/api/v1/query_range",
-                     {"query": query, "start": fmt_ts(start), "end": fmt_ts(end), "step": str(step)},
-                     False))
+        for start, end, step in env.ranges:
+            params = {"query": query, "start": fmt_ts(start), "end": fmt_ts(end), "step": str(step)}
+            jobs.append((f"range {fmt_ts(start)}..{fmt_ts(end)} step {step}s",
+                         "/api/v1/query_range", params, False))
     for what, path, params, is_ordered in jobs:
         expected = ask(env.prom.url, path, params)
         got = ask(env.lookout.http, path, params)
