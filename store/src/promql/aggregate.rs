@@ -132,10 +132,10 @@ pub(super) fn aggregate(
     let mut k = 0usize;
     if matches!(op, AggOp::Topk | AggOp::Bottomk) {
         let Param::Number(f) = param else {
-            return Err(PromqlError::BadQuery("topk/bottomk needs a number".into()));
+            return Err(PromqlError::Execution("topk/bottomk needs a number".into()));
         };
         if !(*f >= i64::MIN as f64 && *f <= i64::MAX as f64) {
-            return Err(PromqlError::BadQuery(format!(
+            return Err(PromqlError::Execution(format!(
                 "Scalar value {} overflows int64",
                 format_value(*f)
             )));
@@ -152,12 +152,12 @@ pub(super) fn aggregate(
     let mut value_label: Option<&str> = None;
     if op == AggOp::CountValues {
         let Param::Label(name) = param else {
-            return Err(PromqlError::BadQuery(
+            return Err(PromqlError::Execution(
                 "count_values needs a label name".into(),
             ));
         };
         if !valid_label_name(name) {
-            return Err(PromqlError::BadQuery(format!(
+            return Err(PromqlError::Execution(format!(
                 "invalid label name {name:?}"
             )));
         }

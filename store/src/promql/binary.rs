@@ -261,7 +261,7 @@ pub(super) fn vector_binop(
         _ => {}
     }
     if m.card == Card::ManyToMany {
-        return Err(PromqlError::BadQuery(
+        return Err(PromqlError::Execution(
             "many-to-many only allowed for set operators".into(),
         ));
     }
@@ -278,7 +278,7 @@ pub(super) fn vector_binop(
             } else {
                 "right"
             };
-            return Err(PromqlError::BadQuery(format!(
+            return Err(PromqlError::Execution(format!(
                 "found duplicate series for the match group {} on the {side} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
                 go_labels_string(&one.sigs[i]),
                 go_labels_string(&one.labels[prev]),
@@ -311,13 +311,13 @@ pub(super) fn vector_binop(
         }
         match matched.get_mut(sig) {
             Some(_) if m.card == Card::OneToOne => {
-                return Err(PromqlError::BadQuery(
+                return Err(PromqlError::Execution(
                     "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)".into(),
                 ));
             }
             Some(seen) => {
                 if !seen.insert(metric.clone()) {
-                    return Err(PromqlError::BadQuery(
+                    return Err(PromqlError::Execution(
                         "multiple matches for labels: grouping labels must ensure unique matches"
                             .into(),
                     ));

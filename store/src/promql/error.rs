@@ -12,6 +12,10 @@ pub enum PromqlError {
     /// result of a range query).
     #[error("{0}")]
     BadQuery(String),
+    /// Evaluation failed on the data (many-to-many matching, duplicate label sets, a bad
+    /// label_replace regex): Prometheus's `execution` class, HTTP 422.
+    #[error("{0}")]
+    Execution(String),
     /// A PromQL construct the engine does not evaluate yet.
     #[error("{0} is not supported yet")]
     Unsupported(String),
@@ -45,9 +49,9 @@ impl PromqlError {
     pub fn kind(&self) -> PromqlErrorKind {
         match self {
             PromqlError::Parse(_) | PromqlError::BadQuery(_) => PromqlErrorKind::BadData,
-            PromqlError::Unsupported(_) | PromqlError::TooManySamples(_) => {
-                PromqlErrorKind::Execution
-            }
+            PromqlError::Execution(_)
+            | PromqlError::Unsupported(_)
+            | PromqlError::TooManySamples(_) => PromqlErrorKind::Execution,
             PromqlError::Timeout(_) => PromqlErrorKind::Timeout,
             PromqlError::Store(e) => match e.kind() {
                 ErrorKind::BadRequest => PromqlErrorKind::BadData,

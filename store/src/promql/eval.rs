@@ -467,6 +467,10 @@ impl Evaluator<'_> {
                     .map(|&t| t as f64 / 1000.0)
                     .collect(),
             )),
+            "pi" => Ok(EvalValue::Scalar(vec![
+                std::f64::consts::PI;
+                self.step_times().len()
+            ])),
             "vector" => {
                 let v = self.eval_scalar(arg(0)?)?;
                 Ok(EvalValue::Vector(vec![StepSeries {
@@ -524,15 +528,16 @@ impl Evaluator<'_> {
                 let mut input = self.eval_vector(arg(0)?)?;
                 if n == 1 {
                     let desc = name == "sort_desc";
-                    // Go's vectorByValueHeap orders NaN first in both directions
+                    // 2.42 sorts with the reverse of a heap order that puts NaN first, so
+                    // NaN ends up last in both directions
                     input.sort_by(|a, b| {
                         let (x, y) = (
                             a.values.first().copied().flatten().unwrap_or(f64::NAN),
                             b.values.first().copied().flatten().unwrap_or(f64::NAN),
                         );
                         match (x.is_nan(), y.is_nan()) {
-                            (true, false) => std::cmp::Ordering::Less,
-                            (false, true) => std::cmp::Ordering::Greater,
+                            (true, false) => std::cmp::Ordering::Greater,
+                            (false, true) => std::cmp::Ordering::Less,
                             _ if desc => y.partial_cmp(&x).unwrap_or(std::cmp::Ordering::Equal),
                             _ => x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal),
                         }
@@ -657,7 +662,7 @@ impl Evaluator<'_> {
                         .iter()
                         .map(|a| a.get(i).copied().unwrap_or(f64::NAN)),
                 );
-                functions::validate_range_args(name, &step_args).map_err(PromqlError::BadQuery)?;
+                functions::validate_range_args(name, &step_args).map_err(PromqlError::Execution)?;
                 let (samples, start, end) = range.window(s, t);
                 if samples.is_empty() {
                     continue;
@@ -967,7 +972,7 @@ impl Collector {
             .and_then(|s| s.values.get_mut(step))
             .ok_or_else(|| PromqlError::BadQuery("step out of range".into()))?;
         if slot.is_some() {
-            return Err(PromqlError::BadQuery(
+            return Err(PromqlError::Execution(
                 "vector cannot contain metrics with the same labelset".into(),
             ));
         }

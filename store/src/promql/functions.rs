@@ -770,12 +770,12 @@ impl LabelReplace {
         regex: &str,
     ) -> Result<LabelReplace, PromqlError> {
         let compiled = Regex::new(&format!("^(?:{regex})$")).map_err(|_| {
-            PromqlError::BadQuery(format!(
+            PromqlError::Execution(format!(
                 "invalid regular expression in label_replace(): {regex}"
             ))
         })?;
         if !is_valid_label_name(dst) {
-            return Err(PromqlError::BadQuery(format!(
+            return Err(PromqlError::Execution(format!(
                 "invalid destination label name in label_replace(): {dst}"
             )));
         }
@@ -823,12 +823,12 @@ pub fn label_replace(
 /// Checks label_join's label names as Prometheus does (sources first, then destination).
 pub fn validate_label_join(dst: &str, srcs: &[&str]) -> Result<(), PromqlError> {
     if let Some(bad) = srcs.iter().find(|s| !is_valid_label_name(s)) {
-        return Err(PromqlError::BadQuery(format!(
+        return Err(PromqlError::Execution(format!(
             "invalid source label name in label_join(): {bad}"
         )));
     }
     if !is_valid_label_name(dst) {
-        return Err(PromqlError::BadQuery(format!(
+        return Err(PromqlError::Execution(format!(
             "invalid destination label name in label_join(): {dst}"
         )));
     }
