@@ -4,10 +4,11 @@
 
 use std::collections::HashMap;
 
-use crate::model::{Label, Labels, METRIC_NAME_LABEL};
+use crate::model::{Label, Labels};
 
 use super::error::PromqlError;
 use super::functions;
+use super::value::project_labels;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum AggOp {
@@ -55,23 +56,7 @@ pub(super) struct Grouping {
 impl Grouping {
     /// The labels of the group an element belongs to (and of its result).
     pub fn group_labels(&self, labels: &Labels) -> Labels {
-        if self.without {
-            Labels::new(
-                labels
-                    .iter()
-                    .filter(|l| l.name != METRIC_NAME_LABEL && !self.names.contains(&l.name))
-                    .cloned()
-                    .collect(),
-            )
-        } else {
-            Labels::new(
-                labels
-                    .iter()
-                    .filter(|l| self.names.contains(&l.name))
-                    .cloned()
-                    .collect(),
-            )
-        }
+        project_labels(labels, &self.names, !self.without)
     }
 }
 

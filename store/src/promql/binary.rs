@@ -10,6 +10,7 @@ use promql_parser::parser::{BinModifier, LabelModifier, VectorMatchCardinality};
 use crate::model::{Label, Labels, METRIC_NAME_LABEL};
 
 use super::error::PromqlError;
+use super::value::project_labels;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum BinOp {
@@ -159,23 +160,7 @@ impl Matching {
     /// The label set two elements must share to match: only the `on` labels, or all but the
     /// `ignoring` labels and the metric name.
     pub fn signature(&self, labels: &Labels) -> Labels {
-        if self.on {
-            Labels::new(
-                labels
-                    .iter()
-                    .filter(|l| self.names.contains(&l.name))
-                    .cloned()
-                    .collect(),
-            )
-        } else {
-            Labels::new(
-                labels
-                    .iter()
-                    .filter(|l| l.name != METRIC_NAME_LABEL && !self.names.contains(&l.name))
-                    .cloned()
-                    .collect(),
-            )
-        }
+        project_labels(labels, &self.names, self.on)
     }
 
     /// `resultMetric`: the labels of a vector-vector arithmetic/comparison result.

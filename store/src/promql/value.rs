@@ -1,6 +1,6 @@
 //! Query results, shaped as Prometheus's four value types.
 
-use crate::model::{Labels, Series};
+use crate::model::{Labels, Series, METRIC_NAME_LABEL};
 
 /// A single number at the evaluation time.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -51,4 +51,23 @@ impl Value {
             Value::Matrix(_) => "matrix",
         }
     }
+}
+
+/// The label projection shared by `by`/`without` groupings and `on`/`ignoring` matching:
+/// with `keep`, only the named labels; otherwise every label but the named ones and the
+/// metric name.
+pub(super) fn project_labels(labels: &Labels, names: &[String], keep: bool) -> Labels {
+    Labels::new(
+        labels
+            .iter()
+            .filter(|l| {
+                if keep {
+                    names.contains(&l.name)
+                } else {
+                    l.name != METRIC_NAME_LABEL && !names.contains(&l.name)
+                }
+            })
+            .cloned()
+            .collect(),
+    )
 }
