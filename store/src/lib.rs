@@ -12,6 +12,8 @@
 //!   segments are deleted. Read path: postings intersection over head and blocks -> decode the
 //!   chunks overlapping the range.
 //! * [`promql`]: query evaluation over a [`MetricsQuerier`].
+//! * [`traces`]: the span model, [`traces::TracesAppender`] / [`traces::TracesQuerier`], the
+//!   trace store.
 //! * [`duration`]: Prometheus duration syntax.
 //! * [`testing`]: an in-memory querier for tests of query code.
 
@@ -24,6 +26,7 @@ mod fsutil;
 pub mod model;
 pub mod promql;
 pub mod testing;
+pub mod traces;
 pub mod tsdb;
 pub mod wal;
 

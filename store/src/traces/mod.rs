@@ -1,0 +1,92 @@
+//! Traces: the span model, the contracts ingest and queries program against, and the trace
+//! store.
+//!
+//! * [`model`]: spans, resources, ids, attribute values.
+//! * [`TracesAppender`] / [`TracesQuerier`]: what the collector and the query APIs use.
+
+pub mod model;
+
+use async_trait::async_trait;
+
+use crate::error::Result;
+pub use model::{
+    AttrValue, Attributes, Resource, ResourceSpans, Span, SpanBatch, SpanEvent, SpanId, SpanKind,
+    SpanLink, StatusCode, StoredSpan, TraceId,
+};
+
+/// What an append did with a batch: spans are accepted whole or rejected with a reason (the
+/// collector turns rejections into OTLP partial success).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SpanAppendReport {
+    pub accepted_spans: u64,
+    pub rejected_spans: u64,
+    /// The first rejection's message, for the partial-success answer.
+    pub first_rejection: Option<String>,
+}
+
+/// Appends spans. On `Ok`, the accepted spans are durable (in the WAL per the fsync policy)
+/// and visible to [`TracesQuerier`].
+#[async_trait]
+pub trait TracesAppender: Send + Sync + 'static {
+    async fn append_spans(&self, batch: SpanBatch) -> Result<SpanAppendReport>;
+}
+
+/// A trace search. Every given condition must hold for some span of the trace unless noted;
+/// `tags` must all hold on one span (span attributes, then resource attributes).
+#[derive(Clone, Debug, Default)]
+pub struct TraceQuery {
+    /// Spans starting at or after this (Unix ns).
+    pub start_unix_nano: u64,
+    /// Spans starting at or before this (Unix ns).
+    pub end_unix_nano: u64,
+    pub service: Option<String>,
+    /// Span name.
+    pub operation: Option<String>,
+    pub kind: Option<SpanKind>,
+    /// Only traces with (`Some(true)`) / without (`Some(false)`) an error span.
+    pub error: Option<bool>,
+    /// Bounds on the matching span's duration.
+    pub min_duration_nanos: Option<u64>,
+    pub max_duration_nanos: Option<u64>,
+    /// `key=value` pairs compared against [`AttrValue::to_text`].
+    pub tags: Vec<(String, String)>,
+    /// Most traces returned, newest first.
+    pub limit: usize,
+}
+
+/// One trace in search results.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TraceSummary {
+    pub trace_id: TraceId,
+    /// Service and name of the root span; of the earliest span when the root has not arrived.
+    pub root_service: String,
+    pub root_operation: String,
+    pub start_unix_nano: u64,
+    /// From the earliest start to the latest end among the trace's spans.
+    pub duration_nanos: u64,
+    pub span_count: u64,
+    /// Spans whose status is ERROR.
+    pub error_count: u64,
+    /// Services with spans in the trace, sorted.
+    pub services: Vec<String>,
+}
+
+/// Reads traces back. Synchronous (may read disk): async callers use `spawn_blocking`.
+pub trait TracesQuerier: Send + Sync {
+    /// Every stored span of the trace, ordered by start time; empty when unknown.
+    fn trace(&self, id: TraceId) -> Result<Vec<StoredSpan>>;
+
+    /// Traces with a span matching `query`, newest first, at most `query.limit`.
+    fn search(&self, query: &TraceQuery) -> Result<Vec<TraceSummary>>;
+
+    /// Services with spans starting in `[start, end]` (Unix ns), sorted.
+    fn services(&self, start_unix_nano: u64, end_unix_nano: u64) -> Result<Vec<String>>;
+
+    /// Distinct `(span name, kind)` of a service's spans starting in `[start, end]`, sorted.
+    fn operations(
+        &self,
+        service: &str,
+        start_unix_nano: u64,
+        end_unix_nano: u64,
+    ) -> Result<Vec<(String, SpanKind)>>;
+}
