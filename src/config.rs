@@ -18,6 +18,7 @@ use serde::Deserialize;
 use serde_yaml::Value;
 use store::config::{FsyncPolicy, Limits};
 use store::duration::PromDuration;
+use store::promql::EngineOptions;
 
 /// A token or password: never printed, not even by `Debug`.
 #[derive(Clone, Deserialize, PartialEq, Eq)]
@@ -42,10 +43,11 @@ impl fmt::Debug for Secret {
 
 // ---- raw file shapes -------------------------------------------------------------------
 
-const TOP_LEVEL_KEYS: [&str; 7] = [
+const TOP_LEVEL_KEYS: [&str; 8] = [
     "server",
     "storage",
     "limits",
+    "query",
     "global",
     "scrape_configs",
     "rule_files",
@@ -144,6 +146,16 @@ struct RawLimits {
     max_future: Option<PromDuration>,
 }
 
+/// `query:` — what Prometheus sets with `--query.timeout`, `--query.max-samples` and
+/// `--query.lookback-delta`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQuery {
+    timeout: Option<PromDuration>,
+    max_samples: Option<usize>,
+    lookback_delta: Option<PromDuration>,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawGlobal {
@@ -173,6 +185,8 @@ pub struct Config {
     pub server: ServerConfig,
     pub storage: StorageConfig,
     pub limits: LimitsConfig,
+    /// PromQL engine limits and defaults.
+    pub query: EngineOptions,
     pub global: GlobalConfig,
     pub scrape_configs: Vec<ScrapeConfig>,
     /// Rule files as written (globs relative to the config file's directory).
@@ -525,6 +539,7 @@ fn parse(text: &str, base_dir: &Path, overrides: &Overrides) -> Result<Config, V
     let storage: RawStorage = c.section("storage", map.get("storage"), line_of("storage"));
     let limits: RawLimits = c.section("limits", map.get("limits"), line_of("limits"));
     let global: RawGlobal = c.section("global", map.get("global"), line_of("global"));
+    let query: RawQuery = c.section("query", map.get("query"), line_of("query"));
 
     let server_line = line_of("server");
     let server = ServerConfig {
@@ -698,6 +713,30 @@ fn parse(text: &str, base_dir: &Path, overrides: &Overrides) -> Result<Config, V
         }
     }
 
+    let engine_defaults = EngineOptions::default();
+    let query = EngineOptions {
+        lookback_delta: query
+            .lookback_delta
+            .map_or(engine_defaults.lookback_delta, Duration::from),
+        max_samples: query.max_samples.unwrap_or(engine_defaults.max_samples),
+        timeout: query
+            .timeout
+            .map_or(engine_defaults.timeout, Duration::from),
+    };
+    let query_line = line_of("query");
+    for (key, zero) in [
+        ("timeout", query.timeout.is_zero()),
+        ("max_samples", query.max_samples == 0),
+        ("lookback_delta", query.lookback_delta.is_zero()),
+    ] {
+        if zero {
+            c.push(
+                locate(text, key, query_line),
+                format!("query.{key} must be greater than 0"),
+            );
+        }
+    }
+
     let global_line = line_of("global");
     let scrape_interval = global
         .scrape_interval
@@ -758,6 +797,7 @@ fn parse(text: &str, base_dir: &Path, overrides: &Overrides) -> Result<Config, V
             server,
             storage,
             limits,
+            query,
             global,
             scrape_configs,
             rule_files,
@@ -1080,6 +1120,28 @@ mod tests {
         assert_eq!(
             c.server.query_tokens,
             vec![Secret::new("a"), Secret::new("b")]
+        );
+    }
+
+    #[test]
+    fn query_limits() {
+        let c = parse_ok("");
+        assert_eq!(c.query.max_samples, 50_000_000);
+        assert_eq!(c.query.timeout, Duration::from_secs(120));
+        assert_eq!(c.query.lookback_delta, Duration::from_secs(300));
+        let c = parse_ok("query:\n  timeout: 30s\n  max_samples: 1000\n  lookback_delta: 1m\n");
+        assert_eq!(c.query.max_samples, 1000);
+        assert_eq!(c.query.timeout, Duration::from_secs(30));
+        assert_eq!(c.query.lookback_delta, Duration::from_secs(60));
+        let errs = parse_err("query:\n  timeout: 0s\n  max_samples: 0\n");
+        let msgs: Vec<(Option<usize>, &str)> =
+            errs.iter().map(|e| (e.line, e.message.as_str())).collect();
+        assert_eq!(
+            msgs,
+            vec![
+                (Some(2), "query.timeout must be greater than 0"),
+                (Some(3), "query.max_samples must be greater than 0"),
+            ]
         );
     }
 

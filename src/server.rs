@@ -192,6 +192,7 @@ fn routers(
     ingest_tokens: Tokens,
     query_tokens: Tokens,
     limits: collector::IngestLimits,
+    query: api::ApiOptions,
 ) -> (Router, Router) {
     let sink: Arc<dyn MetricsAppender> = store.clone();
     let querier: Arc<dyn MetricsQuerier> = store;
@@ -199,7 +200,7 @@ fn routers(
         .route("/-/healthy", get(healthy))
         .route("/-/ready", get(ready))
         .with_state(readiness);
-    let query_side = api::router(querier, api::ApiOptions::default())
+    let query_side = api::router(querier, query)
         .route("/metrics", get(telemetry::metrics))
         .merge(ui::router())
         .layer(from_fn_with_state(query_tokens, auth::require_token));
@@ -250,6 +251,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ingest_tokens.clone(),
         query_tokens,
         limits.clone(),
+        api::ApiOptions {
+            engine: config.query.clone(),
+        },
     );
 
     let http_listener = bind("http", config.server.http_addr).await?;
@@ -383,6 +387,7 @@ mod tests {
             tokens(ingest),
             tokens(query),
             collector::IngestLimits::default(),
+            api::ApiOptions::default(),
         );
         (http, otlp, readiness)
     }

@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Path, State};
 use axum::response::Response;
-use store::promql::Engine;
+use store::promql::{Engine, QueryResult};
 use store::MetricsQuerier;
 
 use crate::error::ApiError;
@@ -16,7 +16,7 @@ use crate::params::{
     invalid_param, limit_param, match_params, parse_duration_ms, parse_time, time_param,
     timeout_param, Params, MAX_TIME_MS, MIN_TIME_MS,
 };
-use crate::response::{json_string, labels_array, query_data, string_array, success};
+use crate::response::{json_string, labels_array, query_data, string_array, success, with_stats};
 
 /// Shared state of the API handlers.
 pub struct ApiState {
@@ -47,13 +47,31 @@ fn query_param(params: &Params) -> Result<String, ApiError> {
     Ok(params.get("query").unwrap_or_default().to_string())
 }
 
+/// The `data` of a query answer, with `stats` when the request asked (any non-empty
+/// `stats` parameter, as Prometheus).
+fn answer(params: &Params, result: &QueryResult) -> Response {
+    let data = query_data(&result.value);
+    let data = match params.get("stats") {
+        Some(s) if !s.is_empty() => with_stats(data, &result.stats),
+        _ => data,
+    };
+    success(&data, &[])
+}
+
 pub async fn query(State(state): AppState, params: Params) -> Result<Response, ApiError> {
     let timeout = timeout_param(&params)?;
     let time = time_param(&params, "time", now_ms())?;
     let query = query_param(&params)?;
     let engine = state.engine.clone();
-    let value = blocking(move || Ok(engine.instant_with_timeout(&query, time, timeout)?)).await?;
-    Ok(success(&query_data(&value), &[]))
+    let result = blocking(move || Ok(engine.instant_query(&query, time, timeout)?)).await?;
+    Ok(answer(&params, &result))
+}
+
+/// `/api/v1/format_query`: the query pretty-printed as Prometheus's `Pretty` prints it.
+pub async fn format_query(params: Params) -> Result<Response, ApiError> {
+    let query = query_param(&params)?;
+    let expr = store::promql::parse(&query)?;
+    Ok(success(&json_string(&expr.prettify()), &[]))
 }
 
 pub async fn query_range(State(state): AppState, params: Params) -> Result<Response, ApiError> {
@@ -79,9 +97,9 @@ pub async fn query_range(State(state): AppState, params: Params) -> Result<Respo
     let timeout = timeout_param(&params)?;
     let query = query_param(&params)?;
     let engine = state.engine.clone();
-    let value =
-        blocking(move || Ok(engine.range_with_timeout(&query, start, end, step, timeout)?)).await?;
-    Ok(success(&query_data(&value), &[]))
+    let result =
+        blocking(move || Ok(engine.range_query(&query, start, end, step, timeout)?)).await?;
+    Ok(answer(&params, &result))
 }
 
 /// `start`/`end` of the metadata endpoints, defaulting to all time.

@@ -2,7 +2,8 @@
 //!
 //! * [`router`]: the routes (`/api/v1/query`, `/api/v1/query_range`, `/api/v1/series`,
 //!   `/api/v1/labels`, `/api/v1/label/{name}/values`, `/api/v1/metadata`,
-//!   `/api/v1/status/buildinfo`).
+//!   `/api/v1/status/buildinfo`, `/api/v1/format_query`); query answers carry Prometheus's
+//!   `stats` object when asked with `stats=`.
 //! * `params`: parameters from the URL and form bodies; times, durations, `match[]`.
 //! * `handlers`: one function per endpoint; store and engine work runs in `spawn_blocking`.
 //! * [`response`]: Prometheus's JSON shapes and number formatting.
@@ -49,6 +50,10 @@ pub fn router(querier: Arc<dyn MetricsQuerier>, opts: ApiOptions) -> Router {
         )
         .route("/api/v1/label/{name}/values", get(handlers::label_values))
         .route("/api/v1/metadata", get(handlers::metadata))
+        .route(
+            "/api/v1/format_query",
+            get(handlers::format_query).post(handlers::format_query),
+        )
         .route("/api/v1/status/buildinfo", get(handlers::buildinfo))
         .with_state(state)
 }

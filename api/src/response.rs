@@ -5,7 +5,7 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use store::model::{Labels, Sample};
-use store::promql::Value;
+use store::promql::{QueryStats, Value};
 
 /// A JSON string literal (quoted and escaped).
 pub fn json_string(s: &str) -> String {
@@ -165,6 +165,27 @@ pub fn labels_array(items: &[Labels]) -> String {
 }
 
 /// `{"status":"success","data":<data>[,"warnings":[...]]}`.
+/// Appends Prometheus's `stats` object to a `query_data` object (`?stats=` given).
+pub fn with_stats(mut data: String, stats: &QueryStats) -> String {
+    let secs = |d: std::time::Duration| format_float(d.as_secs_f64());
+    let eval = stats.eval_time + stats.sort_time;
+    let total = stats.prepare_time + eval;
+    if data.ends_with('}') {
+        data.pop();
+        data.push_str(&format!(
+            ",\"stats\":{{\"timings\":{{\"evalTotalTime\":{},\"resultSortTime\":{},\"queryPreparationTime\":{},\"innerEvalTime\":{},\"execQueueTime\":0,\"execTotalTime\":{}}},\"samples\":{{\"totalQueryableSamples\":{},\"peakSamples\":{}}}}}}}",
+            secs(eval),
+            secs(stats.sort_time),
+            secs(stats.prepare_time),
+            secs(stats.eval_time),
+            secs(total),
+            stats.total_samples,
+            stats.peak_samples,
+        ));
+    }
+    data
+}
+
 pub fn success(data: &str, warnings: &[String]) -> Response {
     let mut body = String::with_capacity(data.len() + 64);
     body.push_str("{\"status\":\"success\",\"data\":");

@@ -202,3 +202,41 @@ async fn metadata_and_buildinfo() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn format_query_pretty_prints_or_names_the_parse_error() {
+    let (status, body) =
+        get("/api/v1/format_query?query=sum%28rate%28up%5B5m%5D%29%29by%28job%29").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body,
+        r#"{"status":"success","data":"sum by (job) (rate(up[5m]))"}"#
+    );
+    let (status, body) = post("/api/v1/format_query", "query=up%7B").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains(r#""errorType":"bad_data""#), "{body}");
+}
+
+#[tokio::test]
+async fn stats_only_when_asked() {
+    let (_, plain) = get("/api/v1/query?query=up&time=120").await;
+    assert!(!plain.contains("stats"), "{plain}");
+    let (status, body) = get("/api/v1/query?query=up&time=120&stats=all").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let stats = &v["data"]["stats"];
+    // `up` at 120 reads the api series' 3 samples and the web series' 1
+    assert_eq!(stats["samples"]["totalQueryableSamples"], 4, "{body}");
+    assert!(stats["samples"]["peakSamples"].as_u64() > Some(0), "{body}");
+    for key in [
+        "evalTotalTime",
+        "resultSortTime",
+        "queryPreparationTime",
+        "innerEvalTime",
+        "execQueueTime",
+        "execTotalTime",
+    ] {
+        assert!(stats["timings"][key].as_f64().is_some(), "{key}: {body}");
+    }
+    assert_eq!(v["data"]["resultType"], "vector");
+}

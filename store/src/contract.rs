@@ -13,7 +13,7 @@ use std::fmt;
 use async_trait::async_trait;
 
 use crate::error::Result;
-use crate::model::{Labels, MetricBatch, MetricMetadata, RawMetricBatch, Series};
+use crate::model::{Labels, MetricBatch, MetricMetadata, RawMetricBatch, Sample, Series};
 
 /// Why a series or sample was not stored. Every reason has a stable name used in
 /// `/metrics` (`reason` label) and in client-facing messages.
@@ -177,6 +177,22 @@ pub trait MetricsQuerier: Send + Sync {
     /// samples in time order (staleness markers included), sorted by labels.
     fn select(&self, matchers: &[LabelMatcher], mint: i64, maxt: i64) -> Result<Vec<Series>>;
 
+    /// [`MetricsQuerier::select`] without decoding: each series' samples are read when the
+    /// caller asks ([`LazySeries::load`]), so a query can hold one series' samples at a time
+    /// and decode series on several threads. Same series, same order.
+    fn select_lazy(
+        &self,
+        matchers: &[LabelMatcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<LazySeries>> {
+        Ok(self
+            .select(matchers, mint, maxt)?
+            .into_iter()
+            .map(LazySeries::loaded)
+            .collect())
+    }
+
     /// Label sets of the series matching any of `matcher_sets` (all series when empty) with
     /// samples in `[mint, maxt]`, sorted.
     fn series(
@@ -205,6 +221,100 @@ pub trait MetricsQuerier: Send + Sync {
 
     /// Metadata per metric family, as last reported by ingest.
     fn metadata(&self) -> Result<Vec<MetricMetadata>>;
+}
+
+/// Where a [`LazySeries`] reads its samples from.
+pub trait SampleSource: Send + Sync {
+    /// Appends the series' samples (time order, staleness markers included) to `out`.
+    fn load(&self, cache: &mut ReadCache, out: &mut Vec<Sample>) -> Result<()>;
+}
+
+/// A selected series whose samples are read on demand.
+pub struct LazySeries {
+    pub labels: Labels,
+    source: LazySource,
+}
+
+enum LazySource {
+    Loaded(Vec<Sample>),
+    Deferred(Box<dyn SampleSource>),
+}
+
+impl LazySeries {
+    /// A series whose samples are already in memory.
+    pub fn loaded(series: Series) -> Self {
+        LazySeries {
+            labels: series.labels,
+            source: LazySource::Loaded(series.samples),
+        }
+    }
+
+    pub fn deferred(labels: Labels, source: Box<dyn SampleSource>) -> Self {
+        LazySeries {
+            labels,
+            source: LazySource::Deferred(source),
+        }
+    }
+
+    /// The samples: borrowed when already in memory, else decoded into `buf`.
+    pub fn load<'a>(
+        &'a self,
+        cache: &mut ReadCache,
+        buf: &'a mut Vec<Sample>,
+    ) -> Result<&'a [Sample]> {
+        match &self.source {
+            LazySource::Loaded(samples) => Ok(samples),
+            LazySource::Deferred(source) => {
+                buf.clear();
+                source.load(cache, buf)?;
+                Ok(buf)
+            }
+        }
+    }
+}
+
+impl fmt::Debug for LazySeries {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "LazySeries({})", self.labels)
+    }
+}
+
+/// A decompressed page, keyed by (source, page number).
+type CachedPage = ((usize, u32), std::sync::Arc<Vec<u8>>);
+
+/// Decompressed storage pages kept while a reader goes through series in order, so
+/// neighbouring series sharing a page decompress it once. One per reading thread; bounded.
+#[derive(Default)]
+pub struct ReadCache {
+    /// (source key, page number) -> page, oldest first.
+    pages: std::collections::VecDeque<CachedPage>,
+}
+
+impl ReadCache {
+    /// Pages kept: enough for the pages one series spans plus its neighbours'.
+    const CAPACITY: usize = 16;
+
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The page `(key, page)`, read with `read` when not cached.
+    pub fn page(
+        &mut self,
+        key: usize,
+        page: u32,
+        read: impl FnOnce() -> Result<Vec<u8>>,
+    ) -> Result<std::sync::Arc<Vec<u8>>> {
+        if let Some((_, p)) = self.pages.iter().find(|(k, _)| *k == (key, page)) {
+            return Ok(p.clone());
+        }
+        let p = std::sync::Arc::new(read()?);
+        if self.pages.len() >= Self::CAPACITY {
+            self.pages.pop_front();
+        }
+        self.pages.push_back(((key, page), p.clone()));
+        Ok(p)
+    }
 }
 
 #[cfg(test)]

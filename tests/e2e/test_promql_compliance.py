@@ -564,3 +564,46 @@ def same_promtool_text(expected: list[str], got: list[str]) -> bool:
         except ValueError:
             return False
     return True
+
+
+# ---- format_query and stats ---------------------------------------------------------------
+
+FORMAT_QUERIES = [
+    "cmp_requests_total",
+    'sum by (job) (rate(cmp_requests_total{code=~"5.."}[5m])) / ignoring(code) group_left sum by (job) (rate(cmp_requests_total[5m]))',
+    "histogram_quantile(0.9, sum by (le) (rate(cmp_latency_seconds_bucket[5m])))",
+    "max_over_time(cmp_temperature_celsius{job=\"web\"}[10m:1m] offset 5m)",
+    "-(1 + 2) * 3 ^ 2",
+    'topk(3, sum without (instance) (cmp_requests_total @ end()))',
+    'label_replace(up, "foo", "$1", "job", "(.*)")',
+    "cmp_requests_total{",
+]
+
+
+@pytest.mark.parametrize("query", FORMAT_QUERIES)
+def test_format_query_matches_prometheus(env, query):
+    expected = ask(env.prom.url, "/api/v1/format_query", {"query": query})
+    got = ask(env.lookout.http, "/api/v1/format_query", {"query": query})
+    assert got["status"] == expected["status"], (query, got, expected)
+    assert got["http_status"] == expected["http_status"], (query, got, expected)
+    if expected["status"] == "success":
+        assert got["data"] == expected["data"], (query, got["data"], expected["data"])
+    else:
+        assert got["errorType"] == expected["errorType"] == "bad_data", (got, expected)
+
+
+def test_stats_are_given_when_asked(env):
+    start, end, step = env.range
+    params = {"query": "sum by (job) (rate(cmp_requests_total[5m]))", "start": start, "end": end, "step": step}
+    for base in (env.prom.url, env.lookout.http):
+        plain = ask(base, "/api/v1/query_range", params)
+        assert "stats" not in plain["data"], base
+    exp = ask(env.prom.url, "/api/v1/query_range", {**params, "stats": "1"})["data"]["stats"]
+    got = ask(env.lookout.http, "/api/v1/query_range", {**params, "stats": "1"})["data"]["stats"]
+    assert set(got["timings"]) == set(exp["timings"]), (got, exp)
+    assert all(isinstance(v, (int, float)) and v >= 0 for v in got["timings"].values()), got
+    assert set(exp["samples"]) <= set(got["samples"]) | {"totalQueryableSamplesPerStep"}, (got, exp)
+    # both read the same raw data; Prometheus counts a sample once per step that sees it,
+    # Lookout once per read, so Lookout's figure is positive and no larger
+    assert 0 < got["samples"]["totalQueryableSamples"] <= exp["samples"]["totalQueryableSamples"]
+    assert 0 < got["samples"]["peakSamples"]

@@ -7,13 +7,15 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
+use rayon::prelude::*;
+
 use promql_parser::parser::{
     AggregateExpr, BinaryExpr, Call, Expr, LabelModifier, MatrixSelector, SubqueryExpr,
     VectorSelector,
 };
 
-use crate::contract::{LabelMatcher, MetricsQuerier};
-use crate::model::{Label, Labels, Sample, Series, METRIC_NAME_LABEL};
+use crate::contract::{LabelMatcher, LazySeries, MetricsQuerier, ReadCache};
+use crate::model::{is_stale_nan, Label, Labels, Sample, Series, METRIC_NAME_LABEL};
 
 use super::aggregate::{self, AggOp, Grouping, Param};
 use super::binary::{self, BinOp, Matching, Side};
@@ -23,6 +25,10 @@ use super::selector::{self, duration_ms, TimeShift};
 
 /// How often (in loop iterations) long loops look at the clock.
 const DEADLINE_CHECK_EVERY: usize = 1024;
+
+/// Series decoded and evaluated together (in parallel) before their results are handed on:
+/// bounds the raw samples a query holds at once while giving every core enough work.
+const SERIES_BATCH: usize = 512;
 
 pub(super) struct Evaluator<'a> {
     pub querier: &'a dyn MetricsQuerier,
@@ -40,8 +46,13 @@ pub(super) struct Evaluator<'a> {
     pub max_samples: usize,
     /// `None` when the timeout is too large to represent.
     pub deadline: Option<Instant>,
-    /// Samples currently held by the evaluation, checked against `max_samples`.
+    /// Samples (raw, and values of results) the evaluation holds now, checked against
+    /// `max_samples`.
     pub current_samples: usize,
+    /// The most `current_samples` has been.
+    pub peak_samples: usize,
+    /// Raw samples read from storage.
+    pub total_samples: usize,
     pub ticks: usize,
 }
 
@@ -81,15 +92,29 @@ impl Evaluator<'_> {
 
     fn add_samples(&mut self, n: usize) -> Result<(), PromqlError> {
         self.current_samples = self.current_samples.saturating_add(n);
+        self.peak_samples = self.peak_samples.max(self.current_samples);
         if self.current_samples > self.max_samples {
             return Err(PromqlError::TooManySamples("query execution"));
         }
         Ok(())
     }
 
-    /// Evaluates `expr` over every step.
+    fn release_samples(&mut self, n: usize) {
+        self.current_samples = self.current_samples.saturating_sub(n);
+    }
+
+    /// Evaluates `expr` over every step. What the operands held is released once the result
+    /// exists; the result's samples stay counted until its consumer finishes.
     pub fn eval(&mut self, expr: &Expr) -> Result<EvalValue, PromqlError> {
         self.check_deadline_now()?;
+        let held_before = self.current_samples;
+        let value = self.eval_node(expr)?;
+        self.current_samples = held_before;
+        self.add_samples(value.sample_count())?;
+        Ok(value)
+    }
+
+    fn eval_node(&mut self, expr: &Expr) -> Result<EvalValue, PromqlError> {
         match expr {
             Expr::NumberLiteral(n) => self.eval_number(n.val),
             Expr::StringLiteral(s) => Ok(EvalValue::String(s.val.clone())),
@@ -132,9 +157,7 @@ impl Evaluator<'_> {
     }
 
     fn eval_number(&mut self, value: f64) -> Result<EvalValue, PromqlError> {
-        let n = self.step_count();
-        self.add_samples(n)?;
-        Ok(EvalValue::Scalar(vec![value; n]))
+        Ok(EvalValue::Scalar(vec![value; self.step_count()]))
     }
 
     fn eval_scalar(&mut self, expr: &Expr) -> Result<Vec<f64>, PromqlError> {
@@ -308,6 +331,19 @@ impl Evaluator<'_> {
                 number_param = Some(self.eval_scalar(p)?);
             }
         }
+        if GroupAccumulator::handles(op) {
+            let mut acc = GroupAccumulator::new(op, grouping, n);
+            let streamed = collision_free(&a.expr)
+                && self.stream(&a.expr, &mut |batch| {
+                    acc.fold(batch);
+                    Ok(())
+                })?;
+            if !streamed {
+                let input = self.eval_vector(&a.expr)?;
+                acc.fold(input);
+            }
+            return Ok(EvalValue::Vector(acc.finish()));
+        }
         let input = self.eval_vector(&a.expr)?;
         let mut out = Collector::new(n);
         let mut step_out = Vec::new();
@@ -373,10 +409,14 @@ impl Evaluator<'_> {
             max_samples: self.max_samples,
             deadline: self.deadline,
             current_samples: self.current_samples,
+            peak_samples: self.peak_samples,
+            total_samples: self.total_samples,
             ticks: self.ticks,
         };
         let result = inner.eval(&sq.expr);
         self.current_samples = inner.current_samples;
+        self.peak_samples = inner.peak_samples;
+        self.total_samples = inner.total_samples;
         self.ticks = inner.ticks;
         let times = inner.step_times();
         let series = match result? {
@@ -391,6 +431,7 @@ impl Evaluator<'_> {
                     labels: s.labels,
                 })
                 .filter(|s| !s.samples.is_empty())
+                .map(LazySeries::loaded)
                 .collect(),
             other => {
                 return Err(PromqlError::BadQuery(format!(
@@ -515,10 +556,24 @@ impl Evaluator<'_> {
                 };
                 let labels = absent_labels(arg(0)?);
                 let times = self.step_times();
+                let mut present = vec![false; times.len()];
+                let mut cache = ReadCache::new();
+                let mut buf = Vec::new();
+                for s in &range.series {
+                    self.check_deadline_now()?;
+                    let samples = self.load_range_samples(s, &mut cache, &mut buf)?;
+                    for (i, &t) in times.iter().enumerate() {
+                        if !range.window(&samples, t).0.is_empty() {
+                            if let Some(p) = present.get_mut(i) {
+                                *p = true;
+                            }
+                        }
+                    }
+                    self.release_samples(samples.len());
+                }
                 let mut out = Collector::new(n);
-                for (i, &t) in times.iter().enumerate() {
-                    self.check_deadline()?;
-                    if range.series.iter().all(|s| range.window(s, t).0.is_empty()) {
+                for (i, p) in present.iter().enumerate() {
+                    if !p {
                         out.push(&labels, i, 1.0)?;
                     }
                 }
@@ -625,6 +680,24 @@ impl Evaluator<'_> {
 
     /// A range-vector function: per series and step, over the window of the range argument.
     fn eval_range_call(&mut self, name: &str, args: &[&Expr]) -> Result<EvalValue, PromqlError> {
+        let mut out = Collector::new(self.step_count());
+        self.range_call_batches(name, args, &mut |batch| {
+            for s in batch {
+                out.push_series(s)?;
+            }
+            Ok(())
+        })?;
+        Ok(EvalValue::Vector(out.finish()))
+    }
+
+    /// Evaluates a range function series by series, handing `sink` the results a batch at a
+    /// time, in series order.
+    fn range_call_batches(
+        &mut self,
+        name: &str,
+        args: &[&Expr],
+        sink: &mut dyn FnMut(Vec<StepSeries>) -> Result<(), PromqlError>,
+    ) -> Result<(), PromqlError> {
         let mut range: Option<RangeValue> = None;
         let mut scalars: Vec<Vec<f64>> = Vec::new();
         for e in args {
@@ -645,40 +718,163 @@ impl Evaluator<'_> {
             )));
         };
         let times = self.step_times();
+        // the scalar arguments at each step, checked once (Prometheus checks them only when
+        // there is a series to apply them to)
+        let step_args: Vec<Vec<f64>> = (0..times.len())
+            .map(|i| {
+                scalars
+                    .iter()
+                    .map(|a| a.get(i).copied().unwrap_or(f64::NAN))
+                    .collect()
+            })
+            .collect();
+        if !range.series.is_empty() {
+            for a in &step_args {
+                functions::validate_range_args(name, a).map_err(PromqlError::Execution)?;
+            }
+        }
         let drop = functions::drops_metric_name(name);
-        let mut out = Collector::new(times.len());
-        let mut step_args = Vec::with_capacity(scalars.len());
-        for s in &range.series {
-            let labels = if drop {
-                s.labels.without(&[METRIC_NAME_LABEL])
-            } else {
-                s.labels.clone()
-            };
-            for (i, &t) in times.iter().enumerate() {
-                self.check_deadline()?;
-                step_args.clear();
-                step_args.extend(
-                    scalars
-                        .iter()
-                        .map(|a| a.get(i).copied().unwrap_or(f64::NAN)),
-                );
-                functions::validate_range_args(name, &step_args).map_err(PromqlError::Execution)?;
-                let (samples, start, end) = range.window(s, t);
-                if samples.is_empty() {
+        let per_series = |samples: &[Sample], labels: &Labels| -> Option<StepSeries> {
+            let mut values = vec![None; times.len()];
+            let mut any = false;
+            for ((slot, &t), a) in values.iter_mut().zip(&times).zip(&step_args) {
+                let (window, start, end) = range.window(samples, t);
+                if window.is_empty() {
                     continue;
                 }
                 let input = functions::RangeArgs {
-                    samples: &samples,
+                    samples: window,
                     range_start_ms: start,
                     range_end_ms: end,
-                    args: &step_args,
+                    args: a,
                 };
-                if let Some(v) = functions::eval_range_function(name, &input) {
-                    out.push(&labels, i, v)?;
-                }
+                *slot = functions::eval_range_function(name, &input);
+                any |= slot.is_some();
+            }
+            any.then(|| StepSeries {
+                labels: if drop {
+                    labels.without(&[METRIC_NAME_LABEL])
+                } else {
+                    labels.clone()
+                },
+                values,
+            })
+        };
+        self.series_batches(&range.series, true, &per_series, sink)
+    }
+
+    /// Loads `series` a batch at a time, computes `per_series` for each on all cores, and
+    /// hands each batch's results to `sink` in series order. `strip_stale` drops staleness
+    /// markers first (range windows never see them). Raw samples count against
+    /// `max_samples` while their batch is held.
+    fn series_batches(
+        &mut self,
+        series: &[LazySeries],
+        strip_stale: bool,
+        per_series: &(dyn Fn(&[Sample], &Labels) -> Option<StepSeries> + Sync),
+        sink: &mut dyn FnMut(Vec<StepSeries>) -> Result<(), PromqlError>,
+    ) -> Result<(), PromqlError> {
+        for batch in series.chunks(SERIES_BATCH) {
+            self.check_deadline_now()?;
+            let deadline = self.deadline;
+            let results: Vec<Result<(Option<StepSeries>, usize), PromqlError>> = batch
+                .par_iter()
+                .map_init(
+                    || (ReadCache::new(), Vec::new()),
+                    |(cache, buf), s| {
+                        if deadline.is_some_and(|d| Instant::now() >= d) {
+                            return Err(PromqlError::Timeout("expression evaluation"));
+                        }
+                        let samples = s.load(cache, buf)?;
+                        let loaded = samples.len();
+                        if strip_stale && samples.iter().any(|p| is_stale_nan(p.value)) {
+                            let kept: Vec<Sample> = samples
+                                .iter()
+                                .filter(|p| !is_stale_nan(p.value))
+                                .copied()
+                                .collect();
+                            return Ok((per_series(&kept, &s.labels), loaded));
+                        }
+                        Ok((per_series(samples, &s.labels), loaded))
+                    },
+                )
+                .collect();
+            let mut out = Vec::with_capacity(batch.len());
+            let mut loaded = 0usize;
+            for r in results {
+                let (s, n) = r?;
+                loaded += n;
+                out.extend(s);
+            }
+            let produced: usize = out.iter().map(StepSeries::present).sum();
+            self.total_samples = self.total_samples.saturating_add(loaded);
+            self.add_samples(loaded + produced)?;
+            self.release_samples(loaded + produced);
+            sink(out)?;
+        }
+        Ok(())
+    }
+
+    /// Evaluates an instant-vector `expr` whose series are independent of each other (a
+    /// selector, a range function over a selector) batch by batch into `sink`, so no more
+    /// than a batch of its series is held at once. `Ok(false)` when `expr` is not of that
+    /// kind: nothing was evaluated.
+    fn stream(
+        &mut self,
+        expr: &Expr,
+        sink: &mut dyn FnMut(Vec<StepSeries>) -> Result<(), PromqlError>,
+    ) -> Result<bool, PromqlError> {
+        match unwrap_parens(expr) {
+            Expr::VectorSelector(vs) => {
+                self.vector_selector_batches(vs, sink)?;
+                Ok(true)
+            }
+            Expr::Call(c) if functions::is_range_function(c.func.name) => {
+                let args: Vec<&Expr> = c.args.args.iter().map(|a| a.as_ref()).collect();
+                self.range_call_batches(c.func.name, &args, sink)?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// The samples of a range's series with staleness markers removed, counted as held
+    /// (the caller releases them).
+    fn load_range_samples(
+        &mut self,
+        s: &LazySeries,
+        cache: &mut ReadCache,
+        buf: &mut Vec<Sample>,
+    ) -> Result<Vec<Sample>, PromqlError> {
+        let samples = s.load(cache, buf)?;
+        let kept: Vec<Sample> = samples
+            .iter()
+            .filter(|p| !is_stale_nan(p.value))
+            .copied()
+            .collect();
+        self.total_samples = self.total_samples.saturating_add(samples.len());
+        self.add_samples(kept.len())?;
+        Ok(kept)
+    }
+
+    /// A range value at one instant, as a matrix (an instant query of a range selector or
+    /// subquery).
+    pub fn matrix_at(&mut self, range: &RangeValue, t: i64) -> Result<Vec<Series>, PromqlError> {
+        let mut cache = ReadCache::new();
+        let mut buf = Vec::new();
+        let mut out = Vec::with_capacity(range.series.len());
+        for s in &range.series {
+            self.check_deadline_now()?;
+            let samples = self.load_range_samples(s, &mut cache, &mut buf)?;
+            let window = range.window(&samples, t).0;
+            if !window.is_empty() {
+                out.push(Series {
+                    labels: s.labels.clone(),
+                    samples: window.to_vec(),
+                });
             }
         }
-        Ok(EvalValue::Vector(out.finish()))
+        Ok(out)
     }
 
     /// `timestamp()`: of a plain selector, the time of the sample each step reads (as
@@ -728,6 +924,34 @@ impl Evaluator<'_> {
         Ok(EvalValue::Vector(out.finish()))
     }
 
+    /// [`Evaluator::select`] with samples read on demand.
+    fn select_lazy(
+        &mut self,
+        vs: &VectorSelector,
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<LazySeries>, PromqlError> {
+        let sets = selector::matcher_sets(vs)?;
+        if let [set] = sets.as_slice() {
+            let found = self
+                .querier
+                .select_lazy(set as &[LabelMatcher], mint, maxt)?;
+            self.check_deadline_now()?;
+            return Ok(found);
+        }
+        let mut merged: BTreeMap<Labels, LazySeries> = BTreeMap::new();
+        for set in &sets {
+            for s in self
+                .querier
+                .select_lazy(set as &[LabelMatcher], mint, maxt)?
+            {
+                merged.entry(s.labels.clone()).or_insert(s);
+            }
+        }
+        self.check_deadline_now()?;
+        Ok(merged.into_values().collect())
+    }
+
     /// Fetches every series of `vs` with samples in `[mint, maxt]`, merging the matcher
     /// sets of an `or` selector.
     fn select(
@@ -765,6 +989,20 @@ impl Evaluator<'_> {
     }
 
     fn eval_vector_selector(&mut self, vs: &VectorSelector) -> Result<EvalValue, PromqlError> {
+        let mut out = Vec::new();
+        self.vector_selector_batches(vs, &mut |batch| {
+            out.extend(batch);
+            Ok(())
+        })?;
+        Ok(EvalValue::Vector(out))
+    }
+
+    /// An instant-vector selector's series with their value at each step, a batch at a time.
+    fn vector_selector_batches(
+        &mut self,
+        vs: &VectorSelector,
+        sink: &mut dyn FnMut(Vec<StepSeries>) -> Result<(), PromqlError>,
+    ) -> Result<(), PromqlError> {
         let shift = TimeShift::new(
             vs.at.as_ref(),
             vs.offset.as_ref(),
@@ -772,27 +1010,19 @@ impl Evaluator<'_> {
             self.query_end_ms,
         );
         let (times, min, max) = self.read_times(shift);
-        let mint = min.saturating_sub(self.lookback_ms);
-        let series = self.select(vs, mint, max)?;
-        let mut out = Vec::with_capacity(series.len());
-        for s in series {
-            let mut values = Vec::with_capacity(times.len());
-            let mut present = 0;
-            for &(_, read_at) in &times {
-                self.check_deadline()?;
-                let v = selector::value_at(&s.samples, read_at, self.lookback_ms);
-                present += usize::from(v.is_some());
-                values.push(v);
-            }
-            if present > 0 {
-                self.add_samples(present)?;
-                out.push(StepSeries {
-                    labels: s.labels,
-                    values,
-                });
-            }
-        }
-        Ok(EvalValue::Vector(out))
+        let series = self.select_lazy(vs, min.saturating_sub(self.lookback_ms), max)?;
+        let lookback = self.lookback_ms;
+        let per_series = |samples: &[Sample], labels: &Labels| -> Option<StepSeries> {
+            let values: Vec<Option<f64>> = times
+                .iter()
+                .map(|&(_, read_at)| selector::value_at(samples, read_at, lookback))
+                .collect();
+            values.iter().any(Option::is_some).then(|| StepSeries {
+                labels: labels.clone(),
+                values,
+            })
+        };
+        self.series_batches(&series, false, &per_series, sink)
     }
 
     /// Selects a range selector's series once for every step; windows are cut per step by
@@ -807,9 +1037,8 @@ impl Evaluator<'_> {
             self.query_end_ms,
         );
         let (_, min, max) = self.read_times(shift);
-        let series = self.select(vs, min.saturating_sub(range_ms), max)?;
-        let held: usize = series.iter().map(|s| s.samples.len()).sum();
-        self.add_samples(held)?;
+        // read by the consumer, a batch of series at a time
+        let series = self.select_lazy(vs, min.saturating_sub(range_ms), max)?;
         Ok(EvalValue::Range(RangeValue {
             series,
             range_ms,
@@ -818,22 +1047,23 @@ impl Evaluator<'_> {
     }
 }
 
-/// A range selector's raw series, selected once for all steps.
+/// A range selector's or subquery's series, selected once for all steps (a selector's are
+/// read when consumed).
 pub(super) struct RangeValue {
-    pub series: Vec<Series>,
+    pub series: Vec<LazySeries>,
     pub range_ms: i64,
     pub shift: TimeShift,
 }
 
 impl RangeValue {
-    /// The samples of series `s` in the window of the step at `t`, and the window bounds.
-    pub fn window(&self, s: &Series, t: i64) -> (Vec<Sample>, i64, i64) {
+    /// The part of a series' `samples` (staleness markers removed) in the window of the step
+    /// at `t`, `[t - range, t]` after `@`/`offset`, and the window bounds.
+    pub fn window<'a>(&self, samples: &'a [Sample], t: i64) -> (&'a [Sample], i64, i64) {
         let read_at = self.shift.apply(t);
-        (
-            selector::window(&s.samples, read_at, self.range_ms),
-            read_at.saturating_sub(self.range_ms),
-            read_at,
-        )
+        let from = read_at.saturating_sub(self.range_ms);
+        let start = samples.partition_point(|s| s.timestamp_ms < from);
+        let end = samples.partition_point(|s| s.timestamp_ms <= read_at);
+        (samples.get(start..end).unwrap_or(&[]), from, read_at)
     }
 }
 
@@ -842,6 +1072,13 @@ impl RangeValue {
 pub(super) struct StepSeries {
     pub labels: Labels,
     pub values: Vec<Option<f64>>,
+}
+
+impl StepSeries {
+    /// Steps with a value.
+    fn present(&self) -> usize {
+        self.values.iter().filter(|v| v.is_some()).count()
+    }
 }
 
 /// What an expression evaluates to over all steps.
@@ -855,6 +1092,15 @@ pub(super) enum EvalValue {
 }
 
 impl EvalValue {
+    /// Values held in memory (a range's series are read lazily and counted as they load).
+    fn sample_count(&self) -> usize {
+        match self {
+            EvalValue::Scalar(v) => v.len(),
+            EvalValue::Vector(series) => series.iter().map(StepSeries::present).sum(),
+            EvalValue::Range(_) | EvalValue::String(_) => 0,
+        }
+    }
+
     pub fn type_name(&self) -> &'static str {
         match self {
             EvalValue::Scalar(_) => "scalar",
@@ -980,7 +1226,202 @@ impl Collector {
         Ok(())
     }
 
+    /// Adds a whole series: one lookup of its labels instead of one per step.
+    pub fn push_series(&mut self, series: StepSeries) -> Result<(), PromqlError> {
+        match self.index.get(&series.labels) {
+            None => {
+                self.index.insert(series.labels.clone(), self.out.len());
+                let mut series = series;
+                series.values.resize(self.steps, None);
+                self.out.push(series);
+                Ok(())
+            }
+            Some(_) => {
+                for (i, v) in series.values.iter().enumerate() {
+                    if let Some(v) = v {
+                        self.push(&series.labels, i, *v)?;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
     pub fn finish(self) -> Vec<StepSeries> {
         self.out
+    }
+}
+
+/// Whether the series `expr` yields are known to have distinct label sets, so they can be
+/// aggregated as they stream by without the duplicate-labelset check. A range function that
+/// drops the metric name could map two series onto one label set unless one name is selected.
+fn collision_free(expr: &Expr) -> bool {
+    match unwrap_parens(expr) {
+        Expr::VectorSelector(_) => true,
+        Expr::Call(c) if functions::is_range_function(c.func.name) => {
+            if !functions::drops_metric_name(c.func.name) {
+                return true;
+            }
+            c.args.args.iter().any(|a| match unwrap_parens(a) {
+                Expr::MatrixSelector(ms) => single_metric_name(&ms.vs),
+                _ => false,
+            })
+        }
+        _ => false,
+    }
+}
+
+/// Whether `vs` can only select series of one metric name.
+fn single_metric_name(vs: &VectorSelector) -> bool {
+    if !vs.matchers.or_matchers.is_empty() {
+        return false;
+    }
+    vs.name.is_some()
+        || vs.matchers.matchers.iter().any(|m| {
+            m.name == METRIC_NAME_LABEL && matches!(m.op, promql_parser::label::MatchOp::Equal)
+        })
+}
+
+/// One step's running value of an aggregation group.
+#[derive(Clone, Copy, Default)]
+struct Acc {
+    seen: bool,
+    value: f64,
+    mean: f64,
+    count: f64,
+}
+
+/// The aggregations computable with a running value per group and step (all but
+/// `count_values`, `quantile`, `topk`, `bottomk`): fed series in evaluation order, it adds
+/// each value in the same order as Prometheus's per-step loop, so results are identical,
+/// while computing each series' group once instead of at every step.
+struct GroupAccumulator {
+    op: AggOp,
+    grouping: Grouping,
+    steps: usize,
+    index: HashMap<Labels, usize>,
+    groups: Vec<(Labels, Vec<Acc>)>,
+}
+
+impl GroupAccumulator {
+    fn handles(op: AggOp) -> bool {
+        matches!(
+            op,
+            AggOp::Sum
+                | AggOp::Avg
+                | AggOp::Min
+                | AggOp::Max
+                | AggOp::Count
+                | AggOp::Group
+                | AggOp::Stddev
+                | AggOp::Stdvar
+        )
+    }
+
+    fn new(op: AggOp, grouping: Grouping, steps: usize) -> Self {
+        GroupAccumulator {
+            op,
+            grouping,
+            steps,
+            index: HashMap::new(),
+            groups: Vec::new(),
+        }
+    }
+
+    fn fold(&mut self, batch: Vec<StepSeries>) {
+        for s in batch {
+            if s.values.iter().all(Option::is_none) {
+                continue;
+            }
+            let key = self.grouping.group_labels(&s.labels);
+            let gi = match self.index.get(&key) {
+                Some(&gi) => gi,
+                None => {
+                    self.index.insert(key.clone(), self.groups.len());
+                    self.groups.push((key, vec![Acc::default(); self.steps]));
+                    self.groups.len() - 1
+                }
+            };
+            let Some((_, accs)) = self.groups.get_mut(gi) else {
+                continue;
+            };
+            for (acc, v) in accs.iter_mut().zip(&s.values) {
+                if let Some(v) = *v {
+                    add_to(self.op, acc, v);
+                }
+            }
+        }
+    }
+
+    fn finish(self) -> Vec<StepSeries> {
+        let op = self.op;
+        self.groups
+            .into_iter()
+            .map(|(labels, accs)| StepSeries {
+                labels,
+                values: accs
+                    .iter()
+                    .map(|a| {
+                        a.seen.then(|| match op {
+                            AggOp::Avg => a.mean,
+                            AggOp::Count => a.count,
+                            AggOp::Group => 1.0,
+                            AggOp::Stdvar => a.value / a.count,
+                            AggOp::Stddev => (a.value / a.count).sqrt(),
+                            _ => a.value,
+                        })
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+}
+
+/// Adds `v` to a group's step, as `aggregate::aggregate` does element by element.
+fn add_to(op: AggOp, a: &mut Acc, v: f64) {
+    if !a.seen {
+        *a = Acc {
+            seen: true,
+            value: if matches!(op, AggOp::Stddev | AggOp::Stdvar) {
+                0.0
+            } else {
+                v
+            },
+            mean: v,
+            count: 1.0,
+        };
+        return;
+    }
+    match op {
+        AggOp::Sum => a.value += v,
+        AggOp::Avg => {
+            a.count += 1.0;
+            if a.mean.is_infinite() {
+                if v.is_infinite() && (a.mean > 0.0) == (v > 0.0) {
+                    return;
+                }
+                if !v.is_infinite() && !v.is_nan() {
+                    return;
+                }
+            }
+            a.mean += v / a.count - a.mean / a.count;
+        }
+        AggOp::Min => {
+            if a.value > v || a.value.is_nan() {
+                a.value = v;
+            }
+        }
+        AggOp::Max => {
+            if a.value < v || a.value.is_nan() {
+                a.value = v;
+            }
+        }
+        AggOp::Stddev | AggOp::Stdvar => {
+            a.count += 1.0;
+            let delta = v - a.mean;
+            a.mean += delta / a.count;
+            a.value += delta * (v - a.mean);
+        }
+        _ => a.count += 1.0,
     }
 }

@@ -51,7 +51,7 @@ pub const TOO_MANY_POINTS: &str = "exceeded maximum resolution of 11,000 points 
 const DEFAULT_SUBQUERY_STEP_MS: i64 = 60_000;
 
 /// Engine-wide limits and defaults.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct EngineOptions {
     /// How far back an instant-vector selector looks for a series' latest sample.
     pub lookback_delta: Duration,
@@ -69,6 +69,29 @@ impl Default for EngineOptions {
             timeout: Duration::from_secs(120),
         }
     }
+}
+
+/// What one query cost, for the API's `stats` parameter.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct QueryStats {
+    /// Raw samples read from storage (Prometheus's `totalQueryableSamples`, counted per
+    /// sample read rather than per step that sees it).
+    pub total_samples: u64,
+    /// Most samples held in memory at once (what `max_samples` bounds).
+    pub peak_samples: u64,
+    /// Parsing and checking the query.
+    pub prepare_time: Duration,
+    /// Evaluating it.
+    pub eval_time: Duration,
+    /// Sorting the result.
+    pub sort_time: Duration,
+}
+
+/// A query's answer and what it cost.
+#[derive(Clone, Debug)]
+pub struct QueryResult {
+    pub value: Value,
+    pub stats: QueryStats,
 }
 
 /// Evaluates PromQL queries. Evaluation is synchronous and CPU/IO bound: async callers run
@@ -95,19 +118,21 @@ impl Engine {
 
     /// Evaluates `query` at `time_ms`.
     pub fn instant(&self, query: &str, time_ms: i64) -> Result<Value, PromqlError> {
-        self.instant_with_timeout(query, time_ms, None)
+        Ok(self.instant_query(query, time_ms, None)?.value)
     }
 
     /// Evaluates `query` at `time_ms`, with a timeout shorter than the engine's if given.
-    pub fn instant_with_timeout(
+    pub fn instant_query(
         &self,
         query: &str,
         time_ms: i64,
         timeout: Option<Duration>,
-    ) -> Result<Value, PromqlError> {
+    ) -> Result<QueryResult, PromqlError> {
+        let started = Instant::now();
         let expr = parse(query)?;
         let mut ev = self.evaluator(time_ms, time_ms, 1, timeout);
-        Ok(match ev.eval(&expr)? {
+        let prepared = Instant::now();
+        let value = match ev.eval(&expr)? {
             EvalValue::String(value) => Value::String(StringValue {
                 timestamp_ms: time_ms,
                 value,
@@ -133,19 +158,12 @@ impl Engine {
                     })
                     .collect(),
             ),
-            EvalValue::Range(r) => {
-                let mut out = Vec::with_capacity(r.series.len());
-                for s in &r.series {
-                    let (samples, _, _) = r.window(s, time_ms);
-                    if !samples.is_empty() {
-                        out.push(Series {
-                            labels: s.labels.clone(),
-                            samples,
-                        });
-                    }
-                }
-                Value::Matrix(out)
-            }
+            EvalValue::Range(r) => Value::Matrix(ev.matrix_at(&r, time_ms)?),
+        };
+        let evaluated = Instant::now();
+        Ok(QueryResult {
+            value,
+            stats: stats(&ev, started, prepared, evaluated, evaluated),
         })
     }
 
@@ -158,18 +176,21 @@ impl Engine {
         end_ms: i64,
         step_ms: i64,
     ) -> Result<Value, PromqlError> {
-        self.range_with_timeout(query, start_ms, end_ms, step_ms, None)
+        Ok(self
+            .range_query(query, start_ms, end_ms, step_ms, None)?
+            .value)
     }
 
-    /// [`Engine::range`] with a timeout shorter than the engine's if given.
-    pub fn range_with_timeout(
+    /// [`Engine::range`] with a timeout shorter than the engine's if given, and its cost.
+    pub fn range_query(
         &self,
         query: &str,
         start_ms: i64,
         end_ms: i64,
         step_ms: i64,
         timeout: Option<Duration>,
-    ) -> Result<Value, PromqlError> {
+    ) -> Result<QueryResult, PromqlError> {
+        let started = Instant::now();
         if step_ms <= 0 {
             return Err(PromqlError::BadQuery(
                 "zero or negative query resolution step widths are not accepted. Try a positive integer"
@@ -204,6 +225,7 @@ impl Engine {
             }
         }
         let mut ev = self.evaluator(start_ms, end_ms, step_ms, timeout);
+        let prepared = Instant::now();
         let times: Vec<i64> = ev.step_times();
         let to_samples = |values: &[Option<f64>]| -> Vec<Sample> {
             times
@@ -212,13 +234,14 @@ impl Engine {
                 .filter_map(|(&t, v)| v.map(|v| Sample::new(t, v)))
                 .collect()
         };
-        match ev.eval(&expr)? {
+        let (m, evaluated) = match ev.eval(&expr)? {
             EvalValue::Scalar(v) => {
                 let values: Vec<Option<f64>> = v.into_iter().map(Some).collect();
-                Ok(Value::Matrix(vec![Series {
+                let m = vec![Series {
                     labels: Labels::default(),
                     samples: to_samples(&values),
-                }]))
+                }];
+                (m, Instant::now())
             }
             EvalValue::Vector(series) => {
                 let mut m: Matrix = series
@@ -229,14 +252,21 @@ impl Engine {
                     })
                     .filter(|s| !s.samples.is_empty())
                     .collect();
+                let evaluated = Instant::now();
                 m.sort_by(|a, b| a.labels.cmp(&b.labels));
-                Ok(Value::Matrix(m))
+                (m, evaluated)
             }
-            other => Err(PromqlError::BadQuery(format!(
+            other => {
+                return Err(PromqlError::BadQuery(format!(
                 "invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
                 other.type_name()
-            ))),
-        }
+            )))
+            }
+        };
+        Ok(QueryResult {
+            value: Value::Matrix(m),
+            stats: stats(&ev, started, prepared, evaluated, Instant::now()),
+        })
     }
 
     fn evaluator(
@@ -260,7 +290,99 @@ impl Engine {
             max_samples: self.options.max_samples,
             deadline: now.checked_add(timeout),
             current_samples: 0,
+            peak_samples: 0,
+            total_samples: 0,
             ticks: 0,
         }
+    }
+}
+
+fn stats(
+    ev: &eval::Evaluator<'_>,
+    started: Instant,
+    prepared: Instant,
+    evaluated: Instant,
+    sorted: Instant,
+) -> QueryStats {
+    QueryStats {
+        total_samples: ev.total_samples as u64,
+        peak_samples: ev.peak_samples as u64,
+        prepare_time: prepared.duration_since(started),
+        eval_time: evaluated.duration_since(prepared),
+        sort_time: sorted.duration_since(evaluated),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::model::{Label, Sample};
+    use crate::testing::MemQuerier;
+
+    /// `n` counters `m{i="..."}` with a sample every 10 s over 10 minutes.
+    fn counters(n: usize) -> Arc<MemQuerier> {
+        let mut q = MemQuerier::default();
+        for i in 0..n {
+            let labels = Labels::new(vec![
+                Label::new("__name__", "m"),
+                Label::new("i", i.to_string()),
+            ]);
+            let samples = (0..=60)
+                .map(|k| Sample::new(k * 10_000, k as f64))
+                .collect();
+            q.series.insert(labels, samples);
+        }
+        Arc::new(q)
+    }
+
+    fn engine(q: Arc<MemQuerier>, max_samples: usize) -> Engine {
+        Engine::new(
+            q,
+            EngineOptions {
+                max_samples,
+                ..EngineOptions::default()
+            },
+        )
+    }
+
+    #[test]
+    fn max_samples_bounds_what_is_held_at_once_not_the_total_read() {
+        // 2,000 series x 31 samples in a 5m window = 62,000 read, a batch at a time
+        let e = engine(counters(2_000), 40_000);
+        let r = e.instant_query("sum(rate(m[5m]))", 600_000, None).unwrap();
+        match &r.value {
+            Value::Vector(v) => assert!((v[0].value - 2_000.0 * 0.1).abs() < 1e-9),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(r.stats.total_samples, 2_000 * 31);
+        assert!(r.stats.peak_samples > 0 && r.stats.peak_samples <= 40_000);
+        // a matrix result holds every sample at once: over the budget
+        let err = e.instant_query("m[5m]", 600_000, None).unwrap_err();
+        assert!(matches!(err, PromqlError::TooManySamples(_)), "{err:?}");
+        // and a budget smaller than one batch fails the aggregation too
+        let err = engine(counters(2_000), 1_000)
+            .instant_query("sum(rate(m[5m]))", 600_000, None)
+            .unwrap_err();
+        assert!(matches!(err, PromqlError::TooManySamples(_)), "{err:?}");
+    }
+
+    #[test]
+    fn streamed_and_materialised_aggregation_agree() {
+        // `m` names one metric, so its rate streams into the sum; the `or` selector can't
+        // (two names could collide once rate drops them) and goes through the full vector
+        let e = engine(counters(1_500), 50_000_000);
+        let streamed = e.range("sum by (i) (rate(m[1m]))", 60_000, 600_000, 30_000);
+        let full = e.range(
+            "sum by (i) (rate({__name__=\"m\" or __name__=\"other\"}[1m]))",
+            60_000,
+            600_000,
+            30_000,
+        );
+        let (Ok(Value::Matrix(a)), Ok(Value::Matrix(b))) = (streamed, full) else {
+            panic!("both queries must succeed");
+        };
+        assert_eq!(a.len(), 1_500);
+        assert_eq!(a, b);
     }
 }

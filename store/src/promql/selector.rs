@@ -105,18 +105,6 @@ pub(super) fn value_at(samples: &[Sample], t: i64, lookback_ms: i64) -> Option<f
     Some(newest.value)
 }
 
-/// The samples of a range selector at `t`: those in `[t - range, t]`, staleness markers
-/// removed.
-pub(super) fn window(samples: &[Sample], t: i64, range_ms: i64) -> Vec<Sample> {
-    let start = samples.partition_point(|s| s.timestamp_ms < t.saturating_sub(range_ms));
-    let end = samples.partition_point(|s| s.timestamp_ms <= t);
-    samples[start..end.max(start)]
-        .iter()
-        .filter(|s| !is_stale_nan(s.value))
-        .copied()
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,15 +130,6 @@ mod tests {
         let s = samples(&[(0, 1.0), (60_000, stale_nan()), (120_000, 3.0)]);
         assert_eq!(value_at(&s, 90_000, 300_000), None);
         assert_eq!(value_at(&s, 120_000, 300_000), Some(3.0));
-    }
-
-    #[test]
-    fn window_includes_left_edge_and_drops_stale_markers() {
-        let s = samples(&[(0, 1.0), (60_000, stale_nan()), (120_000, 3.0)]);
-        let w = window(&s, 120_000, 119_999);
-        assert_eq!(w, samples(&[(120_000, 3.0)]));
-        let w = window(&s, 120_000, 120_000);
-        assert_eq!(w, samples(&[(0, 1.0), (120_000, 3.0)]));
     }
 
     #[test]

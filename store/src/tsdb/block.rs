@@ -30,6 +30,7 @@ use super::index::{
     SymLabels, SymbolTable,
 };
 use super::wal_records::{put_uvarint, put_varint, Reader};
+use crate::contract::ReadCache;
 use crate::error::{Result, StoreError};
 use crate::fsutil::sync_dir;
 use crate::model::{Labels, Sample};
@@ -609,19 +610,46 @@ impl Block {
         pages: &mut HashMap<u32, Arc<Vec<u8>>>,
         out: &mut Vec<Sample>,
     ) -> Result<()> {
+        self.samples_with(id, mint, maxt, out, &mut |page| match pages.get(&page) {
+            Some(p) => Ok(p.clone()),
+            None => {
+                let p = Arc::new(self.read_page(page)?);
+                pages.insert(page, p.clone());
+                Ok(p)
+            }
+        })
+    }
+
+    /// [`Block::samples`] with pages kept in a reader's bounded [`ReadCache`], keyed by
+    /// `cache_key` (unique among the blocks the reader holds).
+    pub fn samples_cached(
+        &self,
+        id: u32,
+        mint: i64,
+        maxt: i64,
+        cache_key: usize,
+        cache: &mut ReadCache,
+        out: &mut Vec<Sample>,
+    ) -> Result<()> {
+        self.samples_with(id, mint, maxt, out, &mut |page| {
+            cache.page(cache_key, page, || self.read_page(page))
+        })
+    }
+
+    fn samples_with(
+        &self,
+        id: u32,
+        mint: i64,
+        maxt: i64,
+        out: &mut Vec<Sample>,
+        page_of: &mut dyn FnMut(u32) -> Result<Arc<Vec<u8>>>,
+    ) -> Result<()> {
         let Some(s) = self.series.get(id as usize) else {
             return Ok(());
         };
         let path = self.dir.join("chunks");
         for c in s.chunks.iter().filter(|c| c.maxt >= mint && c.mint <= maxt) {
-            let page = match pages.get(&c.page) {
-                Some(p) => p.clone(),
-                None => {
-                    let p = Arc::new(self.read_page(c.page)?);
-                    pages.insert(c.page, p.clone());
-                    p
-                }
-            };
+            let page = page_of(c.page)?;
             let start = c.offset as usize;
             let data = start
                 .checked_add(c.len as usize)

@@ -63,7 +63,10 @@ use tokio::sync::{oneshot, Notify};
 
 use crate::clock::{duration_ms, now_ms};
 use crate::config::{MetricsStoreOptions, WalOptions};
-use crate::contract::{AppendReport, LabelMatcher, MetricsAppender, MetricsQuerier, RejectReason};
+use crate::contract::{
+    AppendReport, LabelMatcher, LazySeries, MetricsAppender, MetricsQuerier, ReadCache,
+    RejectReason, SampleSource,
+};
 use crate::error::{Result, StoreError};
 use crate::model::{
     Labels, MetricBatch, MetricMetadata, MetricType, RawMetricBatch, RawSeriesRef, Sample, Series,
@@ -887,6 +890,39 @@ fn merge_samples(mut parts: Vec<Vec<Sample>>) -> Vec<Sample> {
     all
 }
 
+/// Where one lazily selected series' samples live: any blocks and the head.
+enum LazyPart {
+    Block(Arc<Block>, u32),
+    Head(head::SeriesSnapshot),
+}
+
+struct LazySamples {
+    parts: Vec<LazyPart>,
+    mint: i64,
+    maxt: i64,
+}
+
+impl SampleSource for LazySamples {
+    fn load(&self, cache: &mut ReadCache, out: &mut Vec<Sample>) -> Result<()> {
+        let mut decoded = Vec::with_capacity(self.parts.len());
+        for part in &self.parts {
+            let mut samples = Vec::new();
+            match part {
+                LazyPart::Block(b, id) => {
+                    let key = Arc::as_ptr(b) as usize;
+                    b.samples_cached(*id, self.mint, self.maxt, key, cache, &mut samples)?;
+                }
+                LazyPart::Head(s) => samples = head::decode_snapshot(s, self.mint, self.maxt)?,
+            }
+            if !samples.is_empty() {
+                decoded.push(samples);
+            }
+        }
+        out.extend(merge_samples(decoded));
+        Ok(())
+    }
+}
+
 impl MetricsStore {
     fn overlapping_blocks(&self, mint: i64, maxt: i64) -> Vec<Arc<Block>> {
         self.blocks
@@ -983,6 +1019,47 @@ impl MetricsQuerier for MetricsStore {
             .map(|(labels, p)| Series {
                 labels,
                 samples: merge_samples(p),
+            })
+            .collect())
+    }
+
+    fn select_lazy(
+        &self,
+        matchers: &[LabelMatcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<LazySeries>> {
+        // the head is snapshotted now (its chunks keep changing); blocks are immutable and
+        // read when the series is loaded
+        let snaps = {
+            let head = self.head.read();
+            let refs = postings_for_matchers(&*head, matchers);
+            head.snapshot(&refs, mint, maxt)
+        };
+        let mut parts: BTreeMap<Labels, Vec<LazyPart>> = BTreeMap::new();
+        for b in self.overlapping_blocks(mint, maxt) {
+            for id in postings_for_matchers(&*b, matchers) {
+                if !b.has_data(id, mint, maxt) {
+                    continue;
+                }
+                if let Some(l) = b.labels_of(id) {
+                    parts
+                        .entry(l)
+                        .or_default()
+                        .push(LazyPart::Block(b.clone(), id));
+                }
+            }
+        }
+        for s in snaps {
+            parts
+                .entry(s.labels.clone())
+                .or_default()
+                .push(LazyPart::Head(s));
+        }
+        Ok(parts
+            .into_iter()
+            .map(|(labels, parts)| {
+                LazySeries::deferred(labels, Box::new(LazySamples { parts, mint, maxt }))
             })
             .collect())
     }

@@ -273,6 +273,24 @@ async fn flush_then_query_across_block_and_head() {
         .select(&[eq("job", "a")], t0 + 295 * 10_000, t0 + 304 * 10_000)
         .unwrap();
     assert_eq!(mid[0].samples.len(), 10);
+    // lazy selection reads the same samples from block and head, through one bounded cache
+    // shared by the series, as query code reads them
+    for (mint, maxt) in [(i64::MIN, i64::MAX), (t0 + 295 * 10_000, t0 + 304 * 10_000)] {
+        let eager = store.select(&[eq("__name__", "m")], mint, maxt).unwrap();
+        let lazy = store
+            .select_lazy(&[eq("__name__", "m")], mint, maxt)
+            .unwrap();
+        let mut cache = ReadCache::new();
+        let mut buf = Vec::new();
+        let read: Vec<Series> = lazy
+            .iter()
+            .map(|s| Series {
+                labels: s.labels.clone(),
+                samples: s.load(&mut cache, &mut buf).unwrap().to_vec(),
+            })
+            .collect();
+        assert_eq!(read, eager);
+    }
     // the covered WAL segments are gone
     assert!(
         store.wal.segments().len() <= 2,
