@@ -70,8 +70,7 @@ pub async fn query(State(state): AppState, params: Params) -> Result<Response, A
 /// `/api/v1/format_query`: the query pretty-printed as Prometheus's `Pretty` prints it.
 pub async fn format_query(params: Params) -> Result<Response, ApiError> {
     let query = query_param(&params)?;
-    let expr = store::promql::parse(&query)?;
-    Ok(success(&json_string(&expr.prettify()), &[]))
+    Ok(success(&json_string(&store::promql::format(&query)?), &[]))
 }
 
 pub async fn query_range(State(state): AppState, params: Params) -> Result<Response, ApiError> {

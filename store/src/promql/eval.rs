@@ -448,7 +448,7 @@ impl Evaluator<'_> {
     }
 
     fn eval_call(&mut self, c: &Call) -> Result<EvalValue, PromqlError> {
-        let name = c.func.name;
+        let name = super::function_name(c.func.name);
         let args: Vec<&Expr> = c.args.args.iter().map(|a| a.as_ref()).collect();
         let n = self.step_count();
         if functions::is_range_function(name) {
@@ -829,9 +829,9 @@ impl Evaluator<'_> {
                 self.vector_selector_batches(vs, sink)?;
                 Ok(true)
             }
-            Expr::Call(c) if functions::is_range_function(c.func.name) => {
+            Expr::Call(c) if functions::is_range_function(super::function_name(c.func.name)) => {
                 let args: Vec<&Expr> = c.args.args.iter().map(|a| a.as_ref()).collect();
-                self.range_call_batches(c.func.name, &args, sink)?;
+                self.range_call_batches(super::function_name(c.func.name), &args, sink)?;
                 Ok(true)
             }
             _ => Ok(false),
@@ -1258,8 +1258,8 @@ impl Collector {
 fn collision_free(expr: &Expr) -> bool {
     match unwrap_parens(expr) {
         Expr::VectorSelector(_) => true,
-        Expr::Call(c) if functions::is_range_function(c.func.name) => {
-            if !functions::drops_metric_name(c.func.name) {
+        Expr::Call(c) if functions::is_range_function(super::function_name(c.func.name)) => {
+            if !functions::drops_metric_name(super::function_name(c.func.name)) {
                 return true;
             }
             c.args.args.iter().any(|a| match unwrap_parens(a) {

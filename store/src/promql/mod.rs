@@ -102,9 +102,98 @@ pub struct Engine {
     options: EngineOptions,
 }
 
+/// 2.42's `holt_winters`, which promql-parser 0.11 knows only by its 3.x name: queries are
+/// parsed with the one renamed to the other, and the 3.x name is refused as 2.42 refuses it.
+const HOLT_WINTERS: &str = "holt_winters";
+const PARSER_HOLT_WINTERS: &str = "double_exponential_smoothing";
+
 /// Parses a query, mapping promql-parser's error to [`PromqlError::Parse`].
 pub fn parse(query: &str) -> Result<Expr, PromqlError> {
-    parser::parse(query).map_err(PromqlError::Parse)
+    if let Some(at) = function_calls(query, PARSER_HOLT_WINTERS).first() {
+        return Err(PromqlError::Parse(format!(
+            "1:{}: parse error: unknown function with name \"{PARSER_HOLT_WINTERS}\"",
+            at + 1
+        )));
+    }
+    let query = rename_calls(query, HOLT_WINTERS, PARSER_HOLT_WINTERS);
+    parser::parse(&query)
+        .map_err(|e| PromqlError::Parse(e.replace(PARSER_HOLT_WINTERS, HOLT_WINTERS)))
+}
+
+/// A query pretty-printed as Prometheus's `/api/v1/format_query` prints it.
+pub fn format(query: &str) -> Result<String, PromqlError> {
+    Ok(rename_calls(
+        &parse(query)?.prettify(),
+        PARSER_HOLT_WINTERS,
+        HOLT_WINTERS,
+    ))
+}
+
+/// The name a call is evaluated under (see [`HOLT_WINTERS`]).
+pub(crate) fn function_name(name: &'static str) -> &'static str {
+    if name == PARSER_HOLT_WINTERS {
+        HOLT_WINTERS
+    } else {
+        name
+    }
+}
+
+/// Byte offsets of calls of function `name` in `query`: the identifier outside string
+/// literals and comments, followed by `(`.
+fn function_calls(query: &str, name: &str) -> Vec<usize> {
+    let bytes = query.as_bytes();
+    let ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b':';
+    let mut out = Vec::new();
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'"' | b'\'' | b'`' => {
+                // skip the literal; `\` escapes in all but backquoted strings
+                i += 1;
+                while let Some(&c) = bytes.get(i) {
+                    i += 1;
+                    if c == b'\\' && b != b'`' {
+                        i += 1;
+                    } else if c == b {
+                        break;
+                    }
+                }
+            }
+            b'#' => {
+                while bytes.get(i).is_some_and(|&c| c != b'\n') {
+                    i += 1;
+                }
+            }
+            _ if ident(b) => {
+                let start = i;
+                while bytes.get(i).copied().is_some_and(ident) {
+                    i += 1;
+                }
+                let mut j = i;
+                while bytes.get(j).is_some_and(u8::is_ascii_whitespace) {
+                    j += 1;
+                }
+                if query.get(start..i) == Some(name) && bytes.get(j) == Some(&b'(') {
+                    out.push(start);
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    out
+}
+
+/// `query` with calls of function `from` renamed to `to`.
+fn rename_calls(query: &str, from: &str, to: &str) -> String {
+    let mut out = String::with_capacity(query.len());
+    let mut last = 0;
+    for at in function_calls(query, from) {
+        out.push_str(query.get(last..at).unwrap_or_default());
+        out.push_str(to);
+        last = at + from.len();
+    }
+    out.push_str(query.get(last..).unwrap_or_default());
+    out
 }
 
 impl Engine {
@@ -365,6 +454,35 @@ mod tests {
             .instant_query("sum(rate(m[5m]))", 600_000, None)
             .unwrap_err();
         assert!(matches!(err, PromqlError::TooManySamples(_)), "{err:?}");
+    }
+
+    #[test]
+    fn holt_winters_is_parsed_under_its_2_42_name_only() {
+        let e = engine(counters(1), 1_000_000);
+        let r = e.instant("holt_winters(m[5m], 0.5, 0.5)", 600_000).unwrap();
+        let Value::Vector(v) = r else { panic!("{r:?}") };
+        // a straight line smooths to itself
+        assert!((v[0].value - 60.0).abs() < 1e-9, "{v:?}");
+        let err = e
+            .instant("double_exponential_smoothing(m[5m], 0.5, 0.5)", 0)
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "1:1: parse error: unknown function with name \"double_exponential_smoothing\""
+        );
+        // only calls are renamed: not strings, label names, comments or longer names
+        assert_eq!(
+            rename_calls(
+                "holt_winters (x{a=\"holt_winters(\"}[1m], 1, 2) # holt_winters(\n+ holt_winters_total",
+                HOLT_WINTERS,
+                "hw"
+            ),
+            "hw (x{a=\"holt_winters(\"}[1m], 1, 2) # holt_winters(\n+ holt_winters_total"
+        );
+        assert_eq!(
+            format("holt_winters(m[5m],0.5,0.5)").unwrap(),
+            "holt_winters(m[5m], 0.5, 0.5)"
+        );
     }
 
     #[test]
