@@ -13,6 +13,22 @@ fn opts(dir: &Path) -> MetricsStoreOptions {
     o
 }
 
+/// Opens the store in `dir`. A test that drops a store to simulate a kill leaves its
+/// background threads releasing sled's lock a moment later, which a killed process would not:
+/// wait for that instead of failing.
+fn open_store(dir: &Path) -> Arc<MetricsStore> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match MetricsStore::open(opts(dir)) {
+            Ok(store) => return store,
+            Err(e) if Instant::now() < deadline && e.to_string().contains("lock") => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("opening the store: {e}"),
+        }
+    }
+}
+
 fn series(name: &str, job: &str, samples: &[(i64, f64)]) -> crate::model::Series {
     crate::model::Series {
         labels: Labels::from_pairs([("__name__", name), ("job", job)]),
@@ -45,7 +61,7 @@ fn all_samples(store: &MetricsStore, name: &str) -> Vec<Series> {
 #[tokio::test]
 async fn append_select_and_metadata() {
     let dir = tempfile::tempdir().unwrap();
-    let store = MetricsStore::open(opts(dir.path())).unwrap();
+    let store = open_store(dir.path());
     let t0 = base();
     let mut b = batch(vec![
         series(
@@ -120,7 +136,7 @@ async fn append_select_and_metadata() {
 #[tokio::test]
 async fn ordering_policy_is_reported() {
     let dir = tempfile::tempdir().unwrap();
-    let store = MetricsStore::open(opts(dir.path())).unwrap();
+    let store = open_store(dir.path());
     let t0 = base();
     store
         .append(batch(vec![series("m", "a", &[(t0, 1.0), (t0 + 10, 2.0)])]))
@@ -224,7 +240,7 @@ async fn limits_reject_by_reason() {
 #[tokio::test]
 async fn flush_then_query_across_block_and_head() {
     let dir = tempfile::tempdir().unwrap();
-    let store = MetricsStore::open(opts(dir.path())).unwrap();
+    let store = open_store(dir.path());
     let t0 = base();
     let first: Vec<(i64, f64)> = (0..300).map(|i| (t0 + i * 10_000, i as f64)).collect();
     store
@@ -305,7 +321,7 @@ async fn restart_without_close_keeps_acknowledged_samples() {
     let dir = tempfile::tempdir().unwrap();
     let t0 = base();
     {
-        let store = MetricsStore::open(opts(dir.path())).unwrap();
+        let store = open_store(dir.path());
         for i in 0..20 {
             let r = store
                 .append(batch(vec![
@@ -321,7 +337,7 @@ async fn restart_without_close_keeps_acknowledged_samples() {
         }
         drop(store); // no close: as after a kill, only what is in the WAL and blocks survives
     }
-    let store = MetricsStore::open(opts(dir.path())).unwrap();
+    let store = open_store(dir.path());
     let got = store.select(&[eq("job", "a")], i64::MIN, i64::MAX).unwrap();
     assert_eq!(got[0].samples.len(), 20);
     assert!(got[0]
@@ -350,7 +366,7 @@ async fn restart_without_close_keeps_acknowledged_samples() {
         .await
         .unwrap();
     drop(store);
-    let store = MetricsStore::open(opts(dir.path())).unwrap();
+    let store = open_store(dir.path());
     let got = store.select(&[eq("job", "a")], i64::MIN, i64::MAX).unwrap();
     assert_eq!(got[0].samples.len(), 21);
     store.close().await.unwrap();
@@ -363,7 +379,7 @@ async fn crash_between_block_write_and_wal_removal_does_not_duplicate() {
     let wal_dir = dir.path().join("wal");
     let saved = dir.path().join("wal-saved");
     {
-        let store = MetricsStore::open(opts(dir.path())).unwrap();
+        let store = open_store(dir.path());
         let samples: Vec<(i64, f64)> = (0..100).map(|i| (t0 + i * 1000, i as f64)).collect();
         store
             .append(batch(vec![series("m", "a", &samples)]))
@@ -394,7 +410,7 @@ async fn crash_between_block_write_and_wal_removal_does_not_duplicate() {
             .unwrap();
         db.flush().unwrap();
     }
-    let store = MetricsStore::open(opts(dir.path())).unwrap();
+    let store = open_store(dir.path());
     assert_eq!(
         store.stats().head_samples,
         0,
@@ -474,7 +490,7 @@ async fn closed_store_refuses_appends_and_background_stops() {
 async fn concurrent_appenders_replay_in_apply_order() {
     let dir = tempfile::tempdir().unwrap();
     let t0 = base();
-    let store = MetricsStore::open(opts(dir.path())).unwrap();
+    let store = open_store(dir.path());
     let mut tasks = Vec::new();
     for w in 0..8i64 {
         let store = store.clone();
@@ -503,7 +519,7 @@ async fn concurrent_appenders_replay_in_apply_order() {
     let total: usize = before.iter().map(|s| s.samples.len()).sum();
     assert_eq!(total as u64, accepted);
     drop(store);
-    let store = MetricsStore::open(opts(dir.path())).unwrap();
+    let store = open_store(dir.path());
     let after = store.select(&[], i64::MIN, i64::MAX).unwrap();
     assert_eq!(before, after);
     store.close().await.unwrap();
@@ -881,7 +897,7 @@ fn chunk_files(dir: &Path) -> Vec<(String, u64)> {
 #[tokio::test]
 async fn closed_head_chunks_are_read_back_from_buffer_and_file() {
     let dir = tempfile::tempdir().unwrap();
-    let store = MetricsStore::open(opts(dir.path())).unwrap();
+    let store = open_store(dir.path());
     let t0 = base() - 7_200_000;
     // 5 series x 300 samples: two closed chunks each, all still in the write buffer
     store.append(float_batch(5, 300, t0, 0)).await.unwrap();
@@ -905,7 +921,7 @@ async fn head_chunk_files_survive_flush_restart_and_kill() {
     let dir = tempfile::tempdir().unwrap();
     let t0 = base() - 7_200_000;
     {
-        let store = MetricsStore::open(opts(dir.path())).unwrap();
+        let store = open_store(dir.path());
         store.append(float_batch(200, 400, t0, 0)).await.unwrap();
         store.flush().await.unwrap();
         // the flushed generation's file is gone, the next one is in use
@@ -920,7 +936,7 @@ async fn head_chunk_files_survive_flush_restart_and_kill() {
         check_floats(&store, 200, 800, t0);
         drop(store); // a kill: no close
     }
-    let store = MetricsStore::open(opts(dir.path())).unwrap();
+    let store = open_store(dir.path());
     // the stale file of the killed run was removed; replay wrote a new generation 1
     let names: Vec<String> = chunk_files(dir.path())
         .into_iter()
@@ -931,7 +947,7 @@ async fn head_chunk_files_survive_flush_restart_and_kill() {
     store.append(float_batch(200, 10, t0, 800)).await.unwrap();
     store.close().await.unwrap();
     drop(store);
-    let store = MetricsStore::open(opts(dir.path())).unwrap();
+    let store = open_store(dir.path());
     check_floats(&store, 200, 810, t0);
     store.close().await.unwrap();
 }
@@ -947,7 +963,7 @@ async fn head_chunk_io_errors_are_errors() {
     ));
     std::fs::remove_file(dir.path().join("chunks_head")).unwrap();
 
-    let store = MetricsStore::open(opts(dir.path())).unwrap();
+    let store = open_store(dir.path());
     let t0 = base() - 7_200_000;
     store.append(float_batch(200, 800, t0, 0)).await.unwrap();
     // the written part of the file disappears under the head: queries fail, no panic
@@ -966,7 +982,7 @@ async fn head_chunk_io_errors_are_errors() {
     assert!(store.flush().await.is_err());
     drop(store);
     // the WAL has everything: a restart rebuilds the head and the chunk file
-    let store = MetricsStore::open(opts(dir.path())).unwrap();
+    let store = open_store(dir.path());
     check_floats(&store, 200, 800, t0);
     store.close().await.unwrap();
 }
@@ -979,7 +995,7 @@ async fn duplicate_resends_are_logged_and_replayed_once() {
     let dir = tempfile::tempdir().unwrap();
     let t0 = base();
     {
-        let store = MetricsStore::open(opts(dir.path())).unwrap();
+        let store = open_store(dir.path());
         store
             .append(batch(vec![series("m", "a", &[(t0, 1.0)])]))
             .await
@@ -996,7 +1012,7 @@ async fn duplicate_resends_are_logged_and_replayed_once() {
         );
         drop(store); // a kill: no close
     }
-    let store = MetricsStore::open(opts(dir.path())).unwrap();
+    let store = open_store(dir.path());
     let got = store.select(&[eq("job", "a")], i64::MIN, i64::MAX).unwrap();
     assert_eq!(got[0].samples, vec![Sample::new(t0, 1.0)]);
     store.close().await.unwrap();
@@ -1009,7 +1025,7 @@ async fn duplicate_resends_are_logged_and_replayed_once() {
 #[tokio::test]
 async fn flush_takes_the_head_lock_off_the_runtime() {
     let dir = tempfile::tempdir().unwrap();
-    let store = MetricsStore::open(opts(dir.path())).unwrap();
+    let store = open_store(dir.path());
     let t0 = base();
     store
         .append(batch(vec![series("up", "api", &[(t0, 1.0)])]))
@@ -1051,7 +1067,7 @@ async fn undecodable_wal_record_skips_the_rest_of_its_segment() {
     let dir = tempfile::tempdir().unwrap();
     let t0 = base();
     {
-        let store = MetricsStore::open(opts(dir.path())).unwrap();
+        let store = open_store(dir.path());
         store
             .append(batch(vec![series(
                 "m",
@@ -1082,7 +1098,7 @@ async fn undecodable_wal_record_skips_the_rest_of_its_segment() {
         wal.close().await.unwrap();
     }
     let skipped = metrics::WAL_RECORDS_SKIPPED.get();
-    let store = MetricsStore::open(opts(dir.path())).unwrap();
+    let store = open_store(dir.path());
     assert_eq!(metrics::WAL_RECORDS_SKIPPED.get() - skipped, 2);
     assert_eq!(all_samples(&store, "m")[0].samples.len(), 2);
     assert!(all_samples(&store, "later").is_empty());
@@ -1099,7 +1115,7 @@ async fn undecodable_wal_record_skips_the_rest_of_its_segment() {
 async fn damaged_block_refuses_open_and_says_how_to_move_it() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let store = MetricsStore::open(opts(dir.path())).unwrap();
+        let store = open_store(dir.path());
         store
             .append(batch(vec![series("m", "a", &[(base(), 1.0)])]))
             .await
