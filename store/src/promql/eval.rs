@@ -636,11 +636,14 @@ impl Evaluator<'_> {
                 // group by labels without `le` and the metric name
                 let mut groups: Vec<(Labels, Vec<(f64, usize)>)> = Vec::new();
                 let mut index: HashMap<Labels, usize> = HashMap::new();
+                // 2.42 groups buckets by all labels but `le`, the metric name included, and
+                // drops the name from the result: two histograms differing only in name
+                // collide there ("same labelset"), as here through the collector
                 for (j, s) in input.iter().enumerate() {
                     let Some(le) = s.labels.get("le").and_then(parse_go_float) else {
                         continue;
                     };
-                    let key = s.labels.without(&[METRIC_NAME_LABEL, "le"]);
+                    let key = s.labels.without(&["le"]);
                     let gi = *index.entry(key.clone()).or_insert_with(|| {
                         groups.push((key, Vec::new()));
                         groups.len() - 1
@@ -669,7 +672,11 @@ impl Evaluator<'_> {
                             continue;
                         }
                         let qv = q.get(i).copied().unwrap_or(f64::NAN);
-                        out.push(labels, i, functions::histogram_quantile(qv, &mut buckets))?;
+                        out.push(
+                            &labels.without(&[METRIC_NAME_LABEL]),
+                            i,
+                            functions::histogram_quantile(qv, &mut buckets),
+                        )?;
                     }
                 }
                 Ok(EvalValue::Vector(out.finish()))
@@ -889,9 +896,9 @@ impl Evaluator<'_> {
                 self.query_start_ms,
                 self.query_end_ms,
             );
-            // Prometheus 2.42 replaces the offset of a selector with `@` here, so the
-            // written offset is ignored
-            if shift.at_ms.is_some() {
+            // Observed of 2.42 (the compliance file pins both): with `@`, a positive offset
+            // moves the read back as anywhere else, but a negative one is ignored here.
+            if shift.at_ms.is_some() && shift.offset_ms < 0 {
                 shift.offset_ms = 0;
             }
             let (times, min, max) = self.read_times(shift);
@@ -1132,7 +1139,8 @@ fn parse_go_float(s: &str) -> Option<f64> {
     match s {
         "+Inf" | "Inf" | "+inf" | "inf" => Some(f64::INFINITY),
         "-Inf" | "-inf" => Some(f64::NEG_INFINITY),
-        _ => s.trim().parse().ok(),
+        // no trimming: Go's ParseFloat refuses surrounding spaces
+        _ => s.parse().ok(),
     }
 }
 
