@@ -20,6 +20,7 @@ use axum::routing::get;
 use axum::Router;
 use collector::scrape::ScrapeManager;
 use store::config::MetricsStoreOptions;
+use store::contract::LazySeries;
 use store::model::{Labels, MetricBatch, MetricMetadata, RawMetricBatch, Series};
 use store::{
     AppendReport, LabelMatcher, MetricsAppender, MetricsQuerier, MetricsStore, StoreError,
@@ -72,6 +73,15 @@ impl MetricsQuerier for LazyStore {
         maxt: i64,
     ) -> store::Result<Vec<Series>> {
         self.get()?.select(matchers, mint, maxt)
+    }
+    /// Forwarded so queries read series lazily, a batch at a time.
+    fn select_lazy(
+        &self,
+        matchers: &[LabelMatcher],
+        mint: i64,
+        maxt: i64,
+    ) -> store::Result<Vec<LazySeries>> {
+        self.get()?.select_lazy(matchers, mint, maxt)
     }
     fn series(
         &self,
