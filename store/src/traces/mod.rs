@@ -3,8 +3,28 @@
 //!
 //! * [`model`]: spans, resources, ids, attribute values.
 //! * [`TracesAppender`] / [`TracesQuerier`]: what the collector and the query APIs use.
+//! * [`TraceStore`] (`store`): WAL + in-memory head + immutable segments; implements both.
+//!
+//! The store by file: `codec` (the binary span/resource encoding, written once at append),
+//! `payload` (WAL records), `head` (spans since the last flush), `segment` (immutable
+//! on-disk segments: span pages, trace index, search columns, Bloom filter), `bloom`,
+//! `query` (search filter, candidates, partial summaries), `metrics`. Write path: encode ->
+//! WAL (durable) -> head. Flush: head -> segment file -> WAL segments deleted. Read path:
+//! head by hash, segments by Bloom filter + trace index; search by columns, newest first.
+//! The on-disk format is specified in `docs/format/traces.md`.
 
+mod bloom;
+mod codec;
+mod head;
+mod metrics;
 pub mod model;
+mod payload;
+mod query;
+mod segment;
+mod store;
+
+pub use query::DEFAULT_SEARCH_LIMIT;
+pub use store::{TraceStore, TraceStoreOptions, TraceStoreStats};
 
 use async_trait::async_trait;
 
@@ -31,13 +51,14 @@ pub trait TracesAppender: Send + Sync + 'static {
     async fn append_spans(&self, batch: SpanBatch) -> Result<SpanAppendReport>;
 }
 
-/// A trace search. Every given condition must hold for some span of the trace unless noted;
-/// `tags` must all hold on one span (span attributes, then resource attributes).
+/// A trace search. The span conditions (time, service, operation, kind, duration, tags) must
+/// all hold on one span of the trace, as in Jaeger; `error` is about the whole trace. Tags
+/// are looked up in the span's attributes, then in its resource's.
 #[derive(Clone, Debug, Default)]
 pub struct TraceQuery {
     /// Spans starting at or after this (Unix ns).
     pub start_unix_nano: u64,
-    /// Spans starting at or before this (Unix ns).
+    /// Spans starting at or before this (Unix ns); 0 means no upper bound.
     pub end_unix_nano: u64,
     pub service: Option<String>,
     /// Span name.
@@ -50,7 +71,7 @@ pub struct TraceQuery {
     pub max_duration_nanos: Option<u64>,
     /// `key=value` pairs compared against [`AttrValue::to_text`].
     pub tags: Vec<(String, String)>,
-    /// Most traces returned, newest first.
+    /// Most traces returned, newest first; 0 means [`DEFAULT_SEARCH_LIMIT`].
     pub limit: usize,
 }
 
@@ -76,7 +97,9 @@ pub trait TracesQuerier: Send + Sync {
     /// Every stored span of the trace, ordered by start time; empty when unknown.
     fn trace(&self, id: TraceId) -> Result<Vec<StoredSpan>>;
 
-    /// Traces with a span matching `query`, newest first, at most `query.limit`.
+    /// Traces with a span matching `query`, newest first, at most `query.limit`. The newest
+    /// traces are chosen by their newest matching span and returned by trace start, newest
+    /// first.
     fn search(&self, query: &TraceQuery) -> Result<Vec<TraceSummary>>;
 
     /// Services with spans starting in `[start, end]` (Unix ns), sorted.
