@@ -8,17 +8,30 @@
 //! * `handlers`: one function per endpoint; store and engine work runs in `spawn_blocking`.
 //! * [`response`]: Prometheus's JSON shapes and number formatting.
 //! * [`error`]: [`ApiError`] and its one mapping to `errorType` and HTTP status.
+//!
+//! [`traces_router`] serves the trace APIs over a [`TracesQuerier`] and the derived series:
+//! * `traces`: `/api/v1/traces/{trace_id}` and trace search `/api/v1/traces`;
+//! * `red`: `/api/v1/services`, `/api/v1/services/{service}/operations` and
+//!   `/api/v1/service-graph`, PromQL over the series derived from spans at ingest;
+//! * `jaeger`: Jaeger's query API (`/api/services`, `/api/operations`, `/api/traces`, ...) in
+//!   Jaeger's JSON, for Jaeger UI and Grafana's Jaeger data source;
+//! * `trace_params`: trace ids, span durations, logfmt tags, time windows.
 
 pub mod error;
 mod handlers;
+mod jaeger;
 mod params;
+mod red;
 pub mod response;
+mod trace_params;
+mod traces;
 
 use std::sync::Arc;
 
 use axum::routing::get;
 use axum::Router;
 use store::promql::{Engine, EngineOptions};
+use store::traces::TracesQuerier;
 use store::MetricsQuerier;
 
 pub use error::{ApiError, ErrorType};
@@ -58,5 +71,42 @@ pub fn router(querier: Arc<dyn MetricsQuerier>, opts: ApiOptions) -> Router {
         .with_state(state)
 }
 
+/// The trace API routes (Lookout's and Jaeger's), ready to be merged beside [`router`]:
+/// traces and searches come from `traces`, request rates, success rates, latencies and the
+/// service graph from PromQL over the derived series in `metrics`.
+pub fn traces_router(
+    traces: Arc<dyn TracesQuerier>,
+    metrics: Arc<dyn MetricsQuerier>,
+    opts: ApiOptions,
+) -> Router {
+    let engine = Engine::new(metrics.clone(), opts.engine);
+    let state = Arc::new(traces::TracesState {
+        traces,
+        metrics,
+        engine,
+    });
+    Router::new()
+        .route("/api/v1/traces", get(traces::search))
+        .route("/api/v1/traces/{trace_id}", get(traces::trace))
+        .route("/api/v1/services", get(red::services))
+        .route(
+            "/api/v1/services/{service}/operations",
+            get(red::operations),
+        )
+        .route("/api/v1/service-graph", get(red::graph))
+        .route("/api/services", get(jaeger::services))
+        .route(
+            "/api/services/{service}/operations",
+            get(jaeger::service_operations),
+        )
+        .route("/api/operations", get(jaeger::operations))
+        .route("/api/traces", get(jaeger::search))
+        .route("/api/traces/{trace_id}", get(jaeger::trace))
+        .route("/api/dependencies", get(jaeger::dependencies))
+        .with_state(state)
+}
+
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod traces_tests;
