@@ -2,7 +2,11 @@
 //!
 //! Every protocol module only decodes its wire format, converts to [`store::MetricBatch`]
 //! and calls [`store::MetricsAppender::append`]; it never reaches into store internals.
-//! * [`otlp`]: OTLP metrics over gRPC (tonic service) and HTTP (`/v1/metrics`).
+//! * [`otlp`]: OTLP metrics over gRPC (tonic service) and HTTP (`/v1/metrics`), and OTLP
+//!   traces ([`otlp::traces`]: `TraceService` and `/v1/traces`) into a
+//!   [`store::traces::TracesAppender`].
+//! * [`traces`]: metrics derived from spans (span metrics, service graph), written through
+//!   [`store::MetricsAppender`].
 //! * [`remote_write`]: Prometheus remote-write 1.0 (`POST /api/v1/write`).
 //! * [`scrape`]: scrape manager pulling Prometheus text-format endpoints.
 //! * [`error`]: [`IngestError`] and its one mapping to HTTP status.
@@ -13,6 +17,7 @@ pub mod otlp;
 pub mod remote_write;
 pub mod scrape;
 pub mod telemetry;
+pub mod traces;
 
 pub use error::IngestError;
 

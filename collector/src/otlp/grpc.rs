@@ -90,23 +90,11 @@ where
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         if req.uri().path() != EXPORT_PATH {
-            return Box::pin(async move {
-                let mut response = http::Response::new(tonic::body::Body::default());
-                let headers = response.headers_mut();
-                headers.insert(
-                    tonic::Status::GRPC_STATUS,
-                    (tonic::Code::Unimplemented as i32).into(),
-                );
-                headers.insert(
-                    http::header::CONTENT_TYPE,
-                    tonic::metadata::GRPC_CONTENT_TYPE,
-                );
-                Ok(response)
-            });
+            return Box::pin(async move { Ok(unimplemented_response()) });
         }
         let limit = self.max_message_bytes;
         let method = ExportSvc(Arc::clone(&self.inner));
-        let req = req.map(|body| FrameLimitedBody::new(body, limit));
+        let req = req.map(|body| FrameLimitedBody::new(body, limit, refuse));
         Box::pin(async move {
             let mut gzip = EnabledCompressionEncodings::default();
             gzip.enable(CompressionEncoding::Gzip);
@@ -116,6 +104,21 @@ where
             Ok(grpc.unary(method, req).await)
         })
     }
+}
+
+/// The answer to a path this service does not serve: gRPC `UNIMPLEMENTED`.
+pub(crate) fn unimplemented_response() -> http::Response<tonic::body::Body> {
+    let mut response = http::Response::new(tonic::body::Body::default());
+    let headers = response.headers_mut();
+    headers.insert(
+        tonic::Status::GRPC_STATUS,
+        (tonic::Code::Unimplemented as i32).into(),
+    );
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        tonic::metadata::GRPC_CONTENT_TYPE,
+    );
+    response
 }
 
 /// The unary method, as the generated server wraps it.
@@ -194,7 +197,7 @@ impl Codec for ExportCodec {
 }
 
 /// Yields a message's bytes undecoded (a split of tonic's buffer, not a copy).
-struct RawDecoder;
+pub(crate) struct RawDecoder;
 
 impl Decoder for RawDecoder {
     type Item = Bytes;
@@ -208,9 +211,11 @@ impl Decoder for RawDecoder {
 /// A request body that fails with `INVALID_ARGUMENT` naming `max_request_body_bytes` as soon
 /// as a gRPC frame header announces a message longer than the limit. Tonic receives the
 /// error as the body's and answers with it, before it reserves or reads the message.
-struct FrameLimitedBody<B> {
+/// `refuse` records the refusal in the service's self-metrics and builds the status.
+pub(crate) struct FrameLimitedBody<B> {
     inner: Pin<Box<B>>,
     limit: usize,
+    refuse: fn(&IngestError) -> tonic::Status,
     header: [u8; FRAME_HEADER_LEN],
     header_len: usize,
     /// Bytes of the current message not yet seen.
@@ -218,10 +223,11 @@ struct FrameLimitedBody<B> {
 }
 
 impl<B> FrameLimitedBody<B> {
-    fn new(inner: B, limit: usize) -> Self {
+    pub(crate) fn new(inner: B, limit: usize, refuse: fn(&IngestError) -> tonic::Status) -> Self {
         FrameLimitedBody {
             inner: Box::pin(inner),
             limit,
+            refuse,
             header: [0; FRAME_HEADER_LEN],
             header_len: 0,
             remaining: 0,
@@ -246,7 +252,9 @@ impl<B> FrameLimitedBody<B> {
                 let [_, a, b, c, d] = self.header;
                 let len = u32::from_be_bytes([a, b, c, d]) as usize;
                 if len > self.limit {
-                    return Err(refuse(&IngestError::BodyTooLarge { limit: self.limit }));
+                    return Err((self.refuse)(&IngestError::BodyTooLarge {
+                        limit: self.limit,
+                    }));
                 }
                 self.remaining = len;
             }

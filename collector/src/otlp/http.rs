@@ -41,13 +41,13 @@ const ACCEPTED_TYPES: &str = "application/x-protobuf or application/json";
 
 /// Wire encoding of a request, and so of its answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Encoding {
+pub(crate) enum Encoding {
     Protobuf,
     Json,
 }
 
 impl Encoding {
-    fn content_type(self) -> &'static str {
+    pub(crate) fn content_type(self) -> &'static str {
         match self {
             Encoding::Protobuf => PROTOBUF,
             Encoding::Json => JSON,
@@ -126,7 +126,7 @@ async fn handle(
     append_converted(state.sink.as_ref(), &state.delta, converted, PROTOCOL_HTTP).await
 }
 
-fn request_encoding(headers: &HeaderMap) -> Result<Encoding, IngestError> {
+pub(crate) fn request_encoding(headers: &HeaderMap) -> Result<Encoding, IngestError> {
     let raw = headers
         .get(header::CONTENT_TYPE)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
@@ -145,7 +145,7 @@ fn request_encoding(headers: &HeaderMap) -> Result<Encoding, IngestError> {
     }
 }
 
-fn content_encoding_is_gzip(headers: &HeaderMap) -> Result<bool, IngestError> {
+pub(crate) fn content_encoding_is_gzip(headers: &HeaderMap) -> Result<bool, IngestError> {
     let Some(v) = headers.get(header::CONTENT_ENCODING) else {
         return Ok(false);
     };
@@ -162,7 +162,7 @@ fn content_encoding_is_gzip(headers: &HeaderMap) -> Result<bool, IngestError> {
 }
 
 /// Reads the body, failing as soon as it passes `limit` bytes.
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, IngestError> {
+pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, IngestError> {
     let mut stream = body.into_data_stream();
     let mut buf = BytesMut::new();
     while let Some(chunk) = stream.next().await {
@@ -177,7 +177,7 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, IngestError> {
 }
 
 /// Inflates gzip without ever holding more than `limit + 1` bytes of output.
-fn gunzip(raw: &[u8], limit: usize) -> Result<Bytes, IngestError> {
+pub(crate) fn gunzip(raw: &[u8], limit: usize) -> Result<Bytes, IngestError> {
     let mut out = Vec::with_capacity(raw.len().saturating_mul(4).min(limit));
     let decoder = flate2::read::GzDecoder::new(raw);
     decoder
@@ -199,7 +199,7 @@ fn decode(payload: &[u8], encoding: Encoding) -> Result<ExportMetricsServiceRequ
     }
 }
 
-fn encode<T: Message + serde::Serialize>(msg: &T, encoding: Encoding) -> Vec<u8> {
+pub(crate) fn encode<T: Message + serde::Serialize>(msg: &T, encoding: Encoding) -> Vec<u8> {
     match encoding {
         Encoding::Protobuf => msg.encode_to_vec(),
         // serialising these plain structs cannot fail; an empty object is still valid OTLP

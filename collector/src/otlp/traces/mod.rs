@@ -1,0 +1,267 @@
+//! OTLP trace ingest over gRPC and HTTP.
+//!
+//! Write path: [`grpc`] (`opentelemetry.proto.collector.trace.v1.TraceService/Export`, gzip)
+//! or [`http`] (`POST /v1/traces`, protobuf or JSON, gzip) hand the raw payload to
+//! [`TraceIngest::export`]:
+//! 1. the derived counters are restored from the metrics store if they are not yet
+//!    ([`crate::traces::Deriver::ready`]);
+//! 2. on the blocking pool: decode, [`convert`] to a [`store::traces::SpanBatch`] (validation
+//!    and normalisation, documented there) and prepare the derived observations;
+//! 3. [`TracesAppender::append_spans`]: on return the spans are durable;
+//! 4. the derived observations are merged and the request waits for the flush that stores
+//!    them ([`crate::traces::deriver`]);
+//! 5. the answer: OK, with a partial success naming the first rejected span when the
+//!    converter or the store refused some (or a warning when attribute values were truncated).
+//!
+//! Errors follow the OTLP spec: a payload that does not decode, or more spans than
+//! `max_spans_per_request`, is 400 / `INVALID_ARGUMENT`; an overloaded store is 429 /
+//! `RESOURCE_EXHAUSTED`, an unavailable one 503 / `UNAVAILABLE`, both with a retry hint. A
+//! refused request stored nothing and derived nothing, except when the derived flush times out
+//! after the spans were stored (see [`crate::traces::deriver`]).
+//!
+//! Mounting (by the binary): build one [`TraceIngest`] with [`TraceIngest::new`], merge
+//! [`router`] into the OTLP/HTTP router and add [`grpc_service`] to the gRPC routes; call
+//! [`TraceIngest::shutdown`] after the servers stopped.
+
+pub mod convert;
+pub mod grpc;
+pub mod http;
+mod json;
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests;
+
+use std::sync::Arc;
+
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use prost::Message;
+use store::traces::TracesAppender;
+use store::{MetricsAppender, MetricsQuerier, StoreError};
+
+pub use convert::TraceLimits;
+pub use grpc::{grpc_service, TracesGrpcService};
+pub use http::router;
+
+use crate::telemetry;
+use crate::traces::{DeriveConfig, Deriver, Prepared};
+use crate::IngestError;
+use convert::{convert_request, ConvertedSpans};
+
+/// Protocol label of OTLP/gRPC trace requests in self-metrics.
+pub const PROTOCOL_GRPC: &str = "otlp_grpc";
+/// Protocol label of OTLP/HTTP trace requests in self-metrics.
+pub const PROTOCOL_HTTP: &str = "otlp_http";
+
+/// The reason label of spans the trace store refused.
+const STORE_REASON: &str = "store";
+
+/// OTLP trace ingest: the trace store, the derived-metrics engine and the limits, shared by the
+/// gRPC service and the HTTP router.
+pub struct TraceIngest {
+    traces: Arc<dyn TracesAppender>,
+    deriver: Arc<Deriver>,
+    limits: TraceLimits,
+}
+
+impl TraceIngest {
+    /// Builds trace ingest and starts the derived-metrics flusher (so: call inside a Tokio
+    /// runtime). `metrics` receives the derived series; `querier` reads their last values
+    /// back at start (see [`crate::traces::restore`]). An invalid `derive` config is an error
+    /// naming every problem.
+    pub fn new(
+        traces: Arc<dyn TracesAppender>,
+        metrics: Arc<dyn MetricsAppender>,
+        querier: Arc<dyn MetricsQuerier>,
+        limits: TraceLimits,
+        derive: DeriveConfig,
+    ) -> Result<Arc<Self>, String> {
+        let deriver = Deriver::start(derive, metrics, querier)?;
+        Ok(Arc::new(TraceIngest {
+            traces,
+            deriver,
+            limits,
+        }))
+    }
+
+    pub fn limits(&self) -> &TraceLimits {
+        &self.limits
+    }
+
+    pub fn deriver(&self) -> &Arc<Deriver> {
+        &self.deriver
+    }
+
+    /// Flushes what was derived and stops the flusher; requests after this are refused as
+    /// unavailable.
+    pub async fn shutdown(&self) {
+        self.deriver.shutdown().await;
+    }
+
+    /// An export of a protobuf `ExportTraceServiceRequest`, as the gRPC service does it
+    /// without the transport (benchmarks; other transports). Counted as `otlp_grpc`.
+    pub async fn export_protobuf(
+        &self,
+        payload: bytes::Bytes,
+    ) -> Result<ExportTraceServiceResponse, IngestError> {
+        self.export(move || decode_protobuf(&payload), PROTOCOL_GRPC)
+            .await
+    }
+
+    /// One export: `decode` runs on the blocking pool with the conversion. See the module docs.
+    pub(crate) async fn export<F>(
+        &self,
+        decode: F,
+        protocol: &'static str,
+    ) -> Result<ExportTraceServiceResponse, IngestError>
+    where
+        F: FnOnce() -> Result<ExportTraceServiceRequest, IngestError> + Send + 'static,
+    {
+        self.deriver.ready().await?;
+        let limits = self.limits.clone();
+        let deriver = Arc::clone(&self.deriver);
+        let (converted, prepared) = tokio::task::spawn_blocking(move || {
+            let converted = convert_request(decode()?, &limits)?;
+            let prepared = deriver.prepare(&converted.batch);
+            Ok::<_, IngestError>((converted, prepared))
+        })
+        .await
+        .map_err(|e| {
+            IngestError::Store(StoreError::Unavailable(format!(
+                "otlp trace decoding task failed: {e}"
+            )))
+        })??;
+        self.store(converted, prepared, protocol).await
+    }
+
+    async fn store(
+        &self,
+        converted: ConvertedSpans,
+        prepared: Prepared,
+        protocol: &'static str,
+    ) -> Result<ExportTraceServiceResponse, IngestError> {
+        let ConvertedSpans {
+            batch,
+            received_spans,
+            mut rejected_spans,
+            rejected_by_reason,
+            first_rejection,
+            truncated_values,
+            end_before_start,
+        } = converted;
+        telemetry::SPANS_RECEIVED
+            .with_label_values(&[protocol])
+            .inc_by(received_spans);
+        for (reason, n) in &rejected_by_reason {
+            telemetry::SPANS_REJECTED
+                .with_label_values(&[protocol, reason.as_str()])
+                .inc_by(*n);
+        }
+        let mut message = first_rejection;
+        if !batch.resource_spans.is_empty() {
+            let spans = batch.span_count();
+            let report = self.traces.append_spans(batch).await?;
+            if report.rejected_spans > 0 {
+                telemetry::SPANS_REJECTED
+                    .with_label_values(&[protocol, STORE_REASON])
+                    .inc_by(report.rejected_spans);
+                rejected_spans += report.rejected_spans;
+                if message.is_none() {
+                    message = report.first_rejection;
+                }
+            }
+            // every span that passed conversion was a call that happened, so it is counted even
+            // if the store refused to keep it (the client will not send it again)
+            if truncated_values > 0 {
+                telemetry::ATTRIBUTE_VALUES_TRUNCATED.inc_by(truncated_values);
+            }
+            if end_before_start > 0 {
+                telemetry::SPANS_NORMALIZED
+                    .with_label_values(&["end_before_start"])
+                    .inc_by(end_before_start);
+            }
+            let epoch = if prepared.halves.len() > BLOCKING_APPLY_HALVES {
+                let deriver = Arc::clone(&self.deriver);
+                tokio::task::spawn_blocking(move || deriver.apply(prepared))
+                    .await
+                    .map_err(|e| {
+                        IngestError::Store(StoreError::Unavailable(format!(
+                            "deriving trace metrics failed: {e}"
+                        )))
+                    })?
+            } else {
+                self.deriver.apply(prepared)
+            };
+            if let Some(epoch) = epoch {
+                self.deriver.wait_flushed(epoch).await?;
+            }
+            tracing::debug!(
+                protocol,
+                spans,
+                accepted = report.accepted_spans,
+                "otlp spans stored"
+            );
+        }
+        let warning = (truncated_values > 0).then(|| {
+            format!(
+                "{truncated_values} attribute value(s) longer than \
+                 max_attribute_value_bytes={} truncated",
+                self.limits.max_attribute_value_bytes
+            )
+        });
+        let message = match (message, warning) {
+            (Some(m), Some(w)) => Some(format!("{m}; {w}")),
+            (m, w) => m.or(w),
+        };
+        let partial_success = message.map(|mut error_message| {
+            if rejected_spans > 1 {
+                error_message = format!("{rejected_spans} spans rejected; first: {error_message}");
+            }
+            ExportTracePartialSuccess {
+                rejected_spans: i64::try_from(rejected_spans).unwrap_or(i64::MAX),
+                error_message,
+            }
+        });
+        Ok(ExportTraceServiceResponse { partial_success })
+    }
+}
+
+/// Above this many halves to pair, merging runs on the blocking pool.
+const BLOCKING_APPLY_HALVES: usize = 2048;
+
+/// Decodes a protobuf `ExportTraceServiceRequest`; a payload that does not decode is the
+/// client's fault.
+pub(crate) fn decode_protobuf(payload: &[u8]) -> Result<ExportTraceServiceRequest, IngestError> {
+    ExportTraceServiceRequest::decode(payload).map_err(|e| {
+        IngestError::Malformed(format!(
+            "failed to decode protobuf ExportTraceServiceRequest: {e}"
+        ))
+    })
+}
+
+/// Outcome label for [`telemetry::TRACE_REQUESTS`].
+pub(crate) fn outcome(resp: &ExportTraceServiceResponse) -> &'static str {
+    match &resp.partial_success {
+        Some(p) if p.rejected_spans > 0 => "partial",
+        _ => "ok",
+    }
+}
+
+/// Records and logs a refused export.
+pub(crate) fn record_refusal(protocol: &'static str, err: &IngestError) {
+    let class = if err.status().is_server_error() {
+        "5xx"
+    } else {
+        "4xx"
+    };
+    telemetry::TRACE_REQUESTS
+        .with_label_values(&[protocol, class])
+        .inc();
+    if err.status().is_server_error() {
+        tracing::warn!(protocol, error = %err, "otlp trace export failed");
+    } else {
+        tracing::debug!(protocol, error = %err, "otlp trace export refused");
+    }
+}
