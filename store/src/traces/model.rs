@@ -37,6 +37,9 @@ fn parse_hex<const N: usize>(text: &str, what: &str) -> Result<[u8; N], String> 
             text.len()
         ));
     }
+    if !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!("{what} {text:?} is not hex"));
+    }
     let mut out = [0u8; N];
     for (i, byte) in out.iter_mut().enumerate() {
         let pair = text
@@ -373,4 +376,29 @@ impl SpanBatch {
 pub struct StoredSpan {
     pub resource: Arc<Resource>,
     pub span: Span,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_parse_from_hex_and_bytes() {
+        let id = TraceId::from_hex("0AF7651916CD43DD8448EB211C80319C").expect("valid");
+        assert_eq!(id.to_string(), "0af7651916cd43dd8448eb211c80319c");
+        assert_eq!(TraceId::from_bytes(&id.0), Ok(id));
+        for bad in [
+            "0af7651916cd43dd8448eb211c80319",
+            "+af7651916cd43dd8448eb211c80319c",
+            "0af7651916cd43dd8448eb211c80319g",
+            "00000000000000000000000000000000",
+            "0af7651916cd43dd8448eb211c8031é",
+        ] {
+            assert!(TraceId::from_hex(bad).is_err(), "{bad}");
+        }
+        assert!(SpanId::from_hex("b7ad6b7169203331").is_ok());
+        assert!(SpanId::from_hex("+7ad6b7169203331").is_err());
+        assert!(SpanId::from_bytes(&[0; 8]).is_err());
+        assert!(SpanId::from_bytes(&[1; 7]).is_err());
+    }
 }
