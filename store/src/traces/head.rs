@@ -312,6 +312,15 @@ impl Head {
             },
             None => None,
         };
+        let possible = self.ops.iter().any(|(&(svc, n, kind), &(lo, hi))| {
+            service.is_none_or(|s| s == svc)
+                && name.is_none_or(|x| x == n)
+                && f.kind.is_none_or(|k| k == kind)
+                && f.overlaps(lo, hi)
+        });
+        if !possible {
+            return Ok(());
+        }
         for s in &self.spans {
             if !f.plain_match(s.start, s.duration(), s.kind)
                 || name.is_some_and(|n| n != s.name)

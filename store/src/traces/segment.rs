@@ -824,10 +824,18 @@ impl Segment {
             Some(s) => self.sym_ids.get(s.as_str()).copied().map(Some),
             None => Some(None),
         };
-        Some(Resolved {
+        let r = Resolved {
             service: lookup(&f.service)?,
             name: lookup(&f.operation)?,
-        })
+        };
+        // the operation table says whether any span can pass service, name, kind and time
+        let possible = self.ops.iter().any(|&(svc, name, kind, lo, hi)| {
+            r.service.is_none_or(|s| s == svc)
+                && r.name.is_none_or(|n| n == name)
+                && f.kind.is_none_or(|k| k == kind)
+                && f.overlaps(lo, hi)
+        });
+        possible.then_some(r)
     }
 
     /// Column blocks that can hold spans starting in the filter's range, with their
