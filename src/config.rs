@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use collector::otlp::traces::TraceLimits;
 use collector::scrape::{ScrapeConfig, ScrapeGlobal};
 use collector::IngestLimits;
 use serde::Deserialize;
@@ -144,6 +145,8 @@ struct RawLimits {
     max_label_value_length: Option<usize>,
     max_sample_age: Option<PromDuration>,
     max_future: Option<PromDuration>,
+    max_spans_per_request: Option<usize>,
+    max_attribute_value_bytes: Option<usize>,
 }
 
 /// `query:` — what Prometheus sets with `--query.timeout`, `--query.max-samples` and
@@ -228,6 +231,7 @@ pub struct StorageConfig {
 pub struct LimitsConfig {
     pub ingest: IngestLimits,
     pub store: Limits,
+    pub traces: TraceLimits,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -692,6 +696,17 @@ fn parse(text: &str, base_dir: &Path, overrides: &Overrides) -> Result<Config, V
                 .max_future
                 .map_or(defaults.max_future, Duration::from),
         },
+        traces: TraceLimits {
+            max_request_body_bytes: limits
+                .max_request_body_bytes
+                .unwrap_or(IngestLimits::default().max_request_body_bytes),
+            max_spans_per_request: limits
+                .max_spans_per_request
+                .unwrap_or(TraceLimits::default().max_spans_per_request),
+            max_attribute_value_bytes: limits
+                .max_attribute_value_bytes
+                .unwrap_or(TraceLimits::default().max_attribute_value_bytes),
+        },
     };
     for (key, v) in [
         (
@@ -703,6 +718,11 @@ fn parse(text: &str, base_dir: &Path, overrides: &Overrides) -> Result<Config, V
         (
             "max_label_value_length",
             limits.store.max_label_value_length,
+        ),
+        ("max_spans_per_request", limits.traces.max_spans_per_request),
+        (
+            "max_attribute_value_bytes",
+            limits.traces.max_attribute_value_bytes,
         ),
     ] {
         if v == 0 {

@@ -18,10 +18,15 @@ use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use collector::otlp::traces::{TraceIngest, TraceLimits};
 use collector::scrape::ScrapeManager;
 use store::config::MetricsStoreOptions;
 use store::contract::LazySeries;
 use store::model::{Labels, MetricBatch, MetricMetadata, RawMetricBatch, Series};
+use store::traces::{
+    SpanAppendReport, SpanBatch, SpanKind, StoredSpan, TraceId, TraceQuery, TraceStore,
+    TraceStoreOptions, TraceSummary, TracesAppender, TracesQuerier,
+};
 use store::{
     AppendReport, LabelMatcher, MetricsAppender, MetricsQuerier, MetricsStore, StoreError,
 };
@@ -113,6 +118,47 @@ impl MetricsQuerier for LazyStore {
     }
 }
 
+/// The trace store as handlers see it: unavailable until opened, like [`LazyStore`].
+#[derive(Default)]
+struct LazyTraces {
+    cell: OnceLock<Arc<TraceStore>>,
+}
+
+impl LazyTraces {
+    fn get(&self) -> Result<&Arc<TraceStore>, StoreError> {
+        self.cell.get().ok_or_else(|| {
+            StoreError::Unavailable("lookout is starting: the trace WAL is being replayed".into())
+        })
+    }
+}
+
+#[async_trait]
+impl TracesAppender for LazyTraces {
+    async fn append_spans(&self, batch: SpanBatch) -> store::Result<SpanAppendReport> {
+        self.get()?.append_spans(batch).await
+    }
+}
+
+impl TracesQuerier for LazyTraces {
+    fn trace(&self, id: TraceId) -> store::Result<Vec<StoredSpan>> {
+        self.get()?.trace(id)
+    }
+    fn search(&self, query: &TraceQuery) -> store::Result<Vec<TraceSummary>> {
+        self.get()?.search(query)
+    }
+    fn services(&self, start: u64, end: u64) -> store::Result<Vec<String>> {
+        self.get()?.services(start, end)
+    }
+    fn operations(
+        &self,
+        service: &str,
+        start: u64,
+        end: u64,
+    ) -> store::Result<Vec<(String, SpanKind)>> {
+        self.get()?.operations(service, start, end)
+    }
+}
+
 type Readiness = Arc<AtomicBool>;
 
 async fn healthy() -> &'static str {
@@ -195,22 +241,52 @@ fn serve_http(
     })
 }
 
+/// What the routers serve: the stores (opened later) and trace ingest.
+struct Services {
+    store: Arc<LazyStore>,
+    traces: Arc<LazyTraces>,
+    trace_ingest: Arc<TraceIngest>,
+}
+
+impl Services {
+    /// Builds trace ingest (its derived-metrics flusher starts now: call inside the runtime).
+    fn new(limits: TraceLimits) -> anyhow::Result<Self> {
+        let store = Arc::new(LazyStore::default());
+        let traces = Arc::new(LazyTraces::default());
+        let trace_ingest = TraceIngest::new(
+            traces.clone(),
+            store.clone(),
+            store.clone(),
+            limits,
+            collector::traces::DeriveConfig::default(),
+        )
+        .map_err(anyhow::Error::msg)
+        .context("starting trace ingest")?;
+        Ok(Services {
+            store,
+            traces,
+            trace_ingest,
+        })
+    }
+}
+
 /// The HTTP port's router and the OTLP/HTTP port's router, each side behind its tokens.
 fn routers(
-    store: Arc<LazyStore>,
+    services: &Services,
     readiness: Readiness,
     ingest_tokens: Tokens,
     query_tokens: Tokens,
     limits: collector::IngestLimits,
     query: api::ApiOptions,
 ) -> (Router, Router) {
-    let sink: Arc<dyn MetricsAppender> = store.clone();
-    let querier: Arc<dyn MetricsQuerier> = store;
+    let sink: Arc<dyn MetricsAppender> = services.store.clone();
+    let querier: Arc<dyn MetricsQuerier> = services.store.clone();
     let health = Router::new()
         .route("/-/healthy", get(healthy))
         .route("/-/ready", get(ready))
         .with_state(readiness);
-    let query_side = api::router(querier, query)
+    let query_side = api::router(querier.clone(), query.clone())
+        .merge(api::traces_router(services.traces.clone(), querier, query))
         .route("/metrics", get(telemetry::metrics))
         .merge(ui::router())
         .layer(from_fn_with_state(query_tokens, auth::require_token));
@@ -219,18 +295,27 @@ fn routers(
     );
     let http_app = health.merge(ingest_side).merge(query_side);
     let otlp_http_app = collector::otlp::router(sink, limits)
+        .merge(collector::otlp::traces::router(
+            services.trace_ingest.clone(),
+        ))
         .layer(from_fn_with_state(ingest_tokens, auth::require_token));
     (http_app, otlp_http_app)
 }
 
 /// The gRPC routes: the OTLP metrics service behind the ingest tokens.
 fn grpc_routes(
-    sink: Arc<dyn MetricsAppender>,
+    services: &Services,
     limits: collector::IngestLimits,
     ingest_tokens: Tokens,
 ) -> tonic::service::Routes {
-    tonic::service::Routes::new(tonic::service::interceptor::InterceptedService::new(
+    use tonic::service::interceptor::InterceptedService;
+    let sink: Arc<dyn MetricsAppender> = services.store.clone();
+    tonic::service::Routes::new(InterceptedService::new(
         collector::otlp::metrics_service(sink, limits),
+        auth::grpc_interceptor(ingest_tokens.clone()),
+    ))
+    .add_service(InterceptedService::new(
+        collector::otlp::traces::grpc_service(services.trace_ingest.clone()),
         auth::grpc_interceptor(ingest_tokens),
     ))
 }
@@ -248,15 +333,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     spawn_signal_handler(stop_tx.clone())?;
 
-    let lazy = Arc::new(LazyStore::default());
-    let sink: Arc<dyn MetricsAppender> = lazy.clone();
+    let services = Services::new(config.limits.traces.clone())?;
+    let lazy = services.store.clone();
     let readiness: Readiness = Arc::new(AtomicBool::new(false));
     let ingest_tokens = Tokens::new(config.server.ingest_tokens.clone());
     let query_tokens = Tokens::new(config.server.query_tokens.clone());
     let limits = config.limits.ingest.clone();
 
     let (http_app, otlp_http_app) = routers(
-        lazy.clone(),
+        &services,
         readiness.clone(),
         ingest_tokens.clone(),
         query_tokens,
@@ -279,7 +364,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             stop_rx.clone(),
         ),
     ];
-    let grpc = grpc_routes(sink.clone(), limits, ingest_tokens);
+    let grpc = grpc_routes(&services, limits, ingest_tokens);
     let grpc_stop = stop_rx.clone();
     servers.push(tokio::spawn(async move {
         tonic::transport::Server::builder()
@@ -320,6 +405,33 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         anyhow::bail!("the metrics store was opened twice");
     }
     let background = store.spawn_background();
+
+    let traces_dir: PathBuf = config.storage.data_dir.join("traces");
+    let trace_options = TraceStoreOptions {
+        fsync: config.storage.fsync,
+        retention: config.storage.traces.warm_for,
+        ..TraceStoreOptions::new(&traces_dir)
+    };
+    tracing::info!(dir = %traces_dir.display(), "opening the trace store and replaying its wal");
+    let opened = tokio::task::spawn_blocking(move || TraceStore::open(trace_options)).await;
+    let traces = match opened {
+        Ok(Ok(traces)) => traces,
+        Ok(Err(e)) => {
+            let _ = stop_tx.send(true);
+            let _ = store.close().await;
+            return Err(e)
+                .with_context(|| format!("opening the trace store in {}", traces_dir.display()));
+        }
+        Err(e) => {
+            let _ = stop_tx.send(true);
+            let _ = store.close().await;
+            return Err(anyhow::anyhow!("the trace store opening task failed: {e}"));
+        }
+    };
+    if services.traces.cell.set(traces.clone()).is_err() {
+        anyhow::bail!("the trace store was opened twice");
+    }
+    let traces_background = traces.spawn_background();
     let scrape = ScrapeManager::new(
         store.clone() as Arc<dyn MetricsAppender>,
         config.global.scrape_global(),
@@ -366,6 +478,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     }
     scrape.shutdown().await;
+    // the last derived samples go to the metrics store, so it closes after trace ingest
+    services.trace_ingest.shutdown().await;
+    let traces_closed = traces.close().await;
+    let _ = traces_background.await;
+    if let Err(e) = traces_closed {
+        tracing::error!(error = %e, "closing the trace store");
+    }
     let closed = store.close().await;
     let _ = background.await;
     match (closed, failure) {
@@ -391,8 +510,9 @@ mod tests {
         let readiness: Readiness = Arc::new(AtomicBool::new(false));
         let tokens =
             |t: &[&str]| Tokens::new(t.iter().map(|s| crate::config::Secret::new(*s)).collect());
+        let services = Services::new(TraceLimits::default()).expect("trace ingest starts");
         let (http, otlp) = routers(
-            Arc::new(LazyStore::default()),
+            &services,
             readiness.clone(),
             tokens(ingest),
             tokens(query),
@@ -512,8 +632,9 @@ mod tests {
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let services = Services::new(TraceLimits::default()).expect("trace ingest starts");
         let routes = grpc_routes(
-            Arc::new(LazyStore::default()),
+            &services,
             collector::IngestLimits::default(),
             Tokens::new(vec![crate::config::Secret::new("grpc-t")]),
         );

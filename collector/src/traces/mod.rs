@@ -67,7 +67,7 @@ pub struct DeriveConfig {
 impl Default for DeriveConfig {
     fn default() -> Self {
         DeriveConfig {
-            flush_interval: Duration::from_millis(200),
+            flush_interval: Duration::from_millis(100),
             edge_wait: Duration::from_secs(10),
             max_pending_edges: 100_000,
             max_series: 20_000,
