@@ -6,7 +6,7 @@
 //! attribute allocations; spans are decoded only when read. Resources are interned by their
 //! encoded bytes and span names and services by text.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -16,7 +16,7 @@ use crate::traces::codec;
 use crate::traces::model::{Resource, SpanKind, StatusCode, StoredSpan, TraceId};
 use crate::traces::payload;
 use crate::traces::query::{Candidates, Filter, Partial};
-use crate::tsdb::index::{FxBuild, FxHashMap, FxHasher};
+use crate::tsdb::index::{FxHashMap, FxHasher};
 use crate::tsdb::wal_records::RecordError;
 
 /// Interned strings (services, span names).
@@ -88,14 +88,15 @@ pub type OpRange = (u64, u64);
 pub struct Head {
     payloads: Vec<Bytes>,
     pub spans: Vec<HeadSpan>,
-    pub traces: FxHashMap<TraceId, Vec<u32>>,
+    /// Keyed with the standard (seeded) hasher: trace ids come from clients.
+    pub traces: HashMap<TraceId, Vec<u32>>,
     pub resources: Vec<HeadResource>,
     resource_ids: FxHashMap<u64, Vec<u32>>,
     pub syms: Syms,
     /// `(service, name, kind)` -> first and last span start.
     pub ops: FxHashMap<(u32, u32, SpanKind), OpRange>,
     /// Traces with at least one span whose status is ERROR.
-    pub error_traces: HashSet<TraceId, FxBuild>,
+    pub error_traces: HashSet<TraceId>,
     bytes: u64,
     pub min_start: u64,
     pub max_start: u64,
@@ -126,12 +127,12 @@ impl Head {
         Head {
             payloads: Vec::new(),
             spans: Vec::new(),
-            traces: FxHashMap::default(),
+            traces: HashMap::new(),
             resources: Vec::new(),
             resource_ids: FxHashMap::default(),
             syms: Syms::default(),
             ops: FxHashMap::default(),
-            error_traces: HashSet::default(),
+            error_traces: HashSet::new(),
             bytes: 0,
             min_start: u64::MAX,
             max_start: 0,

@@ -6,12 +6,11 @@
 //! newest matching span's start. The newest `limit` candidates then get their whole-trace
 //! summary by merging the [`Partial`]s of every source holding spans of the trace.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use crate::error::{Result, StoreError};
 use crate::traces::model::{SpanKind, TraceId};
 use crate::traces::{TraceQuery, TraceSummary};
-use crate::tsdb::index::FxHashMap;
 
 /// Results returned when a query asks for `limit == 0` (Jaeger's default).
 pub const DEFAULT_SEARCH_LIMIT: usize = 20;
@@ -88,7 +87,7 @@ impl Filter {
 /// Traces with a matching span, each with its newest matching span's start.
 #[derive(Default)]
 pub struct Candidates {
-    pub newest: FxHashMap<TraceId, u64>,
+    pub newest: HashMap<TraceId, u64>,
     /// Bumped on every change, so callers recompute [`Candidates::kth_newest`] only then.
     pub changes: usize,
 }

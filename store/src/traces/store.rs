@@ -42,7 +42,6 @@ use crate::traces::payload;
 use crate::traces::query::{Candidates, Filter, Partial};
 use crate::traces::segment::{self, PageCache, Segment};
 use crate::traces::{SpanAppendReport, TraceQuery, TraceSummary, TracesAppender, TracesQuerier};
-use crate::tsdb::index::FxBuild;
 use crate::wal::{SegmentId, Wal};
 
 const MAX_PENDING_APPENDS: usize = 4096;
@@ -625,8 +624,8 @@ impl TraceStore {
     }
 
     /// Traces with an error span, over every source (the trace-level error condition).
-    fn error_traces(&self, snap: &Snapshot) -> Result<HashSet<TraceId, FxBuild>> {
-        let mut out = HashSet::default();
+    fn error_traces(&self, snap: &Snapshot) -> Result<HashSet<TraceId>> {
+        let mut out = HashSet::new();
         for seg in &snap.segments {
             seg.error_traces(&mut out)?;
         }
