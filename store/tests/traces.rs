@@ -1012,7 +1012,11 @@ async fn write_version_1_golden_files() {
     let _ = std::fs::remove_dir_all(&dir);
     let store = open(&dir);
     // one trace flushed to a segment, one left in the WAL
-    append(&store, batch(vec![(golden_resource(), vec![full_span(GOLDEN_T0)])])).await;
+    append(
+        &store,
+        batch(vec![(golden_resource(), vec![full_span(GOLDEN_T0)])]),
+    )
+    .await;
     store.flush().await.unwrap();
     append(&store, batch(checkout_trace(1, GOLDEN_T0, true))).await;
     drop(store);
@@ -1050,4 +1054,26 @@ async fn version_1_files_still_read() {
         .unwrap();
     assert_eq!(s.len(), 2);
     assert_eq!(store.verify_segments().unwrap(), 1);
+}
+
+#[tokio::test]
+async fn an_append_whose_caller_stops_waiting_still_lands_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let t0 = now_ns();
+    let store = open(dir.path());
+    // the caller gives up at its first wait (a client that disconnected)
+    let mut fut = Box::pin(store.append_spans(batch(checkout_trace(3, t0, false))));
+    assert!(futures::poll!(fut.as_mut()).is_pending());
+    drop(fut);
+    let mut waited = 0;
+    while store.trace(tid(3)).unwrap().len() < 5 && waited < 500 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        waited += 1;
+    }
+    assert_eq!(store.trace(tid(3)).unwrap().len(), 5);
+    store.flush().await.unwrap();
+    drop(store);
+    let store = open(dir.path());
+    assert_eq!(store.trace(tid(3)).unwrap().len(), 5);
+    assert_eq!(store.stats().head_spans, 0);
 }

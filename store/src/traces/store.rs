@@ -122,7 +122,7 @@ pub struct TraceStore {
     wal: Arc<Wal>,
     /// Appends hold the read side from WAL write to head insert; a flush's rotate-and-swap
     /// holds the write side.
-    gate: tokio::sync::RwLock<()>,
+    gate: Arc<tokio::sync::RwLock<()>>,
     sources: RwLock<Sources>,
     flush_lock: tokio::sync::Mutex<()>,
     closed: AtomicBool,
@@ -130,7 +130,7 @@ pub struct TraceStore {
     flush_wanted: Notify,
     next_segment: AtomicU64,
     /// Bytes of spans in memory: the head and frozen heads.
-    mem_bytes: AtomicU64,
+    mem_bytes: Arc<AtomicU64>,
     /// Average encoded span size seen, to size payload buffers once.
     span_size_hint: AtomicU64,
 }
@@ -247,7 +247,7 @@ impl TraceStore {
         let store = TraceStore {
             opts,
             wal,
-            gate: tokio::sync::RwLock::new(()),
+            gate: Arc::new(tokio::sync::RwLock::new(())),
             sources: RwLock::new(Sources {
                 head: Arc::new(RwLock::new(head)),
                 frozen: Vec::new(),
@@ -258,7 +258,7 @@ impl TraceStore {
             shutdown: Notify::new(),
             flush_wanted: Notify::new(),
             next_segment: AtomicU64::new(next_segment),
-            mem_bytes: AtomicU64::new(mem),
+            mem_bytes: Arc::new(AtomicU64::new(mem)),
             span_size_hint: AtomicU64::new(512),
         };
         store.update_gauges();
@@ -341,25 +341,31 @@ impl TraceStore {
             self.span_size_hint
                 .store(avg.clamp(64, 64 * 1024), Ordering::Relaxed);
         }
-        let gate = self.gate.read().await;
+        let gate = self.gate.clone().read_owned().await;
         if self.closed.load(Ordering::Acquire) {
             return Err(StoreError::Unavailable("trace store is closed".to_string()));
         }
-        let kept: Vec<Bytes> = enc
-            .payloads
-            .iter()
-            .map(|p| Bytes::copy_from_slice(p))
-            .collect();
-        let results = if enc.payloads.len() == 1 {
-            let mut p = enc.payloads;
-            vec![self.wal.append(p.remove(0)).await]
-        } else {
-            futures::future::join_all(enc.payloads.into_iter().map(|p| self.wal.append(p))).await
-        };
         // The head Arc cannot change while the gate is held.
         let head = self.sources.read().head.clone();
-        let mut first_err = None;
-        let (head_bytes, added) = {
+        let wal = self.wal.clone();
+        let mem = self.mem_bytes.clone();
+        // A task of its own, so that a caller that stops waiting (a client gone) cannot
+        // leave a logged payload out of the head: once in the WAL, the spans are visible
+        // and reach the next segment with the rest.
+        let task = tokio::spawn(async move {
+            let _gate = gate;
+            let kept: Vec<Bytes> = enc
+                .payloads
+                .iter()
+                .map(|p| Bytes::copy_from_slice(p))
+                .collect();
+            let results = if enc.payloads.len() == 1 {
+                let mut p = enc.payloads;
+                vec![wal.append(p.remove(0)).await]
+            } else {
+                futures::future::join_all(enc.payloads.into_iter().map(|p| wal.append(p))).await
+            };
+            let mut first_err = None;
             let mut h = head.write();
             let before = h.bytes();
             let mut added = 0usize;
@@ -382,12 +388,11 @@ impl TraceStore {
                 }
             }
             let after = h.bytes();
-            self.mem_bytes
-                .fetch_add(after.saturating_sub(before), Ordering::Relaxed);
-            (after, added)
-        };
-        drop(gate);
-        metrics::SPANS_APPENDED.inc_by(added as u64);
+            mem.fetch_add(after.saturating_sub(before), Ordering::Relaxed);
+            metrics::SPANS_APPENDED.inc_by(added as u64);
+            (after, first_err)
+        });
+        let (head_bytes, first_err) = task.await.map_err(|e| task_failed("trace append", e))?;
         if head_bytes >= self.opts.max_head_bytes {
             self.flush_wanted.notify_one();
         }
