@@ -985,6 +985,13 @@ async fn background_flushes_by_size_and_overload_refuses_appends() {
     store.flush().await.unwrap();
     append(&store, batch(checkout_trace(5000, t0, false))).await;
     store.close().await.unwrap();
+
+    let mut zero = opts(dir.path());
+    zero.max_head_bytes = 0;
+    assert!(matches!(
+        TraceStore::open(zero),
+        Err(StoreError::BadRequest(_))
+    ));
 }
 
 /// Version-1 files kept in the repository: a segment and a WAL segment.

@@ -197,6 +197,12 @@ impl TraceStore {
     /// runtime starts serving.
     pub fn open(opts: TraceStoreOptions) -> Result<Arc<TraceStore>> {
         let started = Instant::now();
+        if opts.max_head_bytes == 0 || opts.flush_interval.is_zero() {
+            return Err(StoreError::BadRequest(format!(
+                "trace store needs a positive max_head_bytes and flush_interval (got {} bytes, {:?})",
+                opts.max_head_bytes, opts.flush_interval
+            )));
+        }
         let seg_dir = opts.dir.join("segments");
         std::fs::create_dir_all(&seg_dir).map_err(|e| StoreError::io(&seg_dir, e))?;
         let segments = load_segments(&seg_dir)?;
