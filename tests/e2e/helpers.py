@@ -379,3 +379,109 @@ def remote_write(
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+# ---- OTLP traces, built by hand ------------------------------------------------------
+# For what an SDK would never send (bad ids, end before start, oversized values) and for
+# exact control over ids and times. The protobuf classes come from `opentelemetry-proto`.
+
+
+def otlp_any_value(value: Any):
+    """An OTLP `AnyValue` from a Python value: str, bool, int, float, bytes, list, dict."""
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValueList
+
+    if isinstance(value, bool):
+        return AnyValue(bool_value=value)
+    if isinstance(value, int):
+        return AnyValue(int_value=value)
+    if isinstance(value, float):
+        return AnyValue(double_value=value)
+    if isinstance(value, bytes):
+        return AnyValue(bytes_value=value)
+    if isinstance(value, str):
+        return AnyValue(string_value=value)
+    if isinstance(value, (list, tuple)):
+        return AnyValue(array_value=ArrayValue(values=[otlp_any_value(v) for v in value]))
+    if isinstance(value, dict):
+        return AnyValue(kvlist_value=KeyValueList(values=otlp_attributes(value)))
+    raise TypeError(f"no OTLP AnyValue for {value!r}")
+
+
+def otlp_attributes(attrs: dict) -> list:
+    from opentelemetry.proto.common.v1.common_pb2 import KeyValue
+
+    return [KeyValue(key=k, value=otlp_any_value(v)) for k, v in attrs.items()]
+
+
+def otlp_span(
+    name: str,
+    trace_id: bytes,
+    span_id: bytes,
+    start_ns: int,
+    end_ns: int,
+    parent_span_id: bytes = b"",
+    kind: int = 2,  # SPAN_KIND_SERVER
+    attributes: dict | None = None,
+    status_code: int = 0,  # STATUS_CODE_UNSET
+    events: Iterable[tuple[str, int, dict]] = (),
+):
+    """An OTLP `Span`; ids are raw bytes (of any length, on purpose), `events` are
+    (name, time_unix_nano, attributes)."""
+    from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+
+    return Span(
+        trace_id=trace_id,
+        span_id=span_id,
+        parent_span_id=parent_span_id,
+        name=name,
+        kind=kind,
+        start_time_unix_nano=start_ns,
+        end_time_unix_nano=end_ns,
+        attributes=otlp_attributes(attributes or {}),
+        status=Status(code=status_code),
+        events=[
+            Span.Event(name=n, time_unix_nano=t, attributes=otlp_attributes(a)) for n, t, a in events
+        ],
+    )
+
+
+def otlp_trace_request(groups: Iterable[tuple[dict | None, list]]):
+    """An `ExportTraceServiceRequest`: one ResourceSpans per (resource attributes, spans);
+    `None` attributes leave the resource out entirely."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+    from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
+    from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+    from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans
+
+    req = ExportTraceServiceRequest()
+    for resource_attrs, spans in groups:
+        rs = ResourceSpans(
+            scope_spans=[ScopeSpans(scope=InstrumentationScope(name="e2e.hand"), spans=spans)]
+        )
+        if resource_attrs is not None:
+            rs.resource.CopyFrom(Resource(attributes=otlp_attributes(resource_attrs)))
+        req.resource_spans.append(rs)
+    return req
+
+
+def post_otlp_traces(
+    lookout: "Lookout", body: bytes | str, content_type: str = "application/x-protobuf",
+    gzip: bool = False, timeout: float = 10,
+) -> requests.Response:
+    """POST to `/v1/traces` as given (`body` may be anything, including garbage)."""
+    headers = {"Content-Type": content_type}
+    if gzip:
+        headers["Content-Encoding"] = "gzip"
+    return requests.post(
+        f"{lookout.otlp_http}/v1/traces", data=body, headers=headers, timeout=timeout
+    )
+
+
+def report_logs_of(request, lookout: "Lookout") -> None:
+    """Lists a server started outside `lookout_factory` (a module-scoped one) among the
+    test's servers, so the failure report carries its log tail as it does for the others."""
+    from conftest import _SERVERS_KEY
+
+    request.node.stash.setdefault(_SERVERS_KEY, []).append(lookout)
