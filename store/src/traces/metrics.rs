@@ -21,10 +21,10 @@ pub static SPANS_APPENDED: LazyLock<IntCounter> = LazyLock::new(|| {
 
 pub static SPANS_REJECTED: LazyLock<IntCounter> = LazyLock::new(|| {
     register_int_counter!(
-        "lookout_traces_spans_rejected_total",
+        "lookout_traces_store_rejected_spans_total",
         "Spans the trace store refused (all-zero trace or span id, span too large)."
     )
-    .unwrap_or_else(|e| fail("lookout_traces_spans_rejected_total", e))
+    .unwrap_or_else(|e| fail("lookout_traces_store_rejected_spans_total", e))
 });
 
 pub static HEAD_SPANS: LazyLock<IntGauge> = LazyLock::new(|| {
