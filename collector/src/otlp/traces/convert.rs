@@ -304,7 +304,7 @@ fn convert_span(
         .status
         .map(|s| (StatusCode::from_i32(s.code), s.message))
         .unwrap_or_default();
-    Some(Span {
+    let mut out = Span {
         trace_id,
         span_id,
         parent_span_id,
@@ -323,7 +323,13 @@ fn convert_span(
         dropped_attributes_count: span.dropped_attributes_count,
         dropped_events_count: span.dropped_events_count,
         dropped_links_count: dropped_links,
-    })
+    };
+    // One definition of an error everywhere (DESIGN §4): an UNSET span that the semantic
+    // conventions make an error (HTTP 5xx server, HTTP 4xx/5xx or gRPC error client, gRPC
+    // server-error codes) is stored as ERROR, so trace search and summaries agree with the
+    // derived metrics.
+    out.status_code = crate::traces::classify::effective_status(&out);
+    Some(out)
 }
 
 /// Conversion context: the value limit and what was truncated.
