@@ -417,7 +417,8 @@ struct DependencyJson<'a> {
 }
 
 /// `GET /api/dependencies?endTs=<ms>&lookback=<ms>`: service-graph edges over the window,
-/// call counts rounded to whole calls (Jaeger's type is an integer).
+/// with the exact call counts of `/api/v1/service-graph` (whole numbers: Jaeger's type is an
+/// integer).
 pub async fn dependencies(
     State(state): TracesAppState,
     params: Params,
@@ -444,8 +445,7 @@ pub async fn dependencies(
         start_ms: end_ms.saturating_sub(lookback_ms),
         end_ms,
     };
-    let engine = state.engine.clone();
-    let edges = blocking(move || edge_counts(&engine, &window)).await?;
+    let edges = blocking(move || edge_counts(&state, &window)).await?;
     let mut links: Vec<DependencyJson> = Vec::new();
     for ((client, server, _), red) in &edges {
         let calls = red.requests.round() as u64;

@@ -1,11 +1,17 @@
 //! Rate, errors and duration from the series derived from spans at ingest (names as Tempo's
 //! metrics-generator): `GET /api/v1/services`, `GET /api/v1/services/{service}/operations`
-//! and `GET /api/v1/service-graph`.
+//! and `GET /api/v1/service-graph` (and Jaeger's `/api/dependencies`).
 //!
-//! Every number is PromQL over the derived series, evaluated at `end` with the range
-//! `end - start`: counts are `increase(...[range])`, rates are counts / range seconds,
-//! quantiles are `histogram_quantile` over the `sum by (le, ...)` of bucket increases. So the
-//! API, dashboards and alert rules agree. Nothing is rounded; no data (NaN) is `null`.
+//! Every count is exact over the window `[start, end]`: per series its value at `end` minus
+//! its value at `start` (0 for a series that did not exist then), summed by the group; see
+//! [`counts`] for the rules. This is not PromQL's `increase(...[range])`, which extrapolates
+//! to the window's edges and misses a series' first count; the series stay ordinary
+//! counters, so `increase()` and `rate()` in dashboards and rules work as with Tempo, and
+//! agree with these counts when the window's edges fall on samples. Rates are counts / the
+//! window's seconds; quantiles are Prometheus's `histogram_quantile` over the exact bucket
+//! counts of the window summed by `le` and the group. Nothing is rounded; no data (NaN) is
+//! `null`. A group is listed when something of it was counted in the window (or the trace
+//! store has spans of it there).
 //!
 //! A service's *requests* are its spans of kind SERVER or CONSUMER: the calls it handled, not
 //! the calls it made or its internal steps. A span is an error when its `status_code` label is
@@ -13,20 +19,22 @@
 //! `errorRate` is errors per second (the E of RED, as Tempo's dashboards show it);
 //! `successRate` is `1 - errors / requests`.
 
+mod counts;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use axum::extract::{Path, State};
 use axum::response::Response;
 use serde::Serialize;
-use store::promql::{Engine, InstantSample, Value};
 use store::traces::SpanKind;
-use store::{LabelMatcher, MatchOp};
+use store::{LabelMatcher, Labels, MatchOp};
 
 use crate::error::ApiError;
 use crate::handlers::{blocking, now_ms};
 use crate::params::Params;
 use crate::trace_params::Window;
 use crate::traces::{json_success, TracesAppState, TracesState};
+use counts::{bucket_quantile, Counter};
 
 pub const CALLS: &str = "traces_spanmetrics_calls_total";
 pub const LATENCY_BUCKET: &str = "traces_spanmetrics_latency_bucket";
@@ -35,44 +43,51 @@ pub const GRAPH_FAILED: &str = "traces_service_graph_request_failed_total";
 pub const GRAPH_SERVER_BUCKET: &str = "traces_service_graph_request_server_seconds_bucket";
 pub const GRAPH_CLIENT_BUCKET: &str = "traces_service_graph_request_client_seconds_bucket";
 
-/// The span kinds that are a service's requests.
-const REQUEST_KINDS: &str = r#"span_kind=~"SPAN_KIND_SERVER|SPAN_KIND_CONSUMER""#;
+/// The span kinds that are a service's requests (a `span_kind` regex).
+const REQUEST_KINDS: &str = "SPAN_KIND_SERVER|SPAN_KIND_CONSUMER";
 const ERROR_STATUS: &str = "STATUS_CODE_ERROR";
 const QUANTILES: [f64; 3] = [0.5, 0.95, 0.99];
 
-/// A PromQL double-quoted string literal: `\` and `"` escaped, control characters as `\u`
-/// escapes (PromQL reads Go's escapes).
-pub fn promql_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            c if c.is_control() && (c as u32) <= 0xffff => {
-                out.push_str(&format!("\\u{:04x}", c as u32));
-            }
-            c if c.is_control() => out.push_str(&format!("\\U{:08x}", c as u32)),
-            c => out.push(c),
+fn label<'a>(labels: &'a Labels, name: &str) -> &'a str {
+    labels.get(name).unwrap_or("")
+}
+
+fn matcher(name: &str, op: MatchOp, value: &str) -> Result<LabelMatcher, ApiError> {
+    Ok(LabelMatcher::new(name, op, value)?)
+}
+
+/// The matchers of `metric` and then `more`.
+fn selector(metric: &str, more: &[LabelMatcher]) -> Result<Vec<LabelMatcher>, ApiError> {
+    let mut out = vec![matcher("__name__", MatchOp::Equal, metric)?];
+    out.extend(more.iter().cloned());
+    Ok(out)
+}
+
+/// The counter of a request's window, with the PromQL lookback as the reach of "the value
+/// at start".
+fn counter<'a>(state: &'a TracesState, window: &Window) -> Counter<'a> {
+    Counter::new(
+        state.metrics.as_ref(),
+        window,
+        state.engine.options().lookback_delta,
+    )
+}
+
+/// The bucket counts of a histogram family over the window, summed by group (and `le`, which
+/// the quantile sums). Series without a number in `le` are left out, as PromQL leaves them.
+fn buckets_by<K: Ord>(
+    counter: &Counter,
+    family_bucket: &str,
+    matchers: &[LabelMatcher],
+    key: impl Fn(&Labels) -> K,
+) -> Result<BTreeMap<K, Vec<(f64, f64)>>, ApiError> {
+    let mut out: BTreeMap<K, Vec<(f64, f64)>> = BTreeMap::new();
+    counter.each(&selector(family_bucket, matchers)?, |labels, n| {
+        if let Some(le) = labels.get("le").and_then(|t| t.parse::<f64>().ok()) {
+            out.entry(key(labels)).or_default().push((le, n));
         }
-    }
-    out.push('"');
-    out
-}
-
-/// Evaluates an instant query at `at_ms`; every query here yields a vector.
-fn vector(engine: &Engine, query: &str, at_ms: i64) -> Result<Vec<InstantSample>, ApiError> {
-    match engine.instant(query, at_ms)? {
-        Value::Vector(v) => Ok(v),
-        other => Err(ApiError::internal(format!(
-            "query {query:?} gave a {} instead of a vector",
-            other.type_name()
-        ))),
-    }
-}
-
-fn label<'a>(s: &'a InstantSample, name: &str) -> &'a str {
-    s.labels.get(name).unwrap_or("")
+    })?;
+    Ok(out)
 }
 
 /// Counts and quantiles of one group (a service, an operation, a node, an edge).
@@ -146,38 +161,39 @@ impl RedJson {
     }
 }
 
-/// Requests, errors and latency quantiles of the spans `selector` picks, grouped by `group`
-/// labels (comma-separated). `range` is a PromQL range (`[3600000ms]`).
+/// Requests, errors and latency quantiles grouped by `key`, of the spans `matchers` pick.
+/// A group is listed when it had calls of any kind in the window; only the calls that
+/// `requests` matches (all when `None`) are its requests and errors, and only their latency
+/// gives its quantiles.
 fn red_by<K: Ord + Clone>(
-    engine: &Engine,
-    selector: &str,
-    group: &str,
-    range: &str,
-    at_ms: i64,
-    key: impl Fn(&InstantSample) -> K,
+    counter: &Counter,
+    matchers: &[LabelMatcher],
+    requests: Option<&LabelMatcher>,
+    key: impl Fn(&Labels) -> K,
 ) -> Result<BTreeMap<K, Red>, ApiError> {
     let mut out: BTreeMap<K, Red> = BTreeMap::new();
-    let calls = format!("sum by ({group}, status_code) (increase({CALLS}{{{selector}}}{range}))");
-    for s in vector(engine, &calls, at_ms)? {
-        let red = out.entry(key(&s)).or_default();
-        red.requests += s.value;
-        if label(&s, "status_code") == ERROR_STATUS {
-            red.errors += s.value;
+    counter.each(&selector(CALLS, matchers)?, |labels, n| {
+        if n <= 0.0 {
+            return;
         }
-    }
-    for (i, q) in QUANTILES.iter().enumerate() {
-        let query = format!(
-            "histogram_quantile({q}, sum by (le, {group}) (increase({LATENCY_BUCKET}{{{selector}}}{range})))"
-        );
-        for s in vector(engine, &query, at_ms)? {
-            out.entry(key(&s)).or_default().set_quantile(i, s.value);
+        let red = out.entry(key(labels)).or_default();
+        if requests.is_none_or(|m| m.matches_labels(labels)) {
+            red.requests += n;
+            if label(labels, "status_code") == ERROR_STATUS {
+                red.errors += n;
+            }
+        }
+    })?;
+    let mut latency: Vec<LabelMatcher> = matchers.to_vec();
+    latency.extend(requests.cloned());
+    for (k, mut buckets) in buckets_by(counter, LATENCY_BUCKET, &latency, &key)? {
+        if let Some(red) = out.get_mut(&k) {
+            for (i, q) in QUANTILES.iter().enumerate() {
+                red.set_quantile(i, bucket_quantile(*q, &mut buckets));
+            }
         }
     }
     Ok(out)
-}
-
-fn range_of(window: &Window) -> String {
-    format!("[{}ms]", window.range_ms())
 }
 
 fn secs_of(window: &Window) -> f64 {
@@ -185,21 +201,12 @@ fn secs_of(window: &Window) -> f64 {
 }
 
 /// Per service: the RED of its requests, for every service with spans in the window (from
-/// the trace store, or any derived series that grew).
+/// the trace store, or any derived calls counted).
 fn services_red(state: &TracesState, window: &Window) -> Result<BTreeMap<String, Red>, ApiError> {
-    let range = range_of(window);
-    let mut out = red_by(
-        &state.engine,
-        REQUEST_KINDS,
-        "service",
-        &range,
-        window.end_ms,
-        |s| label(s, "service").to_string(),
-    )?;
-    let any = format!("sum by (service) (increase({CALLS}{range})) > 0");
-    for s in vector(&state.engine, &any, window.end_ms)? {
-        out.entry(label(&s, "service").to_string()).or_default();
-    }
+    let kinds = matcher("span_kind", MatchOp::RegexMatch, REQUEST_KINDS)?;
+    let mut out = red_by(&counter(state, window), &[], Some(&kinds), |l| {
+        label(l, "service").to_string()
+    })?;
     for service in state
         .traces
         .services(window.start_nanos(), window.end_nanos())?
@@ -240,8 +247,8 @@ struct OperationJson<'a> {
 }
 
 /// The span kind of a `span_kind` label (`SPAN_KIND_SERVER`).
-fn kind_of(s: &InstantSample) -> SpanKind {
-    SpanKind::parse(label(s, "span_kind")).unwrap_or_default()
+fn kind_of(labels: &Labels) -> SpanKind {
+    SpanKind::parse(label(labels, "span_kind")).unwrap_or_default()
 }
 
 /// `GET /api/v1/services/{service}/operations?start=&end=`: every span name of the service,
@@ -254,16 +261,10 @@ pub async fn operations(
     let window = Window::from_params(&params, now_ms(), false)?;
     let svc = service.clone();
     let all = blocking(move || {
-        let selector = format!("service={}", promql_string(&svc));
-        let range = range_of(&window);
-        let mut out = red_by(
-            &state.engine,
-            &selector,
-            "span_name, span_kind",
-            &range,
-            window.end_ms,
-            |s| (label(s, "span_name").to_string(), kind_of(s)),
-        )?;
+        let service = matcher("service", MatchOp::Equal, &svc)?;
+        let mut out = red_by(&counter(&state, &window), &[service], None, |l| {
+            (label(l, "span_name").to_string(), kind_of(l))
+        })?;
         for (name, kind) in
             state
                 .traces
@@ -289,48 +290,49 @@ pub async fn operations(
 /// A service-graph edge key: (client, server, connection type).
 pub type EdgeKey = (String, String, String);
 
-fn edge_key(s: &InstantSample) -> EdgeKey {
+fn edge_key(labels: &Labels) -> EdgeKey {
     (
-        label(s, "client").to_string(),
-        label(s, "server").to_string(),
-        label(s, "connection_type").to_string(),
+        label(labels, "client").to_string(),
+        label(labels, "server").to_string(),
+        label(labels, "connection_type").to_string(),
     )
 }
 
 /// Requests and failures per edge over the window, edges without requests left out.
-pub fn edge_counts(engine: &Engine, window: &Window) -> Result<BTreeMap<EdgeKey, Red>, ApiError> {
-    let range = range_of(window);
-    let by = "client, server, connection_type";
+pub fn edge_counts(
+    state: &TracesState,
+    window: &Window,
+) -> Result<BTreeMap<EdgeKey, Red>, ApiError> {
+    edges_of(&counter(state, window))
+}
+
+fn edges_of(counter: &Counter) -> Result<BTreeMap<EdgeKey, Red>, ApiError> {
     let mut edges: BTreeMap<EdgeKey, Red> = BTreeMap::new();
-    let total = format!("sum by ({by}) (increase({GRAPH_TOTAL}{range})) > 0");
-    for s in vector(engine, &total, window.end_ms)? {
-        edges.entry(edge_key(&s)).or_default().requests = s.value;
-    }
-    let failed = format!("sum by ({by}) (increase({GRAPH_FAILED}{range}))");
-    for s in vector(engine, &failed, window.end_ms)? {
-        if let Some(e) = edges.get_mut(&edge_key(&s)) {
-            e.errors = s.value;
+    counter.each(&selector(GRAPH_TOTAL, &[])?, |labels, n| {
+        if n > 0.0 {
+            edges.entry(edge_key(labels)).or_default().requests += n;
         }
-    }
+    })?;
+    counter.each(&selector(GRAPH_FAILED, &[])?, |labels, n| {
+        if let Some(e) = edges.get_mut(&edge_key(labels)) {
+            e.errors += n;
+        }
+    })?;
     Ok(edges)
 }
 
-/// The p95 of the server-side latency histogram grouped by `by`, falling back to the
+/// The p95 of the server-side latency histogram grouped by `key`, falling back to the
 /// client-side one for groups the server side has no number for (an uninstrumented server).
 fn p95_by<K: Ord>(
-    engine: &Engine,
-    window: &Window,
-    by: &str,
-    key: impl Fn(&InstantSample) -> K,
+    counter: &Counter,
+    key: impl Fn(&Labels) -> K,
 ) -> Result<BTreeMap<K, f64>, ApiError> {
-    let range = range_of(window);
     let mut out = BTreeMap::new();
     for bucket in [GRAPH_CLIENT_BUCKET, GRAPH_SERVER_BUCKET] {
-        let query =
-            format!("histogram_quantile(0.95, sum by (le, {by}) (increase({bucket}{range})))");
-        for s in vector(engine, &query, window.end_ms)? {
-            if s.value.is_finite() || !out.contains_key(&key(&s)) {
-                out.insert(key(&s), s.value);
+        for (k, mut buckets) in buckets_by(counter, bucket, &[], &key)? {
+            let p95 = bucket_quantile(0.95, &mut buckets);
+            if p95.is_finite() || !out.contains_key(&k) {
+                out.insert(k, p95);
             }
         }
     }
@@ -395,13 +397,9 @@ struct Graph {
 }
 
 fn service_graph(state: &TracesState, window: &Window) -> Result<Graph, ApiError> {
-    let mut edges = edge_counts(&state.engine, window)?;
-    for (key, p95) in p95_by(
-        &state.engine,
-        window,
-        "client, server, connection_type",
-        edge_key,
-    )? {
+    let counter = counter(state, window);
+    let mut edges = edges_of(&counter)?;
+    for (key, p95) in p95_by(&counter, edge_key)? {
         if let Some(e) = edges.get_mut(&key) {
             e.p95 = p95;
         }
@@ -433,9 +431,7 @@ fn service_graph(state: &TracesState, window: &Window) -> Result<Graph, ApiError
             red.requests += e.requests;
             red.errors += e.errors;
             if virtual_p95.is_none() {
-                virtual_p95 = Some(p95_by(&state.engine, window, "server", |s| {
-                    label(s, "server").to_string()
-                })?);
+                virtual_p95 = Some(p95_by(&counter, |l| label(l, "server").to_string())?);
             }
             if let Some(p) = virtual_p95.as_ref().and_then(|m| m.get(server)) {
                 red.p95 = *p;
@@ -472,35 +468,4 @@ pub async fn graph(State(state): TracesAppState, params: Params) -> Result<Respo
             .collect(),
     };
     json_success(&data)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn promql_strings_round_trip_through_the_parser() {
-        for s in [
-            "plain",
-            "a\"b",
-            "back\\slash",
-            "new\nline",
-            "tab\t\u{1}",
-            "ünï",
-            "",
-        ] {
-            let q = format!("up{{service={}}}", promql_string(s));
-            let expr = store::promql::parse(&q).unwrap_or_else(|e| panic!("{q}: {e}"));
-            let promql_parser::parser::Expr::VectorSelector(vs) = expr else {
-                panic!("{q} is not a selector");
-            };
-            let m = vs
-                .matchers
-                .matchers
-                .iter()
-                .find(|m| m.name == "service")
-                .expect("service matcher");
-            assert_eq!(m.value, s, "{q}");
-        }
-    }
 }

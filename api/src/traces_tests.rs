@@ -1317,6 +1317,259 @@ async fn extreme_windows_are_answered_not_panicked_on() {
     }
 }
 
+// ---- exact counts over irregular samples ----
+
+/// A series from `(seconds after T0, value)` pairs (`None`: a staleness marker).
+fn raw(
+    s: &mut BTreeMap<Labels, Vec<Sample>>,
+    pairs: &[(&str, &str)],
+    samples: &[(f64, Option<f64>)],
+) {
+    let t0 = T0_SECS * 1000;
+    s.insert(
+        Labels::from_pairs(pairs.iter().copied()),
+        samples
+            .iter()
+            .map(|&(secs, v)| {
+                Sample::new(
+                    t0 + (secs * 1000.0).round() as i64,
+                    v.unwrap_or_else(store::model::stale_nan),
+                )
+            })
+            .collect(),
+    );
+}
+
+fn raw_calls(
+    s: &mut BTreeMap<Labels, Vec<Sample>>,
+    svc: &str,
+    status: &str,
+    samples: &[(f64, Option<f64>)],
+) {
+    raw(
+        s,
+        &[
+            ("__name__", "traces_spanmetrics_calls_total"),
+            ("service", svc),
+            ("span_name", "op"),
+            ("span_kind", SERVER),
+            ("status_code", status),
+        ],
+        samples,
+    );
+}
+
+/// Series the way the deriver writes them (irregular flush times, heartbeats, zeros before a
+/// new series, the old value again before a series comes back from stale), with known
+/// counts over [`WINDOW`] (T0 to T0 + 600 s):
+/// * `irregular`: 3 ok + 1 error, the last two samples 1 ms apart (PromQL's `increase`
+///   extrapolates those to about twice their difference);
+/// * `mid`: created at 200 s (zeros first), 5 ok; an error series someone else created at
+///   250 s without zeros: it did not exist at the start, so all of its 1 counts;
+/// * `broken`: errors only, 3;
+/// * `back`: stale since 25 minutes before the window, back at 300 s: 2 (not its 52);
+/// * `slow`: 10 ok, of which 8 at most 1 s and none at most 0.1 s in the window (the
+///   cumulative buckets say 100 at most 0.1 s: their counts before the window);
+/// * edge a → b: 3 requests, 1 failed, the edge revived in the window.
+fn irregular() -> MemQuerier {
+    let mut s = BTreeMap::new();
+    raw_calls(
+        &mut s,
+        "irregular",
+        UNSET,
+        &[(-10.0, Some(5.0)), (300.0, Some(6.0)), (300.001, Some(8.0))],
+    );
+    raw_calls(
+        &mut s,
+        "irregular",
+        ERROR,
+        &[(-10.0, Some(1.0)), (300.001, Some(2.0))],
+    );
+    raw_calls(
+        &mut s,
+        "mid",
+        UNSET,
+        &[
+            (199.999, Some(0.0)),
+            (200.0, Some(2.0)),
+            (215.0, Some(2.0)),
+            (400.0, Some(5.0)),
+        ],
+    );
+    raw_calls(
+        &mut s,
+        "mid",
+        ERROR,
+        &[(250.0, Some(1.0)), (265.0, Some(1.0))],
+    );
+    raw_calls(
+        &mut s,
+        "broken",
+        ERROR,
+        &[(-1.0, Some(10.0)), (100.0, Some(13.0)), (115.0, Some(13.0))],
+    );
+    raw_calls(
+        &mut s,
+        "back",
+        UNSET,
+        &[
+            (-2400.0, Some(50.0)),
+            (-1500.0, None),
+            (299.999, Some(50.0)),
+            (300.0, Some(52.0)),
+        ],
+    );
+    raw_calls(
+        &mut s,
+        "slow",
+        UNSET,
+        &[(-1.0, Some(100.0)), (300.0, Some(110.0))],
+    );
+    for (le, before, after) in [
+        ("0.1", 100.0, 100.0),
+        ("1", 100.0, 108.0),
+        ("+Inf", 100.0, 110.0),
+    ] {
+        raw(
+            &mut s,
+            &[
+                ("__name__", "traces_spanmetrics_latency_bucket"),
+                ("service", "slow"),
+                ("span_name", "op"),
+                ("span_kind", SERVER),
+                ("status_code", UNSET),
+                ("le", le),
+            ],
+            &[(-1.0, Some(before)), (300.0, Some(after))],
+        );
+    }
+    let edge = |name| vec![("__name__", name), ("client", "a"), ("server", "b")];
+    raw(
+        &mut s,
+        &edge("traces_service_graph_request_total"),
+        &[
+            (-3000.0, Some(10.0)),
+            (-2000.0, None),
+            (0.999, Some(10.0)),
+            (1.0, Some(11.0)),
+            (1.001, Some(13.0)),
+        ],
+    );
+    raw(
+        &mut s,
+        &edge("traces_service_graph_request_failed_total"),
+        &[
+            (-3000.0, Some(2.0)),
+            (-2000.0, None),
+            (0.999, Some(2.0)),
+            (1.001, Some(3.0)),
+        ],
+    );
+    MemQuerier {
+        series: s,
+        metadata: Vec::new(),
+    }
+}
+
+async fn get_irregular(uri: &str) -> String {
+    let (status, body) = get_on(app_with(Vec::new(), irregular()), uri).await;
+    assert_eq!(status, StatusCode::OK, "{uri}: {body}");
+    body
+}
+
+#[tokio::test]
+async fn services_count_exactly_over_irregular_samples() {
+    let body = get_irregular(&format!("/api/v1/services?{WINDOW}")).await;
+    let service = |name: &str, requests: f64, errors: f64| {
+        format!(
+            r#"{{"service":"{name}",{}}}"#,
+            red_fields(requests, errors, 600.0, None, None, None)
+        )
+    };
+    assert_has(&body, &service("irregular", 4.0, 1.0));
+    assert_has(&body, r#""successRate":0.75,"requests":4.0,"errors":1.0"#);
+    assert_has(&body, &service("mid", 6.0, 1.0));
+    assert_has(&body, &service("broken", 3.0, 3.0));
+    assert_has(&body, r#""successRate":0.0,"requests":3.0,"errors":3.0"#);
+    assert_has(&body, &service("back", 2.0, 0.0));
+    // quantiles from the window's bucket counts: 0 at most 0.1 s, 8 at most 1 s, 10 in all
+    assert_has(
+        &body,
+        &format!(
+            r#"{{"service":"slow",{}}}"#,
+            red_fields(
+                10.0,
+                0.0,
+                600.0,
+                Some(interpolate(0.1, 1.0, 5.0, 8.0)),
+                Some(1.0),
+                Some(1.0)
+            )
+        ),
+    );
+}
+
+#[tokio::test]
+async fn a_window_with_no_samples_at_its_start_counts_from_zero() {
+    // a day back: no series has a value at the start, and none existed before it
+    let start = T0_SECS - 86_400;
+    let body = get_irregular(&format!(
+        "/api/v1/services?start={start}&end={}",
+        T0_SECS + 600
+    ))
+    .await;
+    let secs = 86_400.0 + 600.0;
+    let service = |name: &str, requests: f64, errors: f64| {
+        format!(
+            r#"{{"service":"{name}",{}}}"#,
+            red_fields(requests, errors, secs, None, None, None)
+        )
+    };
+    // 8 ok + 2 errors: each series' whole value
+    assert_has(&body, &service("irregular", 10.0, 2.0));
+    assert_has(&body, &service("broken", 13.0, 13.0));
+    assert_has(&body, &service("back", 52.0, 0.0));
+    // a window ending before anything happened lists nobody
+    let body = get_irregular(&format!(
+        "/api/v1/services?start={}&end={}",
+        T0_SECS - 7200,
+        T0_SECS - 3600
+    ))
+    .await;
+    assert_eq!(body, r#"{"status":"success","data":[]}"#);
+}
+
+#[tokio::test]
+async fn operations_graph_and_dependencies_count_exactly() {
+    let body = get_irregular(&format!("/api/v1/services/irregular/operations?{WINDOW}")).await;
+    assert_has(
+        &body,
+        &format!(
+            r#"{{"operation":"op","kind":"server",{}}}"#,
+            red_fields(4.0, 1.0, 600.0, None, None, None)
+        ),
+    );
+    let body = get_irregular(&format!("/api/v1/service-graph?{WINDOW}")).await;
+    assert_has(
+        &body,
+        &format!(
+            r#"{{"source":"a","target":"b","connectionType":"",{}}}"#,
+            graph_fields(3.0, 1.0, 600.0, None)
+        ),
+    );
+    let (status, body) = get_on(
+        app_with(Vec::new(), irregular()),
+        "/api/dependencies?endTs=1700000600000&lookback=600000",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let v: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(
+        v,
+        jaeger_ok(json!([{"parent": "a", "child": "b", "callCount": 3}]), 0)
+    );
+}
+
 // ---- Jaeger ----
 
 fn jaeger_ok(data: Value, total: usize) -> Value {

@@ -15,10 +15,14 @@
 //! `ack_timeout`, then answer with the store's error (retryable: 429/503). Edges that complete
 //! later (a partner in a later request, or expiry to a virtual node) go out with a later flush.
 //!
-//! Counters continue across restarts: before the first request is served,
-//! [`Deriver::ready`] reads the last stored value of every derived series
-//! ([`super::restore`]) and starts from there. Until the metrics store can answer, requests
-//! are refused as unavailable and clients retry.
+//! Unchanged series are written again every `heartbeat`, and idle keys get staleness markers
+//! after `stale_after` ([`super::state`]): the flusher also wakes when the state says a key is
+//! due, and those writes go through the same flushes (same timestamps, same retries).
+//!
+//! Counters continue across restarts: before the first request is served (and, without
+//! requests, as soon as the flusher can), [`Deriver::ready`] reads the last stored value of
+//! every derived series ([`super::restore`]) and starts from there. Until the metrics store
+//! can answer, requests are refused as unavailable and clients retry.
 //!
 //! What is not durable: halves waiting for their partner live in memory only, so a crash loses
 //! edges that were still waiting (at most `edge_wait` of them). A request refused after its
@@ -35,12 +39,13 @@ use tokio::sync::{watch, Notify, OnceCell};
 
 use super::prepare::{prepare, Prepared};
 use super::restore::latest_values;
-use super::state::DeriveState;
+use super::state::{DeriveState, Reason};
 use super::DeriveConfig;
 use crate::telemetry;
 use crate::IngestError;
 
-/// How often the flusher wakes without work, to expire waiting halves.
+/// How often the flusher wakes without work, to expire waiting halves (sooner when a
+/// heartbeat or a staleness marker is due).
 const IDLE_TICK: Duration = Duration::from_millis(500);
 
 /// Where flushing stands, watched by waiting requests.
@@ -215,7 +220,15 @@ impl Deriver {
         let _ = rx.wait_for(|s| s.closed).await;
     }
 
-    /// One flush: expire waiting halves, snapshot what changed, append it.
+    /// How long the flusher may sleep without work: until the next heartbeat or marker is
+    /// due, at most [`IDLE_TICK`].
+    fn idle_for(&self) -> Duration {
+        let due = self.state.lock().next_sweep_ms();
+        let wait = due.saturating_sub(now_ms()).max(0);
+        Duration::from_millis(u64::try_from(wait).unwrap_or(0)).min(IDLE_TICK)
+    }
+
+    /// One flush: expire waiting halves, snapshot what changed or is due, append it.
     async fn flush_once(&self) {
         let snapshot = {
             let mut state = self.state.lock();
@@ -252,6 +265,8 @@ impl Deriver {
                 tracing::trace!(
                     samples,
                     epoch = snapshot.epoch,
+                    heartbeats = snapshot.count(Reason::Heartbeat),
+                    stale = snapshot.count(Reason::Stale),
                     "derived trace metrics flushed"
                 );
                 self.status.send_modify(|s| {
@@ -282,9 +297,16 @@ async fn flusher(deriver: Weak<Deriver>) {
         if *stop.borrow_and_update() {
             break;
         }
+        if d.restored.get().is_none() {
+            // restored without waiting for a first request, so the series of the previous
+            // process keep their heartbeats (and get their markers) after a quiet restart;
+            // while the metrics store cannot answer yet this is tried again each round
+            let _ = d.ready().await;
+        }
+        let idle = d.idle_for();
         tokio::select! {
             _ = d.work.notified() => {}
-            _ = tokio::time::sleep(IDLE_TICK) => {}
+            _ = tokio::time::sleep(idle) => {}
             _ = stop.changed() => {}
         }
         if !*d.stop.borrow() {

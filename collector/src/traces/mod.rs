@@ -8,6 +8,13 @@
 //! [`graph`]) -> the flusher appends the changed [`series`] -> [`Deriver::wait_flushed`]
 //! before the request is acknowledged. [`restore`] reads the stored counters back at start.
 //! See [`deriver`] for the durability promises and what they do not cover.
+//!
+//! Like Tempo's metrics-generator (`collection_interval`), every series is written at least
+//! once per `heartbeat` even when unchanged, so it has a value at any time (PromQL looks back
+//! 5 minutes) and `rate()` over an idle series is 0, not nothing. A key idle for `stale_after`
+//! gets a staleness marker and is no longer written until new spans come; see [`state`] for
+//! the exact rules, including the extra sample that makes a series' first counts (or the
+//! counts after it went stale) visible to `increase()` and to exact window counts.
 
 pub mod classify;
 pub mod deriver;
@@ -45,6 +52,13 @@ pub struct DeriveConfig {
     /// its derived samples to be stored, and a busy series gets at most one sample per
     /// interval.
     pub flush_interval: Duration,
+    /// Longest time between two samples of a series that is not stale: unchanged series are
+    /// written again with the same values (Tempo's `collection_interval`, 15 s).
+    pub heartbeat: Duration,
+    /// A key with no new spans for this long gets a staleness marker and is no longer
+    /// written (Tempo's `stale_duration`, 15 min); new spans bring it back, its counters
+    /// continuing. It stays in memory (and in `max_series`).
+    pub stale_after: Duration,
     /// How long a service-graph half waits for its partner before it expires.
     pub edge_wait: Duration,
     /// Most halves waiting at once; more are dropped and counted.
@@ -68,6 +82,8 @@ impl Default for DeriveConfig {
     fn default() -> Self {
         DeriveConfig {
             flush_interval: Duration::from_millis(100),
+            heartbeat: Duration::from_secs(15),
+            stale_after: Duration::from_secs(15 * 60),
             edge_wait: Duration::from_secs(10),
             max_pending_edges: 100_000,
             max_series: 20_000,
@@ -97,6 +113,12 @@ impl DeriveConfig {
         }
         if self.flush_interval.is_zero() {
             errors.push("flush_interval must be more than 0".to_string());
+        }
+        if self.heartbeat <= self.flush_interval {
+            errors.push("heartbeat must be more than flush_interval".to_string());
+        }
+        if self.stale_after <= self.heartbeat {
+            errors.push("stale_after must be more than heartbeat".to_string());
         }
         if self.ack_timeout.is_zero() {
             errors.push("ack_timeout must be more than 0".to_string());

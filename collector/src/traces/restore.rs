@@ -7,7 +7,8 @@
 //! all derived series (a busy series has a few thousand samples there); the series not seen in
 //! that window are read one at a time, over windows widening back in time (an hour, a day, then
 //! up to `restore_lookback`), stopping at the first window that has a sample. Staleness
-//! markers and NaNs are skipped.
+//! markers and NaNs are not values; a marker after the last value says the series had gone
+//! stale (so it is not written again until new spans come).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -30,26 +31,62 @@ fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// The last value of a series: its last sample that is a number (not a staleness marker).
-fn last_value(samples: &[Sample]) -> Option<Sample> {
-    samples.iter().rev().find(|s| !s.value.is_nan()).copied()
+/// What is known of a stored derived series at start-up.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Restored {
+    pub labels: Labels,
+    /// Its last value (the last sample that is a number).
+    pub value: Sample,
+    /// The time of its last sample of any kind (a staleness marker may follow the value).
+    pub last_ms: i64,
+    /// A staleness marker follows the value: the series had gone stale.
+    pub stale: bool,
 }
 
-/// The last stored sample of each derived series with samples in the last `lookback`.
+/// A marker seen after the last value: its time.
+type Marker = Option<i64>;
+
+/// The last value of a series, with the marker after it if any.
+fn last_value(samples: &[Sample]) -> Option<(Sample, Marker)> {
+    let i = samples.iter().rposition(|s| !s.value.is_nan())?;
+    let marker = samples[i + 1..].last().map(|s| s.timestamp_ms);
+    Some((samples[i], marker))
+}
+
+fn restored(labels: Labels, value: Sample, marker: Marker) -> Restored {
+    Restored {
+        labels,
+        value,
+        last_ms: marker.unwrap_or(value.timestamp_ms).max(value.timestamp_ms),
+        stale: marker.is_some(),
+    }
+}
+
+/// The last stored value of each derived series with samples in the last `lookback`.
 pub fn latest_values(
     querier: &dyn MetricsQuerier,
     now_ms: i64,
     lookback: Duration,
-) -> store::Result<Vec<(Labels, Sample)>> {
+) -> store::Result<Vec<Restored>> {
     let name = LabelMatcher::new("__name__", MatchOp::RegexMatch, DERIVED_NAMES)?;
     let maxt = now_ms.saturating_add(FUTURE_SLACK_MS);
     let mint = now_ms.saturating_sub(ms(lookback));
     let all = querier.series(&[vec![name.clone()]], mint, maxt)?;
     let recent_start = now_ms.saturating_sub(ms(RECENT)).max(mint);
-    let mut found: HashMap<Labels, Sample> = HashMap::with_capacity(all.len());
+    let mut found: HashMap<Labels, Restored> = HashMap::with_capacity(all.len());
+    // series whose recent samples are all markers: the marker, for when the value is found
+    let mut markers: HashMap<Labels, i64> = HashMap::new();
     for series in querier.select(std::slice::from_ref(&name), recent_start, maxt)? {
-        if let Some(last) = last_value(&series.samples) {
-            found.insert(series.labels, last);
+        match last_value(&series.samples) {
+            Some((value, marker)) => {
+                let r = restored(series.labels.clone(), value, marker);
+                found.insert(series.labels, r);
+            }
+            None => {
+                if let Some(last) = series.samples.last() {
+                    markers.insert(series.labels, last.timestamp_ms);
+                }
+            }
         }
     }
     for labels in all {
@@ -75,14 +112,16 @@ pub fn latest_values(
                 // equality matchers also match series with more labels
                 .filter(|s| s.labels == labels)
                 .find_map(|s| last_value(&s.samples));
-            if let Some(last) = last {
-                found.insert(labels, last);
+            if let Some((value, marker)) = last {
+                let marker = markers.get(&labels).copied().or(marker);
+                let r = restored(labels.clone(), value, marker);
+                found.insert(labels, r);
                 break;
             }
             hi = lo.saturating_sub(1);
         }
     }
-    Ok(found.into_iter().collect())
+    Ok(found.into_values().collect())
 }
 
 #[cfg(test)]
@@ -137,16 +176,45 @@ mod tests {
                 Sample::new(NOW - 30_000, stale_nan()),
             ],
         );
+        // its value hours ago, its marker in the recent window
+        let long_stale = Labels::from_pairs([
+            ("__name__", "traces_spanmetrics_latency_sum"),
+            ("service", "d"),
+        ]);
+        q.series.insert(
+            long_stale.clone(),
+            vec![
+                Sample::new(NOW - 3 * HOUR, 8.0),
+                Sample::new(NOW - 60_000, stale_nan()),
+            ],
+        );
         q.series.insert(other, vec![Sample::new(NOW, 1.0)]);
         let mut got = latest_values(&q, NOW, Duration::from_secs(15 * 24 * 3600)).unwrap();
-        got.sort_by(|a, b| a.0.cmp(&b.0));
+        got.sort_by(|a, b| a.labels.cmp(&b.labels));
+        let live = |labels: &Labels, t: i64, v: f64| Restored {
+            labels: labels.clone(),
+            value: Sample::new(t, v),
+            last_ms: t,
+            stale: false,
+        };
         let mut want = vec![
-            (busy, Sample::new(NOW - 1, 99.0)),
-            (quiet, Sample::new(NOW - 2 * HOUR, 7.0)),
-            (old, Sample::new(NOW - 2 * 24 * HOUR, 2.5)),
-            (stale, Sample::new(NOW - 60_000, 4.0)),
+            live(&busy, NOW - 1, 99.0),
+            live(&quiet, NOW - 2 * HOUR, 7.0),
+            live(&old, NOW - 2 * 24 * HOUR, 2.5),
+            Restored {
+                labels: stale,
+                value: Sample::new(NOW - 60_000, 4.0),
+                last_ms: NOW - 30_000,
+                stale: true,
+            },
+            Restored {
+                labels: long_stale,
+                value: Sample::new(NOW - 3 * HOUR, 8.0),
+                last_ms: NOW - 60_000,
+                stale: true,
+            },
         ];
-        want.sort_by(|a, b| a.0.cmp(&b.0));
+        want.sort_by(|a, b| a.labels.cmp(&b.labels));
         assert_eq!(got, want);
     }
 

@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 
-use store::model::METRIC_NAME_LABEL;
+use store::model::{stale_nan, METRIC_NAME_LABEL};
 use store::traces::{SpanKind, StatusCode};
 use store::{Label, Labels, MetricMetadata, MetricType, Sample, Series};
 
@@ -221,6 +221,16 @@ pub fn le_label(bound: f64) -> String {
     }
 }
 
+/// What a key writes in one flush.
+pub enum Write<'a, V> {
+    /// Its current values; `prior` (when given) one millisecond before them: a new key's
+    /// zeros, or the values a key had before it went stale or before a restart, so the
+    /// counts of this flush are an increase PromQL and the RED APIs see.
+    Values { now: &'a V, prior: Option<&'a V> },
+    /// A staleness marker on each of its series: the key went idle.
+    Stale,
+}
+
 /// Builds the series of one flush.
 pub struct SeriesWriter<'a> {
     pub timestamp_ms: i64,
@@ -230,42 +240,74 @@ pub struct SeriesWriter<'a> {
 }
 
 impl SeriesWriter<'_> {
-    fn push(&mut self, name: &str, base: &[Label], extra: Option<(&str, &str)>, value: f64) {
+    fn push<V>(
+        &mut self,
+        name: &str,
+        base: &[Label],
+        extra: Option<(&str, &str)>,
+        write: &Write<'_, V>,
+        value: impl Fn(&V) -> f64,
+    ) {
         let mut labels = Vec::with_capacity(base.len() + 2);
         labels.push(Label::new(METRIC_NAME_LABEL, name));
         labels.extend(base.iter().cloned());
         if let Some((n, v)) = extra {
             labels.push(Label::new(n, v));
         }
+        let samples = match write {
+            Write::Stale => vec![Sample::new(self.timestamp_ms, stale_nan())],
+            Write::Values { now, prior } => {
+                let mut samples = Vec::with_capacity(2);
+                if let Some(prior) = prior {
+                    samples.push(Sample::new(
+                        self.timestamp_ms.saturating_sub(1),
+                        value(prior),
+                    ));
+                }
+                samples.push(Sample::new(self.timestamp_ms, value(now)));
+                samples
+            }
+        };
         self.out.push(Series {
             labels: Labels::new(labels),
-            samples: vec![Sample::new(self.timestamp_ms, value)],
+            samples,
         });
     }
 
-    fn hist(&mut self, family: &str, base: &[Label], h: &Hist, les: &[String]) {
+    fn hist<V>(
+        &mut self,
+        family: &str,
+        base: &[Label],
+        les: &[String],
+        write: &Write<'_, V>,
+        hist: fn(&V) -> &Hist,
+    ) {
         let bucket = format!("{family}_bucket");
-        for (le, v) in les.iter().zip(&h.buckets) {
-            self.push(&bucket, base, Some(("le", le)), *v);
+        for (i, le) in les.iter().enumerate() {
+            self.push(&bucket, base, Some(("le", le)), write, |v| {
+                hist(v).buckets.get(i).copied().unwrap_or(0.0)
+            });
         }
-        self.push(&format!("{family}_sum"), base, None, h.sum);
-        self.push(&format!("{family}_count"), base, None, h.count);
+        self.push(&format!("{family}_sum"), base, None, write, |v| hist(v).sum);
+        self.push(&format!("{family}_count"), base, None, write, |v| {
+            hist(v).count
+        });
     }
 
-    pub fn span(&mut self, key: &SpanKey, v: &SpanValues) {
+    pub fn span(&mut self, key: &SpanKey, write: &Write<'_, SpanValues>) {
         let base = span_labels(key);
-        self.push(CALLS_TOTAL, &base, None, v.calls);
+        self.push(CALLS_TOTAL, &base, None, write, |v| v.calls);
         let les = self.span_les;
-        self.hist(LATENCY, &base, &v.latency, les);
+        self.hist(LATENCY, &base, les, write, |v| &v.latency);
     }
 
-    pub fn edge(&mut self, key: &EdgeKey, v: &EdgeValues) {
+    pub fn edge(&mut self, key: &EdgeKey, write: &Write<'_, EdgeValues>) {
         let base = edge_labels(key);
-        self.push(REQUEST_TOTAL, &base, None, v.total);
-        self.push(REQUEST_FAILED_TOTAL, &base, None, v.failed);
+        self.push(REQUEST_TOTAL, &base, None, write, |v| v.total);
+        self.push(REQUEST_FAILED_TOTAL, &base, None, write, |v| v.failed);
         let les = self.edge_les;
-        self.hist(REQUEST_SERVER_SECONDS, &base, &v.server, les);
-        self.hist(REQUEST_CLIENT_SECONDS, &base, &v.client, les);
+        self.hist(REQUEST_SERVER_SECONDS, &base, les, write, |v| &v.server);
+        self.hist(REQUEST_CLIENT_SECONDS, &base, les, write, |v| &v.client);
     }
 }
 
@@ -524,8 +566,20 @@ mod tests {
             latency: Hist::new(&BOUNDS),
         };
         sv.latency.observe(&BOUNDS, 0.15);
-        w.span(&span, &sv);
-        w.edge(&edge, &EdgeValues::new(&BOUNDS));
+        w.span(
+            &span,
+            &Write::Values {
+                now: &sv,
+                prior: None,
+            },
+        );
+        w.edge(
+            &edge,
+            &Write::Values {
+                now: &EdgeValues::new(&BOUNDS),
+                prior: None,
+            },
+        );
         // 1 + 4 buckets + sum + count; 2 + 2 * 6
         assert_eq!(w.out.len(), 7 + 14);
         let calls = &w.out[0];

@@ -8,27 +8,94 @@
 //! ([`DeriveState::requeue`]): its series are marked changed again, and the next snapshot
 //! (a later epoch) writes their then-current values, which include everything the failed one
 //! had.
+//!
+//! Besides the changed keys, a snapshot takes (the *sweep*, run when something is due):
+//! - every key active in the last `stale_after` and not written for `heartbeat` (less one
+//!   `flush_interval`, since the next flush may be that much later): its unchanged values,
+//!   so every series has a sample at least once per heartbeat;
+//! - every key written since it was last active but idle for `stale_after`: a staleness
+//!   marker on each of its series, after which it is written no more. Its values stay, so new
+//!   spans continue its counters.
+//!
+//! A key that is not *live* (never written by this process: new, or restored at start; or
+//! stale-marked) writes, in the flush of its first change, its values from before the change
+//! one millisecond before the new ones: zeros for a new key, the counters it went quiet with
+//! otherwise. So the first counts of a series, and those after a gap, are an increase between
+//! two samples: `increase()` sees them, and a window count from the sample before `start`
+//! (or from the window's first sample when there is none) is exact.
+//!
+//! Timestamps: one per snapshot, strictly later than the previous one (two milliseconds later
+//! when a prior value is written), so every series' samples strictly increase.
 
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Arc;
 use std::time::Instant;
 
-use store::{MetricBatch, Sample};
+use store::MetricBatch;
 
 use super::graph::{Half, Offer, PendingEdges, Side};
 use super::prepare::Prepared;
+use super::restore::Restored;
 use super::series::{
     self, Connection, EdgeKey, EdgeValues, Hist, LocalEdge, Parsed, SeriesWriter, SpanKey,
-    SpanValues,
+    SpanValues, Write,
 };
 use super::DeriveConfig;
 use crate::telemetry;
 
-/// Series keyed by `K`, with a list of those changed since the last snapshot.
+/// After a failed flush, the keys it had due are looked for again this much later.
+const RETRY_SWEEP_MS: i64 = 500;
+
+fn ms(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// One key: its values and what was written of it.
+struct Entry<K, V> {
+    key: Arc<K>,
+    values: V,
+    /// Changed since the last snapshot.
+    changed: bool,
+    /// The values to write one millisecond before the current ones in the next write of a
+    /// change (see the module docs).
+    prior: Option<V>,
+    /// Written by this process and not stale-marked since.
+    live: bool,
+    /// Time of the last write of a change (for a restored key: of its last stored value, or
+    /// `i64::MIN` when it had gone stale); the key goes stale `stale_after` later.
+    last_active_ms: i64,
+    /// Time of the last write (values or markers; for a restored key its last sample).
+    last_written_ms: i64,
+}
+
+/// Why a key is in a snapshot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    Changed,
+    Heartbeat,
+    Stale,
+}
+
+/// A key in a snapshot.
+struct Item<K, V> {
+    key: Arc<K>,
+    values: V,
+    prior: Option<V>,
+    index: usize,
+    reason: Reason,
+}
+
+/// What the sweep found due, and when it is next due.
+struct Sweep<K, V> {
+    items: Vec<Item<K, V>>,
+    next_due_ms: i64,
+}
+
+/// Keys of type `K`, with a list of those changed since the last snapshot.
 struct Table<K, V> {
     index: HashMap<Arc<K>, usize>,
-    entries: Vec<(Arc<K>, V, bool)>,
+    entries: Vec<Entry<K, V>>,
     changed: Vec<usize>,
 }
 
@@ -55,50 +122,173 @@ impl<K: Hash + Eq, V: Clone> Table<K, V> {
         }
         let key = Arc::new(key);
         let i = self.entries.len();
-        self.entries.push((key.clone(), make(), false));
+        self.entries.push(Entry {
+            key: key.clone(),
+            values: make(),
+            changed: false,
+            prior: None,
+            live: false,
+            last_active_ms: i64::MIN,
+            last_written_ms: i64::MIN,
+        });
         self.index.insert(key, i);
         Some(i)
     }
 
-    /// The value of entry `i`, marked changed.
+    /// The values of entry `i`, marked changed; a key that is not live keeps its values from
+    /// before the change as its prior.
     fn change(&mut self, i: usize) -> Option<&mut V> {
-        let (_, value, changed) = self.entries.get_mut(i)?;
-        if !*changed {
-            *changed = true;
+        let e = self.entries.get_mut(i)?;
+        if !e.changed {
+            e.changed = true;
             self.changed.push(i);
+            if !e.live && e.prior.is_none() {
+                e.prior = Some(e.values.clone());
+            }
         }
-        Some(value)
+        Some(&mut e.values)
     }
 
-    /// The changed entries (key, value, index), unmarked.
-    fn take_changed(&mut self) -> Vec<(Arc<K>, V, usize)> {
+    /// Whether a changed key in the next snapshot writes a prior.
+    fn any_prior(&self) -> bool {
+        self.changed
+            .iter()
+            .any(|&i| self.entries.get(i).is_some_and(|e| e.prior.is_some()))
+    }
+
+    /// The changed entries, unmarked.
+    fn take_changed(&mut self) -> Vec<Item<K, V>> {
         let mut out = Vec::with_capacity(self.changed.len());
         for i in std::mem::take(&mut self.changed) {
-            if let Some((key, value, changed)) = self.entries.get_mut(i) {
-                *changed = false;
-                out.push((key.clone(), value.clone(), i));
+            if let Some(e) = self.entries.get_mut(i) {
+                e.changed = false;
+                out.push(Item {
+                    key: e.key.clone(),
+                    values: e.values.clone(),
+                    prior: e.prior.take(),
+                    index: i,
+                    reason: Reason::Changed,
+                });
             }
         }
         out
     }
 
-    fn mark(&mut self, i: usize) {
-        let _ = self.change(i);
+    /// The unchanged keys due at `now`: heartbeats and staleness markers.
+    fn sweep(&self, now: i64, heartbeat: i64, stale_after: i64) -> Sweep<K, V> {
+        let mut items = Vec::new();
+        let mut next_due_ms = i64::MAX;
+        for (i, e) in self.entries.iter().enumerate() {
+            if e.changed {
+                continue;
+            }
+            let active =
+                e.last_active_ms != i64::MIN && now.saturating_sub(e.last_active_ms) < stale_after;
+            let reason = if e.live && !active {
+                Reason::Stale
+            } else if active && now >= e.last_written_ms.saturating_add(heartbeat) {
+                Reason::Heartbeat
+            } else {
+                if active {
+                    next_due_ms = next_due_ms
+                        .min(e.last_written_ms.saturating_add(heartbeat))
+                        .min(e.last_active_ms.saturating_add(stale_after));
+                }
+                continue;
+            };
+            items.push(Item {
+                key: e.key.clone(),
+                values: e.values.clone(),
+                prior: None,
+                index: i,
+                reason,
+            });
+        }
+        Sweep { items, next_due_ms }
+    }
+
+    /// The snapshot's items were stored at `ts`; returns when the keys are next due.
+    fn stored(&mut self, items: &[Item<K, V>], ts: i64, heartbeat: i64, stale_after: i64) -> i64 {
+        let mut next_due_ms = i64::MAX;
+        for item in items {
+            let Some(e) = self.entries.get_mut(item.index) else {
+                continue;
+            };
+            e.last_written_ms = ts;
+            match item.reason {
+                Reason::Changed => {
+                    e.live = true;
+                    e.last_active_ms = ts;
+                }
+                Reason::Heartbeat => e.live = true,
+                Reason::Stale => {
+                    e.live = false;
+                    // changed while the marker was being stored: that change's flush writes
+                    // the values the key went stale with first
+                    if e.changed && e.prior.is_none() {
+                        e.prior = Some(item.values.clone());
+                    }
+                }
+            }
+            if item.reason != Reason::Stale {
+                next_due_ms = next_due_ms
+                    .min(ts.saturating_add(heartbeat))
+                    .min(e.last_active_ms.saturating_add(stale_after));
+            }
+        }
+        next_due_ms
+    }
+
+    /// The snapshot's items were not stored: changed keys are changed again (with their
+    /// prior), the others are found again by the next sweep.
+    fn requeue(&mut self, items: &[Item<K, V>]) {
+        for item in items {
+            if item.reason != Reason::Changed {
+                continue;
+            }
+            let Some(e) = self.entries.get_mut(item.index) else {
+                continue;
+            };
+            if !e.changed {
+                e.changed = true;
+                self.changed.push(item.index);
+            }
+            // the older prior is the one from before the failed flush's changes
+            if item.prior.is_some() {
+                e.prior = item.prior.clone();
+            }
+        }
     }
 }
 
-/// The changed series of one epoch, with their values at the snapshot.
+/// The keys of one epoch's flush, with their values at the snapshot.
 pub struct Snapshot {
     pub epoch: u64,
     pub timestamp_ms: i64,
-    spans: Vec<(Arc<SpanKey>, SpanValues, usize)>,
-    edges: Vec<(Arc<EdgeKey>, EdgeValues, usize)>,
+    spans: Vec<Item<SpanKey, SpanValues>>,
+    edges: Vec<Item<EdgeKey, EdgeValues>>,
     with_metadata: bool,
+}
+
+fn write_of<'a, K, V>(item: &'a Item<K, V>) -> Write<'a, V> {
+    match item.reason {
+        Reason::Stale => Write::Stale,
+        _ => Write::Values {
+            now: &item.values,
+            prior: item.prior.as_ref(),
+        },
+    }
 }
 
 impl Snapshot {
     pub fn is_empty(&self) -> bool {
         self.spans.is_empty() && self.edges.is_empty()
+    }
+
+    /// How many keys the snapshot writes for `reason`.
+    pub fn count(&self, reason: Reason) -> usize {
+        self.spans.iter().filter(|i| i.reason == reason).count()
+            + self.edges.iter().filter(|i| i.reason == reason).count()
     }
 
     /// The metric batch to append.
@@ -112,11 +302,11 @@ impl Snapshot {
                     + self.edges.len() * 2 * (edge_les.len() + 3),
             ),
         };
-        for (key, values, _) in &self.spans {
-            w.span(key, values);
+        for item in &self.spans {
+            w.span(&item.key, &write_of(item));
         }
-        for (key, values, _) in &self.edges {
-            w.edge(key, values);
+        for item in &self.edges {
+            w.edge(&item.key, &write_of(item));
         }
         MetricBatch {
             series: w.out,
@@ -139,6 +329,9 @@ pub struct DeriveState {
     epoch: u64,
     /// Timestamp of the last snapshot; the next is strictly later.
     last_timestamp_ms: i64,
+    /// No key is due (heartbeat or marker) before this time: snapshots before it skip the
+    /// sweep. A lower bound; `i64::MIN` sweeps at the next snapshot.
+    next_sweep_ms: i64,
     metadata_sent: bool,
 }
 
@@ -152,6 +345,7 @@ impl DeriveState {
             pending,
             epoch: 1,
             last_timestamp_ms: i64::MIN,
+            next_sweep_ms: i64::MAX,
             metadata_sent: false,
         }
     }
@@ -287,16 +481,42 @@ impl DeriveState {
         }
     }
 
-    /// Closes the open epoch: the changed series and a timestamp later than any before.
+    /// When the next snapshot may have keys due without any change (the flusher wakes then).
+    pub fn next_sweep_ms(&self) -> i64 {
+        self.next_sweep_ms
+    }
+
+    /// The heartbeat and stale windows in ms; a heartbeat is taken one flush interval early,
+    /// since the flush after this one may come that much later.
+    fn windows(&self) -> (i64, i64) {
+        let heartbeat = ms(self.cfg.heartbeat).saturating_sub(ms(self.cfg.flush_interval));
+        (heartbeat.max(1), ms(self.cfg.stale_after))
+    }
+
+    /// Closes the open epoch: the changed keys, the keys due at `now_ms` (see the module
+    /// docs), and a timestamp later than any before.
     pub fn snapshot(&mut self, now_ms: i64) -> Snapshot {
         let epoch = self.epoch;
         self.epoch += 1;
-        let timestamp_ms = now_ms.max(self.last_timestamp_ms.saturating_add(1));
+        let gap = if self.spans.any_prior() || self.edges.any_prior() {
+            2
+        } else {
+            1
+        };
+        let timestamp_ms = now_ms.max(self.last_timestamp_ms.saturating_add(gap));
         self.last_timestamp_ms = timestamp_ms;
-        let spans = self.spans.take_changed();
-        let edges = self.edges.take_changed();
-        let changed = !spans.is_empty() || !edges.is_empty();
-        let with_metadata = changed && !self.metadata_sent;
+        let mut spans = self.spans.take_changed();
+        let mut edges = self.edges.take_changed();
+        if timestamp_ms >= self.next_sweep_ms {
+            let (heartbeat, stale_after) = self.windows();
+            let s = self.spans.sweep(timestamp_ms, heartbeat, stale_after);
+            let e = self.edges.sweep(timestamp_ms, heartbeat, stale_after);
+            spans.extend(s.items);
+            edges.extend(e.items);
+            self.next_sweep_ms = s.next_due_ms.min(e.next_due_ms);
+        }
+        let writes = !spans.is_empty() || !edges.is_empty();
+        let with_metadata = writes && !self.metadata_sent;
         Snapshot {
             epoch,
             timestamp_ms,
@@ -311,66 +531,99 @@ impl DeriveState {
         if snapshot.with_metadata {
             self.metadata_sent = true;
         }
+        let (heartbeat, stale_after) = self.windows();
+        let ts = snapshot.timestamp_ms;
+        let s = self
+            .spans
+            .stored(&snapshot.spans, ts, heartbeat, stale_after);
+        let e = self
+            .edges
+            .stored(&snapshot.edges, ts, heartbeat, stale_after);
+        self.next_sweep_ms = self.next_sweep_ms.min(s).min(e);
     }
 
-    /// The snapshot was not stored: its series are written again by the next one.
+    /// The snapshot was not stored: its changes are written by the next one, and the keys it
+    /// had due are due again.
     pub fn requeue(&mut self, snapshot: &Snapshot) {
-        for (_, _, i) in &snapshot.spans {
-            self.spans.mark(*i);
-        }
-        for (_, _, i) in &snapshot.edges {
-            self.edges.mark(*i);
+        self.spans.requeue(&snapshot.spans);
+        self.edges.requeue(&snapshot.edges);
+        if snapshot
+            .spans
+            .iter()
+            .map(|i| i.reason)
+            .chain(snapshot.edges.iter().map(|i| i.reason))
+            .any(|r| r != Reason::Changed)
+        {
+            // not at once: a store refusing writes is retried at the flusher's idle pace
+            let retry = snapshot.timestamp_ms.saturating_add(RETRY_SWEEP_MS);
+            self.next_sweep_ms = self.next_sweep_ms.min(retry);
         }
     }
 
     /// Loads the last stored value of derived series (from [`super::restore`]), so counters
     /// continue where the previous process left them. Keys past `max_series` are not loaded;
-    /// series this module would not have written are ignored. Returns the keys loaded.
-    pub fn restore(&mut self, stored: Vec<(store::Labels, Sample)>) -> usize {
+    /// series this module would not have written are ignored. A key is active (written again
+    /// by heartbeats until it goes stale) from its last stored value, unless a staleness marker
+    /// followed it. Returns the keys loaded.
+    pub fn restore(&mut self, stored: Vec<Restored>) -> usize {
         let span_les = self.cfg.span_les();
         let edge_les = self.cfg.edge_les();
         let before = self.series_count();
-        for (labels, sample) in stored {
-            self.last_timestamp_ms = self.last_timestamp_ms.max(sample.timestamp_ms);
-            let Some(parsed) = series::parse_series(&labels, &span_les, &edge_les) else {
+        for r in stored {
+            self.last_timestamp_ms = self.last_timestamp_ms.max(r.last_ms);
+            let Some(parsed) = series::parse_series(&r.labels, &span_les, &edge_les) else {
                 continue;
             };
             let room = self.room();
-            match parsed {
+            let active = if r.stale {
+                i64::MIN
+            } else {
+                r.value.timestamp_ms
+            };
+            let entry = match parsed {
                 Parsed::Span(key, part) => {
                     let bounds = &self.cfg.spanmetrics_buckets;
                     let make = || SpanValues {
                         calls: 0.0,
                         latency: Hist::new(bounds),
                     };
-                    if let Some(i) = self.spans.entry(key, room, make) {
-                        if let Some((_, v, _)) = self.spans.entries.get_mut(i) {
-                            series::restore_span(v, part, sample.value);
-                        }
-                    }
+                    let Some(i) = self.spans.entry(key, room, make) else {
+                        continue;
+                    };
+                    self.spans.entries.get_mut(i).map(|e| {
+                        series::restore_span(&mut e.values, part, r.value.value);
+                        (&mut e.last_active_ms, &mut e.last_written_ms)
+                    })
                 }
                 Parsed::Edge(key, part) => {
                     let bounds = &self.cfg.service_graph_buckets;
-                    if let Some(i) = self.edges.entry(key, room, || EdgeValues::new(bounds)) {
-                        if let Some((_, v, _)) = self.edges.entries.get_mut(i) {
-                            series::restore_edge(v, part, sample.value);
-                        }
-                    }
+                    let Some(i) = self.edges.entry(key, room, || EdgeValues::new(bounds)) else {
+                        continue;
+                    };
+                    self.edges.entries.get_mut(i).map(|e| {
+                        series::restore_edge(&mut e.values, part, r.value.value);
+                        (&mut e.last_active_ms, &mut e.last_written_ms)
+                    })
                 }
+            };
+            if let Some((last_active, last_written)) = entry {
+                *last_active = (*last_active).max(active);
+                *last_written = (*last_written).max(r.last_ms);
             }
         }
+        self.next_sweep_ms = i64::MIN;
         self.series_count() - before
     }
 
     /// The current values of a span-metrics key (tests and debugging).
     pub fn span_values(&self, key: &SpanKey) -> Option<&SpanValues> {
         let i = *self.spans.index.get(key)?;
-        self.spans.entries.get(i).map(|(_, v, _)| v)
+        self.spans.entries.get(i).map(|e| &e.values)
     }
 
     /// The current values of an edge (tests and debugging).
     pub fn edge_values(&self, key: &EdgeKey) -> Option<&EdgeValues> {
         let i = *self.edges.index.get(key)?;
-        self.edges.entries.get(i).map(|(_, v, _)| v)
+        self.edges.entries.get(i).map(|e| &e.values)
     }
 }

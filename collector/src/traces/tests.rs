@@ -52,14 +52,18 @@ fn edge(client: &str, server: &str, connection: Connection) -> EdgeKey {
     }
 }
 
-/// The stored series of a snapshot as `name{labels} value`, sorted.
+/// The stored series of a snapshot as `name{labels} value` (the last value written), sorted.
 fn flushed(state: &mut DeriveState, cfg: &DeriveConfig) -> Vec<String> {
     let snap = state.snapshot(1_000);
     let mut out: Vec<String> = snap
         .to_batch(&cfg.span_les(), &cfg.edge_les())
         .series
         .iter()
-        .map(|s| format!("{} {}", s.labels, s.samples[0].value))
+        .filter_map(|s| {
+            s.samples
+                .last()
+                .map(|x| format!("{} {}", s.labels, x.value))
+        })
         .collect();
     out.sort();
     out
@@ -631,16 +635,23 @@ fn snapshots_carry_increasing_timestamps_and_requeue_after_failure() {
         t0,
     );
     assert!(e2 > e1);
-    // the clock went back: still strictly later
+    // the clock went back: still strictly later, by two ms since the new key's zeros go
+    // first (the failed flush did not store them)
     let s2 = state.snapshot(4_000);
-    assert_eq!(s2.timestamp_ms, 5_001);
+    assert_eq!(s2.timestamp_ms, 5_002);
     let batch = s2.to_batch(&cfg.span_les(), &cfg.edge_les());
     let calls = batch
         .series
         .iter()
         .find(|s| s.labels.metric_name() == Some(series::CALLS_TOTAL))
         .unwrap();
-    assert_eq!(calls.samples, vec![store::Sample::new(5_001, 2.0)]);
+    assert_eq!(
+        calls.samples,
+        vec![
+            store::Sample::new(5_001, 0.0),
+            store::Sample::new(5_002, 2.0)
+        ]
+    );
     assert!(
         !batch.metadata.is_empty(),
         "metadata until a flush is stored"
@@ -904,6 +915,8 @@ async fn shutdown_flushes_and_later_requests_are_refused() {
     let d = deriver(
         DeriveConfig {
             flush_interval: Duration::from_secs(3600),
+            heartbeat: Duration::from_secs(7200),
+            stale_after: Duration::from_secs(3 * 3600),
             ..Default::default()
         },
         metrics.clone(),
@@ -965,5 +978,389 @@ fn invalid_configs_name_every_problem() {
     assert_eq!(
         DeriveConfig::default().edge_les(),
         ["0.1", "0.2", "0.4", "0.8", "1.6", "3.2", "6.4", "12.8", "+Inf"]
+    );
+}
+
+// ---- heartbeats and staleness ----
+
+/// The samples of the calls series in a snapshot's batch, `None` for a staleness marker.
+fn calls_samples(snap: &state::Snapshot, cfg: &DeriveConfig) -> Vec<(i64, Option<f64>)> {
+    snap.to_batch(&cfg.span_les(), &cfg.edge_les())
+        .series
+        .iter()
+        .filter(|s| s.labels.metric_name() == Some(series::CALLS_TOTAL))
+        .flat_map(|s| s.samples.iter())
+        .map(|x| {
+            let v = if store::model::is_stale_nan(x.value) {
+                None
+            } else {
+                Some(x.value)
+            };
+            (x.timestamp_ms, v)
+        })
+        .collect()
+}
+
+fn beat_cfg() -> Arc<DeriveConfig> {
+    Arc::new(DeriveConfig {
+        flush_interval: Duration::from_millis(100),
+        heartbeat: Duration::from_secs(15),
+        stale_after: Duration::from_secs(60),
+        ..Default::default()
+    })
+}
+
+/// Flushes whenever the state says something is due, until `until`, as the flusher does
+/// without traffic; returns the calls samples written.
+fn idle_until(state: &mut DeriveState, cfg: &DeriveConfig, until: i64) -> Vec<(i64, Option<f64>)> {
+    let mut out = Vec::new();
+    loop {
+        let t = state.next_sweep_ms();
+        if t > until {
+            return out;
+        }
+        let snap = state.snapshot(t);
+        out.extend(calls_samples(&snap, cfg));
+        state.stored(&snap);
+    }
+}
+
+#[test]
+fn unchanged_series_are_written_every_heartbeat_until_stale() {
+    let cfg = beat_cfg();
+    let mut state = DeriveState::new(cfg.clone());
+    let t = 1_000_000;
+    apply(
+        &mut state,
+        &cfg,
+        request("a", vec![otlp_span(1, 1, 0, "op", K::Server, 1)]),
+        Instant::now(),
+    );
+    // a new key: zeros one ms before its first count
+    let first = state.snapshot(t);
+    assert_eq!(
+        calls_samples(&first, &cfg),
+        [(t - 1, Some(0.0)), (t, Some(1.0))]
+    );
+    state.stored(&first);
+    // due a flush interval before the heartbeat, so the next flush is never late
+    assert_eq!(state.next_sweep_ms(), t + 15_000 - 100);
+    assert!(state.snapshot(t + 5_000).is_empty());
+    let written = idle_until(&mut state, &cfg, t + 200_000);
+    let mut last = t;
+    let mut values = Vec::new();
+    for (ts, v) in &written {
+        assert!(*ts - last <= 15_000, "{last} -> {ts}: {written:?}");
+        last = *ts;
+        values.push(*v);
+    }
+    // heartbeats with the same value while active, then one marker 60 s after the change
+    let (marker, beats) = values.split_last().unwrap();
+    assert_eq!(*marker, None, "{written:?}");
+    assert!(
+        beats.len() >= 3 && beats.iter().all(|v| *v == Some(1.0)),
+        "{written:?}"
+    );
+    assert_eq!(written.last().unwrap().0, t + 60_000);
+    // stale: nothing more is due
+    assert_eq!(state.next_sweep_ms(), i64::MAX);
+    assert!(state.snapshot(t + 500_000).is_empty());
+
+    // new spans bring it back, the counter continuing after its last value
+    apply(
+        &mut state,
+        &cfg,
+        request("a", vec![otlp_span(2, 1, 0, "op", K::Server, 1)]),
+        Instant::now(),
+    );
+    let back = state.snapshot(t + 600_000);
+    assert_eq!(
+        calls_samples(&back, &cfg),
+        [(t + 599_999, Some(1.0)), (t + 600_000, Some(2.0))]
+    );
+    state.stored(&back);
+    let again = idle_until(&mut state, &cfg, t + 620_000);
+    assert_eq!(again, [(t + 614_900, Some(2.0))]);
+}
+
+#[test]
+fn busy_series_get_no_extra_heartbeats_and_edges_beat_too() {
+    let cfg = beat_cfg();
+    let mut state = DeriveState::new(cfg.clone());
+    let t = 1_000_000;
+    let mut heartbeats = 0;
+    // a change every 10 s: each flush writes it as changed, never as a heartbeat
+    for i in 0..10u8 {
+        apply(
+            &mut state,
+            &cfg,
+            requests(&[
+                ("front", vec![otlp_span(i + 1, 1, 0, "c", K::Client, 1)]),
+                ("back", vec![otlp_span(i + 1, 2, 1, "s", K::Server, 1)]),
+            ]),
+            Instant::now(),
+        );
+        let snap = state.snapshot(t + i64::from(i) * 10_000);
+        heartbeats += snap.count(state::Reason::Heartbeat);
+        state.stored(&snap);
+    }
+    assert_eq!(heartbeats, 0);
+    // then idle: the span keys and the edge are all written by the next heartbeat
+    let snap = state.snapshot(t + 90_000 + 14_900);
+    assert_eq!(
+        snap.count(state::Reason::Heartbeat),
+        3,
+        "2 span keys and 1 edge"
+    );
+    let batch = snap.to_batch(&cfg.span_les(), &cfg.edge_les());
+    let edge_total = batch
+        .series
+        .iter()
+        .find(|s| s.labels.metric_name() == Some(series::REQUEST_TOTAL))
+        .unwrap();
+    assert_eq!(edge_total.samples, [store::Sample::new(t + 104_900, 10.0)]);
+}
+
+#[test]
+fn a_failed_heartbeat_is_written_by_a_later_flush() {
+    let cfg = beat_cfg();
+    let mut state = DeriveState::new(cfg.clone());
+    let t = 1_000_000;
+    apply(
+        &mut state,
+        &cfg,
+        request("a", vec![otlp_span(1, 1, 0, "op", K::Server, 1)]),
+        Instant::now(),
+    );
+    let s = state.snapshot(t);
+    state.stored(&s);
+    let beat = state.snapshot(t + 14_900);
+    // the span key and its edge from `user`
+    assert_eq!(beat.count(state::Reason::Heartbeat), 2);
+    state.requeue(&beat);
+    assert!(state.next_sweep_ms() <= t + 14_900 + 500);
+    let retry = state.snapshot(t + 15_400);
+    assert_eq!(calls_samples(&retry, &cfg), [(t + 15_400, Some(1.0))]);
+    state.stored(&retry);
+    // a failed marker likewise
+    let written = idle_until(&mut state, &cfg, t + 59_000);
+    assert!(written.iter().all(|(_, v)| *v == Some(1.0)), "{written:?}");
+    let marker = state.snapshot(t + 60_000);
+    assert_eq!(calls_samples(&marker, &cfg), [(t + 60_000, None)]);
+    state.requeue(&marker);
+    let marker = state.snapshot(t + 60_500);
+    assert_eq!(calls_samples(&marker, &cfg), [(t + 60_500, None)]);
+    state.stored(&marker);
+    assert!(state.snapshot(t + 200_000).is_empty());
+}
+
+#[test]
+fn a_change_while_the_marker_is_stored_writes_the_old_value_first() {
+    let cfg = beat_cfg();
+    let mut state = DeriveState::new(cfg.clone());
+    let t = 1_000_000;
+    let span = |trace| request("a", vec![otlp_span(trace, 1, 0, "op", K::Server, 1)]);
+    apply(&mut state, &cfg, span(1), Instant::now());
+    let s = state.snapshot(t);
+    state.stored(&s);
+    idle_until(&mut state, &cfg, t + 59_999);
+    let marker = state.snapshot(t + 60_000);
+    // the span key and its edge from `user`
+    assert_eq!(marker.count(state::Reason::Stale), 2);
+    // spans arrive while the marker's append is under way
+    apply(&mut state, &cfg, span(2), Instant::now());
+    state.stored(&marker);
+    let next = state.snapshot(t + 60_100);
+    assert_eq!(
+        calls_samples(&next, &cfg),
+        [(t + 60_099, Some(1.0)), (t + 60_100, Some(2.0))]
+    );
+}
+
+#[test]
+fn restored_keys_beat_unless_they_had_gone_stale() {
+    let cfg = beat_cfg();
+    let t = 10_000_000;
+    let calls = |service: &str| {
+        store::Labels::from_pairs([
+            ("__name__", series::CALLS_TOTAL),
+            ("service", service),
+            ("span_kind", "SPAN_KIND_SERVER"),
+            ("span_name", "op"),
+            ("status_code", "STATUS_CODE_UNSET"),
+        ])
+    };
+    let restored = |service: &str, at: i64, value: f64, marker: Option<i64>| restore::Restored {
+        labels: calls(service),
+        value: store::Sample::new(at, value),
+        last_ms: marker.unwrap_or(at),
+        stale: marker.is_some(),
+    };
+    let mut state = DeriveState::new(cfg.clone());
+    state.restore(vec![
+        // written 5 s before the restart: still active
+        restored("recent", t - 5_000, 7.0, None),
+        // stale-marked by the previous process
+        restored("marked", t - 20_000, 3.0, Some(t - 10_000)),
+        // no marker, but idle longer than stale_after (the previous process died)
+        restored("old", t - 3_600_000, 9.0, None),
+    ]);
+    let first = state.snapshot(t);
+    // nothing yet: the active key is due a heartbeat after its last stored sample
+    assert_eq!(calls_samples(&first, &cfg), []);
+    state.stored(&first);
+    let beat = state.snapshot(t + 9_900);
+    assert_eq!(calls_samples(&beat, &cfg), [(t + 9_900, Some(7.0))]);
+    state.stored(&beat);
+    // the dormant ones come back with their value first, the counter continuing
+    let key = span_key("old", "op", SpanKind::Server, StatusCode::Unset);
+    assert_eq!(state.span_values(&key).unwrap().calls, 9.0);
+    apply(
+        &mut state,
+        &cfg,
+        request("old", vec![otlp_span(1, 1, 0, "op", K::Server, 1)]),
+        Instant::now(),
+    );
+    let back = state.snapshot(t + 10_000);
+    assert_eq!(
+        calls_samples(&back, &cfg),
+        [(t + 9_999, Some(9.0)), (t + 10_000, Some(10.0))]
+    );
+    // the marked one stays quiet: it was never written by this process
+    state.stored(&back);
+    let later = idle_until(&mut state, &cfg, t + 40_000);
+    assert!(
+        later
+            .iter()
+            .all(|(_, v)| *v == Some(7.0) || *v == Some(10.0)),
+        "{later:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_flusher_writes_heartbeats_and_markers_on_its_own() {
+    let metrics = MemMetrics::new(Events::default());
+    let d = deriver(
+        DeriveConfig {
+            flush_interval: Duration::from_millis(20),
+            heartbeat: Duration::from_millis(200),
+            stale_after: Duration::from_millis(900),
+            ..Default::default()
+        },
+        metrics.clone(),
+    )
+    .await;
+    let e = d.apply(d.prepare(&one_span_batch(1))).unwrap();
+    d.wait_flushed(e).await.unwrap();
+    let name = "traces_spanmetrics_calls_total{service=\"svc\", span_kind=\"SPAN_KIND_INTERNAL\", span_name=\"op\", status_code=\"STATUS_CODE_UNSET\"}";
+    let samples = || {
+        metrics
+            .series
+            .lock()
+            .iter()
+            .find(|(l, _)| l.to_string() == name)
+            .map(|(_, s)| s.clone())
+            .unwrap_or_default()
+    };
+    // wait for the marker (900 ms after the change), at most 5 s
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !samples().last().is_some_and(|s| s.value.is_nan()) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let got = samples();
+    let (marker, values) = got.split_last().unwrap();
+    assert!(store::model::is_stale_nan(marker.value), "{got:?}");
+    assert_eq!(values[0].value, 0.0);
+    assert!(values[1..].iter().all(|s| s.value == 1.0), "{got:?}");
+    // 900 ms of heartbeats every 200 ms at most (timers may run late on a busy machine: the
+    // exact cadence is checked without a clock above)
+    assert!(values.len() >= 4, "{got:?}");
+    for w in got.windows(2) {
+        assert!(w[1].timestamp_ms > w[0].timestamp_ms, "{got:?}");
+        assert!(w[1].timestamp_ms - w[0].timestamp_ms < 400, "{got:?}");
+    }
+    // stale: nothing more is written
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(samples().len(), got.len());
+    // new spans: the counter continues after its old value
+    let e = d.apply(d.prepare(&one_span_batch(2))).unwrap();
+    d.wait_flushed(e).await.unwrap();
+    let now = samples();
+    let tail: Vec<f64> = now[got.len()..].iter().map(|s| s.value).collect();
+    assert_eq!(tail, [1.0, 2.0]);
+}
+
+#[tokio::test]
+async fn after_a_restart_stored_series_beat_without_new_spans() {
+    let metrics = MemMetrics::new(Events::default());
+    let name = "traces_spanmetrics_calls_total{service=\"svc\", span_kind=\"SPAN_KIND_INTERNAL\", span_name=\"op\", status_code=\"STATUS_CODE_UNSET\"}";
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    // what the previous process left: one key, written 100 ms ago
+    let mut state = DeriveState::new(cfg());
+    state.apply(
+        prepare::prepare(&one_span_batch(1), &DeriveConfig::default()),
+        Instant::now(),
+    );
+    let snap = state.snapshot(now - 100);
+    metrics
+        .append(snap.to_batch(&cfg().span_les(), &cfg().edge_les()))
+        .await
+        .unwrap();
+    let stored = metrics.series.lock().get(&parse(name)).unwrap().len();
+    let _d = Deriver::start(
+        DeriveConfig {
+            flush_interval: Duration::from_millis(20),
+            heartbeat: Duration::from_millis(200),
+            stale_after: Duration::from_secs(60),
+            ..Default::default()
+        },
+        metrics.clone(),
+        metrics.clone(),
+    )
+    .unwrap();
+    // no request: the flusher restores on its own and writes the heartbeats
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let count = || metrics.series.lock().get(&parse(name)).map_or(0, Vec::len);
+    while count() < stored + 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let samples = metrics.series.lock().get(&parse(name)).unwrap().clone();
+    assert!(samples.len() >= stored + 2, "{samples:?}");
+    assert!(
+        samples[stored..].iter().all(|s| s.value == 1.0),
+        "{samples:?}"
+    );
+}
+
+/// The labels of a series rendered as `name{a="b", ...}` (test names have no commas in values).
+fn parse(rendered: &str) -> store::Labels {
+    let (name, rest) = rendered.split_once('{').unwrap();
+    let mut pairs = vec![("__name__".to_string(), name.to_string())];
+    for part in rest.trim_end_matches('}').split(", ") {
+        let (k, v) = part.split_once('=').unwrap();
+        pairs.push((k.to_string(), v.trim_matches('"').to_string()));
+    }
+    store::Labels::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+}
+
+#[test]
+fn heartbeat_and_stale_after_are_checked() {
+    let cfg = DeriveConfig {
+        flush_interval: Duration::from_secs(1),
+        heartbeat: Duration::from_secs(1),
+        stale_after: Duration::from_millis(500),
+        ..Default::default()
+    };
+    let err = cfg.validate().unwrap_err();
+    assert!(
+        err.contains("heartbeat must be more than flush_interval"),
+        "{err}"
+    );
+    assert!(
+        err.contains("stale_after must be more than heartbeat"),
+        "{err}"
     );
 }
