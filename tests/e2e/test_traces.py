@@ -46,11 +46,6 @@ EDGE_EXPIRY_TIMEOUT_S = 15.0
 # counters. `increase` extrapolates to the window's edges, so a count is exact only by chance;
 # and a derived series born with its first flush's cumulative value (no zero sample before
 # it) shows nothing of that flush to `increase` at all.
-WINDOW_COUNTS_REASON = (
-    "RED/service-graph APIs count with increase() over the derived counters: extrapolated to the "
-    "window edges, and blind to a series' first flush unless a zero sample precedes it; 20 "
-    "requests flushed at once read back as 0 (series without a zero sample) or 30 (with one)"
-)
 
 PROPAGATOR = TraceContextTextMapPropagator()
 
@@ -747,7 +742,6 @@ def test_services_api_lists_every_service_in_shape(server, shop):
     assert body["errorType"] == "bad_data", body
 
 
-@pytest.mark.xfail(strict=True, reason=WINDOW_COUNTS_REASON)
 def test_services_api_success_rate_equals_the_failure_ratio(server, shop):
     data = {d["service"]: d for d in server.api_get("/api/v1/services")}
     for svc, (total, failed) in expected_requests(shop).items():
@@ -759,7 +753,6 @@ def test_services_api_success_rate_equals_the_failure_ratio(server, shop):
     assert 1.024 < data["payments"]["p99"] <= 2.048, data["payments"]
 
 
-@pytest.mark.xfail(strict=True, reason=WINDOW_COUNTS_REASON)
 def test_operations_api_counts_every_call(server, shop):
     ops = {(o["operation"], o["kind"]): o for o in server.api_get("/api/v1/services/checkout/operations")}
     want = {
@@ -784,7 +777,6 @@ def test_service_graph_api_shape(server, shop):
         assert set(e) == {"source", "target", "connectionType"} | graph_fields, e
 
 
-@pytest.mark.xfail(strict=True, reason=WINDOW_COUNTS_REASON)
 def test_service_graph_api_edges_and_counts(server, shop):
     stripe_edge_flushed(server)
     data = server.api_get("/api/v1/service-graph")
@@ -1047,7 +1039,6 @@ def test_jaeger_dependencies_shape(server, shop):
     assert "lookback" in body["errors"][0]["msg"], body
 
 
-@pytest.mark.xfail(strict=True, reason=WINDOW_COUNTS_REASON)
 def test_jaeger_dependencies_count_every_call(server, shop):
     stripe_edge_flushed(server)
     body = jaeger_get(server, "/api/dependencies", {"endTs": str(int(time.time() * 1000)), "lookback": "3600000"})
