@@ -153,7 +153,10 @@ async fn functions_newer_than_2_42_are_parse_errors() {
     let (status, body) = get("/api/v1/query?query=histogram_avg(up)&time=60").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(body.contains(r#""errorType":"bad_data""#), "{body}");
-    assert!(body.contains(r#"unknown function with name \"histogram_avg\""#), "{body}");
+    assert!(
+        body.contains(r#"unknown function with name \"histogram_avg\""#),
+        "{body}"
+    );
     // 2.42's own native-histogram functions find nothing among float series
     let (status, body) = get("/api/v1/query?query=histogram_sum(up)&time=60").await;
     assert_eq!(status, StatusCode::OK);
