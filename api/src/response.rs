@@ -16,52 +16,70 @@ pub fn json_string(s: &str) -> String {
 /// Go's `strconv.FormatFloat(f, 'f' or 'e', -1, 64)` as Prometheus's `jsonutil.MarshalFloat`
 /// uses it: plain notation, except exponent notation below 1e-6 and from 1e21 on.
 pub fn format_float(f: f64) -> String {
+    let mut out = String::new();
+    write_float(&mut out, f);
+    out
+}
+
+/// [`format_float`] appended to `out` without an allocation of its own (the hot path of
+/// query answers: one call per point).
+pub fn write_float(out: &mut String, f: f64) {
+    use std::fmt::Write;
     if f.is_nan() {
-        return "NaN".into();
+        out.push_str("NaN");
+        return;
     }
     if f.is_infinite() {
-        return if f > 0.0 {
-            "+Inf".into()
-        } else {
-            "-Inf".into()
-        };
+        out.push_str(if f > 0.0 { "+Inf" } else { "-Inf" });
+        return;
     }
     let abs = f.abs();
     if abs != 0.0 && !(1e-6..1e21).contains(&abs) {
         // Rust gives the same shortest digits but writes the exponent as `e21`/`e-7`;
         // Go writes a sign and at least two digits
         let s = format!("{f:e}");
-        if let Some((mantissa, exp)) = s.split_once('e') {
-            let (sign, digits) = match exp.strip_prefix('-') {
-                Some(d) => ('-', d),
-                None => ('+', exp),
-            };
-            return format!("{mantissa}e{sign}{digits:0>2}");
+        match s.split_once('e') {
+            Some((mantissa, exp)) => {
+                let (sign, digits) = match exp.strip_prefix('-') {
+                    Some(d) => ('-', d),
+                    None => ('+', exp),
+                };
+                let _ = write!(out, "{mantissa}e{sign}{digits:0>2}");
+            }
+            None => out.push_str(&s),
         }
-        return s;
+        return;
     }
     // Rust's Display is the shortest round-trip form without an exponent, as Go's 'f', -1
-    format!("{f}")
+    let _ = write!(out, "{f}");
 }
 
 /// Prometheus's timestamp encoding: Unix seconds, with a three-digit millisecond fraction
 /// only when it is non-zero (`1435781451.781`, `1435781451`).
 pub fn format_timestamp(ms: i64) -> String {
+    let mut out = String::new();
+    write_timestamp(&mut out, ms);
+    out
+}
+
+/// [`format_timestamp`] appended to `out`.
+pub fn write_timestamp(out: &mut String, ms: i64) {
+    use std::fmt::Write;
     let sign = if ms < 0 { "-" } else { "" };
     let abs = ms.unsigned_abs();
     let (secs, frac) = (abs / 1000, abs % 1000);
-    if frac == 0 {
-        format!("{sign}{secs}")
+    let _ = if frac == 0 {
+        write!(out, "{sign}{secs}")
     } else {
-        format!("{sign}{secs}.{frac:03}")
-    }
+        write!(out, "{sign}{secs}.{frac:03}")
+    };
 }
 
 fn push_point(out: &mut String, ts: i64, value: f64) {
     out.push('[');
-    out.push_str(&format_timestamp(ts));
+    write_timestamp(out, ts);
     out.push_str(",\"");
-    out.push_str(&format_float(value));
+    write_float(out, value);
     out.push_str("\"]");
 }
 
