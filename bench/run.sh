@@ -1,25 +1,45 @@
 #!/usr/bin/env bash
-# Ingest benchmark: Lookout vs Prometheus 2.42 vs VictoriaMetrics 1.79 on one seeded
-# remote-write stream. Installs the peers (Debian packages) if missing, builds in release
-# mode, runs the harness, prints the table and writes bench/results/latest.json.
+# Benchmarks against Prometheus 2.42 (and VictoriaMetrics 1.79 for ingest). Installs the
+# peers (Debian packages) if missing, builds in release mode, runs the harness.
 #
+# Ingest (Lookout vs Prometheus vs VictoriaMetrics, one seeded remote-write stream;
+# writes bench/results/latest.json):
 #   bench/run.sh                 # default size (see BENCHMARKS.md)
 #   bench/run.sh --quick         # 2,000 series: a few minutes, for checking the harness
 #   bench/run.sh --series 50000 --repeats 3 --servers prometheus,lookout   # any `run` flag
+#
+# Range-query latency (Lookout vs Prometheus on 24 h of 104,000 series; writes
+# bench/results/query-latest.json, keeps the loaded data in target/bench-query/):
+#   bench/run.sh query               # load (about 15-20 min) and query
+#   bench/run.sh query --reuse-data  # query the data loaded before, with a fresh build
+#   bench/run.sh query --quick       # 2,080 series x 2 h: checks the harness in about a minute
+#   bench/run.sh query --help        # every flag
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-args=()
-for a in "$@"; do
-    if [[ "$a" == "--quick" ]]; then
-        args+=(--series 2000 --stream-dir target/bench-stream-quick)
-    else
-        args+=("$a")
-    fi
-done
+subcommand=run
+if [[ "${1:-}" == "query" ]]; then
+    subcommand=query
+    shift
+fi
 
+args=()
+if [[ "$subcommand" == "query" ]]; then
+    args=("$@")
+else
+    for a in "$@"; do
+        if [[ "$a" == "--quick" ]]; then
+            args+=(--series 2000 --stream-dir target/bench-stream-quick)
+        else
+            args+=("$a")
+        fi
+    done
+fi
+
+packages=(prometheus victoria-metrics)
+if [[ "$subcommand" == "query" ]]; then packages=(prometheus); fi
 missing=()
-for pkg in prometheus victoria-metrics; do
+for pkg in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if ((${#missing[@]})); then
@@ -30,7 +50,9 @@ if ((${#missing[@]})); then
     DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -q "${missing[@]}"
 fi
 echo "prometheus: $(prometheus --version 2>&1 | head -n1)" >&2
-echo "victoria-metrics: $(victoria-metrics -version 2>&1 | head -n1)" >&2
+if [[ "$subcommand" == "run" ]]; then
+    echo "victoria-metrics: $(victoria-metrics -version 2>&1 | head -n1)" >&2
+fi
 
 cargo build --release -p lookout -p lookout-bench
-exec target/release/lookout-bench run "${args[@]}"
+exec target/release/lookout-bench "$subcommand" "${args[@]}"

@@ -6,15 +6,21 @@
 //! decodes a slice of it in-process -> for each server, [`servers`] starts it on free ports
 //! with an empty data dir, [`send`] replays the stream, [`procstat`] reads CPU and VmHWM, the
 //! server persists its own way and is stopped -> [`report`] prints the table and writes JSON.
+//!
+//! `query` ([`query`]) is the range-query latency benchmark: the [`fleet`] data set (24 h of
+//! 100k dashboard-like series) loaded into Lookout and Prometheus, then the same dashboard
+//! queries timed on both and their answers compared.
 
 // tests may unwrap: a panic there is the failure report
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod error;
+mod fleet;
 mod generate;
 mod nullsink;
 mod procstat;
 mod proto;
+mod query;
 mod report;
 mod send;
 mod servers;
@@ -37,7 +43,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser)]
 #[command(
     name = "lookout-bench",
-    about = "Ingest benchmark: Lookout vs Prometheus vs VictoriaMetrics"
+    about = "Benchmarks: ingest (Lookout vs Prometheus vs VictoriaMetrics) and range-query latency (Lookout vs Prometheus)"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -50,6 +56,9 @@ enum Cmd {
     Generate(GenArgs),
     /// Generate (or reuse) the stream, run the null sink and every server, print the table.
     Run(RunArgs),
+    /// Range-query latency: load 24 h of a 100k-series fleet into Lookout and Prometheus (or
+    /// reuse it with --reuse-data), time dashboard queries on both, compare the answers.
+    Query(query::QueryArgs),
 }
 
 #[derive(Args, Clone)]
@@ -157,6 +166,10 @@ fn main() -> std::process::ExitCode {
         }),
         Cmd::Run(r) => match tokio::runtime::Runtime::new() {
             Ok(rt) => rt.block_on(run(r)),
+            Err(e) => Err(BenchError::io("tokio runtime", e)),
+        },
+        Cmd::Query(q) => match tokio::runtime::Runtime::new() {
+            Ok(rt) => rt.block_on(query::run(q)),
             Err(e) => Err(BenchError::io("tokio runtime", e)),
         },
     };

@@ -7,6 +7,12 @@ use crate::error::{BenchError, Result};
 
 /// Kernel clock ticks per second, as `getconf CLK_TCK` reports (100 on every mainstream Linux).
 pub fn clock_ticks() -> u64 {
+    // asked once: the query benchmark reads CPU around every request
+    static TICKS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(ask_clock_ticks)
+}
+
+fn ask_clock_ticks() -> u64 {
     std::process::Command::new("getconf")
         .arg("CLK_TCK")
         .output()
@@ -70,8 +76,47 @@ pub fn thread_cpu_secs() -> Result<f64> {
     cpu_and_state(Path::new("/proc/thread-self/stat"), std::process::id()).map(|(c, _)| c)
 }
 
+/// CPU seconds the whole machine has been busy (every CPU, all but idle and iowait), from
+/// the first line of `/proc/stat`.
+pub fn machine_busy_secs() -> Result<f64> {
+    let text =
+        std::fs::read_to_string("/proc/stat").map_err(|e| BenchError::io("/proc/stat", e))?;
+    let line = text.lines().next().unwrap_or("");
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    if fields.len() < 5 || !line.starts_with("cpu ") {
+        return Err(BenchError::Proc {
+            pid: 0,
+            what: "stat",
+            reason: format!("unexpected first line of /proc/stat: {line:?}"),
+        });
+    }
+    // user nice system idle iowait irq softirq steal ...; guest time is already in user
+    let busy: u64 = fields
+        .iter()
+        .take(8)
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, v)| v)
+        .sum();
+    Ok(busy as f64 / clock_ticks() as f64)
+}
+
 /// Peak resident set size (`VmHWM`) in bytes.
 pub fn peak_rss_bytes(pid: u32) -> Result<u64> {
+    status_kb(pid, "VmHWM:")
+}
+
+/// Current resident set size (`VmRSS`) in bytes.
+pub fn rss_bytes(pid: u32) -> Result<u64> {
+    status_kb(pid, "VmRSS:")
+}
+
+/// A `kB` field of `/proc/<pid>/status`, in bytes.
+fn status_kb(pid: u32, field: &'static str) -> Result<u64> {
     let path = format!("/proc/{pid}/status");
     let text = std::fs::read_to_string(&path).map_err(|e| BenchError::Proc {
         pid,
@@ -79,13 +124,13 @@ pub fn peak_rss_bytes(pid: u32) -> Result<u64> {
         reason: format!("{path}: {e}"),
     })?;
     text.lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map(|kb| kb * 1024)
         .ok_or_else(|| BenchError::Proc {
             pid,
             what: "status",
-            reason: "no VmHWM line".into(),
+            reason: format!("no {field} line"),
         })
 }
 
@@ -118,7 +163,9 @@ mod tests {
         assert!(process_cpu_secs(pid).unwrap() >= 0.0);
         assert!(thread_cpu_secs().unwrap() >= 0.0);
         assert!(peak_rss_bytes(pid).unwrap() > 1024 * 1024);
+        assert!(rss_bytes(pid).unwrap() <= peak_rss_bytes(pid).unwrap());
         let (_, zombie) = process_cpu_and_zombie(pid).unwrap();
+        assert!(machine_busy_secs().unwrap() > 0.0);
         assert!(!zombie);
     }
 

@@ -159,7 +159,7 @@ pub struct Machine {
 }
 
 impl Machine {
-    fn probe() -> Self {
+    pub fn probe() -> Self {
         let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         Machine {

@@ -28,7 +28,7 @@ pub struct SendStats {
 }
 
 impl SendStats {
-    fn merge(&mut self, o: SendStats) {
+    pub fn merge(&mut self, o: SendStats) {
         self.requests_ok += o.requests_ok;
         self.requests_rejected += o.requests_rejected;
         self.requests_failed += o.requests_failed;
@@ -82,6 +82,48 @@ async fn post_once(client: &reqwest::Client, url: &str, body: Bytes) -> Outcome 
     }
 }
 
+/// Posts one request, retrying 429/5xx and connection errors with exponential backoff;
+/// records the outcome (and its samples) in `st`.
+async fn post_with_retry(
+    client: &reqwest::Client,
+    url: &str,
+    body: &Bytes,
+    samples: u64,
+    st: &mut SendStats,
+) {
+    let mut backoff = MIN_BACKOFF;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match post_once(client, url, body.clone()).await {
+            Outcome::Ok => {
+                st.requests_ok += 1;
+                st.samples_ok += samples;
+                return;
+            }
+            Outcome::Rejected(msg) => {
+                st.requests_rejected += 1;
+                st.samples_rejected += samples;
+                st.first_error.get_or_insert(msg);
+                return;
+            }
+            Outcome::Retry(msg) if attempt < MAX_ATTEMPTS => {
+                st.retries += 1;
+                tracing::debug!(url = %url, error = %msg, attempt, "retrying remote-write request");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+            Outcome::Retry(msg) => {
+                st.requests_failed += 1;
+                st.samples_rejected += samples;
+                st.first_error
+                    .get_or_insert(format!("gave up after {attempt} attempts: {msg}"));
+                return;
+            }
+        }
+    }
+}
+
 async fn send_shard(client: reqwest::Client, url: Arc<str>, shard: Arc<ShardStream>) -> SendStats {
     let mut st = SendStats::default();
     let last = shard.requests.len().saturating_sub(1);
@@ -91,39 +133,67 @@ async fn send_shard(client: reqwest::Client, url: Arc<str>, shard: Arc<ShardStre
         } else {
             shard.samples_per_request
         };
-        let mut backoff = MIN_BACKOFF;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match post_once(&client, &url, body.clone()).await {
-                Outcome::Ok => {
-                    st.requests_ok += 1;
-                    st.samples_ok += samples;
-                    break;
-                }
-                Outcome::Rejected(msg) => {
-                    st.requests_rejected += 1;
-                    st.samples_rejected += samples;
-                    st.first_error.get_or_insert(msg);
-                    break;
-                }
-                Outcome::Retry(msg) if attempt < MAX_ATTEMPTS => {
-                    st.retries += 1;
-                    tracing::debug!(url = %url, error = %msg, attempt, "retrying remote-write request");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                }
-                Outcome::Retry(msg) => {
-                    st.requests_failed += 1;
-                    st.samples_rejected += samples;
-                    st.first_error
-                        .get_or_insert(format!("gave up after {attempt} attempts: {msg}"));
-                    break;
-                }
-            }
-        }
+        post_with_retry(&client, &url, body, samples, &mut st).await;
     }
     st
+}
+
+/// A client for `connections` concurrent remote-write connections to one server.
+pub fn write_client(url: &str, connections: usize) -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(connections)
+        .timeout(Duration::from_secs(120))
+        .build()
+        .map_err(|e| BenchError::Http {
+            url: url.to_string(),
+            reason: format!("building client: {e}"),
+        })
+}
+
+/// Sends `requests` (with `samples[i]` samples in request `i`) over `connections` concurrent
+/// connections, each taking the next unsent request, and waits for all to be answered. The
+/// requests may arrive in any order, so no series may appear in two of them.
+pub async fn send_batch(
+    client: &reqwest::Client,
+    url: &str,
+    requests: Arc<Vec<Bytes>>,
+    samples: Arc<Vec<u64>>,
+    connections: usize,
+) -> Result<SendStats> {
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let url: Arc<str> = Arc::from(url);
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..connections.max(1))
+        .map(|_| {
+            let (client, url, requests, samples, next) = (
+                client.clone(),
+                url.clone(),
+                requests.clone(),
+                samples.clone(),
+                next.clone(),
+            );
+            tokio::spawn(async move {
+                let mut st = SendStats::default();
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(body) = requests.get(i) else { break };
+                    let n = samples.get(i).copied().unwrap_or(0);
+                    post_with_retry(&client, &url, body, n, &mut st).await;
+                }
+                st
+            })
+        })
+        .collect();
+    let mut total = SendStats::default();
+    for t in tasks {
+        let st = t.await.map_err(|e| BenchError::Http {
+            url: url.to_string(),
+            reason: format!("sender task failed: {e}"),
+        })?;
+        total.merge(st);
+    }
+    total.elapsed_secs = started.elapsed().as_secs_f64();
+    Ok(total)
 }
 
 /// Sends every shard concurrently (one connection each) and waits for all of them.
@@ -209,5 +279,22 @@ mod tests {
         assert!(st.retries >= 1);
         assert!(st.first_error.unwrap().contains("400"));
         assert_eq!(accepted.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn batch_sends_every_request_once_over_several_connections() {
+        let accepted = Arc::new(AtomicU64::new(0));
+        let url = serve(accepted.clone()).await;
+        let client = write_client(&url, 3).unwrap();
+        let requests: Vec<Bytes> = (0..10).map(|i| Bytes::from(vec![b'a' + i])).collect();
+        let samples: Vec<u64> = (1..=10).collect();
+        let st = send_batch(&client, &url, Arc::new(requests), Arc::new(samples), 3)
+            .await
+            .unwrap();
+        // b'x' is never among a..j, so all ten are accepted after the 429 retries
+        assert_eq!(st.requests_ok, 10);
+        assert_eq!(st.samples_ok, 55);
+        assert_eq!(st.samples_rejected, 0);
+        assert_eq!(accepted.load(Ordering::SeqCst), 10);
     }
 }

@@ -58,7 +58,7 @@ fn free_port() -> Result<u16> {
         .map_err(|e| BenchError::io("127.0.0.1:0", e))
 }
 
-fn version_of(bin: &Path, flag: &str) -> String {
+pub fn version_of(bin: &Path, flag: &str) -> String {
     Command::new(bin)
         .arg(flag)
         .output()
@@ -104,11 +104,18 @@ pub struct Binaries {
 }
 
 impl ServerHandle {
+    /// Starts `kind` with an empty data directory in `work/<name>/`.
     pub fn start(kind: ServerKind, work: &Path, bins: &Binaries) -> Result<Self> {
         let dir = work.join(kind.name());
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(|e| BenchError::io(&dir, e))?;
         }
+        Self::start_in(kind, &dir, bins)
+    }
+
+    /// Starts `kind` on whatever `dir/data` holds (created if missing), logging to
+    /// `dir/server.log` (appended, so restarts keep earlier output).
+    pub fn start_in(kind: ServerKind, dir: &Path, bins: &Binaries) -> Result<Self> {
         let data_dir = dir.join("data");
         std::fs::create_dir_all(&data_dir).map_err(|e| BenchError::io(&data_dir, e))?;
         let port = free_port()?;
@@ -158,7 +165,11 @@ impl ServerHandle {
             }
         };
         let log = dir.join("server.log");
-        let log_file = std::fs::File::create(&log).map_err(|e| BenchError::io(&log, e))?;
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .map_err(|e| BenchError::io(&log, e))?;
         let log_err = log_file.try_clone().map_err(|e| BenchError::io(&log, e))?;
         let command = format!("{} {}", bin.display(), args.join(" "));
         let mut cmd = Command::new(bin);
