@@ -1,12 +1,14 @@
-//! Aggregation operators at one evaluation step, as Prometheus 2.42's `aggregation`:
-//! sum avg min max count group stddev stdvar count_values quantile topk bottomk, grouped
-//! `by` or `without` labels.
+//! Aggregation operators, as Prometheus 2.42's `aggregation`: sum avg min max count group
+//! stddev stdvar count_values quantile topk bottomk, grouped `by` or `without` labels.
+//! [`GroupAccumulator`] folds whole series for the operators with a running value;
+//! [`aggregate`] does one step's elements for the others.
 
 use std::collections::HashMap;
 
 use crate::model::{Label, Labels};
 
 use super::error::PromqlError;
+use super::eval::StepSeries;
 use super::functions;
 use super::value::project_labels;
 
@@ -83,9 +85,9 @@ fn format_value(v: f64) -> String {
 
 struct Group {
     labels: Labels,
-    value: f64,
-    mean: f64,
-    count: f64,
+    /// count_values: the count.
+    acc: Acc,
+    /// quantile: the values.
     values: Vec<f64>,
     /// topk/bottomk: (element labels, value).
     kept: Vec<(Labels, f64)>,
@@ -170,21 +172,17 @@ pub(super) fn aggregate(
             Some(&gi) => gi,
             None => {
                 index.insert(key.clone(), groups.len());
+                let mut acc = Acc::default();
+                add_to(op, &mut acc, v);
                 groups.push(Group {
                     labels: key,
-                    value: v,
-                    mean: v,
-                    count: 1.0,
+                    acc,
                     values: vec![v],
                     kept: Vec::new(),
                 });
                 let g = groups.len() - 1;
-                if let Some(g) = groups.get_mut(g) {
-                    match op {
-                        AggOp::Stddev | AggOp::Stdvar => g.value = 0.0,
-                        AggOp::Topk | AggOp::Bottomk => g.kept.push((labels.clone(), v)),
-                        _ => {}
-                    }
+                if let (Some(g), AggOp::Topk | AggOp::Bottomk) = (groups.get_mut(g), op) {
+                    g.kept.push((labels.clone(), v));
                 }
                 continue;
             }
@@ -193,36 +191,6 @@ pub(super) fn aggregate(
             continue;
         };
         match op {
-            AggOp::Sum => g.value += v,
-            AggOp::Avg => {
-                g.count += 1.0;
-                if g.mean.is_infinite() {
-                    if v.is_infinite() && (g.mean > 0.0) == (v > 0.0) {
-                        continue;
-                    }
-                    if !v.is_infinite() && !v.is_nan() {
-                        continue;
-                    }
-                }
-                g.mean += v / g.count - g.mean / g.count;
-            }
-            AggOp::Min => {
-                if g.value > v || g.value.is_nan() {
-                    g.value = v;
-                }
-            }
-            AggOp::Max => {
-                if g.value < v || g.value.is_nan() {
-                    g.value = v;
-                }
-            }
-            AggOp::Count | AggOp::Group | AggOp::CountValues => g.count += 1.0,
-            AggOp::Stddev | AggOp::Stdvar => {
-                g.count += 1.0;
-                let delta = v - g.mean;
-                g.mean += delta / g.count;
-                g.value += delta * (v - g.mean);
-            }
             AggOp::Quantile => g.values.push(v),
             AggOp::Topk | AggOp::Bottomk => {
                 let top = op == AggOp::Topk;
@@ -248,16 +216,11 @@ pub(super) fn aggregate(
                     }
                 }
             }
+            _ => add_to(op, &mut g.acc, v),
         }
     }
     for mut g in groups {
         let value = match op {
-            AggOp::Sum | AggOp::Min | AggOp::Max => g.value,
-            AggOp::Avg => g.mean,
-            AggOp::Count | AggOp::CountValues => g.count,
-            AggOp::Group => 1.0,
-            AggOp::Stdvar => g.value / g.count,
-            AggOp::Stddev => (g.value / g.count).sqrt(),
             AggOp::Quantile => {
                 let q = match param {
                     Param::Number(q) => *q,
@@ -277,10 +240,158 @@ pub(super) fn aggregate(
                 out.extend(g.kept);
                 continue;
             }
+            _ => g.acc.result(op),
         };
         out.push((g.labels, value));
     }
     Ok(())
+}
+
+/// One group's running value at one step.
+#[derive(Clone, Copy, Default)]
+struct Acc {
+    seen: bool,
+    value: f64,
+    mean: f64,
+    count: f64,
+}
+
+impl Acc {
+    /// The aggregation's value once every element was added.
+    fn result(&self, op: AggOp) -> f64 {
+        match op {
+            AggOp::Avg => self.mean,
+            AggOp::Count | AggOp::CountValues => self.count,
+            AggOp::Group => 1.0,
+            AggOp::Stdvar => self.value / self.count,
+            AggOp::Stddev => (self.value / self.count).sqrt(),
+            _ => self.value,
+        }
+    }
+}
+
+/// Adds `v` to a group's running value, as Prometheus 2.42's per-step loop does.
+fn add_to(op: AggOp, a: &mut Acc, v: f64) {
+    if !a.seen {
+        *a = Acc {
+            seen: true,
+            value: if matches!(op, AggOp::Stddev | AggOp::Stdvar) {
+                0.0
+            } else {
+                v
+            },
+            mean: v,
+            count: 1.0,
+        };
+        return;
+    }
+    match op {
+        AggOp::Sum => a.value += v,
+        AggOp::Avg => {
+            a.count += 1.0;
+            if a.mean.is_infinite() {
+                if v.is_infinite() && (a.mean > 0.0) == (v > 0.0) {
+                    return;
+                }
+                if !v.is_infinite() && !v.is_nan() {
+                    return;
+                }
+            }
+            a.mean += v / a.count - a.mean / a.count;
+        }
+        AggOp::Min => {
+            if a.value > v || a.value.is_nan() {
+                a.value = v;
+            }
+        }
+        AggOp::Max => {
+            if a.value < v || a.value.is_nan() {
+                a.value = v;
+            }
+        }
+        AggOp::Stddev | AggOp::Stdvar => {
+            a.count += 1.0;
+            let delta = v - a.mean;
+            a.mean += delta / a.count;
+            a.value += delta * (v - a.mean);
+        }
+        _ => a.count += 1.0,
+    }
+}
+
+/// The aggregations computable with a running value per group and step (all but
+/// `count_values`, `quantile`, `topk`, `bottomk`) over whole series: fed series in evaluation
+/// order, it adds each value in the same order as Prometheus's per-step loop, so results are
+/// identical, while computing each series' group once instead of at every step, and it can
+/// take the series a batch at a time.
+pub(super) struct GroupAccumulator {
+    op: AggOp,
+    grouping: Grouping,
+    steps: usize,
+    index: HashMap<Labels, usize>,
+    groups: Vec<(Labels, Vec<Acc>)>,
+}
+
+impl GroupAccumulator {
+    pub fn handles(op: AggOp) -> bool {
+        matches!(
+            op,
+            AggOp::Sum
+                | AggOp::Avg
+                | AggOp::Min
+                | AggOp::Max
+                | AggOp::Count
+                | AggOp::Group
+                | AggOp::Stddev
+                | AggOp::Stdvar
+        )
+    }
+
+    pub fn new(op: AggOp, grouping: Grouping, steps: usize) -> Self {
+        GroupAccumulator {
+            op,
+            grouping,
+            steps,
+            index: HashMap::new(),
+            groups: Vec::new(),
+        }
+    }
+
+    pub fn fold(&mut self, batch: Vec<StepSeries>) {
+        for s in batch {
+            if s.values.iter().all(Option::is_none) {
+                continue;
+            }
+            let key = self.grouping.group_labels(&s.labels);
+            let gi = match self.index.get(&key) {
+                Some(&gi) => gi,
+                None => {
+                    self.index.insert(key.clone(), self.groups.len());
+                    self.groups.push((key, vec![Acc::default(); self.steps]));
+                    self.groups.len() - 1
+                }
+            };
+            let Some((_, accs)) = self.groups.get_mut(gi) else {
+                continue;
+            };
+            for (acc, v) in accs.iter_mut().zip(&s.values) {
+                if let Some(v) = *v {
+                    add_to(self.op, acc, v);
+                }
+            }
+        }
+    }
+
+    pub fn finish(self) -> Vec<StepSeries> {
+        let op = self.op;
+        self.groups
+            .into_iter()
+            .map(|(labels, accs)| StepSeries {
+                labels,
+                values: accs.iter().map(|a| a.seen.then(|| a.result(op))).collect(),
+            })
+            .collect()
+    }
 }
 
 /// Prometheus's label name syntax: `[a-zA-Z_][a-zA-Z0-9_]*`.
