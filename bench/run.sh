@@ -14,17 +14,25 @@
 #   bench/run.sh query --reuse-data  # query the data loaded before, with a fresh build
 #   bench/run.sh query --quick       # 2,080 series x 2 h: checks the harness in about a minute
 #   bench/run.sh query --help        # every flag
+#
+# Trace ingest and lookup (Lookout alone: 10M spans over OTLP/HTTP, spans per CPU-second
+# against the decode-only ceiling, trace-by-id lookup latency; writes
+# bench/results/traces-latest.json):
+#   bench/run.sh traces              # about 7 minutes on 2 cores
+#   bench/run.sh traces --quick      # 300,000 spans: checks the harness in about 20 seconds
+#   bench/run.sh traces --help       # every flag
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 subcommand=run
-if [[ "${1:-}" == "query" ]]; then
-    subcommand=query
+if [[ "${1:-}" == "query" || "${1:-}" == "traces" ]]; then
+    subcommand=$1
     shift
 fi
 
 args=()
-if [[ "$subcommand" == "query" ]]; then
+if [[ "$subcommand" != "run" ]]; then
+    # these take --quick themselves
     args=("$@")
 else
     for a in "$@"; do
@@ -38,8 +46,9 @@ fi
 
 packages=(prometheus victoria-metrics)
 if [[ "$subcommand" == "query" ]]; then packages=(prometheus); fi
+if [[ "$subcommand" == "traces" ]]; then packages=(); fi
 missing=()
-for pkg in "${packages[@]}"; do
+for pkg in "${packages[@]+"${packages[@]}"}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if ((${#missing[@]})); then
@@ -49,7 +58,9 @@ if ((${#missing[@]})); then
     "${sudo_cmd[@]}" apt-get update -q
     DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -q "${missing[@]}"
 fi
-echo "prometheus: $(prometheus --version 2>&1 | head -n1)" >&2
+if [[ "$subcommand" != "traces" ]]; then
+    echo "prometheus: $(prometheus --version 2>&1 | head -n1)" >&2
+fi
 if [[ "$subcommand" == "run" ]]; then
     echo "victoria-metrics: $(victoria-metrics -version 2>&1 | head -n1)" >&2
 fi

@@ -10,6 +10,10 @@
 //! `query` ([`query`]) is the range-query latency benchmark: the [`fleet`] data set (24 h of
 //! 100k dashboard-like series) loaded into Lookout and Prometheus, then the same dashboard
 //! queries timed on both and their answers compared.
+//!
+//! `traces` ([`traces`]) measures trace ingest (spans stored per server CPU-second over
+//! OTLP/HTTP, against an in-process decode-only ceiling) and trace-by-id lookup latency with
+//! 10 million spans stored.
 
 // tests may unwrap: a panic there is the failure report
 #![cfg_attr(test, allow(clippy::unwrap_used))]
@@ -24,6 +28,7 @@ mod query;
 mod report;
 mod send;
 mod servers;
+mod traces;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -43,7 +48,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser)]
 #[command(
     name = "lookout-bench",
-    about = "Benchmarks: ingest (Lookout vs Prometheus vs VictoriaMetrics) and range-query latency (Lookout vs Prometheus)"
+    about = "Benchmarks: ingest (Lookout vs Prometheus vs VictoriaMetrics), range-query latency (Lookout vs Prometheus), trace ingest and lookup (Lookout)"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -59,6 +64,10 @@ enum Cmd {
     /// Range-query latency: load 24 h of a 100k-series fleet into Lookout and Prometheus (or
     /// reuse it with --reuse-data), time dashboard queries on both, compare the answers.
     Query(query::QueryArgs),
+    /// Trace ingest and lookup: 10M realistic spans over OTLP/HTTP into a fresh Lookout,
+    /// spans stored per server CPU-second against the decode-only ceiling, then trace-by-id
+    /// lookup latency (Lookout's and Jaeger's API) with every answer checked.
+    Traces(traces::TracesArgs),
 }
 
 #[derive(Args, Clone)]
@@ -170,6 +179,10 @@ fn main() -> std::process::ExitCode {
         },
         Cmd::Query(q) => match tokio::runtime::Runtime::new() {
             Ok(rt) => rt.block_on(query::run(q)),
+            Err(e) => Err(BenchError::io("tokio runtime", e)),
+        },
+        Cmd::Traces(t) => match tokio::runtime::Runtime::new() {
+            Ok(rt) => rt.block_on(traces::run(t)),
             Err(e) => Err(BenchError::io("tokio runtime", e)),
         },
     };

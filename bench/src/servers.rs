@@ -45,6 +45,8 @@ pub struct ServerHandle {
     child: Option<Child>,
     pub pid: u32,
     pub port: u16,
+    /// Lookout's OTLP/HTTP listener (`None` for the other servers).
+    pub otlp_http_port: Option<u16>,
     pub data_dir: PathBuf,
     pub log: PathBuf,
     pub version: String,
@@ -120,6 +122,10 @@ impl ServerHandle {
         std::fs::create_dir_all(&data_dir).map_err(|e| BenchError::io(&data_dir, e))?;
         let port = free_port()?;
         let addr = format!("127.0.0.1:{port}");
+        let otlp_http_port = match kind {
+            ServerKind::Lookout => Some(free_port()?),
+            _ => None,
+        };
         let (bin, args, version): (&Path, Vec<String>, String) = match kind {
             ServerKind::Prometheus => {
                 let cfg = dir.join("prometheus.yml");
@@ -160,7 +166,9 @@ impl ServerHandle {
                 args.push(format!("--data-dir={}", data_dir.display()));
                 args.push(format!("--http-addr={addr}"));
                 args.push(format!("--otlp-grpc-addr=127.0.0.1:{}", free_port()?));
-                args.push(format!("--otlp-http-addr=127.0.0.1:{}", free_port()?));
+                if let Some(p) = otlp_http_port {
+                    args.push(format!("--otlp-http-addr=127.0.0.1:{p}"));
+                }
                 (&bins.lookout, args, version_of(&bins.lookout, "--version"))
             }
         };
@@ -194,6 +202,7 @@ impl ServerHandle {
             pid: child.id(),
             child: Some(child),
             port,
+            otlp_http_port,
             data_dir,
             log,
             version,
@@ -202,6 +211,11 @@ impl ServerHandle {
 
     pub fn base_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Base URL of Lookout's OTLP/HTTP listener.
+    pub fn otlp_http_url(&self) -> Option<String> {
+        self.otlp_http_port.map(|p| format!("http://127.0.0.1:{p}"))
     }
 
     pub fn write_url(&self) -> String {
