@@ -594,6 +594,9 @@ impl TraceStore {
                     // errors are logged and counted by flush; the spans stay in memory
                     let _ = store.flush().await;
                 }
+                // the head gauges move with every append: refresh them on each tick, not
+                // only at flushes
+                store.update_gauges();
                 if last_retention.is_none_or(|t| t.elapsed() >= RETENTION_EVERY) {
                     last_retention = Some(Instant::now());
                     if let Err(e) = store.apply_retention().await {
