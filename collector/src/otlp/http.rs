@@ -89,7 +89,7 @@ async fn export_metrics(
             REQUESTS
                 .with_label_values(&[PROTOCOL_HTTP, outcome(&resp)])
                 .inc();
-            success_response(&resp, encoding)
+            success_response(&resp, resp.partial_success.is_some(), encoding)
         }
         Err(err) => error_response(err, encoding),
     }
@@ -207,9 +207,15 @@ pub(crate) fn encode<T: Message + serde::Serialize>(msg: &T, encoding: Encoding)
     }
 }
 
-fn success_response(resp: &ExportMetricsServiceResponse, encoding: Encoding) -> Response {
+/// A 200 answer carrying `resp` (an OTLP export response of any signal); `partial_success`
+/// says whether its `partial_success` field is set.
+pub(crate) fn success_response<T: Message + serde::Serialize>(
+    resp: &T,
+    partial_success: bool,
+    encoding: Encoding,
+) -> Response {
     // proto3 JSON omits unset message fields; serde would write `"partialSuccess": null`
-    let body = if encoding == Encoding::Json && resp.partial_success.is_none() {
+    let body = if encoding == Encoding::Json && !partial_success {
         b"{}".to_vec()
     } else {
         encode(resp, encoding)

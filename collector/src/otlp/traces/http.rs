@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
@@ -23,7 +23,8 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use super::{decode_protobuf, outcome, record_refusal, TraceIngest, PROTOCOL_HTTP};
 use crate::error::RETRY_AFTER_SECS;
 use crate::otlp::http::{
-    content_encoding_is_gzip, encode, gunzip, read_body, request_encoding, Encoding,
+    content_encoding_is_gzip, encode, gunzip, read_body, request_encoding, success_response,
+    Encoding,
 };
 use crate::otlp::status::rpc_status;
 use crate::telemetry::TRACE_REQUESTS;
@@ -51,7 +52,7 @@ async fn export_traces(
             TRACE_REQUESTS
                 .with_label_values(&[PROTOCOL_HTTP, outcome(&resp)])
                 .inc();
-            success_response(&resp, encoding)
+            success_response(&resp, resp.partial_success.is_some(), encoding)
         }
         Err(err) => error_response(err, encoding),
     }
@@ -91,24 +92,6 @@ fn decode(payload: &[u8], encoding: Encoding) -> Result<ExportTraceServiceReques
         Encoding::Protobuf => decode_protobuf(payload),
         Encoding::Json => super::json::decode_request(payload),
     }
-}
-
-fn success_response(resp: &ExportTraceServiceResponse, encoding: Encoding) -> Response {
-    // proto3 JSON omits unset message fields; serde would write `"partialSuccess": null`
-    let body = if encoding == Encoding::Json && resp.partial_success.is_none() {
-        b"{}".to_vec()
-    } else {
-        encode(resp, encoding)
-    };
-    (
-        StatusCode::OK,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(encoding.content_type()),
-        )],
-        body,
-    )
-        .into_response()
 }
 
 fn error_response(err: IngestError, encoding: Encoding) -> Response {
