@@ -14,6 +14,8 @@
 //! * [`promql`]: query evaluation over a [`MetricsQuerier`].
 //! * [`traces`]: the span model, [`traces::TracesAppender`] / [`traces::TracesQuerier`], the
 //!   trace store.
+//! * [`logs`]: the log record model, [`logs::LogsAppender`] / [`logs::LogsQuerier`], the log
+//!   query language, the body tokenizer and the tantivy schema of the log store.
 //! * [`duration`]: Prometheus duration syntax.
 //! * [`testing`]: an in-memory querier for tests of query code.
 
@@ -25,6 +27,7 @@ pub mod error;
 mod fsutil;
 pub mod model;
 pub mod promql;
+pub mod logs;
 pub mod testing;
 pub mod traces;
 pub mod tsdb;
