@@ -149,7 +149,10 @@ mod tests {
             assert_eq!(Severity::parse(s.as_str()), Some(s));
         }
         assert_eq!(Severity::parse("WARNING"), Some(Severity::Warn));
-        assert_eq!(Severity::parse("SEVERITY_NUMBER_ERROR3"), Some(Severity::Error));
+        assert_eq!(
+            Severity::parse("SEVERITY_NUMBER_ERROR3"),
+            Some(Severity::Error)
+        );
         assert_eq!(Severity::parse("critical"), Some(Severity::Fatal));
         assert_eq!(Severity::parse("loud"), None);
     }

@@ -16,8 +16,8 @@
 //! | `record` | bytes, stored | the encoded [`LogRecord`](super::LogRecord) |
 
 use tantivy::schema::{
-    Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions, FAST,
-    STORED, STRING,
+    Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions, FAST, STORED,
+    STRING,
 };
 
 /// Name under which the body tokenizer ([`super::tokenizer`]) is registered on every index.

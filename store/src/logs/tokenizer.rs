@@ -145,60 +145,79 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    fn class(&self, c: char) -> Class {
-        if c.is_ascii() {
-            if c.is_ascii_alphanumeric() || c == '_' || (self.wildcards && (c == '*' || c == '?'))
-            {
-                Class::Word
-            } else {
-                Class::Separator
-            }
-        } else if c.is_alphanumeric() {
-            if is_cjk(c) {
-                Class::Cjk
-            } else {
-                Class::Word
-            }
-        } else {
-            Class::Separator
-        }
-    }
-
     /// Appends the next token's text to `out` (which the caller cleared) and returns its
-    /// byte range in the input, or `None` at the end.
+    /// byte range in the input, or `None` at the end. ASCII bytes take a fast path that
+    /// never decodes a character.
     fn next_into(&mut self, out: &mut String) -> Option<(usize, usize)> {
-        let rest = &self.text[self.pos..];
-        let mut chars = rest.char_indices();
-        // Skip separators.
-        let (start, first) = loop {
-            let (i, c) = chars.next()?;
-            match self.class(c) {
-                Class::Separator => continue,
-                Class::Cjk => {
-                    let from = self.pos + i;
-                    let to = from + c.len_utf8();
-                    push_lower(out, c);
-                    self.pos = to;
-                    return Some((from, to));
+        let bytes = self.text.as_bytes();
+        let mut i = self.pos;
+        // Skip separators; a CJK character is a whole token.
+        let start = loop {
+            let Some(&b) = bytes.get(i) else {
+                self.pos = i;
+                return None;
+            };
+            if b.is_ascii() {
+                if self.ascii_word(b) {
+                    break i;
                 }
-                Class::Word => break (i, c),
+                i += 1;
+                continue;
+            }
+            let c = self.text[i..].chars().next()?;
+            match class(c) {
+                Class::Separator => i += c.len_utf8(),
+                Class::Word => break i,
+                Class::Cjk => {
+                    push_lower(out, c);
+                    self.pos = i + c.len_utf8();
+                    return Some((i, self.pos));
+                }
             }
         };
         let cut_tokens = !self.wildcards;
         let mut full = false;
-        push_word_char(out, first, cut_tokens, &mut full);
-        let mut end = rest.len();
-        for (i, c) in chars {
-            if self.class(c) != Class::Word {
-                end = i;
+        while let Some(&b) = bytes.get(i) {
+            if b.is_ascii() {
+                if !self.ascii_word(b) {
+                    break;
+                }
+                if !full {
+                    if cut_tokens && out.len() >= MAX_TOKEN_BYTES {
+                        full = true;
+                    } else {
+                        out.push(char::from(b.to_ascii_lowercase()));
+                    }
+                }
+                i += 1;
+                continue;
+            }
+            let Some(c) = self.text[i..].chars().next() else {
+                break;
+            };
+            if class(c) != Class::Word {
                 break;
             }
             push_word_char(out, c, cut_tokens, &mut full);
+            i += c.len_utf8();
         }
-        let from = self.pos + start;
-        let to = self.pos + end;
-        self.pos = to;
-        Some((from, to))
+        self.pos = i;
+        Some((start, i))
+    }
+
+    fn ascii_word(&self, b: u8) -> bool {
+        b.is_ascii_alphanumeric() || b == b'_' || (self.wildcards && (b == b'*' || b == b'?'))
+    }
+}
+
+/// What a non-ASCII character is to the tokenizer.
+fn class(c: char) -> Class {
+    if !c.is_alphanumeric() {
+        Class::Separator
+    } else if is_cjk(c) {
+        Class::Cjk
+    } else {
+        Class::Word
     }
 }
 
@@ -276,8 +295,14 @@ mod tests {
 
     #[test]
     fn paths_and_ips_split_on_punctuation() {
-        assert_eq!(toks("GET /api/v1/users?id=7"), ["get", "api", "v1", "users", "id", "7"]);
-        assert_eq!(toks("from 10.0.0.1:8080"), ["from", "10", "0", "0", "1", "8080"]);
+        assert_eq!(
+            toks("GET /api/v1/users?id=7"),
+            ["get", "api", "v1", "users", "id", "7"]
+        );
+        assert_eq!(
+            toks("from 10.0.0.1:8080"),
+            ["from", "10", "0", "0", "1", "8080"]
+        );
         assert_eq!(toks("fe80::1%eth0"), ["fe80", "1", "eth0"]);
     }
 
@@ -292,7 +317,10 @@ mod tests {
 
     #[test]
     fn cjk_characters_are_tokens_of_their_own() {
-        assert_eq!(toks("数据库连接失败"), ["数", "据", "库", "连", "接", "失", "败"]);
+        assert_eq!(
+            toks("数据库连接失败"),
+            ["数", "据", "库", "连", "接", "失", "败"]
+        );
         assert_eq!(
             toks("用户user_42登录失败: timeout"),
             ["用", "户", "user_42", "登", "录", "失", "败", "timeout"]
@@ -354,6 +382,10 @@ mod tests {
         assert_eq!(pattern_tokens("10.0.*.?"), ["10", "0", "*", "?"]);
         assert_eq!(pattern_tokens("数据*"), ["数", "据", "*"]);
         let long = "b".repeat(80);
-        assert_eq!(pattern_tokens(&long), [long.clone()], "the query side cuts literals");
+        assert_eq!(
+            pattern_tokens(&long),
+            vec![long],
+            "the query side cuts literals"
+        );
     }
 }

@@ -20,7 +20,10 @@ pub(crate) enum Node {
     /// A test on one of the exact (untokenized) fields.
     Exact(ExactField, Pattern),
     /// Severity number in `lo..=hi`.
-    Severity { lo: u8, hi: u8 },
+    Severity {
+        lo: u8,
+        hi: u8,
+    },
 }
 
 /// The untokenized fields, each indexed as one term per record (several for `Attr`).

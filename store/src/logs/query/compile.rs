@@ -8,7 +8,7 @@
 //! | `time` | `time_unix_nano` | always |
 //! | `severity` | `severity_number` | always |
 //! | `severity_text` | `severity_text.to_lowercase()` (Unicode lower case) | text not empty |
-//! | `service` | `service`, as sent | not empty |
+//! | `service` | `service`, as sent (an empty name is the empty term) | always |
 //! | `trace_id` | lower-case hex (`TraceId`'s `Display`) | `Some` |
 //! | `span_id` | lower-case hex (`SpanId`'s `Display`) | `Some` |
 //! | `body` | `body` (tokenized by [`BODY_TOKENIZER`](crate::logs::schema::BODY_TOKENIZER), which must be registered with [`tokenizer::register`](crate::logs::tokenizer::register)) | always |
@@ -52,9 +52,7 @@ pub fn index_fields(schema: &LogSchema, record: &LogRecord, doc: &mut TantivyDoc
     if !record.severity_text.is_empty() {
         doc.add_text(schema.severity_text, record.severity_text.to_lowercase());
     }
-    if !record.service.is_empty() {
-        doc.add_text(schema.service, &record.service);
-    }
+    doc.add_text(schema.service, &record.service);
     if let Some(id) = record.trace_id {
         doc.add_text(schema.trace_id, id.to_string());
     }

@@ -44,7 +44,10 @@ pub(crate) enum Tok {
     Not,
     Minus,
     /// A bare word or a quoted string (body search).
-    Text { text: String, quoted: bool },
+    Text {
+        text: String,
+        quoted: bool,
+    },
     /// `name<cmp>value`.
     Field {
         name: String,
@@ -91,17 +94,26 @@ pub(crate) fn lex(text: &str) -> Result<Vec<Spanned>, QueryError> {
         let pos = i;
         match c {
             '(' => {
-                out.push(Spanned { tok: Tok::LParen, pos });
+                out.push(Spanned {
+                    tok: Tok::LParen,
+                    pos,
+                });
                 i += 1;
             }
             ')' => {
-                out.push(Spanned { tok: Tok::RParen, pos });
+                out.push(Spanned {
+                    tok: Tok::RParen,
+                    pos,
+                });
                 i += 1;
             }
             '"' => {
                 let (s, next) = quoted(&chars, i)?;
                 out.push(Spanned {
-                    tok: Tok::Text { text: s, quoted: true },
+                    tok: Tok::Text {
+                        text: s,
+                        quoted: true,
+                    },
                     pos,
                 });
                 i = next;
@@ -111,7 +123,10 @@ pub(crate) fn lex(text: &str) -> Result<Vec<Spanned>, QueryError> {
                     Some(&n) if !n.is_whitespace() && n != ')' => {}
                     _ => return Err(QueryError::new(pos, "`-` must be followed by a term")),
                 }
-                out.push(Spanned { tok: Tok::Minus, pos });
+                out.push(Spanned {
+                    tok: Tok::Minus,
+                    pos,
+                });
                 i += 1;
             }
             _ => {
@@ -220,7 +235,11 @@ mod tests {
     use super::*;
 
     fn toks(q: &str) -> Vec<(Tok, usize)> {
-        lex(q).unwrap().into_iter().map(|s| (s.tok, s.pos)).collect()
+        lex(q)
+            .unwrap()
+            .into_iter()
+            .map(|s| (s.tok, s.pos))
+            .collect()
     }
 
     fn text(t: &str) -> Tok {

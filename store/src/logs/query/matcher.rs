@@ -23,7 +23,8 @@ impl<'a> Ctx<'a> {
     }
 
     fn body(&self) -> &[String] {
-        self.body.get_or_init(|| tokenizer::tokens(&self.record.body))
+        self.body
+            .get_or_init(|| tokenizer::tokens(&self.record.body))
     }
 }
 
@@ -56,7 +57,7 @@ fn phrase(tokens: &[String], parts: &[(usize, Pattern)]) -> bool {
 
 fn exact(record: &LogRecord, field: ExactField, pattern: &Pattern) -> bool {
     match field {
-        ExactField::Service => !record.service.is_empty() && pattern.matches(&record.service),
+        ExactField::Service => pattern.matches(&record.service),
         ExactField::SeverityText => {
             !record.severity_text.is_empty()
                 && pattern.matches(&record.severity_text.to_lowercase())

@@ -126,7 +126,10 @@ impl Parser {
                 }
                 self.i += 1;
                 if !self.at_term() {
-                    return Err(QueryError::new(pos, format!("{what} needs a term after it")));
+                    return Err(QueryError::new(
+                        pos,
+                        format!("{what} needs a term after it"),
+                    ));
                 }
                 Ok(Node::not(self.unary(depth + 1)?))
             }
@@ -231,9 +234,7 @@ fn body(text: &str, quoted: bool, pos: usize, field: bool) -> Result<Node, Query
 fn nothing_to_search(text: &str, pos: usize) -> QueryError {
     QueryError::new(
         pos,
-        format!(
-            "nothing to search for in `{text}`: words are made of letters, digits and `_`"
-        ),
+        format!("nothing to search for in `{text}`: words are made of letters, digits and `_`"),
     )
 }
 
@@ -292,7 +293,10 @@ fn field(
         ));
     }
     if value.is_empty() {
-        return Err(QueryError::new(value_pos, format!("empty value for `{name}`")));
+        return Err(QueryError::new(
+            value_pos,
+            format!("empty value for `{name}`"),
+        ));
     }
     if is_severity {
         return severity(cmp, value, value_pos);
@@ -306,7 +310,14 @@ fn field(
             ExactField::SeverityText,
             exact_value(value.to_lowercase(), quoted, value_pos)?,
         )),
-        "trace_id" => hex_id(ExactField::TraceId, "trace_id", 32, value, value_pos, quoted),
+        "trace_id" => hex_id(
+            ExactField::TraceId,
+            "trace_id",
+            32,
+            value,
+            value_pos,
+            quoted,
+        ),
         "span_id" => hex_id(ExactField::SpanId, "span_id", 16, value, value_pos, quoted),
         "body" => body(value, quoted, value_pos, true),
         _ => {
@@ -343,8 +354,9 @@ fn hex_id(
         .enumerate()
         .find(|&(_, c)| !(c.is_ascii_hexdigit() || (wildcards && (c == '*' || c == '?'))))
     {
+        // A quoted value starts after its quote (escapes aside, which hex cannot use).
         return Err(QueryError::new(
-            value_pos + i,
+            value_pos + usize::from(quoted) + i,
             format!("`{name}` takes hex digits, found `{c}`"),
         ));
     }
