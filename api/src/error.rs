@@ -46,12 +46,14 @@ impl ErrorType {
     }
 }
 
-/// An API error: `{"status":"error","errorType":...,"error":...}`.
+/// An API error: `{"status":"error","errorType":...,"error":...}`, plus `"position":N` for
+/// a log query that does not parse (0-based character offset of the problem).
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
 pub struct ApiError {
     pub error_type: ErrorType,
     pub message: String,
+    pub position: Option<usize>,
 }
 
 impl ApiError {
@@ -59,7 +61,14 @@ impl ApiError {
         ApiError {
             error_type,
             message: message.into(),
+            position: None,
         }
+    }
+
+    /// The same error, pointing at a character of the query.
+    pub fn at_position(mut self, position: usize) -> Self {
+        self.position = Some(position);
+        self
     }
 
     pub fn bad_data(message: impl Into<String>) -> Self {
@@ -101,8 +110,12 @@ impl IntoResponse for ApiError {
         if self.error_type == ErrorType::Internal {
             tracing::warn!(error = %self.message, "query api internal error");
         }
+        let position = self
+            .position
+            .map(|p| format!(",\"position\":{p}"))
+            .unwrap_or_default();
         let body = format!(
-            "{{\"status\":\"error\",\"errorType\":\"{}\",\"error\":{}}}",
+            "{{\"status\":\"error\",\"errorType\":\"{}\",\"error\":{}{position}}}",
             self.error_type.as_str(),
             json_string(&self.message)
         );

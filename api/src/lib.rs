@@ -16,10 +16,18 @@
 //! * `jaeger`: Jaeger's query API (`/api/services`, `/api/operations`, `/api/traces`, ...) in
 //!   Jaeger's JSON, for Jaeger UI and Grafana's Jaeger data source;
 //! * `trace_params`: trace ids, span durations, logfmt tags, time windows.
+//!
+//! The answer for one trace links to its log records (`logs_url`, `log_count`) when the
+//! router is given a [`LogsQuerier`].
+//!
+//! [`logs_router`] serves the logs APIs over a [`LogsQuerier`] (`logs`):
+//! `/api/v1/logs/query`, `/api/v1/logs/histogram`, `/api/v1/logs/tail` (server-sent events)
+//! and `/api/v1/logs/fields`; records with a trace id link to the trace (`trace_url`).
 
 pub mod error;
 mod handlers;
 mod jaeger;
+mod logs;
 mod params;
 mod red;
 pub mod response;
@@ -30,9 +38,11 @@ use std::sync::Arc;
 
 use axum::routing::get;
 use axum::Router;
+use store::logs::LogsQuerier;
 use store::promql::{Engine, EngineOptions};
 use store::traces::TracesQuerier;
 use store::MetricsQuerier;
+use tokio::sync::watch;
 
 pub use error::{ApiError, ErrorType};
 
@@ -73,16 +83,19 @@ pub fn router(querier: Arc<dyn MetricsQuerier>, opts: ApiOptions) -> Router {
 
 /// The trace API routes (Lookout's and Jaeger's), ready to be merged beside [`router`]:
 /// traces and searches come from `traces`, request rates, success rates, latencies and the
-/// service graph from PromQL over the derived series in `metrics`.
+/// service graph from PromQL over the derived series in `metrics`. With `logs`, the answer
+/// for one trace links to (and counts) the log records carrying its id.
 pub fn traces_router(
     traces: Arc<dyn TracesQuerier>,
     metrics: Arc<dyn MetricsQuerier>,
+    logs: Option<Arc<dyn LogsQuerier>>,
     opts: ApiOptions,
 ) -> Router {
     let engine = Engine::new(metrics.clone(), opts.engine);
     let state = Arc::new(traces::TracesState {
         traces,
         metrics,
+        logs,
         engine,
     });
     Router::new()
@@ -106,6 +119,20 @@ pub fn traces_router(
         .with_state(state)
 }
 
+/// The logs API routes, ready to be merged beside [`router`]. Live tails end when
+/// `shutdown` turns `true`, so a graceful shutdown is not held up by open streams.
+pub fn logs_router(logs: Arc<dyn LogsQuerier>, shutdown: watch::Receiver<bool>) -> Router {
+    let state = Arc::new(logs::LogsState { logs, shutdown });
+    Router::new()
+        .route("/api/v1/logs/query", get(logs::query))
+        .route("/api/v1/logs/histogram", get(logs::histogram))
+        .route("/api/v1/logs/tail", get(logs::tail))
+        .route("/api/v1/logs/fields", get(logs::fields))
+        .with_state(state)
+}
+
+#[cfg(test)]
+mod logs_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

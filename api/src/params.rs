@@ -113,8 +113,42 @@ pub fn time_param(params: &Params, name: &str, default_ms: i64) -> Result<i64, A
     }
 }
 
+/// Parses a time at nanosecond precision (for the logs API, whose records carry nanosecond
+/// times): Unix seconds with up to nine fraction digits read exactly, other numbers as
+/// [`parse_time`] reads them, or RFC 3339 with up to nine fraction digits. Returns
+/// nanoseconds since the epoch.
+pub fn parse_time_nanos(text: &str) -> Result<i128, String> {
+    let bad = || format!("cannot parse {text:?} to a valid timestamp");
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    let plain = !int.is_empty()
+        && int.len() <= 12
+        && frac.len() <= 9
+        && int.bytes().all(|c| c.is_ascii_digit())
+        && frac.bytes().all(|c| c.is_ascii_digit());
+    if plain {
+        let whole: i128 = int.parse().map_err(|_| bad())?;
+        let frac_nanos: i128 = if frac.is_empty() {
+            0
+        } else {
+            format!("{frac:0<9}").parse().map_err(|_| bad())?
+        };
+        let nanos = whole * 1_000_000_000 + frac_nanos;
+        return Ok(if text.starts_with('-') { -nanos } else { nanos });
+    }
+    if text.parse::<f64>().is_ok() {
+        return parse_time(text).map(|ms| i128::from(ms) * 1_000_000);
+    }
+    parse_rfc3339_nanos(text).ok_or_else(bad)
+}
+
 /// Parses `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)` into milliseconds since the epoch.
 fn parse_rfc3339(text: &str) -> Option<i64> {
+    i64::try_from(parse_rfc3339_nanos(text)?.div_euclid(1_000_000)).ok()
+}
+
+/// Parses `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)` into nanoseconds since the epoch.
+fn parse_rfc3339_nanos(text: &str) -> Option<i128> {
     let b = text.as_bytes();
     if b.len() < 20
         || b[4] != b'-'
@@ -144,15 +178,14 @@ fn parse_rfc3339(text: &str) -> Option<i64> {
         return None;
     }
     let mut rest = &text[19..];
-    let mut millis = 0i64;
+    let mut nanos = 0i64;
     if let Some(frac) = rest.strip_prefix('.') {
         let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
         if digits == 0 || digits > 9 {
             return None;
         }
         let padded = format!("{:0<9}", &frac[..digits]);
-        let nanos: i64 = padded.parse().ok()?;
-        millis = nanos / 1_000_000;
+        nanos = padded.parse().ok()?;
         rest = &frac[digits..];
     }
     let offset_secs = match rest {
@@ -178,7 +211,7 @@ fn parse_rfc3339(text: &str) -> Option<i64> {
     };
     let days = days_from_civil(year, month, day);
     let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset_secs;
-    Some(secs * 1000 + millis)
+    Some(i128::from(secs) * 1_000_000_000 + i128::from(nanos))
 }
 
 fn days_in_month(year: i64, month: i64) -> i64 {
@@ -294,6 +327,37 @@ mod tests {
             parse_time("2015-07-01T18:10:51.781-02:00"),
             Ok(1_435_781_451_781)
         );
+    }
+
+    #[test]
+    fn parses_times_to_the_nanosecond() {
+        assert_eq!(
+            parse_time_nanos("1700000000.123456789"),
+            Ok(1_700_000_000_123_456_789)
+        );
+        assert_eq!(
+            parse_time_nanos("1700000000"),
+            Ok(1_700_000_000_000_000_000)
+        );
+        assert_eq!(parse_time_nanos("-1.5"), Ok(-1_500_000_000));
+        assert_eq!(parse_time_nanos("1e3"), Ok(1_000_000_000_000));
+        assert_eq!(
+            parse_time_nanos("2015-07-01T20:10:51.781000123Z"),
+            Ok(1_435_781_451_781_000_123)
+        );
+        assert_eq!(parse_time_nanos("1969-12-31T23:59:59.5Z"), Ok(-500_000_000));
+        assert_eq!(parse_time("1969-12-31T23:59:59.5Z"), Ok(-500));
+        assert_eq!(parse_time_nanos("1."), Ok(1_000_000_000));
+        for bad in [
+            "",
+            "x",
+            "1.1234567891x",
+            "NaN",
+            "--1",
+            "2015-07-01T20:10:51",
+        ] {
+            assert!(parse_time_nanos(bad).is_err(), "{bad} should fail");
+        }
     }
 
     #[test]

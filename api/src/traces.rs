@@ -12,6 +12,7 @@ use axum::extract::{Path, State};
 use axum::response::Response;
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
+use store::logs::LogsQuerier;
 use store::promql::Engine;
 use store::traces::{
     AttrValue, Attributes, SpanKind, StatusCode, StoredSpan, TraceQuery, TraceSummary,
@@ -21,6 +22,7 @@ use store::MetricsQuerier;
 
 use crate::error::{ApiError, ErrorType};
 use crate::handlers::{blocking, now_ms};
+use crate::logs::TraceLogs;
 use crate::params::{invalid_param, Params};
 use crate::response::success;
 use crate::trace_params::{
@@ -34,6 +36,8 @@ pub const DEFAULT_LIMIT: usize = 20;
 pub struct TracesState {
     pub traces: Arc<dyn TracesQuerier>,
     pub metrics: Arc<dyn MetricsQuerier>,
+    /// When set, a trace's answer links to its log records.
+    pub logs: Option<Arc<dyn LogsQuerier>>,
     pub engine: Engine,
 }
 
@@ -60,7 +64,34 @@ pub async fn trace(
             format!("trace {id} not found"),
         ));
     }
-    json_success(&TraceJson::new(&spans))
+    let mut answer = TraceJson::new(&spans);
+    if let Some(logs) = state.logs.clone() {
+        let start = spans.iter().map(|s| s.span.start_unix_nano).min();
+        let end = spans.iter().map(|s| s.span.end_unix_nano).max();
+        let link = TraceLogs::new(&answer.trace_id, start.unwrap_or(0), end.unwrap_or(0));
+        let counted = link.clone();
+        // the trace is answered even when the log store cannot count (still opening)
+        let log_count = match blocking(move || counted.count(logs.as_ref())).await {
+            Ok(n) => Some(n),
+            Err(e) => {
+                tracing::debug!(error = %e, trace_id = %id, "counting a trace's log records failed");
+                None
+            }
+        };
+        answer.logs = Some(LogsLink {
+            logs_url: link.url(),
+            log_count,
+        });
+    }
+    json_success(&answer)
+}
+
+/// A trace's log records: where to find them and how many there are (`null` when the log
+/// store could not count them).
+#[derive(Serialize)]
+struct LogsLink {
+    logs_url: String,
+    log_count: Option<u64>,
 }
 
 /// The search a request asks for (shared with the UI's needs: every condition optional).
@@ -155,6 +186,8 @@ struct TraceJson<'a> {
     error_count: usize,
     services: Vec<&'a str>,
     spans: Vec<SpanJson<'a>>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    logs: Option<LogsLink>,
 }
 
 impl<'a> TraceJson<'a> {
@@ -199,6 +232,7 @@ impl<'a> TraceJson<'a> {
                 .count(),
             services,
             spans: spans.iter().map(SpanJson::new).collect(),
+            logs: None,
         }
     }
 }

@@ -205,7 +205,7 @@ fn timed(mut s: Span, start: u64, dur: u64) -> Span {
     s
 }
 
-fn spans() -> Vec<StoredSpan> {
+pub(crate) fn spans() -> Vec<StoredSpan> {
     let frontend = resource("frontend", &[("host.name", "web-1")]);
     let checkout = resource("checkout", &[("k8s.pod.name", "checkout-1")]);
     let mut a1 = timed(
@@ -424,7 +424,7 @@ const WEIRD: &str = "we\"ird\\svc";
 /// * edges: frontend→checkout 60 (20 failed, server p95 from 60 ≤ 0.5s), checkout→postgresql
 ///   (database) 40 (4 failed, client-side latency only: 40 ≤ 0.01s), user→frontend
 ///   (virtual_node) 100 (10 failed), frontend→old 5→5 (no requests in the window).
-fn derived() -> MemQuerier {
+pub(crate) fn derived() -> MemQuerier {
     let mut s = BTreeMap::new();
     calls(&mut s, "frontend", "GET /checkout", SERVER, UNSET, 90.0);
     calls(&mut s, "frontend", "GET /checkout", SERVER, ERROR, 10.0);
@@ -567,6 +567,7 @@ fn app_with(spans: Vec<StoredSpan>, metrics: MemQuerier) -> axum::Router {
     traces_router(
         Arc::new(FakeTraces { spans }),
         Arc::new(metrics),
+        None,
         ApiOptions::default(),
     )
 }
@@ -1290,6 +1291,7 @@ async fn merges_beside_the_prometheus_api() {
     let app = crate::router(metrics.clone(), ApiOptions::default()).merge(traces_router(
         Arc::new(FakeTraces { spans: spans() }),
         metrics,
+        None,
         ApiOptions::default(),
     ));
     let (status, _) = get_on(app.clone(), "/api/v1/labels").await;
