@@ -286,7 +286,12 @@ fn routers(
         .route("/-/ready", get(ready))
         .with_state(readiness);
     let query_side = api::router(querier.clone(), query.clone())
-        .merge(api::traces_router(services.traces.clone(), querier, query))
+        .merge(api::traces_router(
+            services.traces.clone(),
+            querier,
+            None,
+            query,
+        ))
         .route("/metrics", get(telemetry::metrics))
         .merge(ui::router())
         .layer(from_fn_with_state(query_tokens, auth::require_token));
