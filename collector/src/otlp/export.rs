@@ -1,19 +1,23 @@
-//! The protocol-independent half of an OTLP metrics export: convert, append, and build the
-//! partial-success answer, recording self-metrics on the way. Conversion is CPU work over a
-//! request of up to `max_request_body_bytes`, so it runs on the blocking pool.
+//! The protocol-independent half of an OTLP metrics export ([`MetricsExport`], the metrics
+//! [`OtlpSignal`]): convert, append, and build the partial-success answer, recording
+//! self-metrics on the way. Conversion is CPU work over a request of up to
+//! `max_request_body_bytes`, so it runs on the blocking pool.
 
 use std::sync::{Arc, LazyLock};
 
+use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
+use prometheus::IntCounterVec;
 use prost::Message;
 use store::MetricsAppender;
 
 use super::convert::{convert, Converted};
 use super::delta::DeltaAccumulator;
-use crate::telemetry::{record_append, record_rejected};
-use crate::IngestError;
+use super::signal::{Encoding, OtlpSignal};
+use crate::telemetry::{record_append, record_rejected, REQUESTS};
+use crate::{IngestError, IngestLimits};
 
 /// Protocol label of OTLP/gRPC in self-metrics.
 pub const PROTOCOL_GRPC: &str = "otlp_grpc";
@@ -27,6 +31,68 @@ static DELTA: LazyLock<Arc<DeltaAccumulator>> =
 
 pub(crate) fn shared_delta() -> Arc<DeltaAccumulator> {
     Arc::clone(&DELTA)
+}
+
+/// OTLP metrics export: the metrics store, the shared delta accumulator and the limits.
+pub struct MetricsExport {
+    sink: Arc<dyn MetricsAppender>,
+    delta: Arc<DeltaAccumulator>,
+    limits: IngestLimits,
+}
+
+impl MetricsExport {
+    pub fn new(sink: Arc<dyn MetricsAppender>, limits: IngestLimits) -> Self {
+        MetricsExport {
+            sink,
+            delta: shared_delta(),
+            limits,
+        }
+    }
+}
+
+impl OtlpSignal for MetricsExport {
+    type Request = ExportMetricsServiceRequest;
+    type Response = ExportMetricsServiceResponse;
+
+    const SIGNAL: &'static str = "metrics";
+    const GRPC_SERVICE: &'static str = super::grpc::SERVICE_NAME;
+    const GRPC_PATH: &'static str = super::grpc::EXPORT_PATH;
+
+    fn max_request_body_bytes(&self) -> usize {
+        self.limits.max_request_body_bytes
+    }
+
+    fn decode(payload: Bytes, encoding: Encoding) -> Result<Self::Request, IngestError> {
+        match encoding {
+            Encoding::Protobuf => decode_protobuf(&payload),
+            Encoding::Json => super::json::decode_request(&payload),
+        }
+    }
+
+    /// Decodes and converts on the blocking pool, then appends.
+    async fn export<F>(
+        self: Arc<Self>,
+        decode: F,
+        protocol: &'static str,
+    ) -> Result<Self::Response, IngestError>
+    where
+        F: FnOnce() -> Result<Self::Request, IngestError> + Send + 'static,
+    {
+        let converted = convert_blocking(decode, Arc::clone(&self.delta)).await?;
+        append_converted(self.sink.as_ref(), &self.delta, converted, protocol).await
+    }
+
+    fn outcome(resp: &Self::Response) -> &'static str {
+        outcome(resp)
+    }
+
+    fn has_partial_success(resp: &Self::Response) -> bool {
+        resp.partial_success.is_some()
+    }
+
+    fn requests() -> &'static IntCounterVec {
+        &REQUESTS
+    }
 }
 
 /// Decodes a protobuf `ExportMetricsServiceRequest`; a payload that does not decode is the
@@ -114,20 +180,11 @@ pub(crate) async fn append_converted(
 }
 
 /// Outcome label for [`crate::telemetry::REQUESTS`].
-pub(crate) fn outcome(resp: &ExportMetricsServiceResponse) -> &'static str {
+fn outcome(resp: &ExportMetricsServiceResponse) -> &'static str {
     if resp.partial_success.is_some() {
         "partial"
     } else {
         "ok"
-    }
-}
-
-/// Outcome label of an error: the HTTP status class, as the other protocols report it.
-pub(crate) fn error_outcome(err: &IngestError) -> &'static str {
-    if err.status().is_server_error() {
-        "5xx"
-    } else {
-        "4xx"
     }
 }
 

@@ -1,10 +1,11 @@
-//! OTLP/gRPC metrics receiver: `opentelemetry.proto.collector.metrics.v1.MetricsService`.
+//! OTLP/gRPC receivers: one tower service, [`OtlpGrpcService`], generic over the signal
+//! ([`OtlpSignal`]), serves `MetricsService`, `TraceService` and `LogsService`.
 //!
-//! The service is served by hand rather than through the generated `MetricsServiceServer`, so
-//! that refusals of the payload itself are the client's fault, as a 400 is over HTTP:
+//! The service is served by hand rather than through the generated servers, so that refusals
+//! of the payload itself are the client's fault, as a 400 is over HTTP:
 //! - a payload that does not decode is answered `INVALID_ARGUMENT` with prost's message
 //!   (tonic's `ProstCodec` answers `INTERNAL`, which clients retry). The codec hands the raw
-//!   message over and the handler decodes it on the blocking pool with the conversion, the
+//!   message over and the signal decodes it on the blocking pool with the conversion, the
 //!   same step OTLP/HTTP uses;
 //! - a gRPC frame longer than `max_request_body_bytes` is refused with `INVALID_ARGUMENT`
 //!   naming the limit as soon as its 5-byte header arrives, before tonic buffers it (tonic
@@ -12,71 +13,70 @@
 //!   inflates past the limit is tonic's `RESOURCE_EXHAUSTED`, without a `RetryInfo`, so it is
 //!   not retried either.
 //!
-//! gzip is accepted and sent. The shared export path converts and appends. Errors from it
-//! become `INVALID_ARGUMENT`, `RESOURCE_EXHAUSTED` (overloaded) or `UNAVAILABLE`, retryable
-//! ones with a "retry after" message and a `google.rpc.RetryInfo` detail. Auth is layered on by
-//! the binary.
+//! gzip is accepted and sent. Errors from the export become `INVALID_ARGUMENT`,
+//! `RESOURCE_EXHAUSTED` (overloaded) or `UNAVAILABLE`, retryable ones with a "retry after"
+//! message and a `google.rpc.RetryInfo` detail. Auth is layered on by the binary.
 
 use std::convert::Infallible;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
 use http_body::{Body, Frame};
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
 use store::MetricsAppender;
 use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EnabledCompressionEncodings};
 use tonic::codegen::{BoxFuture, StdError};
 
-use super::delta::DeltaAccumulator;
-use super::export::{
-    append_converted, convert_blocking, decode_protobuf, error_outcome, outcome, shared_delta,
-    PROTOCOL_GRPC,
-};
+use super::export::{MetricsExport, PROTOCOL_GRPC};
+use super::signal::{record_answer, record_refusal, Encoding, OtlpSignal};
 use super::status::tonic_status;
-use crate::telemetry::REQUESTS;
 use crate::{IngestError, IngestLimits};
 
-/// The gRPC service name, as in the generated server.
+/// The metrics gRPC service name, as in the generated server.
 pub const SERVICE_NAME: &str = "opentelemetry.proto.collector.metrics.v1.MetricsService";
-/// The one method this service serves.
+/// The one method the metrics service serves.
 pub const EXPORT_PATH: &str = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
 
 /// Length of a gRPC message frame header: compression flag and big-endian u32 length.
 const FRAME_HEADER_LEN: usize = 5;
 
-/// The export handler behind [`MetricsGrpcService`].
-pub struct OtlpMetricsService {
-    sink: Arc<dyn MetricsAppender>,
-    delta: Arc<DeltaAccumulator>,
-}
-
-/// The OTLP metrics gRPC service (a tower `Service` with a `NamedService` name), ready to add
+/// An OTLP gRPC export service (a tower `Service` with a `NamedService` name), ready to add
 /// to a `tonic::transport::Server` or `tonic::service::Routes`.
-#[derive(Clone)]
-pub struct MetricsGrpcService {
-    inner: Arc<OtlpMetricsService>,
-    max_message_bytes: usize,
+pub struct OtlpGrpcService<S> {
+    signal: Arc<S>,
 }
 
-/// The OTLP metrics gRPC service.
-pub fn metrics_service(sink: Arc<dyn MetricsAppender>, limits: IngestLimits) -> MetricsGrpcService {
-    MetricsGrpcService {
-        inner: Arc::new(OtlpMetricsService {
-            sink,
-            delta: shared_delta(),
-        }),
-        max_message_bytes: limits.max_request_body_bytes,
+impl<S> Clone for OtlpGrpcService<S> {
+    fn clone(&self) -> Self {
+        OtlpGrpcService {
+            signal: Arc::clone(&self.signal),
+        }
     }
 }
 
-impl tonic::server::NamedService for MetricsGrpcService {
-    const NAME: &'static str = SERVICE_NAME;
+impl<S: OtlpSignal> OtlpGrpcService<S> {
+    pub fn new(signal: Arc<S>) -> Self {
+        OtlpGrpcService { signal }
+    }
 }
 
-impl<B> tonic::codegen::Service<http::Request<B>> for MetricsGrpcService
+/// The OTLP metrics gRPC service.
+pub type MetricsGrpcService = OtlpGrpcService<MetricsExport>;
+
+/// The OTLP metrics gRPC service.
+pub fn metrics_service(sink: Arc<dyn MetricsAppender>, limits: IngestLimits) -> MetricsGrpcService {
+    OtlpGrpcService::new(Arc::new(MetricsExport::new(sink, limits)))
+}
+
+impl<S: OtlpSignal> tonic::server::NamedService for OtlpGrpcService<S> {
+    const NAME: &'static str = S::GRPC_SERVICE;
+}
+
+impl<S, B> tonic::codegen::Service<http::Request<B>> for OtlpGrpcService<S>
 where
+    S: OtlpSignal,
     B: Body + Send + 'static,
     B::Error: Into<StdError> + Send + 'static,
 {
@@ -89,16 +89,16 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        if req.uri().path() != EXPORT_PATH {
+        if req.uri().path() != S::GRPC_PATH {
             return Box::pin(async move { Ok(unimplemented_response()) });
         }
-        let limit = self.max_message_bytes;
-        let method = ExportSvc(Arc::clone(&self.inner));
-        let req = req.map(|body| FrameLimitedBody::new(body, limit, refuse));
+        let limit = self.signal.max_request_body_bytes();
+        let method = ExportSvc(Arc::clone(&self.signal));
+        let req = req.map(|body| FrameLimitedBody::new(body, limit, refuse::<S>));
         Box::pin(async move {
             let mut gzip = EnabledCompressionEncodings::default();
             gzip.enable(CompressionEncoding::Gzip);
-            let mut grpc = tonic::server::Grpc::new(ExportCodec)
+            let mut grpc = tonic::server::Grpc::new(ExportCodec::<S::Response>(PhantomData))
                 .apply_compression_config(gzip, gzip)
                 .apply_max_message_size_config(Some(limit), None);
             Ok(grpc.unary(method, req).await)
@@ -107,7 +107,7 @@ where
 }
 
 /// The answer to a path this service does not serve: gRPC `UNIMPLEMENTED`.
-pub(crate) fn unimplemented_response() -> http::Response<tonic::body::Body> {
+fn unimplemented_response() -> http::Response<tonic::body::Body> {
     let mut response = http::Response::new(tonic::body::Body::default());
     let headers = response.headers_mut();
     headers.insert(
@@ -122,69 +122,44 @@ pub(crate) fn unimplemented_response() -> http::Response<tonic::body::Body> {
 }
 
 /// The unary method, as the generated server wraps it.
-struct ExportSvc(Arc<OtlpMetricsService>);
+struct ExportSvc<S>(Arc<S>);
 
-impl tonic::server::UnaryService<Bytes> for ExportSvc {
-    type Response = ExportMetricsServiceResponse;
+impl<S: OtlpSignal> tonic::server::UnaryService<Bytes> for ExportSvc<S> {
+    type Response = S::Response;
     type Future = BoxFuture<tonic::Response<Self::Response>, tonic::Status>;
 
     fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
-        let inner = Arc::clone(&self.0);
-        Box::pin(async move { inner.export(request.into_inner()).await })
-    }
-}
-
-impl OtlpMetricsService {
-    async fn export(
-        &self,
-        req: Bytes,
-    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
-        match self.export_inner(req).await {
-            Ok(resp) => {
-                REQUESTS
-                    .with_label_values(&[PROTOCOL_GRPC, outcome(&resp)])
-                    .inc();
-                Ok(tonic::Response::new(resp))
+        let signal = Arc::clone(&self.0);
+        Box::pin(async move {
+            let message = request.into_inner();
+            let decode = move || S::decode(message, Encoding::Protobuf);
+            match signal.export(decode, PROTOCOL_GRPC).await {
+                Ok(resp) => {
+                    record_answer::<S>(PROTOCOL_GRPC, &resp);
+                    Ok(tonic::Response::new(resp))
+                }
+                Err(err) => Err(refuse::<S>(&err)),
             }
-            Err(err) => Err(refuse(&err)),
-        }
-    }
-
-    /// Decodes the message and converts it on the blocking pool, as OTLP/HTTP does, then
-    /// appends.
-    async fn export_inner(
-        &self,
-        message: Bytes,
-    ) -> Result<ExportMetricsServiceResponse, IngestError> {
-        let converted =
-            convert_blocking(move || decode_protobuf(&message), Arc::clone(&self.delta)).await?;
-        append_converted(self.sink.as_ref(), &self.delta, converted, PROTOCOL_GRPC).await
+        })
     }
 }
 
 /// Records and logs a refused export and returns its status.
-fn refuse(err: &IngestError) -> tonic::Status {
-    REQUESTS
-        .with_label_values(&[PROTOCOL_GRPC, error_outcome(err)])
-        .inc();
-    if err.status().is_server_error() {
-        tracing::warn!(protocol = PROTOCOL_GRPC, error = %err, "otlp export failed");
-    } else {
-        tracing::debug!(protocol = PROTOCOL_GRPC, error = %err, "otlp export refused");
-    }
+fn refuse<S: OtlpSignal>(err: &IngestError) -> tonic::Status {
+    record_refusal::<S>(PROTOCOL_GRPC, err);
     tonic_status(err)
 }
 
-/// Codec for the export method: responses are protobuf; a request is handed over as the raw
-/// message bytes (already inflated by tonic when gzip), so that decoding it runs with the
-/// conversion on the blocking pool rather than on a runtime worker. A payload that does not
-/// decode is refused there with `INVALID_ARGUMENT`.
-struct ExportCodec;
+/// Codec for the export method: responses (`T`) are protobuf; a request is handed over as
+/// the raw message bytes (already inflated by tonic when gzip), so that decoding it runs with
+/// the conversion on the blocking pool rather than on a runtime worker. A payload that does
+/// not decode is refused there with `INVALID_ARGUMENT`.
+struct ExportCodec<T>(PhantomData<fn() -> T>);
 
-impl Codec for ExportCodec {
-    type Encode = ExportMetricsServiceResponse;
+impl<T: prost::Message + Default + Send + 'static> Codec for ExportCodec<T> {
+    type Encode = T;
     type Decode = Bytes;
-    type Encoder = tonic_prost::ProstEncoder<ExportMetricsServiceResponse>;
+    type Encoder = tonic_prost::ProstEncoder<T>;
     type Decoder = RawDecoder;
 
     fn encoder(&mut self) -> Self::Encoder {
@@ -197,7 +172,7 @@ impl Codec for ExportCodec {
 }
 
 /// Yields a message's bytes undecoded (a split of tonic's buffer, not a copy).
-pub(crate) struct RawDecoder;
+struct RawDecoder;
 
 impl Decoder for RawDecoder {
     type Item = Bytes;
@@ -212,7 +187,7 @@ impl Decoder for RawDecoder {
 /// as a gRPC frame header announces a message longer than the limit. Tonic receives the
 /// error as the body's and answers with it, before it reserves or reads the message.
 /// `refuse` records the refusal in the service's self-metrics and builds the status.
-pub(crate) struct FrameLimitedBody<B> {
+struct FrameLimitedBody<B> {
     inner: Pin<Box<B>>,
     limit: usize,
     refuse: fn(&IngestError) -> tonic::Status,
@@ -223,7 +198,7 @@ pub(crate) struct FrameLimitedBody<B> {
 }
 
 impl<B> FrameLimitedBody<B> {
-    pub(crate) fn new(inner: B, limit: usize, refuse: fn(&IngestError) -> tonic::Status) -> Self {
+    fn new(inner: B, limit: usize, refuse: fn(&IngestError) -> tonic::Status) -> Self {
         FrameLimitedBody {
             inner: Box::pin(inner),
             limit,

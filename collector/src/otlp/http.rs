@@ -1,12 +1,13 @@
-//! OTLP/HTTP metrics receiver: `POST /v1/metrics`.
+//! OTLP/HTTP receivers: one handler, generic over the signal ([`OtlpSignal`]), serves
+//! `POST /v1/metrics`, `/v1/traces` and `/v1/logs` ([`export_router`]).
 //!
-//! Accepts `application/x-protobuf` and `application/json` (the OTLP JSON mapping, decoded by
-//! opentelemetry-proto's serde support with the fixes in [`super::json`]), optionally `Content-Encoding: gzip`. The body is read
-//! with a hard cap of `max_request_body_bytes`, and gzip is inflated under the same cap, so a
-//! small compressed bomb cannot grow past the limit. Answers follow the OTLP/HTTP spec: 200
-//! with an `ExportMetricsServiceResponse` (partial success when anything was refused) in the
-//! request's encoding; errors as a `google.rpc.Status` in that encoding, with `Retry-After`
-//! when the client should retry.
+//! Accepts `application/x-protobuf` and `application/json` (the OTLP JSON mapping: each
+//! signal decodes it with opentelemetry-proto's serde support and its own fixes), optionally
+//! `Content-Encoding: gzip`. The body is read with a hard cap of `max_request_body_bytes`, and
+//! gzip is inflated under the same cap, so a small compressed bomb cannot grow past the limit.
+//! Answers follow the OTLP/HTTP spec: 200 with the export response (partial success when
+//! anything was refused) in the request's encoding; errors as a `google.rpc.Status` in that
+//! encoding, with `Retry-After` when the client should retry.
 
 use std::io::Read;
 use std::sync::Arc;
@@ -19,90 +20,70 @@ use axum::routing::post;
 use axum::Router;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
-use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-};
 use prost::Message;
 use store::MetricsAppender;
 
-use super::delta::DeltaAccumulator;
-use super::export::{
-    append_converted, convert_blocking, decode_protobuf, error_outcome, outcome, shared_delta,
-    PROTOCOL_HTTP,
-};
+use super::export::{MetricsExport, PROTOCOL_HTTP};
+pub use super::signal::Encoding;
+use super::signal::{record_answer, record_refusal, OtlpSignal, JSON, PROTOBUF};
 use super::status::rpc_status;
 use crate::error::RETRY_AFTER_SECS;
-use crate::telemetry::REQUESTS;
 use crate::{IngestError, IngestLimits};
 
-const PROTOBUF: &str = "application/x-protobuf";
-const JSON: &str = "application/json";
 const ACCEPTED_TYPES: &str = "application/x-protobuf or application/json";
-
-/// Wire encoding of a request, and so of its answer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Encoding {
-    Protobuf,
-    Json,
-}
-
-impl Encoding {
-    pub(crate) fn content_type(self) -> &'static str {
-        match self {
-            Encoding::Protobuf => PROTOBUF,
-            Encoding::Json => JSON,
-        }
-    }
-}
-
-#[derive(Clone)]
-struct HttpState {
-    sink: Arc<dyn MetricsAppender>,
-    limits: IngestLimits,
-    delta: Arc<DeltaAccumulator>,
-}
 
 /// The OTLP/HTTP metrics router (`POST /v1/metrics`). Auth is layered on by the binary.
 pub fn router(sink: Arc<dyn MetricsAppender>, limits: IngestLimits) -> Router {
-    let state = HttpState {
-        sink,
-        limits,
-        delta: shared_delta(),
-    };
-    Router::new()
-        .route("/v1/metrics", post(export_metrics))
-        .with_state(state)
+    export_router("/v1/metrics", Arc::new(MetricsExport::new(sink, limits)))
 }
 
-async fn export_metrics(
-    State(state): State<HttpState>,
+/// A router serving `POST path` with `signal`'s export.
+pub fn export_router<S: OtlpSignal>(path: &str, signal: Arc<S>) -> Router {
+    Router::new()
+        .route(path, post(export::<S>))
+        .with_state(signal)
+}
+
+async fn export<S: OtlpSignal>(
+    State(signal): State<Arc<S>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     // the answer to a request whose type we do not know is JSON: readable by anyone
     let encoding = match request_encoding(&headers) {
         Ok(e) => e,
-        Err(err) => return error_response(err, Encoding::Json),
+        Err(err) => return error_response::<S>(err, Encoding::Json),
     };
-    match handle(&state, &headers, body, encoding).await {
+    match handle(signal, &headers, body, encoding).await {
         Ok(resp) => {
-            REQUESTS
-                .with_label_values(&[PROTOCOL_HTTP, outcome(&resp)])
-                .inc();
-            success_response(&resp, resp.partial_success.is_some(), encoding)
+            record_answer::<S>(PROTOCOL_HTTP, &resp);
+            success_response(&resp, S::has_partial_success(&resp), encoding)
         }
-        Err(err) => error_response(err, encoding),
+        Err(err) => error_response::<S>(err, encoding),
     }
 }
 
-async fn handle(
-    state: &HttpState,
+async fn handle<S: OtlpSignal>(
+    signal: Arc<S>,
     headers: &HeaderMap,
     body: Body,
     encoding: Encoding,
-) -> Result<ExportMetricsServiceResponse, IngestError> {
-    let limit = state.limits.max_request_body_bytes;
+) -> Result<S::Response, IngestError> {
+    let limit = signal.max_request_body_bytes();
     let gzip = content_encoding_is_gzip(headers)?;
+    check_content_length(headers, limit)?;
+    let raw = read_body(body, limit).await?;
+    // inflating, decoding and converting are CPU work proportional to the body: the signal
+    // runs this on the blocking pool with its conversion
+    let decode = move || {
+        let payload = if gzip { gunzip(&raw, limit)? } else { raw };
+        S::decode(payload, encoding)
+    };
+    signal.export(decode, PROTOCOL_HTTP).await
+}
+
+/// Refuses a request whose declared length is over `limit` before reading it.
+pub(crate) fn check_content_length(headers: &HeaderMap, limit: usize) -> Result<(), IngestError> {
     if let Some(len) = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -112,18 +93,7 @@ async fn handle(
             return Err(IngestError::BodyTooLarge { limit });
         }
     }
-    let raw = read_body(body, limit).await?;
-    // inflating, decoding and converting are CPU work proportional to the body: one trip to
-    // the blocking pool keeps them off the runtime
-    let converted = convert_blocking(
-        move || {
-            let payload = if gzip { gunzip(&raw, limit)? } else { raw };
-            decode(&payload, encoding)
-        },
-        Arc::clone(&state.delta),
-    )
-    .await?;
-    append_converted(state.sink.as_ref(), &state.delta, converted, PROTOCOL_HTTP).await
+    Ok(())
 }
 
 pub(crate) fn request_encoding(headers: &HeaderMap) -> Result<Encoding, IngestError> {
@@ -192,13 +162,6 @@ pub(crate) fn gunzip(raw: &[u8], limit: usize) -> Result<Bytes, IngestError> {
     Ok(Bytes::from(out))
 }
 
-fn decode(payload: &[u8], encoding: Encoding) -> Result<ExportMetricsServiceRequest, IngestError> {
-    match encoding {
-        Encoding::Protobuf => decode_protobuf(payload),
-        Encoding::Json => super::json::decode_request(payload),
-    }
-}
-
 pub(crate) fn encode<T: Message + serde::Serialize>(msg: &T, encoding: Encoding) -> Vec<u8> {
     match encoding {
         Encoding::Protobuf => msg.encode_to_vec(),
@@ -231,19 +194,11 @@ pub(crate) fn success_response<T: Message + serde::Serialize>(
         .into_response()
 }
 
-fn error_response(err: IngestError, encoding: Encoding) -> Response {
-    let status = err.status();
-    REQUESTS
-        .with_label_values(&[PROTOCOL_HTTP, error_outcome(&err)])
-        .inc();
-    if status.is_server_error() {
-        tracing::warn!(protocol = PROTOCOL_HTTP, status = status.as_u16(), error = %err, "otlp export failed");
-    } else {
-        tracing::debug!(protocol = PROTOCOL_HTTP, status = status.as_u16(), error = %err, "otlp export refused");
-    }
+fn error_response<S: OtlpSignal>(err: IngestError, encoding: Encoding) -> Response {
+    record_refusal::<S>(PROTOCOL_HTTP, &err);
     let body = encode(&rpc_status(&err), encoding);
     let mut resp = (
-        status,
+        err.status(),
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static(encoding.content_type()),

@@ -1,20 +1,24 @@
-//! OTLP metrics ingest over gRPC and HTTP.
+//! OTLP ingest over gRPC and HTTP: metrics here, [`traces`] in its module.
 //!
-//! Write path: [`grpc`] (tonic `MetricsService`) or [`http`] (`POST /v1/metrics`, protobuf or
-//! JSON, optionally gzip) decode an `ExportMetricsServiceRequest` -> [`convert`] maps it to a
-//! [`store::MetricBatch`] per the OpenTelemetry Prometheus-compatibility spec (names and units
-//! in [`names`], delta-to-cumulative state in [`delta`]) -> [`store::MetricsAppender::append`]
-//! -> the answer carries a partial success when the converter or the store refused anything.
+//! One transport per protocol serves every signal: [`grpc::OtlpGrpcService`] and
+//! [`http::export_router`] are generic over [`signal::OtlpSignal`], which each signal
+//! implements (its message types, decoding and export).
 //!
-//! [`traces`] is OTLP trace ingest (`TraceService`, `/v1/traces`), sharing the wire helpers.
+//! Metrics write path: [`grpc`] (`MetricsService`) or [`http`] (`POST /v1/metrics`, protobuf
+//! or JSON, optionally gzip) hand the payload to [`export::MetricsExport`], which decodes an
+//! `ExportMetricsServiceRequest` -> [`convert`] maps it to a [`store::MetricBatch`] per the
+//! OpenTelemetry Prometheus-compatibility spec (names and units in [`names`],
+//! delta-to-cumulative state in [`delta`]) -> [`store::MetricsAppender::append`] -> the answer
+//! carries a partial success when the converter or the store refused anything.
 
 pub mod convert;
 pub mod delta;
-mod export;
+pub mod export;
 pub mod grpc;
 pub mod http;
 mod json;
 pub mod names;
+pub mod signal;
 pub mod status;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]

@@ -5,6 +5,8 @@ use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
+
 use super::*;
 use crate::otlp::status::{RetryInfo, RpcStatus};
 use crate::otlp::test_support::{gauge_request, RecordingSink, SinkMode};

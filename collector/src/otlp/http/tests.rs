@@ -5,7 +5,9 @@ use std::io::Write;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use flate2::write::GzEncoder;
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
 use tower::ServiceExt;
 
 use super::*;

@@ -1,8 +1,9 @@
 //! OTLP trace ingest over gRPC and HTTP.
 //!
-//! Write path: [`grpc`] (`opentelemetry.proto.collector.trace.v1.TraceService/Export`, gzip)
-//! or [`http`] (`POST /v1/traces`, protobuf or JSON, gzip) hand the raw payload to
-//! [`TraceIngest::export`]:
+//! Write path: the OTLP receivers ([`grpc_service`]:
+//! `opentelemetry.proto.collector.trace.v1.TraceService/Export`, gzip; [`router`]:
+//! `POST /v1/traces`, protobuf or JSON with hex ids, gzip; both the generic
+//! [`crate::otlp::signal`] transports) hand the raw payload to [`TraceIngest`]'s export:
 //! 1. the derived counters are restored from the metrics store if they are not yet
 //!    ([`crate::traces::Deriver::ready`]);
 //! 2. on the blocking pool: decode, [`convert`] to a [`store::traces::SpanBatch`] (validation
@@ -24,8 +25,6 @@
 //! [`TraceIngest::shutdown`] after the servers stopped.
 
 pub mod convert;
-pub mod grpc;
-pub mod http;
 mod json;
 
 #[cfg(test)]
@@ -34,26 +33,46 @@ mod tests;
 
 use std::sync::Arc;
 
+use axum::Router;
+use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
+use prometheus::IntCounterVec;
 use prost::Message;
 use store::traces::TracesAppender;
 use store::{MetricsAppender, MetricsQuerier, StoreError};
 
 pub use convert::TraceLimits;
-pub use grpc::{grpc_service, TracesGrpcService};
-pub use http::router;
 
+use crate::otlp::grpc::OtlpGrpcService;
+use crate::otlp::http::export_router;
+use crate::otlp::signal::{Encoding, OtlpSignal};
 use crate::telemetry;
 use crate::traces::{DeriveConfig, Deriver, Prepared};
 use crate::IngestError;
 use convert::{convert_request, ConvertedSpans};
 
-/// Protocol label of OTLP/gRPC trace requests in self-metrics.
-pub const PROTOCOL_GRPC: &str = "otlp_grpc";
-/// Protocol label of OTLP/HTTP trace requests in self-metrics.
-pub const PROTOCOL_HTTP: &str = "otlp_http";
+pub use crate::otlp::{PROTOCOL_GRPC, PROTOCOL_HTTP};
+
+/// The gRPC service name, as in the generated server.
+pub const SERVICE_NAME: &str = "opentelemetry.proto.collector.trace.v1.TraceService";
+/// The one method this service serves.
+pub const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
+/// The OTLP trace gRPC service (a tower `Service` with a `NamedService` name), ready to add to
+/// a `tonic::transport::Server` or `tonic::service::Routes`. Auth is layered on by the binary.
+pub type TracesGrpcService = OtlpGrpcService<TraceIngest>;
+
+/// The OTLP trace gRPC service over `ingest`.
+pub fn grpc_service(ingest: Arc<TraceIngest>) -> TracesGrpcService {
+    OtlpGrpcService::new(ingest)
+}
+
+/// The OTLP/HTTP traces router (`POST /v1/traces`). Auth is layered on by the binary.
+pub fn router(ingest: Arc<TraceIngest>) -> Router {
+    export_router("/v1/traces", ingest)
+}
 
 /// The reason label of spans the trace store refused.
 const STORE_REASON: &str = "store";
@@ -104,14 +123,14 @@ impl TraceIngest {
     /// without the transport (benchmarks; other transports). Counted as `otlp_grpc`.
     pub async fn export_protobuf(
         &self,
-        payload: bytes::Bytes,
+        payload: Bytes,
     ) -> Result<ExportTraceServiceResponse, IngestError> {
-        self.export(move || decode_protobuf(&payload), PROTOCOL_GRPC)
+        self.run_export(move || decode_protobuf(&payload), PROTOCOL_GRPC)
             .await
     }
 
     /// One export: `decode` runs on the blocking pool with the conversion. See the module docs.
-    pub(crate) async fn export<F>(
+    pub(crate) async fn run_export<F>(
         &self,
         decode: F,
         protocol: &'static str,
@@ -241,27 +260,48 @@ pub(crate) fn decode_protobuf(payload: &[u8]) -> Result<ExportTraceServiceReques
     })
 }
 
-/// Outcome label for [`telemetry::TRACE_REQUESTS`].
-pub(crate) fn outcome(resp: &ExportTraceServiceResponse) -> &'static str {
-    match &resp.partial_success {
-        Some(p) if p.rejected_spans > 0 => "partial",
-        _ => "ok",
-    }
-}
+impl OtlpSignal for TraceIngest {
+    type Request = ExportTraceServiceRequest;
+    type Response = ExportTraceServiceResponse;
 
-/// Records and logs a refused export.
-pub(crate) fn record_refusal(protocol: &'static str, err: &IngestError) {
-    let class = if err.status().is_server_error() {
-        "5xx"
-    } else {
-        "4xx"
-    };
-    telemetry::TRACE_REQUESTS
-        .with_label_values(&[protocol, class])
-        .inc();
-    if err.status().is_server_error() {
-        tracing::warn!(protocol, error = %err, "otlp trace export failed");
-    } else {
-        tracing::debug!(protocol, error = %err, "otlp trace export refused");
+    const SIGNAL: &'static str = "traces";
+    const GRPC_SERVICE: &'static str = SERVICE_NAME;
+    const GRPC_PATH: &'static str = EXPORT_PATH;
+
+    fn max_request_body_bytes(&self) -> usize {
+        self.limits.max_request_body_bytes
+    }
+
+    fn decode(payload: Bytes, encoding: Encoding) -> Result<Self::Request, IngestError> {
+        match encoding {
+            Encoding::Protobuf => decode_protobuf(&payload),
+            Encoding::Json => json::decode_request(&payload),
+        }
+    }
+
+    async fn export<F>(
+        self: Arc<Self>,
+        decode: F,
+        protocol: &'static str,
+    ) -> Result<Self::Response, IngestError>
+    where
+        F: FnOnce() -> Result<Self::Request, IngestError> + Send + 'static,
+    {
+        self.run_export(decode, protocol).await
+    }
+
+    fn outcome(resp: &Self::Response) -> &'static str {
+        match &resp.partial_success {
+            Some(p) if p.rejected_spans > 0 => "partial",
+            _ => "ok",
+        }
+    }
+
+    fn has_partial_success(resp: &Self::Response) -> bool {
+        resp.partial_success.is_some()
+    }
+
+    fn requests() -> &'static IntCounterVec {
+        &telemetry::TRACE_REQUESTS
     }
 }

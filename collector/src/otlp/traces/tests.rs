@@ -240,7 +240,7 @@ async fn store_rejections_join_the_partial_success() {
     let s = setup(Mode::RejectOne);
     let resp = s
         .ingest
-        .export(|| Ok(sample_request()), PROTOCOL_HTTP)
+        .run_export(|| Ok(sample_request()), PROTOCOL_HTTP)
         .await
         .unwrap();
     let ps = resp.partial_success.unwrap();
@@ -269,7 +269,7 @@ async fn truncated_values_are_a_warning_with_nothing_rejected() {
     );
     let resp = s
         .ingest
-        .export(move || Ok(req), PROTOCOL_HTTP)
+        .run_export(move || Ok(req), PROTOCOL_HTTP)
         .await
         .unwrap();
     let ps = resp.partial_success.unwrap();
@@ -279,7 +279,7 @@ async fn truncated_values_are_a_warning_with_nothing_rejected() {
         "1 attribute value(s) longer than max_attribute_value_bytes=4 truncated"
     );
     assert_eq!(
-        outcome(&ExportTraceServiceResponse {
+        <TraceIngest as OtlpSignal>::outcome(&ExportTraceServiceResponse {
             partial_success: Some(ps)
         }),
         "ok"
@@ -436,7 +436,7 @@ async fn the_answer_waits_for_the_derived_samples() {
 async fn a_restarted_ingest_continues_the_counters() {
     let s = setup(Mode::Accept);
     s.ingest
-        .export(|| Ok(sample_request()), PROTOCOL_GRPC)
+        .run_export(|| Ok(sample_request()), PROTOCOL_GRPC)
         .await
         .unwrap();
     s.ingest.shutdown().await;
@@ -451,7 +451,7 @@ async fn a_restarted_ingest_continues_the_counters() {
     // make sure the next flush is stamped after the first process's
     tokio::time::sleep(Duration::from_millis(5)).await;
     again
-        .export(|| Ok(sample_request()), PROTOCOL_GRPC)
+        .run_export(|| Ok(sample_request()), PROTOCOL_GRPC)
         .await
         .unwrap();
     assert_eq!(s.metrics.last(CALLS_FRONTEND), Some(2.0));
@@ -566,7 +566,7 @@ async fn grpc_garbage_is_invalid_argument_and_other_paths_unimplemented() {
     let err = grpc
         .unary::<Vec<u8>, Vec<u8>, _>(
             tonic::Request::new(vec![0xff, 0xff, 0xff]),
-            ::http::uri::PathAndQuery::from_static(grpc::EXPORT_PATH),
+            ::http::uri::PathAndQuery::from_static(EXPORT_PATH),
             RawCodec,
         )
         .await
