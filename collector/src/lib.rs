@@ -2,9 +2,14 @@
 //!
 //! Every protocol module only decodes its wire format, converts to [`store::MetricBatch`]
 //! and calls [`store::MetricsAppender::append`]; it never reaches into store internals.
-//! * [`otlp`]: OTLP metrics over gRPC (tonic service) and HTTP (`/v1/metrics`), and OTLP
+//! * [`otlp`]: OTLP metrics over gRPC (tonic service) and HTTP (`/v1/metrics`), OTLP
 //!   traces ([`otlp::traces`]: `TraceService` and `/v1/traces`) into a
-//!   [`store::traces::TracesAppender`].
+//!   [`store::traces::TracesAppender`], and OTLP logs ([`otlp::logs`]: `LogsService` and
+//!   `/v1/logs`); one generic transport per protocol serves all three.
+//! * [`logs`]: log ingest shared by OTLP logs and [`loki`] push (limits, severity, invalid
+//!   UTF-8) into a [`store::logs::LogsAppender`], and the log-based metric
+//!   `lookout_log_records_total`.
+//! * [`loki`]: Loki push (`POST /loki/api/v1/push`, JSON and snappy protobuf).
 //! * [`traces`]: metrics derived from spans (span metrics, service graph), written through
 //!   [`store::MetricsAppender`].
 //! * [`remote_write`]: Prometheus remote-write 1.0 (`POST /api/v1/write`).
@@ -13,6 +18,8 @@
 //! * [`telemetry`]: the collector's self-metrics.
 
 pub mod error;
+pub mod logs;
+pub mod loki;
 pub mod otlp;
 pub mod remote_write;
 pub mod scrape;

@@ -1,4 +1,4 @@
-//! OTLP ingest over gRPC and HTTP: metrics here, [`traces`] in its module.
+//! OTLP ingest over gRPC and HTTP: metrics here, [`traces`] and [`logs`] in their modules.
 //!
 //! One transport per protocol serves every signal: [`grpc::OtlpGrpcService`] and
 //! [`http::export_router`] are generic over [`signal::OtlpSignal`], which each signal
@@ -17,6 +17,7 @@ pub mod export;
 pub mod grpc;
 pub mod http;
 mod json;
+pub mod logs;
 pub mod names;
 pub mod signal;
 pub mod status;

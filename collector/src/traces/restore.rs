@@ -68,7 +68,18 @@ pub fn latest_values(
     now_ms: i64,
     lookback: Duration,
 ) -> store::Result<Vec<Restored>> {
-    let name = LabelMatcher::new("__name__", MatchOp::RegexMatch, DERIVED_NAMES)?;
+    latest_values_of(querier, DERIVED_NAMES, now_ms, lookback)
+}
+
+/// The last stored value of each series whose name matches `names` (a regex) with samples in
+/// the last `lookback` (also used for the log-based metric).
+pub fn latest_values_of(
+    querier: &dyn MetricsQuerier,
+    names: &str,
+    now_ms: i64,
+    lookback: Duration,
+) -> store::Result<Vec<Restored>> {
+    let name = LabelMatcher::new("__name__", MatchOp::RegexMatch, names)?;
     let maxt = now_ms.saturating_add(FUTURE_SLACK_MS);
     let mint = now_ms.saturating_sub(ms(lookback));
     let all = querier.series(&[vec![name.clone()]], mint, maxt)?;

@@ -26,6 +26,9 @@
 //!
 //! Timestamps: one per snapshot, strictly later than the previous one (two milliseconds later
 //! when a prior value is written), so every series' samples strictly increase.
+//!
+//! [`Table`] (one kind of key with these rules) is also what the log-based metric
+//! (`crate::logs::metrics`) keeps its counters in.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -47,26 +50,26 @@ use crate::telemetry;
 /// After a failed flush, the keys it had due are looked for again this much later.
 const RETRY_SWEEP_MS: i64 = 500;
 
-fn ms(d: std::time::Duration) -> i64 {
+pub(crate) fn ms(d: std::time::Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// One key: its values and what was written of it.
-struct Entry<K, V> {
-    key: Arc<K>,
-    values: V,
+pub(crate) struct Entry<K, V> {
+    pub(crate) key: Arc<K>,
+    pub(crate) values: V,
     /// Changed since the last snapshot.
-    changed: bool,
+    pub(crate) changed: bool,
     /// The values to write one millisecond before the current ones in the next write of a
     /// change (see the module docs).
-    prior: Option<V>,
+    pub(crate) prior: Option<V>,
     /// Written by this process and not stale-marked since.
-    live: bool,
+    pub(crate) live: bool,
     /// Time of the last write of a change (for a restored key: of its last stored value, or
     /// `i64::MIN` when it had gone stale); the key goes stale `stale_after` later.
-    last_active_ms: i64,
+    pub(crate) last_active_ms: i64,
     /// Time of the last write (values or markers; for a restored key its last sample).
-    last_written_ms: i64,
+    pub(crate) last_written_ms: i64,
 }
 
 /// Why a key is in a snapshot.
@@ -78,29 +81,29 @@ pub enum Reason {
 }
 
 /// A key in a snapshot.
-struct Item<K, V> {
-    key: Arc<K>,
-    values: V,
-    prior: Option<V>,
-    index: usize,
-    reason: Reason,
+pub(crate) struct Item<K, V> {
+    pub(crate) key: Arc<K>,
+    pub(crate) values: V,
+    pub(crate) prior: Option<V>,
+    pub(crate) index: usize,
+    pub(crate) reason: Reason,
 }
 
 /// What the sweep found due, and when it is next due.
-struct Sweep<K, V> {
-    items: Vec<Item<K, V>>,
-    next_due_ms: i64,
+pub(crate) struct Sweep<K, V> {
+    pub(crate) items: Vec<Item<K, V>>,
+    pub(crate) next_due_ms: i64,
 }
 
 /// Keys of type `K`, with a list of those changed since the last snapshot.
-struct Table<K, V> {
-    index: HashMap<Arc<K>, usize>,
-    entries: Vec<Entry<K, V>>,
-    changed: Vec<usize>,
+pub(crate) struct Table<K, V> {
+    pub(crate) index: HashMap<Arc<K>, usize>,
+    pub(crate) entries: Vec<Entry<K, V>>,
+    pub(crate) changed: Vec<usize>,
 }
 
 impl<K: Hash + Eq, V: Clone> Table<K, V> {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Table {
             index: HashMap::new(),
             entries: Vec::new(),
@@ -108,12 +111,12 @@ impl<K: Hash + Eq, V: Clone> Table<K, V> {
         }
     }
 
-    fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }
 
     /// The entry of `key`, created with `make` when there is room; `None` when there is not.
-    fn entry(&mut self, key: K, room: bool, make: impl FnOnce() -> V) -> Option<usize> {
+    pub(crate) fn entry(&mut self, key: K, room: bool, make: impl FnOnce() -> V) -> Option<usize> {
         if let Some(&i) = self.index.get(&key) {
             return Some(i);
         }
@@ -137,7 +140,7 @@ impl<K: Hash + Eq, V: Clone> Table<K, V> {
 
     /// The values of entry `i`, marked changed; a key that is not live keeps its values from
     /// before the change as its prior.
-    fn change(&mut self, i: usize) -> Option<&mut V> {
+    pub(crate) fn change(&mut self, i: usize) -> Option<&mut V> {
         let e = self.entries.get_mut(i)?;
         if !e.changed {
             e.changed = true;
@@ -150,14 +153,14 @@ impl<K: Hash + Eq, V: Clone> Table<K, V> {
     }
 
     /// Whether a changed key in the next snapshot writes a prior.
-    fn any_prior(&self) -> bool {
+    pub(crate) fn any_prior(&self) -> bool {
         self.changed
             .iter()
             .any(|&i| self.entries.get(i).is_some_and(|e| e.prior.is_some()))
     }
 
     /// The changed entries, unmarked.
-    fn take_changed(&mut self) -> Vec<Item<K, V>> {
+    pub(crate) fn take_changed(&mut self) -> Vec<Item<K, V>> {
         let mut out = Vec::with_capacity(self.changed.len());
         for i in std::mem::take(&mut self.changed) {
             if let Some(e) = self.entries.get_mut(i) {
@@ -175,7 +178,7 @@ impl<K: Hash + Eq, V: Clone> Table<K, V> {
     }
 
     /// The unchanged keys due at `now`: heartbeats and staleness markers.
-    fn sweep(&self, now: i64, heartbeat: i64, stale_after: i64) -> Sweep<K, V> {
+    pub(crate) fn sweep(&self, now: i64, heartbeat: i64, stale_after: i64) -> Sweep<K, V> {
         let mut items = Vec::new();
         let mut next_due_ms = i64::MAX;
         for (i, e) in self.entries.iter().enumerate() {
@@ -208,7 +211,13 @@ impl<K: Hash + Eq, V: Clone> Table<K, V> {
     }
 
     /// The snapshot's items were stored at `ts`; returns when the keys are next due.
-    fn stored(&mut self, items: &[Item<K, V>], ts: i64, heartbeat: i64, stale_after: i64) -> i64 {
+    pub(crate) fn stored(
+        &mut self,
+        items: &[Item<K, V>],
+        ts: i64,
+        heartbeat: i64,
+        stale_after: i64,
+    ) -> i64 {
         let mut next_due_ms = i64::MAX;
         for item in items {
             let Some(e) = self.entries.get_mut(item.index) else {
@@ -241,7 +250,7 @@ impl<K: Hash + Eq, V: Clone> Table<K, V> {
 
     /// The snapshot's items were not stored: changed keys are changed again (with their
     /// prior), the others are found again by the next sweep.
-    fn requeue(&mut self, items: &[Item<K, V>]) {
+    pub(crate) fn requeue(&mut self, items: &[Item<K, V>]) {
         for item in items {
             if item.reason != Reason::Changed {
                 continue;

@@ -1,0 +1,150 @@
+//! Test doubles for log ingest: a recording log store with failure modes, and a
+//! [`LogIngest`] over it and an in-memory metrics store.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use parking_lot::Mutex;
+use store::logs::{LogAppendReport, LogBatch, LogRecord, LogsAppender};
+use store::StoreError;
+
+use super::{LogIngest, LogLimits, LogMetricsConfig};
+use crate::traces::test_support::{Events, MemMetrics};
+
+/// What the recording store does with an append.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum LogsMode {
+    Accept = 0,
+    Overloaded = 1,
+    Unavailable = 2,
+    /// Stores all but the first record, reported as too old.
+    RejectFirst = 3,
+    /// Refuses every record (an append that stores nothing but succeeds).
+    RejectAll = 4,
+}
+
+impl LogsMode {
+    fn from_u8(n: u8) -> Self {
+        match n {
+            1 => LogsMode::Overloaded,
+            2 => LogsMode::Unavailable,
+            3 => LogsMode::RejectFirst,
+            4 => LogsMode::RejectAll,
+            _ => LogsMode::Accept,
+        }
+    }
+}
+
+/// A log store that records what it was given.
+pub struct RecordingLogs {
+    mode: AtomicU8,
+    pub batches: Mutex<Vec<LogBatch>>,
+}
+
+impl RecordingLogs {
+    pub fn new(mode: LogsMode) -> Arc<Self> {
+        Arc::new(RecordingLogs {
+            mode: AtomicU8::new(mode as u8),
+            batches: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn set_mode(&self, mode: LogsMode) {
+        self.mode.store(mode as u8, Ordering::SeqCst);
+    }
+
+    /// Every stored record, in order.
+    pub fn records(&self) -> Vec<LogRecord> {
+        self.batches
+            .lock()
+            .iter()
+            .flat_map(|b| b.records.iter().cloned())
+            .collect()
+    }
+
+    /// The stored bodies, in order.
+    pub fn bodies(&self) -> Vec<String> {
+        self.records().into_iter().map(|r| r.body).collect()
+    }
+}
+
+#[async_trait]
+impl LogsAppender for RecordingLogs {
+    async fn append_logs(&self, mut batch: LogBatch) -> store::Result<LogAppendReport> {
+        let mut report = LogAppendReport::default();
+        match LogsMode::from_u8(self.mode.load(Ordering::SeqCst)) {
+            LogsMode::Overloaded => {
+                return Err(StoreError::Overloaded("log wal queue full".into()))
+            }
+            LogsMode::Unavailable => return Err(StoreError::Unavailable("shutting down".into())),
+            LogsMode::RejectFirst if !batch.records.is_empty() => {
+                batch.records.remove(0);
+                report.rejected_records = 1;
+                report.first_rejection = Some("record time 1 is older than the retention".into());
+            }
+            LogsMode::RejectAll => {
+                report.rejected_records = batch.records.len() as u64;
+                report.first_rejection = Some("record too old".into());
+                batch.records.clear();
+            }
+            _ => {}
+        }
+        report.accepted_records = batch.records.len() as u64;
+        self.batches.lock().push(batch);
+        Ok(report)
+    }
+}
+
+/// Log ingest over recording stores.
+pub struct Setup {
+    pub ingest: Arc<LogIngest>,
+    pub logs: Arc<RecordingLogs>,
+    pub metrics: Arc<MemMetrics>,
+}
+
+/// A fast-flushing metric config for tests.
+pub fn test_metrics_config() -> LogMetricsConfig {
+    LogMetricsConfig {
+        flush_interval: Duration::from_millis(10),
+        ..Default::default()
+    }
+}
+
+pub fn setup_with(mode: LogsMode, limits: LogLimits) -> Setup {
+    let logs = RecordingLogs::new(mode);
+    let metrics = MemMetrics::new(Events::default());
+    let ingest = LogIngest::new(
+        logs.clone(),
+        metrics.clone(),
+        metrics.clone(),
+        limits,
+        test_metrics_config(),
+    )
+    .unwrap();
+    Setup {
+        ingest,
+        logs,
+        metrics,
+    }
+}
+
+pub fn setup(mode: LogsMode) -> Setup {
+    setup_with(mode, LogLimits::default())
+}
+
+/// Waits (at most 5 s) until the metrics store holds `rendered` with `value`.
+pub async fn wait_metric(metrics: &MemMetrics, rendered: &str, value: f64) {
+    for _ in 0..500 {
+        if metrics.last(rendered) == Some(value) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!(
+        "{rendered} never reached {value}; stored: {:?}",
+        metrics.rendered()
+    );
+}
