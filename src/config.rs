@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use collector::logs::LogLimits;
 use collector::otlp::traces::TraceLimits;
 use collector::scrape::{ScrapeConfig, ScrapeGlobal};
 use collector::IngestLimits;
@@ -147,6 +148,16 @@ struct RawLimits {
     max_future: Option<PromDuration>,
     max_spans_per_request: Option<usize>,
     max_attribute_value_bytes: Option<usize>,
+    #[serde(default)]
+    logs: RawLogLimits,
+}
+
+/// `limits.logs:` — per-record limits of log ingest.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLogLimits {
+    max_body_bytes: Option<usize>,
+    max_attributes: Option<usize>,
 }
 
 /// `query:` — what Prometheus sets with `--query.timeout`, `--query.max-samples` and
@@ -232,6 +243,9 @@ pub struct LimitsConfig {
     pub ingest: IngestLimits,
     pub store: Limits,
     pub traces: TraceLimits,
+    /// Log ingest: `limits.logs`, with the request size and attribute value length shared
+    /// with the other signals.
+    pub logs: LogLimits,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -707,6 +721,22 @@ fn parse(text: &str, base_dir: &Path, overrides: &Overrides) -> Result<Config, V
                 .max_attribute_value_bytes
                 .unwrap_or(TraceLimits::default().max_attribute_value_bytes),
         },
+        logs: LogLimits {
+            max_request_body_bytes: limits
+                .max_request_body_bytes
+                .unwrap_or(LogLimits::default().max_request_body_bytes),
+            max_body_bytes: limits
+                .logs
+                .max_body_bytes
+                .unwrap_or(LogLimits::default().max_body_bytes),
+            max_attributes: limits
+                .logs
+                .max_attributes
+                .unwrap_or(LogLimits::default().max_attributes),
+            max_attribute_value_bytes: limits
+                .max_attribute_value_bytes
+                .unwrap_or(LogLimits::default().max_attribute_value_bytes),
+        },
     };
     for (key, v) in [
         (
@@ -724,10 +754,14 @@ fn parse(text: &str, base_dir: &Path, overrides: &Overrides) -> Result<Config, V
             "max_attribute_value_bytes",
             limits.traces.max_attribute_value_bytes,
         ),
+        ("logs.max_body_bytes", limits.logs.max_body_bytes),
+        ("logs.max_attributes", limits.logs.max_attributes),
     ] {
         if v == 0 {
+            // nested keys are found by their own name, after the section's line
+            let name = key.rsplit('.').next().unwrap_or(key);
             c.push(
-                locate(text, key, limits_line),
+                locate(text, name, limits_line),
                 format!("limits.{key} must be greater than 0"),
             );
         }
@@ -1163,6 +1197,53 @@ mod tests {
                 (Some(3), "query.max_samples must be greater than 0"),
             ]
         );
+    }
+
+    #[test]
+    fn log_limits_and_retention() {
+        let c = parse_ok("");
+        assert_eq!(c.limits.logs, LogLimits::default());
+        assert_eq!(c.limits.logs.max_body_bytes, 256 * 1024);
+        assert_eq!(c.limits.logs.max_attributes, 128);
+        assert_eq!(c.storage.logs.warm_for, Duration::from_secs(7 * 86_400));
+        let c = parse_ok(
+            "storage:\n  logs: { warm_for: 2d }\nlimits:\n  max_request_body_bytes: 1000000\n  max_attribute_value_bytes: 512\n  logs:\n    max_body_bytes: 4096\n    max_attributes: 16\n",
+        );
+        assert_eq!(c.storage.logs.warm_for, Duration::from_secs(2 * 86_400));
+        assert_eq!(
+            c.limits.logs,
+            LogLimits {
+                max_request_body_bytes: 1_000_000,
+                max_body_bytes: 4096,
+                max_attributes: 16,
+                max_attribute_value_bytes: 512,
+            }
+        );
+        // the shared limits stay shared
+        assert_eq!(c.limits.traces.max_attribute_value_bytes, 512);
+        let errs = parse_err(
+            "limits:\n  logs:\n    max_body_bytes: 0\n    max_attributes: 0\nstorage:\n  logs: { warm_for: 0s }\n",
+        );
+        let msgs: Vec<(Option<usize>, &str)> =
+            errs.iter().map(|e| (e.line, e.message.as_str())).collect();
+        assert_eq!(
+            msgs,
+            vec![
+                (Some(3), "limits.logs.max_body_bytes must be greater than 0"),
+                (Some(4), "limits.logs.max_attributes must be greater than 0"),
+                (Some(5), "storage.logs.warm_for must be greater than 0"),
+            ]
+        );
+        let errs = parse_err("limits:\n  logs:\n    max_lines: 5\n");
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].line, Some(3));
+        assert!(
+            errs[0].message.contains("unknown field `max_lines`"),
+            "{errs:?}"
+        );
+        let errs = parse_err("limits:\n  logs:\n    max_body_bytes: lots\n");
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].message.starts_with("limits: "), "{errs:?}");
     }
 
     #[test]
