@@ -166,12 +166,15 @@ impl LogIngest {
         self.store(converted, protocol).await
     }
 
-    /// Appends what a converter produced and counts it (steps 3-5 of the module docs).
+    /// Appends what a converter produced and counts it (steps 3-5 of the module docs): for
+    /// callers that convert by themselves (benchmarks, other transports).
     pub async fn store(
         &self,
         converted: ConvertedLogs,
         protocol: &'static str,
     ) -> Result<StoredLogs, IngestError> {
+        // counts may only be added once the stored counters are loaded (a no-op after that)
+        self.metrics.ready().await?;
         let ConvertedLogs {
             batch,
             mut rejected,

@@ -242,7 +242,8 @@ mod tests {
 
     #[test]
     fn severity_from_labels_then_metadata_then_the_line() {
-        let cases: Vec<(Vec<(&str, &str)>, Vec<(&str, &str)>, &str, u8, &str)> = vec![
+        type Pairs<'a> = Vec<(&'a str, &'a str)>;
+        let cases: Vec<(Pairs, Pairs, &str, u8, &str)> = vec![
             (
                 vec![("level", "warn")],
                 vec![("level", "error")],

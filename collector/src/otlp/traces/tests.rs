@@ -19,6 +19,7 @@ use tower::ServiceExt;
 
 use super::*;
 use crate::otlp::status::RpcStatus;
+use crate::otlp::test_support::RawCodec;
 use crate::traces::test_support::{
     kv_str, otlp_span, request, requests, with_attrs, Events, MemMetrics, MemTraces, Mode,
 };
@@ -589,50 +590,4 @@ async fn grpc_garbage_is_invalid_argument_and_other_paths_unimplemented() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unimplemented);
-}
-
-/// Sends and receives bytes as they are.
-#[derive(Clone, Copy)]
-struct RawCodec;
-
-struct RawEncoder;
-struct RawBytesDecoder;
-
-impl tonic::codec::Encoder for RawEncoder {
-    type Item = Vec<u8>;
-    type Error = tonic::Status;
-    fn encode(
-        &mut self,
-        item: Vec<u8>,
-        dst: &mut tonic::codec::EncodeBuf<'_>,
-    ) -> Result<(), tonic::Status> {
-        use bytes::BufMut;
-        dst.put_slice(&item);
-        Ok(())
-    }
-}
-
-impl tonic::codec::Decoder for RawBytesDecoder {
-    type Item = Vec<u8>;
-    type Error = tonic::Status;
-    fn decode(
-        &mut self,
-        src: &mut tonic::codec::DecodeBuf<'_>,
-    ) -> Result<Option<Vec<u8>>, tonic::Status> {
-        use bytes::Buf;
-        Ok(Some(src.copy_to_bytes(src.remaining()).to_vec()))
-    }
-}
-
-impl tonic::codec::Codec for RawCodec {
-    type Encode = Vec<u8>;
-    type Decode = Vec<u8>;
-    type Encoder = RawEncoder;
-    type Decoder = RawBytesDecoder;
-    fn encoder(&mut self) -> RawEncoder {
-        RawEncoder
-    }
-    fn decoder(&mut self) -> RawBytesDecoder {
-        RawBytesDecoder
-    }
 }
