@@ -21,11 +21,19 @@
 #   bench/run.sh traces              # about 7 minutes on 2 cores
 #   bench/run.sh traces --quick      # 300,000 spans: checks the harness in about 20 seconds
 #   bench/run.sh traces --help       # every flag
+#
+# Logs (Lookout vs zstd -3 and a plain tantivy indexer on one seeded 5.5 GB corpus: raw MB
+# ingested and indexed per server CPU-second, stored size / raw, search latency; writes
+# bench/results/logs-latest.json):
+#   bench/run.sh logs                # about 30 minutes on 2 cores, ~15 GB of disk meanwhile
+#   bench/run.sh logs --quick        # 200 MB raw: checks the harness in a minute or two
+#   bench/run.sh logs --keep         # keep the data dir and the peer index (target/bench-logs)
+#   bench/run.sh logs --help         # every flag
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 subcommand=run
-if [[ "${1:-}" == "query" || "${1:-}" == "traces" ]]; then
+if [[ "${1:-}" == "query" || "${1:-}" == "traces" || "${1:-}" == "logs" ]]; then
     subcommand=$1
     shift
 fi
@@ -46,7 +54,7 @@ fi
 
 packages=(prometheus victoria-metrics)
 if [[ "$subcommand" == "query" ]]; then packages=(prometheus); fi
-if [[ "$subcommand" == "traces" ]]; then packages=(); fi
+if [[ "$subcommand" == "traces" || "$subcommand" == "logs" ]]; then packages=(); fi
 missing=()
 for pkg in "${packages[@]+"${packages[@]}"}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -58,7 +66,7 @@ if ((${#missing[@]})); then
     "${sudo_cmd[@]}" apt-get update -q
     DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -q "${missing[@]}"
 fi
-if [[ "$subcommand" != "traces" ]]; then
+if [[ "$subcommand" != "traces" && "$subcommand" != "logs" ]]; then
     echo "prometheus: $(prometheus --version 2>&1 | head -n1)" >&2
 fi
 if [[ "$subcommand" == "run" ]]; then

@@ -14,6 +14,11 @@
 //! `traces` ([`traces`]) measures trace ingest (spans stored per server CPU-second over
 //! OTLP/HTTP, against an in-process decode-only ceiling) and trace-by-id lookup latency with
 //! 10 million spans stored.
+//!
+//! `logs` ([`logs`]) measures log ingest and indexing (raw bytes per server CPU-second over
+//! OTLP/HTTP), stored size against raw, and term, phrase and trace-id search latency over a
+//! seeded corpus of at least 5 GB, beside `zstd -3` and a plain tantivy indexer of the same
+//! corpus.
 
 // tests may unwrap: a panic there is the failure report
 #![cfg_attr(test, allow(clippy::unwrap_used))]
@@ -21,6 +26,7 @@
 mod error;
 mod fleet;
 mod generate;
+mod logs;
 mod nullsink;
 mod procstat;
 mod proto;
@@ -48,7 +54,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser)]
 #[command(
     name = "lookout-bench",
-    about = "Benchmarks: ingest (Lookout vs Prometheus vs VictoriaMetrics), range-query latency (Lookout vs Prometheus), trace ingest and lookup (Lookout)"
+    about = "Benchmarks: ingest (Lookout vs Prometheus vs VictoriaMetrics), range-query latency (Lookout vs Prometheus), trace ingest and lookup (Lookout), log ingest, size and search (Lookout vs zstd and tantivy)"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -68,6 +74,11 @@ enum Cmd {
     /// spans stored per server CPU-second against the decode-only ceiling, then trace-by-id
     /// lookup latency (Lookout's and Jaeger's API) with every answer checked.
     Traces(traces::TracesArgs),
+    /// Logs: a seeded corpus of realistic ~300-byte lines (5.5 GB) over OTLP/HTTP into a
+    /// fresh Lookout, raw MB per server CPU-second until searchable, stored size against raw,
+    /// term/phrase/trace-id search latency with every answer checked; zstd -3 and a plain
+    /// tantivy indexer over the same corpus in the same run.
+    Logs(logs::LogsArgs),
 }
 
 #[derive(Args, Clone)]
@@ -183,6 +194,10 @@ fn main() -> std::process::ExitCode {
         },
         Cmd::Traces(t) => match tokio::runtime::Runtime::new() {
             Ok(rt) => rt.block_on(traces::run(t)),
+            Err(e) => Err(BenchError::io("tokio runtime", e)),
+        },
+        Cmd::Logs(l) => match tokio::runtime::Runtime::new() {
+            Ok(rt) => rt.block_on(logs::run(l)),
             Err(e) => Err(BenchError::io("tokio runtime", e)),
         },
     };
