@@ -13,6 +13,7 @@
 pub mod model;
 pub mod query;
 pub mod schema;
+mod store;
 pub mod tokenizer;
 
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use async_trait::async_trait;
 use crate::error::Result;
 pub use model::{LogBatch, LogRecord, Severity};
 pub use query::{LogQuery, QueryError};
+pub use store::{LogStore, LogStoreOptions, LogStoreStats};
 
 /// What an append did with a batch: records are accepted whole or rejected with a reason
 /// (the collector turns rejections into OTLP partial success).

@@ -1,0 +1,434 @@
+//! The read path: search, histogram and field summaries over the partitions' committed
+//! segments.
+//!
+//! Search walks the partitions overlapping the time range newest first (oldest first for a
+//! forward search) and, inside each, its segments by their newest (oldest) record time, read
+//! from the `time` fast field's column bounds. A bounded heap keeps the best `limit` hits;
+//! once it is full, a partition or segment that cannot hold a better time is skipped and the
+//! time range of the remaining ones narrows to what could still enter the heap. Only the
+//! winners' stored records are read and decoded.
+//!
+//! The histogram counts every matching record exactly, from the `time` and `severity` fast
+//! fields (no stored record is read).
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::ops::Bound;
+use std::sync::Arc;
+
+use tantivy::columnar::Column;
+use tantivy::query::{BooleanQuery, EnableScoring, Query, RangeQuery, Weight};
+use tantivy::schema::Value;
+use tantivy::{
+    DocAddress, Searcher, SegmentReader, TantivyDocument, Term, COLLECT_BLOCK_BUFFER_LEN,
+};
+
+use super::codec;
+use super::partition::{tv, Partition};
+use crate::error::{Result, StoreError};
+use crate::logs::model::{LogRecord, Severity};
+use crate::logs::schema::LogSchema;
+use crate::logs::{Direction, FieldSummary, HistogramBucket};
+
+/// Most buckets a histogram answers (as Prometheus caps points per series).
+pub const MAX_HISTOGRAM_BUCKETS: u64 = 11_000;
+/// Records a field summary samples when the request says 0.
+pub const DEFAULT_FIELD_SAMPLE: usize = 10_000;
+/// Most records a field summary samples.
+pub const MAX_FIELD_SAMPLE: usize = 100_000;
+
+/// The inclusive time range of a request, checked.
+#[derive(Clone, Copy, Debug)]
+pub struct TimeRange {
+    pub start: u64,
+    pub end: u64,
+}
+
+impl TimeRange {
+    pub fn new(start: u64, end: u64) -> Result<TimeRange> {
+        if start > end {
+            return Err(StoreError::BadRequest(format!(
+                "start ({start}) is after end ({end})"
+            )));
+        }
+        Ok(TimeRange { start, end })
+    }
+}
+
+/// One hit, ordered so that a better hit is greater: for a backward search a later time (then
+/// the later partition, segment, document), for a forward search an earlier one.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Hit {
+    key: (u64, u64, u32, u32),
+    time: u64,
+    part: usize,
+    addr: (u32, u32),
+}
+
+struct TopK {
+    limit: usize,
+    direction: Direction,
+    heap: BinaryHeap<Reverse<Hit>>,
+}
+
+impl TopK {
+    fn new(limit: usize, direction: Direction) -> TopK {
+        TopK {
+            limit,
+            direction,
+            heap: BinaryHeap::with_capacity(limit.min(16_384) + 1),
+        }
+    }
+
+    fn full(&self) -> bool {
+        self.heap.len() >= self.limit
+    }
+
+    /// The time of the worst hit kept, once the heap is full: anything worse is useless.
+    fn bound(&self) -> Option<u64> {
+        if self.full() {
+            self.heap.peek().map(|h| h.0.time)
+        } else {
+            None
+        }
+    }
+
+    /// The part of `range` that can still improve the result (ties with the bound included).
+    fn narrow(&self, range: TimeRange) -> Option<TimeRange> {
+        let Some(b) = self.bound() else {
+            return Some(range);
+        };
+        match self.direction {
+            Direction::Backward if b <= range.end => Some(TimeRange {
+                start: range.start.max(b),
+                end: range.end,
+            }),
+            Direction::Forward if b >= range.start => Some(TimeRange {
+                start: range.start,
+                end: range.end.min(b),
+            }),
+            _ => None,
+        }
+    }
+
+    fn offer(&mut self, time: u64, part: usize, part_start: u64, seg: u32, doc: u32) {
+        let key = match self.direction {
+            Direction::Backward => (time, part_start, seg, doc),
+            Direction::Forward => (!time, !part_start, !seg, !doc),
+        };
+        let hit = Hit {
+            key,
+            time,
+            part,
+            addr: (seg, doc),
+        };
+        if self.heap.len() < self.limit {
+            self.heap.push(Reverse(hit));
+        } else if self.heap.peek().is_some_and(|w| hit > w.0) {
+            self.heap.pop();
+            self.heap.push(Reverse(hit));
+        }
+    }
+
+    /// Best first.
+    fn into_sorted(self) -> Vec<Hit> {
+        let mut v: Vec<Hit> = self.heap.into_iter().map(|r| r.0).collect();
+        v.sort_by(|a, b| b.cmp(a));
+        v
+    }
+}
+
+/// A segment and the bounds of its `time` column.
+struct Seg<'a> {
+    ord: u32,
+    reader: &'a SegmentReader,
+    time: Column<u64>,
+    min: u64,
+    max: u64,
+}
+
+fn segments<'a>(searcher: &'a Searcher, p: &Partition) -> Result<Vec<Seg<'a>>> {
+    let mut out = Vec::new();
+    for (ord, reader) in searcher.segment_readers().iter().enumerate() {
+        if reader.num_docs() == 0 {
+            continue;
+        }
+        let time = reader
+            .fast_fields()
+            .u64("time")
+            .map_err(|e| tv(&p.dir, e))?;
+        let (min, max) = (time.min_value(), time.max_value());
+        out.push(Seg {
+            ord: ord as u32,
+            reader,
+            time,
+            min,
+            max,
+        });
+    }
+    Ok(out)
+}
+
+/// The weight of `query` for a segment whose times are `[seg_min, seg_max]`, restricted to
+/// `range` by a fast-field range clause unless the segment lies inside the range anyway.
+fn weight_for(
+    query: &dyn Query,
+    schema: &LogSchema,
+    searcher: &Searcher,
+    range: TimeRange,
+    seg_min: u64,
+    seg_max: u64,
+) -> tantivy::Result<Option<Box<dyn Weight>>> {
+    if seg_min >= range.start && seg_max <= range.end {
+        return Ok(None);
+    }
+    let time_range = RangeQuery::new(
+        Bound::Included(Term::from_field_u64(schema.time, range.start)),
+        Bound::Included(Term::from_field_u64(schema.time, range.end)),
+    );
+    let both = BooleanQuery::intersection(vec![query.box_clone(), Box::new(time_range)]);
+    both.weight(EnableScoring::disabled_from_searcher(searcher))
+        .map(Some)
+}
+
+/// Calls `f(doc, time)` for every live matching document of `seg` with time in `range`.
+fn for_each_match(
+    weight: &dyn Weight,
+    seg: &Seg<'_>,
+    range: TimeRange,
+    f: &mut dyn FnMut(u32, u64),
+) -> tantivy::Result<()> {
+    let alive = seg.reader.alive_bitset();
+    let mut times = vec![None; COLLECT_BLOCK_BUFFER_LEN];
+    weight.for_each_no_score(seg.reader, &mut |docs| {
+        let times = &mut times[..docs.len()];
+        times.fill(None);
+        seg.time.first_vals(docs, times);
+        for (doc, t) in docs.iter().zip(times.iter()) {
+            let Some(t) = *t else { continue };
+            if t < range.start || t > range.end {
+                continue;
+            }
+            if alive.is_some_and(|a| a.is_deleted(*doc)) {
+                continue;
+            }
+            f(*doc, t);
+        }
+    })
+}
+
+/// Partitions overlapping `range`, in the order a search in `direction` reads them.
+fn ordered(
+    parts: &[Arc<Partition>],
+    range: TimeRange,
+    direction: Direction,
+) -> Vec<Arc<Partition>> {
+    let mut v: Vec<Arc<Partition>> = parts
+        .iter()
+        .filter(|p| p.overlaps(range.start, range.end))
+        .cloned()
+        .collect();
+    match direction {
+        Direction::Backward => v.sort_by_key(|p| Reverse((p.end_ns(), p.start_secs))),
+        Direction::Forward => v.sort_by_key(|p| (p.start_ns(), p.start_secs)),
+    }
+    v
+}
+
+/// The `limit` best records matching `query` in `range`, best first.
+pub fn search(
+    parts: &[Arc<Partition>],
+    schema: &LogSchema,
+    query: &dyn Query,
+    range: TimeRange,
+    limit: usize,
+    direction: Direction,
+) -> Result<Vec<LogRecord>> {
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    let parts = ordered(parts, range, direction);
+    let mut top = TopK::new(limit, direction);
+    let mut searchers: Vec<Searcher> = Vec::with_capacity(parts.len());
+    for (pi, p) in parts.iter().enumerate() {
+        let searcher = p.reader.searcher();
+        searchers.push(searcher);
+        let searcher = &searchers[pi];
+        // the partition's possible times, then what can still improve the heap
+        let prange = TimeRange {
+            start: range.start.max(p.start_ns()),
+            end: range.end.min(p.end_ns().saturating_sub(1)),
+        };
+        if top.narrow(prange).is_none() {
+            continue;
+        }
+        let mut segs = segments(searcher, p)?;
+        match direction {
+            Direction::Backward => segs.sort_by_key(|s| Reverse(s.max)),
+            Direction::Forward => segs.sort_by_key(|s| s.min),
+        }
+        let plain = query
+            .weight(EnableScoring::disabled_from_searcher(searcher))
+            .map_err(|e| tv(&p.dir, e))?;
+        for seg in &segs {
+            let Some(r) = top.narrow(prange) else { break };
+            if seg.max < r.start || seg.min > r.end {
+                continue;
+            }
+            let ranged = weight_for(query, schema, searcher, r, seg.min, seg.max)
+                .map_err(|e| tv(&p.dir, e))?;
+            let w = ranged.as_deref().unwrap_or(plain.as_ref());
+            let part_start = p.start_secs;
+            for_each_match(w, seg, r, &mut |doc, t| {
+                top.offer(t, pi, part_start, seg.ord, doc)
+            })
+            .map_err(|e| tv(&p.dir, e))?;
+        }
+    }
+    let hits = top.into_sorted();
+    let mut out = Vec::with_capacity(hits.len());
+    for h in hits {
+        let p = &parts[h.part];
+        let doc: TantivyDocument = searchers[h.part]
+            .doc(DocAddress::new(h.addr.0, h.addr.1))
+            .map_err(|e| tv(&p.dir, e))?;
+        let bytes = doc
+            .get_first(schema.record)
+            .and_then(|v| v.as_bytes())
+            .ok_or_else(|| StoreError::Corrupt {
+                path: p.dir.clone(),
+                reason: "log document without its stored record".to_string(),
+            })?;
+        let rec = codec::decode_record(bytes).map_err(|e| StoreError::Corrupt {
+            path: p.dir.clone(),
+            reason: format!("stored log record does not decode: {e}"),
+        })?;
+        out.push(rec);
+    }
+    Ok(out)
+}
+
+/// Number of buckets of a histogram over `range` by `step`.
+pub fn bucket_count(range: TimeRange, step: u64) -> Result<u64> {
+    if step == 0 {
+        return Err(StoreError::BadRequest(
+            "histogram step must be positive".to_string(),
+        ));
+    }
+    let n = (range.end - range.start) / step + 1;
+    if n > MAX_HISTOGRAM_BUCKETS {
+        return Err(StoreError::BadRequest(format!(
+            "a histogram of {n} buckets exceeds the limit of {MAX_HISTOGRAM_BUCKETS}; use a larger step"
+        )));
+    }
+    Ok(n)
+}
+
+/// Counts of matching records per `step` from `range.start`, every bucket present.
+pub fn histogram(
+    parts: &[Arc<Partition>],
+    schema: &LogSchema,
+    query: &dyn Query,
+    range: TimeRange,
+    step: u64,
+) -> Result<Vec<HistogramBucket>> {
+    let n = bucket_count(range, step)?;
+    let mut buckets: Vec<HistogramBucket> = (0..n)
+        .map(|i| HistogramBucket {
+            start_unix_nano: range.start + i * step,
+            ..HistogramBucket::default()
+        })
+        .collect();
+    for p in ordered(parts, range, Direction::Forward) {
+        let searcher = p.reader.searcher();
+        let plain = query
+            .weight(EnableScoring::disabled_from_searcher(&searcher))
+            .map_err(|e| tv(&p.dir, e))?;
+        for seg in segments(&searcher, &p)? {
+            if seg.max < range.start || seg.min > range.end {
+                continue;
+            }
+            let severity = seg
+                .reader
+                .fast_fields()
+                .u64("severity")
+                .map_err(|e| tv(&p.dir, e))?;
+            let ranged = weight_for(query, schema, &searcher, range, seg.min, seg.max)
+                .map_err(|e| tv(&p.dir, e))?;
+            let w = ranged.as_deref().unwrap_or(plain.as_ref());
+            for_each_match(w, &seg, range, &mut |doc, t| {
+                let i = ((t - range.start) / step) as usize;
+                let sev = severity.first(doc).unwrap_or(0);
+                let sev = Severity::from_number(u8::try_from(sev).unwrap_or(u8::MAX));
+                if let Some(b) = buckets.get_mut(i) {
+                    b.count += 1;
+                    b.by_severity[sev as usize] += 1;
+                }
+            })
+            .map_err(|e| tv(&p.dir, e))?;
+        }
+    }
+    Ok(buckets)
+}
+
+/// Field summaries of sampled records: every field and attribute with its most frequent
+/// values. A record counts once per field and once per value.
+pub fn summarize_fields(records: &[LogRecord], top_values: usize) -> Vec<FieldSummary> {
+    #[derive(Default)]
+    struct Acc {
+        records: u64,
+        values: HashMap<String, u64>,
+    }
+    let mut fields: BTreeMap<String, Acc> = BTreeMap::new();
+    let mut seen_fields: HashSet<String> = HashSet::new();
+    let mut seen_values: HashSet<(String, String)> = HashSet::new();
+    for rec in records {
+        seen_fields.clear();
+        seen_values.clear();
+        let mut add = |name: String, value: String| {
+            if seen_values.insert((name.clone(), value.clone())) {
+                let acc = fields.entry(name.clone()).or_default();
+                if seen_fields.insert(name) {
+                    acc.records += 1;
+                }
+                *acc.values.entry(value).or_default() += 1;
+            }
+        };
+        if !rec.service.is_empty() {
+            add("service".to_string(), rec.service.clone());
+        }
+        add(
+            "severity".to_string(),
+            Severity::from_number(rec.severity_number)
+                .as_str()
+                .to_string(),
+        );
+        if !rec.severity_text.is_empty() {
+            add("severity_text".to_string(), rec.severity_text.clone());
+        }
+        if let Some(t) = &rec.trace_id {
+            add("trace_id".to_string(), t.to_string());
+        }
+        if let Some(s) = &rec.span_id {
+            add("span_id".to_string(), s.to_string());
+        }
+        for (k, v) in rec.resource.iter().chain(&rec.attributes) {
+            add(format!("attr.{k}"), v.clone());
+        }
+    }
+    fields
+        .into_iter()
+        .map(|(name, acc)| {
+            let distinct_values = acc.values.len() as u64;
+            let mut top: Vec<(String, u64)> = acc.values.into_iter().collect();
+            top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            top.truncate(top_values);
+            FieldSummary {
+                name,
+                records: acc.records,
+                distinct_values,
+                top,
+            }
+        })
+        .collect()
+}
