@@ -1,8 +1,10 @@
-//! `lookout serve`: binds every port first (so `/-/healthy` answers while the WAL
-//! replays), opens the metrics store on a blocking thread, then turns ready. Until then
-//! ingest answers 503 with `Retry-After` and `/-/ready` 503. On SIGTERM/SIGINT: stop
-//! accepting (graceful shutdown of axum and tonic), stop scraping, flush and close the
-//! store, exit 0; a second signal exits at once.
+//! `lookout serve`: binds every port first (so `/-/healthy` answers while the WALs
+//! replay), opens the metrics store, then the trace store, then the log store on blocking
+//! threads, then turns ready. Until then ingest answers 503 with `Retry-After` and
+//! `/-/ready` 503. On SIGTERM/SIGINT: stop accepting (graceful shutdown of axum and tonic;
+//! live log tails end), stop scraping, flush trace and log ingest's derived series, close
+//! the trace and log stores, then the metrics store they write into, exit 0; a second
+//! signal exits at once.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -18,10 +20,15 @@ use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use collector::logs::{LogIngest, LogLimits, LogMetricsConfig};
 use collector::otlp::traces::{TraceIngest, TraceLimits};
 use collector::scrape::ScrapeManager;
 use store::config::MetricsStoreOptions;
 use store::contract::LazySeries;
+use store::logs::{
+    FieldSummary, FieldsRequest, HistogramBucket, HistogramRequest, LogAppendReport, LogBatch,
+    LogRecord, LogSearch, LogStore, LogStoreOptions, LogsAppender, LogsQuerier,
+};
 use store::model::{Labels, MetricBatch, MetricMetadata, RawMetricBatch, Series};
 use store::traces::{
     SpanAppendReport, SpanBatch, SpanKind, StoredSpan, TraceId, TraceQuery, TraceStore,
@@ -159,6 +166,47 @@ impl TracesQuerier for LazyTraces {
     }
 }
 
+/// The log store as handlers see it: unavailable until opened, like [`LazyStore`].
+#[derive(Default)]
+struct LazyLogs {
+    cell: OnceLock<Arc<LogStore>>,
+}
+
+impl LazyLogs {
+    fn get(&self) -> Result<&Arc<LogStore>, StoreError> {
+        self.cell.get().ok_or_else(|| {
+            StoreError::Unavailable("lookout is starting: the log WAL is being replayed".into())
+        })
+    }
+}
+
+#[async_trait]
+impl LogsAppender for LazyLogs {
+    async fn append_logs(&self, batch: LogBatch) -> store::Result<LogAppendReport> {
+        self.get()?.append_logs(batch).await
+    }
+}
+
+impl LogsQuerier for LazyLogs {
+    fn search(&self, search: &LogSearch) -> store::Result<Vec<LogRecord>> {
+        self.get()?.search(search)
+    }
+    fn histogram(&self, request: &HistogramRequest) -> store::Result<Vec<HistogramBucket>> {
+        self.get()?.histogram(request)
+    }
+    fn fields(&self, request: &FieldsRequest) -> store::Result<Vec<FieldSummary>> {
+        self.get()?.fields(request)
+    }
+    /// Before the store opens: a closed channel. The tail handler's first search fails as
+    /// unavailable then, so the client gets a 503, not an empty stream.
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<LogBatch>> {
+        match self.cell.get() {
+            Some(logs) => logs.subscribe(),
+            None => tokio::sync::broadcast::channel(1).1,
+        }
+    }
+}
+
 type Readiness = Arc<AtomicBool>;
 
 async fn healthy() -> &'static str {
@@ -241,36 +289,52 @@ fn serve_http(
     })
 }
 
-/// What the routers serve: the stores (opened later) and trace ingest.
+/// What the routers serve: the stores (opened later), trace ingest and log ingest.
 struct Services {
     store: Arc<LazyStore>,
     traces: Arc<LazyTraces>,
+    logs: Arc<LazyLogs>,
     trace_ingest: Arc<TraceIngest>,
+    log_ingest: Arc<LogIngest>,
 }
 
 impl Services {
-    /// Builds trace ingest (its derived-metrics flusher starts now: call inside the runtime).
-    fn new(limits: TraceLimits) -> anyhow::Result<Self> {
+    /// Builds trace and log ingest (their derived-metrics flushers start now: call inside
+    /// the runtime).
+    fn new(trace_limits: TraceLimits, log_limits: LogLimits) -> anyhow::Result<Self> {
         let store = Arc::new(LazyStore::default());
         let traces = Arc::new(LazyTraces::default());
+        let logs = Arc::new(LazyLogs::default());
         let trace_ingest = TraceIngest::new(
             traces.clone(),
             store.clone(),
             store.clone(),
-            limits,
+            trace_limits,
             collector::traces::DeriveConfig::default(),
         )
         .map_err(anyhow::Error::msg)
         .context("starting trace ingest")?;
+        let log_ingest = LogIngest::new(
+            logs.clone(),
+            store.clone(),
+            store.clone(),
+            log_limits,
+            LogMetricsConfig::default(),
+        )
+        .map_err(anyhow::Error::msg)
+        .context("starting log ingest")?;
         Ok(Services {
             store,
             traces,
+            logs,
             trace_ingest,
+            log_ingest,
         })
     }
 }
 
 /// The HTTP port's router and the OTLP/HTTP port's router, each side behind its tokens.
+/// Live log tails end when `shutdown` turns `true`.
 fn routers(
     services: &Services,
     readiness: Readiness,
@@ -278,6 +342,7 @@ fn routers(
     query_tokens: Tokens,
     limits: collector::IngestLimits,
     query: api::ApiOptions,
+    shutdown: watch::Receiver<bool>,
 ) -> (Router, Router) {
     let sink: Arc<dyn MetricsAppender> = services.store.clone();
     let querier: Arc<dyn MetricsQuerier> = services.store.clone();
@@ -289,25 +354,30 @@ fn routers(
         .merge(api::traces_router(
             services.traces.clone(),
             querier,
-            None,
+            Some(services.logs.clone()),
             query,
         ))
+        .merge(api::logs_router(services.logs.clone(), shutdown))
         .route("/metrics", get(telemetry::metrics))
         .merge(ui::router())
         .layer(from_fn_with_state(query_tokens, auth::require_token));
-    let ingest_side = collector::remote_write::router(sink.clone(), limits.clone()).layer(
-        from_fn_with_state(ingest_tokens.clone(), auth::require_token),
-    );
+    let ingest_side = collector::remote_write::router(sink.clone(), limits.clone())
+        .merge(collector::loki::router(services.log_ingest.clone()))
+        .layer(from_fn_with_state(
+            ingest_tokens.clone(),
+            auth::require_token,
+        ));
     let http_app = health.merge(ingest_side).merge(query_side);
     let otlp_http_app = collector::otlp::router(sink, limits)
         .merge(collector::otlp::traces::router(
             services.trace_ingest.clone(),
         ))
+        .merge(collector::otlp::logs::router(services.log_ingest.clone()))
         .layer(from_fn_with_state(ingest_tokens, auth::require_token));
     (http_app, otlp_http_app)
 }
 
-/// The gRPC routes: the OTLP metrics service behind the ingest tokens.
+/// The gRPC routes: the OTLP metrics, trace and logs services behind the ingest tokens.
 fn grpc_routes(
     services: &Services,
     limits: collector::IngestLimits,
@@ -321,6 +391,10 @@ fn grpc_routes(
     ))
     .add_service(InterceptedService::new(
         collector::otlp::traces::grpc_service(services.trace_ingest.clone()),
+        auth::grpc_interceptor(ingest_tokens.clone()),
+    ))
+    .add_service(InterceptedService::new(
+        collector::otlp::logs::grpc_service(services.log_ingest.clone()),
         auth::grpc_interceptor(ingest_tokens),
     ))
 }
@@ -338,7 +412,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     spawn_signal_handler(stop_tx.clone())?;
 
-    let services = Services::new(config.limits.traces.clone())?;
+    let services = Services::new(config.limits.traces.clone(), config.limits.logs.clone())?;
     let lazy = services.store.clone();
     let readiness: Readiness = Arc::new(AtomicBool::new(false));
     let ingest_tokens = Tokens::new(config.server.ingest_tokens.clone());
@@ -354,6 +428,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         api::ApiOptions {
             engine: config.query.clone(),
         },
+        stop_rx.clone(),
     );
 
     let http_listener = bind("http", config.server.http_addr).await?;
@@ -437,6 +512,35 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         anyhow::bail!("the trace store was opened twice");
     }
     let traces_background = traces.spawn_background();
+
+    let logs_dir: PathBuf = config.storage.data_dir.join("logs");
+    let log_options = LogStoreOptions {
+        fsync: config.storage.fsync,
+        retention: config.storage.logs.warm_for,
+        ..LogStoreOptions::new(&logs_dir)
+    };
+    tracing::info!(dir = %logs_dir.display(), "opening the log store and replaying its wal");
+    let opened = tokio::task::spawn_blocking(move || LogStore::open(log_options)).await;
+    let logs = match opened {
+        Ok(Ok(logs)) => logs,
+        Ok(Err(e)) => {
+            let _ = stop_tx.send(true);
+            let _ = traces.close().await;
+            let _ = store.close().await;
+            return Err(e)
+                .with_context(|| format!("opening the log store in {}", logs_dir.display()));
+        }
+        Err(e) => {
+            let _ = stop_tx.send(true);
+            let _ = traces.close().await;
+            let _ = store.close().await;
+            return Err(anyhow::anyhow!("the log store opening task failed: {e}"));
+        }
+    };
+    if services.logs.cell.set(logs.clone()).is_err() {
+        anyhow::bail!("the log store was opened twice");
+    }
+    let logs_background = logs.spawn_background();
     let scrape = ScrapeManager::new(
         store.clone() as Arc<dyn MetricsAppender>,
         config.global.scrape_global(),
@@ -447,6 +551,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(
         replay_ms = started.elapsed().as_millis() as u64,
         series = store.stats().series,
+        log_records_replayed = logs.replayed_records(),
         scrape_jobs = config.scrape_configs.len(),
         "ready"
     );
@@ -483,8 +588,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     }
     scrape.shutdown().await;
-    // the last derived samples go to the metrics store, so it closes after trace ingest
+    // the last derived samples go to the metrics store, so it closes after trace and log
+    // ingest
     services.trace_ingest.shutdown().await;
+    services.log_ingest.shutdown().await;
+    let logs_closed = logs.close().await;
+    let _ = logs_background.await;
+    if let Err(e) = logs_closed {
+        tracing::error!(error = %e, "closing the log store");
+    }
     let traces_closed = traces.close().await;
     let _ = traces_background.await;
     if let Err(e) = traces_closed {
@@ -515,7 +627,8 @@ mod tests {
         let readiness: Readiness = Arc::new(AtomicBool::new(false));
         let tokens =
             |t: &[&str]| Tokens::new(t.iter().map(|s| crate::config::Secret::new(*s)).collect());
-        let services = Services::new(TraceLimits::default()).expect("trace ingest starts");
+        let services = Services::new(TraceLimits::default(), LogLimits::default())
+            .expect("trace and log ingest start");
         let (http, otlp) = routers(
             &services,
             readiness.clone(),
@@ -523,6 +636,7 @@ mod tests {
             tokens(query),
             collector::IngestLimits::default(),
             api::ApiOptions::default(),
+            watch::channel(false).1,
         );
         (http, otlp, readiness)
     }
@@ -637,7 +751,8 @@ mod tests {
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
-        let services = Services::new(TraceLimits::default()).expect("trace ingest starts");
+        let services = Services::new(TraceLimits::default(), LogLimits::default())
+            .expect("trace and log ingest start");
         let routes = grpc_routes(
             &services,
             collector::IngestLimits::default(),
@@ -663,7 +778,183 @@ mod tests {
         // an empty export stores nothing, so it succeeds even before the store opens
         let result = client.export(req).await;
         assert!(result.is_ok(), "{result:?}");
+
+        // the logs service is mounted behind the same tokens
+        use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+        use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+        let mut logs = LogsServiceClient::connect(format!("http://{addr}"))
+            .await
+            .unwrap_or_else(|e| panic!("connecting: {e}"));
+        let status = logs
+            .export(ExportLogsServiceRequest::default())
+            .await
+            .err()
+            .map(|s| s.code());
+        assert_eq!(status, Some(tonic::Code::Unauthenticated));
+        let mut req = tonic::Request::new(ExportLogsServiceRequest::default());
+        req.metadata_mut().insert(
+            "authorization",
+            "Bearer grpc-t".parse().unwrap_or_else(|e| panic!("{e}")),
+        );
+        // past auth: the log store is still opening
+        let status = logs.export(req).await.err().map(|s| s.code());
+        assert_eq!(status, Some(tonic::Code::Unavailable));
         server.abort();
+    }
+
+    #[tokio::test]
+    async fn logs_are_unavailable_until_their_store_opens_and_guarded_by_tokens() {
+        let (http, otlp, _) = apps(&[], &[]);
+        for path in [
+            "/api/v1/logs/query",
+            "/api/v1/logs/histogram",
+            "/api/v1/logs/fields",
+            "/api/v1/logs/tail",
+        ] {
+            let resp = send(http.clone(), get_req(path)).await;
+            assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE, "{path}");
+        }
+        let push = || {
+            Request::post("/loki/api/v1/push")
+                .header("content-type", "application/json")
+                .body(Body::from(r#"{"streams":[]}"#))
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let resp = send(http.clone(), push()).await;
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let otlp_logs = Request::post("/v1/logs")
+            .header("content-type", "application/json")
+            .body(Body::from(r#"{"resourceLogs":[]}"#))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let resp = send(otlp, otlp_logs).await;
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+        let (http, otlp, _) = apps(&["ingest-t"], &["query-t"]);
+        assert_eq!(
+            send(http.clone(), get_req("/api/v1/logs/query"))
+                .await
+                .status(),
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            send(http.clone(), push()).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+        let with = |req: Request<Body>, token: &str| {
+            let (mut parts, body) = req.into_parts();
+            parts.headers.insert(
+                "authorization",
+                format!("Bearer {token}")
+                    .parse()
+                    .unwrap_or_else(|e| panic!("{e}")),
+            );
+            Request::from_parts(parts, body)
+        };
+        // the right token gets past auth to the (still opening) store
+        assert_eq!(
+            send(http.clone(), with(get_req("/api/v1/logs/query"), "query-t"))
+                .await
+                .status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            send(http.clone(), with(push(), "query-t")).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            send(http, with(push(), "ingest-t")).await.status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        let otlp_logs = Request::post("/v1/logs")
+            .header("content-type", "application/json")
+            .body(Body::from(r#"{"resourceLogs":[]}"#))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            send(otlp, otlp_logs).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+
+    /// Loki push in, the query API out, through the routers over real stores.
+    #[tokio::test]
+    async fn a_pushed_line_is_found_through_the_logs_api() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let readiness: Readiness = Arc::new(AtomicBool::new(false));
+        let services = Services::new(TraceLimits::default(), LogLimits::default())
+            .expect("trace and log ingest start");
+        let (http, _) = routers(
+            &services,
+            readiness,
+            Tokens::new(Vec::new()),
+            Tokens::new(Vec::new()),
+            collector::IngestLimits::default(),
+            api::ApiOptions::default(),
+            watch::channel(false).1,
+        );
+        let metrics_dir = dir.path().join("metrics");
+        let logs_dir = dir.path().join("logs");
+        let (metrics, logs) = tokio::task::spawn_blocking(move || {
+            (
+                MetricsStore::open(MetricsStoreOptions::new(metrics_dir)),
+                LogStore::open(LogStoreOptions::new(logs_dir)),
+            )
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        let metrics = metrics.unwrap_or_else(|e| panic!("metrics store: {e}"));
+        let logs = logs.unwrap_or_else(|e| panic!("log store: {e}"));
+        assert!(services.store.cell.set(metrics.clone()).is_ok());
+        assert!(services.logs.cell.set(logs.clone()).is_ok());
+        let background = logs.spawn_background();
+
+        let now_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        let trace = "0af7651916cd43dd8448eb211c80319c";
+        let push = format!(
+            r#"{{"streams":[{{"stream":{{"service_name":"checkout","level":"error"}},"values":[["{now_ns}","payment failed for order 42 trace_id={trace}",{{"trace_id":"{trace}"}}]]}}]}}"#
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let req = Request::post("/loki/api/v1/push")
+                .header("content-type", "application/json")
+                .body(Body::from(push.clone()))
+                .unwrap_or_else(|e| panic!("{e}"));
+            let resp = send(http.clone(), req).await;
+            // log ingest refuses pushes until its counters are restored from the metrics store
+            if resp.status() == StatusCode::NO_CONTENT {
+                break;
+            }
+            assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert!(std::time::Instant::now() < deadline, "push never accepted");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // searchable within the store's commit interval
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let body = loop {
+            let resp = send(
+                http.clone(),
+                get_req("/api/v1/logs/query?query=service:checkout%20AND%20payment"),
+            )
+            .await;
+            assert_eq!(resp.status(), StatusCode::OK);
+            let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+                .await
+                .unwrap_or_default();
+            let body = String::from_utf8_lossy(&bytes).into_owned();
+            if body.contains("payment failed") {
+                break body;
+            }
+            assert!(std::time::Instant::now() < deadline, "not found: {body}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert!(body.contains(r#""severity":"error""#), "{body}");
+        assert!(body.contains(r#""service":"checkout""#), "{body}");
+        services.log_ingest.shutdown().await;
+        logs.close().await.unwrap_or_else(|e| panic!("{e}"));
+        let _ = background.await;
+        metrics.close().await.unwrap_or_else(|e| panic!("{e}"));
     }
 
     #[tokio::test]
