@@ -485,3 +485,160 @@ def report_logs_of(request, lookout: "Lookout") -> None:
     from conftest import _SERVERS_KEY
 
     request.node.stash.setdefault(_SERVERS_KEY, []).append(lookout)
+
+
+# ---- logs: Loki push and OTLP logs, built by hand; the logs query API -----------------
+
+
+def loki_push_json(streams: Iterable[tuple[dict, list]]) -> str:
+    """A Loki push body in JSON. `streams`: [(labels, entries)], an entry being
+    (timestamp_ns, line) or (timestamp_ns, line, structured_metadata)."""
+    out = []
+    for lbls, entries in streams:
+        values = []
+        for entry in entries:
+            ts, line, *meta = entry
+            values.append([str(ts), line, *meta])
+        out.append({"stream": dict(lbls), "values": values})
+    return json.dumps({"streams": out})
+
+
+def loki_push_protobuf(streams: Iterable[tuple[dict, list]]) -> bytes:
+    """The same as `loki_push_json`, as Loki's `logproto.PushRequest` (encoded by hand, not
+    compressed): PushRequest{ repeated StreamAdapter streams = 1 };
+    StreamAdapter{ string labels = 1 (`{a="b", c="d"}`); repeated EntryAdapter entries = 2 };
+    EntryAdapter{ Timestamp timestamp = 1; string line = 2;
+                  repeated LabelPairAdapter structuredMetadata = 3 };
+    Timestamp{ int64 seconds = 1; int32 nanos = 2 }; LabelPairAdapter{ name = 1; value = 2 }.
+    Lines may be `bytes` to send invalid UTF-8 on purpose."""
+    out = bytearray()
+    for lbls, entries in streams:
+        label_text = "{" + ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in lbls.items()) + "}"
+        stream = bytearray(_field_bytes(1, label_text.encode()))
+        for entry in entries:
+            ts, line, *meta = entry
+            secs, nanos = divmod(int(ts), 1_000_000_000)
+            stamp = b"\x08" + _varint(secs) + b"\x10" + _varint(nanos)
+            e = _field_bytes(1, stamp) + _field_bytes(2, _as_bytes(line))
+            for k, v in (meta[0] if meta else {}).items():
+                e += _field_bytes(3, _field_bytes(1, _as_bytes(k)) + _field_bytes(2, _as_bytes(v)))
+            stream += _field_bytes(2, e)
+        out += _field_bytes(1, bytes(stream))
+    return bytes(out)
+
+
+def push_loki(
+    lookout: "Lookout",
+    streams: Iterable[tuple[dict, list]] | None = None,
+    fmt: str = "json",
+    gzip: bool = False,
+    body: bytes | str | None = None,
+    headers: dict | None = None,
+    timeout: float = 10,
+) -> requests.Response:
+    """POST to `/loki/api/v1/push` as promtail does: JSON, or snappy-compressed protobuf.
+    `body` sends exactly those bytes instead (with the content type of `fmt`)."""
+    import gzip as gzip_mod
+
+    if fmt == "json":
+        hdrs = {"Content-Type": "application/json"}
+        data = body if body is not None else loki_push_json(streams or [])
+    elif fmt == "protobuf":
+        hdrs = {"Content-Type": "application/x-protobuf"}
+        data = body if body is not None else snappy(loki_push_protobuf(streams or []))
+    else:
+        raise ValueError(f"unknown Loki push format {fmt!r}")
+    data = _as_bytes(data)
+    if gzip:
+        hdrs["Content-Encoding"] = "gzip"
+        data = gzip_mod.compress(data)
+    hdrs.update(headers or {})
+    return requests.post(f"{lookout.http}/loki/api/v1/push", data=data, headers=hdrs, timeout=timeout)
+
+
+def otlp_log_record(
+    body: str,
+    time_ns: int,
+    severity_number: int = 0,
+    severity_text: str = "",
+    attributes: dict | None = None,
+    trace_id: bytes = b"",
+    span_id: bytes = b"",
+    observed_ns: int = 0,
+):
+    """An OTLP `LogRecord` with a string body."""
+    from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
+
+    return LogRecord(
+        time_unix_nano=time_ns,
+        observed_time_unix_nano=observed_ns,
+        severity_number=severity_number,
+        severity_text=severity_text,
+        body=otlp_any_value(body),
+        attributes=otlp_attributes(attributes or {}),
+        trace_id=trace_id,
+        span_id=span_id,
+    )
+
+
+def otlp_logs_request(groups: Iterable[tuple[dict | None, list]]):
+    """An `ExportLogsServiceRequest`: one ResourceLogs per (resource attributes, records)."""
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+    from opentelemetry.proto.common.v1.common_pb2 import InstrumentationScope
+    from opentelemetry.proto.logs.v1.logs_pb2 import ResourceLogs, ScopeLogs
+    from opentelemetry.proto.resource.v1.resource_pb2 import Resource
+
+    req = ExportLogsServiceRequest()
+    for resource_attrs, records in groups:
+        rl = ResourceLogs(
+            scope_logs=[ScopeLogs(scope=InstrumentationScope(name="e2e.hand"), log_records=records)]
+        )
+        if resource_attrs is not None:
+            rl.resource.CopyFrom(Resource(attributes=otlp_attributes(resource_attrs)))
+        req.resource_logs.append(rl)
+    return req
+
+
+def post_otlp_logs(
+    lookout: "Lookout", body: bytes | str, content_type: str = "application/x-protobuf",
+    gzip: bool = False, timeout: float = 10,
+) -> requests.Response:
+    """POST to `/v1/logs` as given (`body` may be anything, including garbage)."""
+    import gzip as gzip_mod
+
+    headers = {"Content-Type": content_type}
+    data = _as_bytes(body)
+    if gzip:
+        headers["Content-Encoding"] = "gzip"
+        data = gzip_mod.compress(data)
+    return requests.post(f"{lookout.otlp_http}/v1/logs", data=data, headers=headers, timeout=timeout)
+
+
+def search_logs(
+    lookout: "Lookout",
+    query: str = "",
+    start: float | str | None = None,
+    end: float | str | None = None,
+    limit: int | None = None,
+    direction: str | None = None,
+) -> list[dict]:
+    """`GET /api/v1/logs/query`; the records of a successful answer (any failure raises)."""
+    params: dict = {"query": query}
+    for name, value in (("start", start), ("end", end), ("limit", limit), ("direction", direction)):
+        if value is not None:
+            params[name] = str(value)
+    data = lookout.api_get("/api/v1/logs/query", params)
+    return data["records"]
+
+
+def self_metrics(lookout: "Lookout", name: str) -> dict[frozenset, float]:
+    """The samples of one metric in `/metrics` (Lookout's own), {frozenset(labels): value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = requests.get(f"{lookout.http}/metrics", timeout=10).text
+    out: dict[frozenset, float] = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            if s.name == name:
+                out[frozenset(s.labels.items())] = s.value
+    return out
