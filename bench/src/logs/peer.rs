@@ -29,6 +29,8 @@ pub struct PeerResult {
     pub docs: u64,
     pub raw_bytes: u64,
     pub index_bytes: u64,
+    /// Index bytes by file extension (as for Lookout's partitions).
+    pub by_extension: std::collections::BTreeMap<String, u64>,
     /// index bytes / raw bytes.
     pub ratio: f64,
     pub commits: u64,
@@ -163,10 +165,13 @@ impl Peer {
             checked.push((word.clone(), n));
         }
         let index_bytes = procstat::dir_bytes(&self.dir);
+        let mut by_extension = std::collections::BTreeMap::new();
+        super::report::sizes_by_extension(&self.dir, &mut by_extension);
         Ok(PeerResult {
             docs: self.docs,
             raw_bytes: self.raw_bytes,
             index_bytes,
+            by_extension,
             ratio: index_bytes as f64 / self.raw_bytes.max(1) as f64,
             commits: self.commits,
             segments: searcher.segment_readers().len(),

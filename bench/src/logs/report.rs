@@ -183,11 +183,36 @@ pub struct DirSizes {
     pub logs_bytes: u64,
     /// `logs_bytes` / raw bytes acknowledged.
     pub ratio: f64,
+    pub raw_bytes: u64,
     /// Each entry of `logs/` and of `logs/<entry>/` one level down (partitions are summed
     /// under their parent with a count).
     pub breakdown: BTreeMap<String, u64>,
     pub partitions: usize,
+    /// Bytes under `logs/` by file extension (tantivy's `idx` postings, `pos` positions,
+    /// `term` dictionary, `store` documents, `fast` columns, `fieldnorm`; the WAL's files).
+    pub by_extension: BTreeMap<String, u64>,
     pub data_dir_bytes: u64,
+}
+
+/// Adds the size of every file below `dir` to `out`, keyed by extension (or `(none)`).
+pub fn sizes_by_extension(dir: &Path, out: &mut BTreeMap<String, u64>) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        match e.metadata() {
+            Ok(m) if m.is_dir() => sizes_by_extension(&p, out),
+            Ok(m) if m.is_file() => {
+                let ext = p
+                    .extension()
+                    .map(|x| x.to_string_lossy().to_string())
+                    .unwrap_or_else(|| "(none)".into());
+                *out.entry(ext).or_default() += m.len();
+            }
+            _ => {}
+        }
+    }
 }
 
 impl DirSizes {
@@ -212,11 +237,15 @@ impl DirSizes {
             }
         }
         let logs_bytes = procstat::dir_bytes(&logs);
+        let mut by_extension = BTreeMap::new();
+        sizes_by_extension(&logs, &mut by_extension);
         DirSizes {
             logs_bytes,
             ratio: logs_bytes as f64 / raw_bytes.max(1) as f64,
+            raw_bytes,
             breakdown,
             partitions,
+            by_extension,
             data_dir_bytes: procstat::dir_bytes(data_dir),
         }
     }
@@ -549,6 +578,19 @@ impl LogsResults {
             ),
         );
         row(&mut t, "  partitions", s.at_quiet.partitions.to_string());
+        for (ext, bytes) in &s.at_quiet.by_extension {
+            if *bytes * 200 >= s.at_quiet.logs_bytes {
+                row(
+                    &mut t,
+                    &format!("  .{ext} files"),
+                    format!(
+                        "{:.4} ({:.0} MB)",
+                        *bytes as f64 / s.at_quiet.raw_bytes.max(1) as f64,
+                        mb(*bytes)
+                    ),
+                );
+            }
+        }
         if let Some(p) = &self.peers {
             row(
                 &mut t,
