@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::{header, Request, StatusCode};
+use axum::http::{header, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use store::logs::{
@@ -16,9 +16,9 @@ use store::logs::{
 use store::traces::{SpanId, TraceId};
 use store::StoreError;
 use tokio::sync::{broadcast, watch};
-use tower::ServiceExt;
 
 use crate::logs_router;
+use crate::tests::{get_request, respond, send_get};
 
 const SEC: u64 = 1_000_000_000;
 /// 2023-11-14T22:13:20Z.
@@ -206,29 +206,11 @@ fn app_over(logs: Arc<FakeLogs>) -> (axum::Router, watch::Sender<bool>) {
     (logs_router(logs, stop_rx), stop_tx)
 }
 
-async fn call(app: axum::Router, uri: &str) -> (StatusCode, String) {
-    let req = Request::get(uri)
-        .body(Body::empty())
-        .expect("static request");
-    let resp = match app.oneshot(req).await {
-        Ok(r) => r,
-        Err(e) => match e {},
-    };
-    let status = resp.status();
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
-    (status, String::from_utf8_lossy(&body).into_owned())
-}
-
 /// GETs `uri` over [`records`]; returns the status, the parsed body and the fake.
 async fn get(uri: &str) -> (StatusCode, Value, Arc<FakeLogs>) {
     let logs = Arc::new(FakeLogs::new(records()));
     let (app, _stop) = app_over(logs.clone());
-    let (status, body) = call(app, uri).await;
+    let (status, body) = send_get(app, uri).await;
     let value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{uri}: {e}: {body}"));
     (status, value, logs)
 }
@@ -247,6 +229,15 @@ async fn bad(uri: &str) -> Value {
     assert_eq!(value["status"], "error", "{value}");
     assert_eq!(value["errorType"], "bad_data", "{value}");
     value
+}
+
+/// Expects each `(uri, error)` to be a 400 with exactly that error, and no query position.
+async fn assert_errors(cases: &[(&str, &str)]) {
+    for (uri, want) in cases {
+        let v = bad(uri).await;
+        assert_eq!(v["error"], *want, "{uri}");
+        assert!(v.get("position").is_none(), "{v}");
+    }
 }
 
 fn bodies(data: &Value) -> Vec<&str> {
@@ -295,7 +286,7 @@ async fn query_answers_records_newest_first_in_the_documented_shape() {
     );
     // attribute order is kept (serde_json's Value sorts keys: look at the text)
     let (app, _stop) = app_over(Arc::new(FakeLogs::new(records())));
-    let (_, text) = call(app, &format!("/api/v1/logs/query?{WINDOW}")).await;
+    let (_, text) = send_get(app, &format!("/api/v1/logs/query?{WINDOW}")).await;
     assert!(
         text.contains(r#""attributes":{"http.route":"/api/pay","attempt":"2"}"#),
         "{text}"
@@ -388,7 +379,7 @@ async fn query_defaults_to_the_last_hour() {
 
 #[tokio::test]
 async fn query_parameter_errors_are_400s_naming_the_parameter() {
-    for (uri, want) in [
+    assert_errors(&[
         (
             "/api/v1/logs/query?start=soon",
             "invalid parameter \"start\": cannot parse \"soon\" to a valid timestamp",
@@ -417,11 +408,8 @@ async fn query_parameter_errors_are_400s_naming_the_parameter() {
             "/api/v1/logs/query?direction=sideways",
             "invalid parameter \"direction\": \"sideways\" is not a direction (backward or forward)",
         ),
-    ] {
-        let v = bad(uri).await;
-        assert_eq!(v["error"], want, "{uri}");
-        assert!(v.get("position").is_none(), "{v}");
-    }
+    ])
+    .await;
 }
 
 #[tokio::test]
@@ -466,7 +454,7 @@ async fn store_errors_map_to_their_status() {
     ] {
         for path in ["query", "histogram", "fields", "tail"] {
             let (app, _stop) = app_over(Arc::new(FakeLogs::failing(fail)));
-            let (got, body) = call(app, &format!("/api/v1/logs/{path}")).await;
+            let (got, body) = send_get(app, &format!("/api/v1/logs/{path}")).await;
             assert_eq!(got, status, "{path}: {body}");
             let v: Value = serde_json::from_str(&body).unwrap_or_default();
             assert_eq!(v["errorType"], error_type, "{path}: {body}");
@@ -534,7 +522,7 @@ async fn histogram_without_by_has_no_severity_split_and_a_default_step() {
 
 #[tokio::test]
 async fn histogram_parameter_errors() {
-    for (uri, want) in [
+    assert_errors(&[
         (
             "/api/v1/logs/histogram?step=0",
             "invalid parameter \"step\": zero or negative histogram steps are not accepted. Try a positive duration such as 1m",
@@ -555,9 +543,8 @@ async fn histogram_parameter_errors() {
             "/api/v1/logs/histogram?start=x",
             "invalid parameter \"start\": cannot parse \"x\" to a valid timestamp",
         ),
-    ] {
-        assert_eq!(bad(uri).await["error"], want, "{uri}");
-    }
+    ])
+    .await;
 }
 
 // ---- /api/v1/logs/fields ----
@@ -583,7 +570,7 @@ async fn fields_list_names_and_top_values() {
     let (data, logs) = get_ok(&format!("/api/v1/logs/fields?{WINDOW}&query=disk")).await;
     assert_eq!(data["fields"][0]["records"], 1);
     assert_eq!(logs.asked().fields.as_ref().map(|f| f.top_values), Some(10));
-    for (uri, want) in [
+    assert_errors(&[
         (
             "/api/v1/logs/fields?top=0",
             "invalid parameter \"top\": \"0\" is not a whole number from 1 to 1000",
@@ -592,9 +579,8 @@ async fn fields_list_names_and_top_values() {
             "/api/v1/logs/fields?end=never",
             "invalid parameter \"end\": cannot parse \"never\" to a valid timestamp",
         ),
-    ] {
-        assert_eq!(bad(uri).await["error"], want, "{uri}");
-    }
+    ])
+    .await;
 }
 
 // ---- /api/v1/logs/tail ----
@@ -643,13 +629,7 @@ impl Events {
 }
 
 async fn open_tail(app: axum::Router, uri: &str) -> Events {
-    let req = Request::get(uri)
-        .body(Body::empty())
-        .expect("static request");
-    let resp = match app.oneshot(req).await {
-        Ok(r) => r,
-        Err(e) => match e {},
-    };
+    let resp = respond(app, get_request(uri)).await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(
         resp.headers()
@@ -794,7 +774,7 @@ async fn tail_sends_keep_alive_comments() {
 
 #[tokio::test]
 async fn tail_parameter_errors() {
-    for (uri, want) in [
+    assert_errors(&[
         (
             "/api/v1/logs/tail?start=later",
             "invalid parameter \"start\": cannot parse \"later\" to a valid timestamp",
@@ -803,9 +783,8 @@ async fn tail_parameter_errors() {
             "/api/v1/logs/tail?limit=0",
             "invalid parameter \"limit\": \"0\" is not a whole number from 1 to 5000",
         ),
-    ] {
-        assert_eq!(bad(uri).await["error"], want, "{uri}");
-    }
+    ])
+    .await;
 }
 
 // ---- trace links ----
@@ -838,7 +817,7 @@ async fn a_trace_links_to_its_log_records() {
     let uri = format!("/api/v1/traces/{TRACE}");
     // the trace's spans run from T0+1s to T0+1.1s: a minute either side, whole seconds
     let url = format!("/api/v1/logs/query?query=trace_id:{TRACE}&start=1699999941&end=1700000062");
-    let (status, body) = call(app(Some(Arc::new(FakeLogs::new(records())))), &uri).await;
+    let (status, body) = send_get(app(Some(Arc::new(FakeLogs::new(records())))), &uri).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let v: Value = serde_json::from_str(&body).unwrap_or_default();
     assert_eq!(v["data"]["logs_url"], url.as_str(), "{body}");
@@ -849,19 +828,19 @@ async fn a_trace_links_to_its_log_records() {
     );
     // the log store cannot count yet: the link stays, the count is null
     let failing = FakeLogs::failing(|| StoreError::Unavailable("starting".into()));
-    let (status, body) = call(app(Some(Arc::new(failing))), &uri).await;
+    let (status, body) = send_get(app(Some(Arc::new(failing))), &uri).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let v: Value = serde_json::from_str(&body).unwrap_or_default();
     assert_eq!(v["data"]["logs_url"], url.as_str(), "{body}");
     assert_eq!(v["data"]["log_count"], Value::Null, "{body}");
     assert!(v["data"].get("log_count").is_some(), "{body}");
     // without a log store, no link
-    let (_, body) = call(app(None), &uri).await;
+    let (_, body) = send_get(app(None), &uri).await;
     let v: Value = serde_json::from_str(&body).unwrap_or_default();
     assert!(v["data"].get("logs_url").is_none(), "{body}");
     assert!(v["data"].get("log_count").is_none(), "{body}");
     // Jaeger's shape has no such fields
-    let (_, body) = call(
+    let (_, body) = send_get(
         app(Some(Arc::new(FakeLogs::new(records())))),
         &format!("/api/traces/{TRACE}"),
     )

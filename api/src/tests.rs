@@ -1,10 +1,11 @@
-//! End-to-end tests of the routes over an in-memory querier, through the real router.
+//! End-to-end tests of the routes over an in-memory querier, through the real router; and the
+//! in-process calls every route test module makes ([`send`], [`send_get`], [`respond`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use store::model::{MetricMetadata, MetricType, Sample};
 use store::testing::MemQuerier;
@@ -43,11 +44,17 @@ fn app() -> axum::Router {
     )
 }
 
-async fn call(req: Request<Body>) -> (StatusCode, String) {
-    let resp = match app().oneshot(req).await {
+/// Sends `req` through `app` in-process (the router itself never fails).
+pub(crate) async fn respond(app: axum::Router, req: Request<Body>) -> Response<Body> {
+    match app.oneshot(req).await {
         Ok(r) => r,
         Err(e) => match e {},
-    };
+    }
+}
+
+/// Sends `req` through `app`; returns the status and the body as text.
+pub(crate) async fn send(app: axum::Router, req: Request<Body>) -> (StatusCode, String) {
+    let resp = respond(app, req).await;
     let status = resp.status();
     let body = resp
         .into_body()
@@ -58,13 +65,20 @@ async fn call(req: Request<Body>) -> (StatusCode, String) {
     (status, String::from_utf8_lossy(&body).into_owned())
 }
 
+/// `GET uri`.
+pub(crate) fn get_request(uri: &str) -> Request<Body> {
+    Request::get(uri)
+        .body(Body::empty())
+        .expect("static request")
+}
+
+/// Sends `GET uri` through `app`; returns the status and the body as text.
+pub(crate) async fn send_get(app: axum::Router, uri: &str) -> (StatusCode, String) {
+    send(app, get_request(uri)).await
+}
+
 async fn get(uri: &str) -> (StatusCode, String) {
-    call(
-        Request::get(uri)
-            .body(Body::empty())
-            .expect("static request"),
-    )
-    .await
+    send_get(app(), uri).await
 }
 
 async fn post(uri: &str, form: &str) -> (StatusCode, String) {
@@ -72,7 +86,7 @@ async fn post(uri: &str, form: &str) -> (StatusCode, String) {
         .header("content-type", "application/x-www-form-urlencoded")
         .body(Body::from(form.to_string()))
         .expect("static request");
-    call(req).await
+    send(app(), req).await
 }
 
 #[tokio::test]

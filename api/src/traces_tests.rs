@@ -5,9 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use http_body_util::BodyExt;
+use axum::http::StatusCode;
 use serde_json::{json, Value};
 use store::model::Sample;
 use store::testing::MemQuerier;
@@ -17,8 +15,8 @@ use store::traces::{
     StoredSpan, TraceId, TraceQuery, TraceSummary, TracesQuerier,
 };
 use store::Labels;
-use tower::ServiceExt;
 
+use crate::tests::send_get;
 use crate::{traces_router, ApiOptions};
 
 // ---- an in-memory TracesQuerier ----
@@ -572,26 +570,8 @@ fn app_with(spans: Vec<StoredSpan>, metrics: MemQuerier) -> axum::Router {
     )
 }
 
-async fn get_on(app: axum::Router, uri: &str) -> (StatusCode, String) {
-    let req = Request::get(uri)
-        .body(Body::empty())
-        .expect("static request");
-    let resp = match app.oneshot(req).await {
-        Ok(r) => r,
-        Err(e) => match e {},
-    };
-    let status = resp.status();
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
-    (status, String::from_utf8_lossy(&body).into_owned())
-}
-
 async fn get(uri: &str) -> (StatusCode, String) {
-    get_on(app_with(spans(), derived()), uri).await
+    send_get(app_with(spans(), derived()), uri).await
 }
 
 /// GETs `uri`, expects 200 and returns the parsed body.
@@ -877,7 +857,7 @@ async fn search_defaults_to_the_last_hour_and_twenty_traces() {
             ),
         });
     }
-    let (status, body) = get_on(app_with(all, derived()), "/api/v1/traces").await;
+    let (status, body) = send_get(app_with(all, derived()), "/api/v1/traces").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let v: Value = serde_json::from_str(&body).expect("JSON");
     let data = v["data"].as_array().expect("data");
@@ -1095,7 +1075,7 @@ async fn services_agree_with_promql_over_the_same_series() {
         "/api/v1/query?time=1700000600&query={}",
         form_urlencoded::byte_serialize(q.as_bytes()).collect::<String>()
     );
-    let (status, body) = get_on(api, &uri).await;
+    let (status, body) = send_get(api, &uri).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let promql: Value = serde_json::from_str(&body).expect("JSON");
     // Prometheus writes values as strings: parsed by Rust, exactly
@@ -1117,7 +1097,7 @@ async fn services_agree_with_promql_over_the_same_series() {
 #[tokio::test]
 async fn an_empty_store_lists_no_services() {
     let app = app_with(Vec::new(), MemQuerier::default());
-    let (status, body) = get_on(app, &format!("/api/v1/services?{WINDOW}")).await;
+    let (status, body) = send_get(app, &format!("/api/v1/services?{WINDOW}")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body, r#"{"status":"success","data":[]}"#);
 }
@@ -1294,9 +1274,9 @@ async fn merges_beside_the_prometheus_api() {
         None,
         ApiOptions::default(),
     ));
-    let (status, _) = get_on(app.clone(), "/api/v1/labels").await;
+    let (status, _) = send_get(app.clone(), "/api/v1/labels").await;
     assert_eq!(status, StatusCode::OK);
-    let (status, _) = get_on(app, &format!("/api/v1/traces/{TRACE_A}")).await;
+    let (status, _) = send_get(app, &format!("/api/v1/traces/{TRACE_A}")).await;
     assert_eq!(status, StatusCode::OK);
 }
 
@@ -1474,7 +1454,7 @@ fn irregular() -> MemQuerier {
 }
 
 async fn get_irregular(uri: &str) -> String {
-    let (status, body) = get_on(app_with(Vec::new(), irregular()), uri).await;
+    let (status, body) = send_get(app_with(Vec::new(), irregular()), uri).await;
     assert_eq!(status, StatusCode::OK, "{uri}: {body}");
     body
 }
@@ -1559,7 +1539,7 @@ async fn operations_graph_and_dependencies_count_exactly() {
             graph_fields(3.0, 1.0, 600.0, None)
         ),
     );
-    let (status, body) = get_on(
+    let (status, body) = send_get(
         app_with(Vec::new(), irregular()),
         "/api/dependencies?endTs=1700000600000&lookback=600000",
     )

@@ -1,5 +1,6 @@
 //! The collector's error type and its single mapping to HTTP status (gRPC codes are mapped in
-//! `otlp::grpc` from the same [`IngestError::class`]).
+//! `otlp::grpc` from the same [`IngestError::class`]), and the per-reason tally converters
+//! keep of the items they reject (`count_reason`).
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -72,6 +73,15 @@ impl IngestError {
             self.class(),
             ErrorClass::Overloaded | ErrorClass::Unavailable
         )
+    }
+}
+
+/// Counts one more item rejected for `reason` in a converter's tally, reasons in the order
+/// first seen.
+pub(crate) fn count_reason<R: PartialEq>(by_reason: &mut Vec<(R, u64)>, reason: R) {
+    match by_reason.iter_mut().find(|(r, _)| *r == reason) {
+        Some((_, n)) => *n += 1,
+        None => by_reason.push((reason, 1)),
     }
 }
 

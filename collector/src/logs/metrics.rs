@@ -21,22 +21,22 @@
 //! `flush_interval` before a crash (`kill -9`) are lost; a graceful stop flushes them.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use store::logs::{LogRecord, Severity};
 use store::model::{stale_nan, METRIC_NAME_LABEL};
 use store::{
     Label, Labels, MetricBatch, MetricMetadata, MetricType, MetricsAppender, MetricsQuerier,
-    Sample, Series, StoreError,
+    Sample, Series,
 };
-use tokio::sync::{watch, Notify, OnceCell};
 
 use super::telemetry;
 use crate::otlp::traces::convert::truncate_utf8;
-use crate::traces::restore::{latest_values_of, Restored};
-use crate::traces::state::{ms, Item, Reason, Table};
+use crate::traces::flusher::{self, now_ms, timing_errors, Flushed, Flusher};
+use crate::traces::restore::Restored;
+use crate::traces::state::{FlushClock, Item, Reason, Table};
 use crate::IngestError;
 
 /// The metric's name.
@@ -44,9 +44,6 @@ pub const LOG_RECORDS_TOTAL: &str = "lookout_log_records_total";
 
 /// How often the flusher wakes without work, to write heartbeats and markers.
 const IDLE_TICK: Duration = Duration::from_secs(1);
-
-/// After a failed flush, keys it had due are looked for again this much later.
-const RETRY_SWEEP_MS: i64 = 500;
 
 /// Settings of the log-based metric.
 #[derive(Clone, Debug, PartialEq)]
@@ -81,18 +78,14 @@ impl Default for LogMetricsConfig {
 impl LogMetricsConfig {
     /// Every problem at once, one per line.
     pub fn validate(&self) -> Result<(), String> {
-        let mut errors = Vec::new();
-        if self.flush_interval.is_zero() {
-            errors.push("log metrics flush_interval must be more than 0");
-        }
-        if self.heartbeat <= self.flush_interval {
-            errors.push("log metrics heartbeat must be more than flush_interval");
-        }
-        if self.stale_after <= self.heartbeat {
-            errors.push("log metrics stale_after must be more than heartbeat");
-        }
+        let mut errors = timing_errors(
+            "log metrics ",
+            self.flush_interval,
+            self.heartbeat,
+            self.stale_after,
+        );
         if self.max_label_value_bytes == 0 {
-            errors.push("log metrics max_label_value_bytes must be more than 0");
+            errors.push("log metrics max_label_value_bytes must be more than 0".to_string());
         }
         if errors.is_empty() {
             Ok(())
@@ -162,11 +155,7 @@ pub fn count_records<'a>(
 pub struct LogCountState {
     cfg: Arc<LogMetricsConfig>,
     table: Table<LogKey, f64>,
-    /// Timestamp of the last snapshot; the next is strictly later.
-    last_timestamp_ms: i64,
-    /// No key is due (heartbeat or marker) before this time.
-    next_sweep_ms: i64,
-    metadata_sent: bool,
+    clock: FlushClock,
 }
 
 /// The keys of one flush, with their values at the snapshot.
@@ -218,12 +207,11 @@ impl Snapshot {
 
 impl LogCountState {
     pub fn new(cfg: Arc<LogMetricsConfig>) -> Self {
+        let clock = FlushClock::new(cfg.flush_interval, cfg.heartbeat, cfg.stale_after);
         LogCountState {
             cfg,
             table: Table::new(),
-            last_timestamp_ms: i64::MIN,
-            next_sweep_ms: i64::MAX,
-            metadata_sent: false,
+            clock,
         }
     }
 
@@ -250,34 +238,24 @@ impl LogCountState {
 
     /// The value of a key (tests and debugging).
     pub fn value(&self, key: &LogKey) -> Option<f64> {
-        let i = *self.table.index.get(key)?;
-        self.table.entries.get(i).map(|e| e.values)
+        self.table.get(key).copied()
     }
 
     pub fn next_sweep_ms(&self) -> i64 {
-        self.next_sweep_ms
-    }
-
-    /// Heartbeat (one flush interval early, as the next flush may be that much later) and
-    /// stale windows in ms.
-    fn windows(&self) -> (i64, i64) {
-        let heartbeat = ms(self.cfg.heartbeat).saturating_sub(ms(self.cfg.flush_interval));
-        (heartbeat.max(1), ms(self.cfg.stale_after))
+        self.clock.next_sweep_ms()
     }
 
     /// The changed keys and those due at `now_ms`, with a timestamp later than any before.
     pub fn snapshot(&mut self, now_ms: i64) -> Snapshot {
-        let gap = if self.table.any_prior() { 2 } else { 1 };
-        let timestamp_ms = now_ms.max(self.last_timestamp_ms.saturating_add(gap));
-        self.last_timestamp_ms = timestamp_ms;
+        let timestamp_ms = self.clock.timestamp(now_ms, self.table.any_prior());
         let mut items = self.table.take_changed();
-        if timestamp_ms >= self.next_sweep_ms {
-            let (heartbeat, stale_after) = self.windows();
-            let sweep = self.table.sweep(timestamp_ms, heartbeat, stale_after);
-            items.extend(sweep.items);
-            self.next_sweep_ms = sweep.next_due_ms;
-        }
-        let with_metadata = !items.is_empty() && !self.metadata_sent;
+        self.clock
+            .sweep_if_due(timestamp_ms, |ts, heartbeat, stale_after| {
+                let sweep = self.table.sweep(ts, heartbeat, stale_after);
+                items.extend(sweep.items);
+                sweep.next_due_ms
+            });
+        let with_metadata = self.clock.with_metadata(!items.is_empty());
         Snapshot {
             timestamp_ms,
             items,
@@ -287,27 +265,20 @@ impl LogCountState {
 
     /// The snapshot was stored.
     pub fn stored(&mut self, snapshot: &Snapshot) {
-        if snapshot.with_metadata {
-            self.metadata_sent = true;
-        }
-        let (heartbeat, stale_after) = self.windows();
-        let next = self.table.stored(
-            &snapshot.items,
-            snapshot.timestamp_ms,
-            heartbeat,
-            stale_after,
-        );
-        self.next_sweep_ms = self.next_sweep_ms.min(next);
+        let ts = snapshot.timestamp_ms;
+        self.clock
+            .stored(snapshot.with_metadata, |heartbeat, stale_after| {
+                self.table
+                    .stored(&snapshot.items, ts, heartbeat, stale_after)
+            });
     }
 
     /// The snapshot was not stored: its changes go with the next one, its due keys are due
     /// again shortly.
     pub fn requeue(&mut self, snapshot: &Snapshot) {
         self.table.requeue(&snapshot.items);
-        if snapshot.items.iter().any(|i| i.reason != Reason::Changed) {
-            let retry = snapshot.timestamp_ms.saturating_add(RETRY_SWEEP_MS);
-            self.next_sweep_ms = self.next_sweep_ms.min(retry);
-        }
+        let had_due = snapshot.items.iter().any(|i| i.reason != Reason::Changed);
+        self.clock.requeued(snapshot.timestamp_ms, had_due);
     }
 
     /// Loads the last stored values (see [`crate::traces::state::DeriveState::restore`] for
@@ -315,7 +286,7 @@ impl LogCountState {
     pub fn restore(&mut self, stored: Vec<Restored>) -> usize {
         let before = self.table.len();
         for r in stored {
-            self.last_timestamp_ms = self.last_timestamp_ms.max(r.last_ms);
+            self.clock.restored(r.last_ms);
             let Some(key) = LogKey::parse(&r.labels) else {
                 continue;
             };
@@ -323,27 +294,13 @@ impl LogCountState {
             let Some(i) = self.table.entry(key, room, || 0.0) else {
                 continue;
             };
-            let active = if r.stale {
-                i64::MIN
-            } else {
-                r.value.timestamp_ms
-            };
-            if let Some(e) = self.table.entries.get_mut(i) {
-                e.values = r.value.value;
-                e.last_active_ms = e.last_active_ms.max(active);
-                e.last_written_ms = e.last_written_ms.max(r.last_ms);
+            if let Some(value) = self.table.restored(i, &r) {
+                *value = r.value.value;
             }
         }
-        self.next_sweep_ms = i64::MIN;
+        self.clock.sweep_next();
         self.table.len() - before
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 /// The metric as ingest uses it: counts merged under a short lock, a flusher task appending
@@ -352,11 +309,7 @@ pub struct LogMetrics {
     cfg: Arc<LogMetricsConfig>,
     state: Mutex<LogCountState>,
     metrics: Arc<dyn MetricsAppender>,
-    querier: Arc<dyn MetricsQuerier>,
-    restored: OnceCell<()>,
-    work: Notify,
-    stop: watch::Sender<bool>,
-    closed: watch::Sender<bool>,
+    flusher: Flusher,
 }
 
 impl LogMetrics {
@@ -369,19 +322,13 @@ impl LogMetrics {
     ) -> Result<Arc<Self>, String> {
         cfg.validate()?;
         let cfg = Arc::new(cfg);
-        let (stop, _) = watch::channel(false);
-        let (closed, _) = watch::channel(false);
         let this = Arc::new(LogMetrics {
             state: Mutex::new(LogCountState::new(cfg.clone())),
-            cfg,
+            flusher: Flusher::new::<Self>(cfg.flush_interval, cfg.restore_lookback, querier),
             metrics,
-            querier,
-            restored: OnceCell::new(),
-            work: Notify::new(),
-            stop,
-            closed,
+            cfg,
         });
-        tokio::spawn(flusher(Arc::downgrade(&this)));
+        flusher::spawn(&this);
         Ok(this)
     }
 
@@ -393,37 +340,7 @@ impl LogMetrics {
     /// fails with the store's error (unavailable while it replays its WAL), and log pushes
     /// are refused with it, so no count is lost or counted twice.
     pub async fn ready(&self) -> Result<(), IngestError> {
-        self.restored
-            .get_or_try_init(|| async {
-                let querier = Arc::clone(&self.querier);
-                let lookback = self.cfg.restore_lookback;
-                let started = Instant::now();
-                let stored = tokio::task::spawn_blocking(move || {
-                    latest_values_of(querier.as_ref(), LOG_RECORDS_TOTAL, now_ms(), lookback)
-                })
-                .await
-                .map_err(|e| {
-                    IngestError::Store(StoreError::Unavailable(format!(
-                        "restoring lookout_log_records_total failed: {e}"
-                    )))
-                })??;
-                let series = stored.len();
-                let keys = {
-                    let mut state = self.state.lock();
-                    let keys = state.restore(stored);
-                    telemetry::METRICS_SERIES.set(state.series_count() as i64);
-                    keys
-                };
-                tracing::info!(
-                    series,
-                    keys,
-                    ms = started.elapsed().as_millis() as u64,
-                    "log record counters restored"
-                );
-                Ok::<(), IngestError>(())
-            })
-            .await
-            .map(|_| ())
+        self.flusher.ready(|stored| self.load(stored)).await
     }
 
     /// Adds the counts ([`count_records`]) of records the log store acknowledged.
@@ -440,7 +357,7 @@ impl LogMetrics {
         if dropped > 0 {
             telemetry::METRICS_SERIES_DROPPED.inc_by(dropped);
         }
-        self.work.notify_one();
+        self.flusher.wake();
     }
 
     /// The current value of a key (tests and debugging).
@@ -450,22 +367,35 @@ impl LogMetrics {
 
     /// Stops the flusher after a last flush of everything counted so far.
     pub async fn shutdown(&self) {
-        let _ = self.stop.send(true);
-        self.work.notify_one();
-        let mut rx = self.closed.subscribe();
-        let _ = rx.wait_for(|closed| *closed).await;
+        self.flusher.shutdown().await;
+    }
+}
+
+/// The flusher wakes on work, or when a heartbeat or marker is due (see
+/// [`crate::traces::flusher`]).
+impl Flushed for LogMetrics {
+    const WHAT: &'static str = "log record counters";
+    const SERIES: &'static str = LOG_RECORDS_TOTAL;
+    const IDLE_TICK: Duration = IDLE_TICK;
+
+    fn flusher(&self) -> &Flusher {
+        &self.flusher
     }
 
-    /// How long the flusher may sleep without work.
-    fn idle_for(&self) -> Duration {
-        let due = self.state.lock().next_sweep_ms();
-        let wait = due.saturating_sub(now_ms()).max(0);
-        Duration::from_millis(u64::try_from(wait).unwrap_or(0)).min(IDLE_TICK)
+    fn load(&self, stored: Vec<Restored>) -> usize {
+        let mut state = self.state.lock();
+        let keys = state.restore(stored);
+        telemetry::METRICS_SERIES.set(state.series_count() as i64);
+        keys
+    }
+
+    fn next_sweep_ms(&self) -> i64 {
+        self.state.lock().next_sweep_ms()
     }
 
     /// One flush: snapshot what changed or is due, append it.
     async fn flush_once(&self) {
-        if self.restored.get().is_none() {
+        if !self.flusher.restored() {
             // nothing is counted before the restore, and heartbeats need its values
             return;
         }
@@ -496,43 +426,5 @@ impl LogMetrics {
                 tracing::warn!(error = %e, samples, "storing log record counters failed; retrying");
             }
         }
-    }
-}
-
-/// The flusher task: wakes on work (or when a heartbeat or marker is due), keeps
-/// `flush_interval` between flushes, and flushes once more before it stops.
-async fn flusher(metrics: Weak<LogMetrics>) {
-    let mut next_flush = tokio::time::Instant::now();
-    loop {
-        let Some(m) = metrics.upgrade() else {
-            return;
-        };
-        let mut stop = m.stop.subscribe();
-        if *stop.borrow_and_update() {
-            break;
-        }
-        if m.restored.get().is_none() {
-            // restored without waiting for a first push, so the series of the previous
-            // process keep their heartbeats after a quiet restart
-            let _ = m.ready().await;
-        }
-        let idle = m.idle_for();
-        tokio::select! {
-            _ = m.work.notified() => {}
-            _ = tokio::time::sleep(idle) => {}
-            _ = stop.changed() => {}
-        }
-        if !*m.stop.borrow() {
-            tokio::select! {
-                _ = tokio::time::sleep_until(next_flush) => {}
-                _ = stop.changed() => {}
-            }
-        }
-        next_flush = tokio::time::Instant::now() + m.cfg.flush_interval;
-        m.flush_once().await;
-    }
-    if let Some(m) = metrics.upgrade() {
-        m.flush_once().await;
-        m.closed.send_replace(true);
     }
 }

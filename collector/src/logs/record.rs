@@ -7,6 +7,7 @@ use store::logs::{LogBatch, LogRecord, Severity};
 use store::traces::{SpanId, TraceId};
 
 use super::LogLimits;
+use crate::error::count_reason;
 
 /// Why a record was rejected; the names are the `reason` label of
 /// `lookout_logs_rejected_records_total`.
@@ -63,17 +64,8 @@ impl ConvertedLogs {
     /// Counts a rejected record; `message` is built only for the first.
     pub fn reject(&mut self, reason: RejectReason, message: impl FnOnce() -> String) {
         self.rejected += 1;
-        match self
-            .rejected_by_reason
-            .iter_mut()
-            .find(|(r, _)| *r == reason)
-        {
-            Some((_, n)) => *n += 1,
-            None => self.rejected_by_reason.push((reason, 1)),
-        }
-        if self.first_rejection.is_none() {
-            self.first_rejection = Some(message());
-        }
+        count_reason(&mut self.rejected_by_reason, reason);
+        self.first_rejection.get_or_insert_with(message);
     }
 
     /// Keeps `record` if it is within `limits`, rejects it naming the limit otherwise.

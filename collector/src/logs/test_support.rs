@@ -1,59 +1,34 @@
 //! Test doubles for log ingest: a recording log store with failure modes, and a
 //! [`LogIngest`] over it and an in-memory metrics store.
 
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use store::logs::{LogAppendReport, LogBatch, LogRecord, LogsAppender};
-use store::StoreError;
 
 use super::{LogIngest, LogLimits, LogMetricsConfig};
-use crate::traces::test_support::{Events, MemMetrics};
+pub use crate::traces::test_support::Mode;
+use crate::traces::test_support::{Events, MemMetrics, ModeCell};
 
-/// What the recording store does with an append.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub enum LogsMode {
-    Accept = 0,
-    Overloaded = 1,
-    Unavailable = 2,
-    /// Stores all but the first record, reported as too old.
-    RejectFirst = 3,
-    /// Refuses every record (an append that stores nothing but succeeds).
-    RejectAll = 4,
-}
-
-impl LogsMode {
-    fn from_u8(n: u8) -> Self {
-        match n {
-            1 => LogsMode::Overloaded,
-            2 => LogsMode::Unavailable,
-            3 => LogsMode::RejectFirst,
-            4 => LogsMode::RejectAll,
-            _ => LogsMode::Accept,
-        }
-    }
-}
-
-/// A log store that records what it was given.
+/// A log store that records what it was given; [`Mode::RejectOne`] stores all but the first
+/// record, reported as too old.
 pub struct RecordingLogs {
-    mode: AtomicU8,
+    mode: ModeCell,
     pub batches: Mutex<Vec<LogBatch>>,
 }
 
 impl RecordingLogs {
-    pub fn new(mode: LogsMode) -> Arc<Self> {
+    pub fn new(mode: Mode) -> Arc<Self> {
         Arc::new(RecordingLogs {
-            mode: AtomicU8::new(mode as u8),
+            mode: ModeCell::new(mode),
             batches: Mutex::new(Vec::new()),
         })
     }
 
-    pub fn set_mode(&self, mode: LogsMode) {
-        self.mode.store(mode as u8, Ordering::SeqCst);
+    pub fn set_mode(&self, mode: Mode) {
+        self.mode.set(mode);
     }
 
     /// Every stored record, in order.
@@ -74,18 +49,18 @@ impl RecordingLogs {
 #[async_trait]
 impl LogsAppender for RecordingLogs {
     async fn append_logs(&self, mut batch: LogBatch) -> store::Result<LogAppendReport> {
+        let mode = self.mode.get();
+        if let Some(e) = mode.error("log wal") {
+            return Err(e);
+        }
         let mut report = LogAppendReport::default();
-        match LogsMode::from_u8(self.mode.load(Ordering::SeqCst)) {
-            LogsMode::Overloaded => {
-                return Err(StoreError::Overloaded("log wal queue full".into()))
-            }
-            LogsMode::Unavailable => return Err(StoreError::Unavailable("shutting down".into())),
-            LogsMode::RejectFirst if !batch.records.is_empty() => {
+        match mode {
+            Mode::RejectOne if !batch.records.is_empty() => {
                 batch.records.remove(0);
                 report.rejected_records = 1;
                 report.first_rejection = Some("record time 1 is older than the retention".into());
             }
-            LogsMode::RejectAll => {
+            Mode::RejectAll => {
                 report.rejected_records = batch.records.len() as u64;
                 report.first_rejection = Some("record too old".into());
                 batch.records.clear();
@@ -113,7 +88,7 @@ pub fn test_metrics_config() -> LogMetricsConfig {
     }
 }
 
-pub fn setup_with(mode: LogsMode, limits: LogLimits) -> Setup {
+pub fn setup_with(mode: Mode, limits: LogLimits) -> Setup {
     let logs = RecordingLogs::new(mode);
     let metrics = MemMetrics::new(Events::default());
     let ingest = LogIngest::new(
@@ -131,7 +106,7 @@ pub fn setup_with(mode: LogsMode, limits: LogLimits) -> Setup {
     }
 }
 
-pub fn setup(mode: LogsMode) -> Setup {
+pub fn setup(mode: Mode) -> Setup {
     setup_with(mode, LogLimits::default())
 }
 

@@ -8,7 +8,7 @@ use store::logs::{LogRecord, Severity};
 use store::{Labels, Sample};
 
 use super::metrics::{count_records, LogCountState, LogKey, LOG_RECORDS_TOTAL};
-use super::test_support::{setup, test_metrics_config, wait_metric, LogsMode, RecordingLogs};
+use super::test_support::{setup, test_metrics_config, wait_metric, Mode, RecordingLogs};
 use super::*;
 use crate::traces::restore::Restored;
 use crate::traces::test_support::{Events, MemMetrics, NotReady};
@@ -46,7 +46,7 @@ fn samples(metrics: &MemMetrics, rendered: &str) -> Vec<Sample> {
 
 #[tokio::test]
 async fn stored_records_are_counted_per_service_and_severity() {
-    let s = setup(LogsMode::Accept);
+    let s = setup(Mode::Accept);
     let stored = s
         .ingest
         .store(
@@ -96,7 +96,7 @@ async fn stored_records_are_counted_per_service_and_severity() {
 
 #[tokio::test]
 async fn batches_the_store_refused_are_not_counted() {
-    let s = setup(LogsMode::RejectAll);
+    let s = setup(Mode::RejectAll);
     let stored = s
         .ingest
         .store(
@@ -110,14 +110,14 @@ async fn batches_the_store_refused_are_not_counted() {
         stored.rejection_message().unwrap(),
         "2 log records rejected; first: record too old"
     );
-    s.logs.set_mode(LogsMode::Overloaded);
+    s.logs.set_mode(Mode::Overloaded);
     let err = s
         .ingest
         .store(converted(vec![rec("a", 17, "z")]), "test")
         .await
         .unwrap_err();
     assert_eq!(err.status(), axum::http::StatusCode::TOO_MANY_REQUESTS);
-    s.logs.set_mode(LogsMode::Accept);
+    s.logs.set_mode(Mode::Accept);
     s.ingest
         .store(converted(vec![rec("a", 17, "ok")]), "test")
         .await
@@ -127,7 +127,7 @@ async fn batches_the_store_refused_are_not_counted() {
 
 #[tokio::test]
 async fn counters_continue_after_a_restart() {
-    let s = setup(LogsMode::Accept);
+    let s = setup(Mode::Accept);
     s.ingest
         .store(
             converted(vec![rec("a", 13, "w"), rec("a", 13, "w")]),
@@ -139,7 +139,7 @@ async fn counters_continue_after_a_restart() {
     s.ingest.shutdown().await;
     assert_eq!(s.metrics.last(&series("a", "warn")), Some(2.0));
 
-    let logs = RecordingLogs::new(LogsMode::Accept);
+    let logs = RecordingLogs::new(Mode::Accept);
     let again = LogIngest::new(
         logs,
         s.metrics.clone(),
@@ -158,7 +158,7 @@ async fn counters_continue_after_a_restart() {
 
 #[tokio::test]
 async fn pushes_wait_for_the_restore_and_are_refused_until_it_succeeds() {
-    let logs = RecordingLogs::new(LogsMode::Accept);
+    let logs = RecordingLogs::new(Mode::Accept);
     let metrics = MemMetrics::new(Events::default());
     let ingest = LogIngest::new(
         logs.clone(),
@@ -178,7 +178,7 @@ async fn pushes_wait_for_the_restore_and_are_refused_until_it_succeeds() {
 
 #[tokio::test]
 async fn ingest_converts_on_the_blocking_pool_with_the_limits_and_time() {
-    let s = setup(LogsMode::Accept);
+    let s = setup(Mode::Accept);
     let stored = s
         .ingest
         .ingest(

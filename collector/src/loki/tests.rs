@@ -1,16 +1,13 @@
 //! Loki push over HTTP: JSON, snappy protobuf, gzip, the status codes, and what is stored.
 
-use std::io::Write;
-
-use axum::http::{Request, StatusCode};
-use flate2::write::GzEncoder;
+use axum::http::StatusCode;
 use prost::Message;
-use tower::ServiceExt;
 
 use super::proto::{EntryAdapter, LabelPairAdapter, PushRequest, StreamAdapter, Timestamp};
 use super::*;
-use crate::logs::test_support::{setup, setup_with, wait_metric, LogsMode, Setup};
+use crate::logs::test_support::{setup, setup_with, wait_metric, Mode, Setup};
 use crate::logs::LogLimits;
+use crate::otlp::test_support::{gzip, post};
 
 const JSON: &str = r#"{"streams":[
   {"stream":{"app":"checkout","env":"prod"},"values":[
@@ -25,33 +22,10 @@ async fn push_raw(
     encoding: Option<&str>,
     body: Vec<u8>,
 ) -> (StatusCode, axum::http::HeaderMap, String) {
-    let mut req = Request::post(PUSH_PATH);
-    if let Some(ct) = content_type {
-        req = req.header(header::CONTENT_TYPE, ct);
-    }
-    if let Some(enc) = encoding {
-        req = req.header(header::CONTENT_ENCODING, enc);
-    }
-    let resp = router(s.ingest.clone())
-        .oneshot(req.body(Body::from(body)).unwrap())
-        .await
-        .unwrap();
-    let status = resp.status();
-    let headers = resp.headers().clone();
-    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    (
-        status,
-        headers,
-        String::from_utf8_lossy(&bytes).into_owned(),
-    )
-}
-
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut enc = GzEncoder::new(Vec::new(), flate2::Compression::default());
-    enc.write_all(data).unwrap();
-    enc.finish().unwrap()
+    let app = router(s.ingest.clone());
+    let (status, headers, bytes) = post(app, PUSH_PATH, content_type, encoding, body).await;
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    (status, headers, text)
 }
 
 fn snappy(data: &[u8]) -> Vec<u8> {
@@ -85,7 +59,7 @@ fn proto_push(labels: &str, lines: &[&[u8]]) -> PushRequest {
 
 #[tokio::test]
 async fn json_push_is_stored_with_service_severity_and_ids() {
-    let s = setup(LogsMode::Accept);
+    let s = setup(Mode::Accept);
     let (status, _, body) =
         push_raw(&s, Some("application/json"), None, JSON.as_bytes().to_vec()).await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
@@ -131,7 +105,7 @@ async fn json_push_is_stored_with_service_severity_and_ids() {
 
 #[tokio::test]
 async fn every_encoding_decodes_alike() {
-    let s = setup(LogsMode::Accept);
+    let s = setup(Mode::Accept);
     let pb = proto_push(r#"{app="pb", env="prod"}"#, &[b"[ERROR] one", b"two"]).encode_to_vec();
     let cases: Vec<(Option<&str>, Option<&str>, Vec<u8>)> = vec![
         (
@@ -168,7 +142,7 @@ async fn every_encoding_decodes_alike() {
 #[tokio::test]
 async fn a_line_over_the_limit_is_400_naming_it_and_the_rest_is_stored() {
     let s = setup_with(
-        LogsMode::Accept,
+        Mode::Accept,
         LogLimits {
             max_body_bytes: 20,
             ..Default::default()
@@ -211,7 +185,7 @@ async fn a_line_over_the_limit_is_400_naming_it_and_the_rest_is_stored() {
 
 #[tokio::test]
 async fn invalid_utf8_is_replaced_in_json_and_protobuf() {
-    let s = setup(LogsMode::Accept);
+    let s = setup(Mode::Accept);
     let mut json = JSON
         .replace("disk almost full", "disk QQ full")
         .into_bytes();
@@ -230,7 +204,7 @@ async fn invalid_utf8_is_replaced_in_json_and_protobuf() {
 #[tokio::test]
 async fn bad_requests_are_4xx_with_a_message() {
     let s = setup_with(
-        LogsMode::Accept,
+        Mode::Accept,
         LogLimits {
             max_request_body_bytes: 1000,
             ..Default::default()
@@ -312,8 +286,8 @@ async fn bad_requests_are_4xx_with_a_message() {
 #[tokio::test]
 async fn an_overloaded_or_unavailable_store_is_429_or_503_with_retry_after() {
     for (mode, want) in [
-        (LogsMode::Overloaded, StatusCode::TOO_MANY_REQUESTS),
-        (LogsMode::Unavailable, StatusCode::SERVICE_UNAVAILABLE),
+        (Mode::Overloaded, StatusCode::TOO_MANY_REQUESTS),
+        (Mode::Unavailable, StatusCode::SERVICE_UNAVAILABLE),
     ] {
         let s = setup(mode);
         let (status, headers, _) =
@@ -322,7 +296,7 @@ async fn an_overloaded_or_unavailable_store_is_429_or_503_with_retry_after() {
         assert_eq!(headers[header::RETRY_AFTER], "5");
     }
     // the store refusing every entry is the client's problem, as Loki answers it
-    let s = setup(LogsMode::RejectAll);
+    let s = setup(Mode::RejectAll);
     let (status, _, text) =
         push_raw(&s, Some("application/json"), None, JSON.as_bytes().to_vec()).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);

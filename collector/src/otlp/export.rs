@@ -5,7 +5,6 @@
 
 use std::sync::{Arc, LazyLock};
 
-use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
@@ -15,7 +14,7 @@ use store::MetricsAppender;
 
 use super::convert::{convert, Converted};
 use super::delta::DeltaAccumulator;
-use super::signal::{Encoding, OtlpSignal};
+use super::signal::{Decode, Decoder, OtlpSignal};
 use crate::telemetry::{record_append, record_rejected, REQUESTS};
 use crate::{IngestError, IngestLimits};
 
@@ -57,37 +56,22 @@ impl OtlpSignal for MetricsExport {
     const SIGNAL: &'static str = "metrics";
     const GRPC_SERVICE: &'static str = super::grpc::SERVICE_NAME;
     const GRPC_PATH: &'static str = super::grpc::EXPORT_PATH;
+    const HTTP_PATH: &'static str = "/v1/metrics";
+    const DECODE_PROTOBUF: Decoder<Self::Request> = decode_protobuf;
+    const DECODE_JSON: Decoder<Self::Request> = super::json::decode_request;
 
     fn max_request_body_bytes(&self) -> usize {
         self.limits.max_request_body_bytes
     }
 
-    fn decode(payload: Bytes, encoding: Encoding) -> Result<Self::Request, IngestError> {
-        match encoding {
-            Encoding::Protobuf => decode_protobuf(&payload),
-            Encoding::Json => super::json::decode_request(&payload),
-        }
-    }
-
     /// Decodes and converts on the blocking pool, then appends.
-    async fn export<F>(
+    async fn export(
         self: Arc<Self>,
-        decode: F,
+        decode: impl Decode<Self::Request>,
         protocol: &'static str,
-    ) -> Result<Self::Response, IngestError>
-    where
-        F: FnOnce() -> Result<Self::Request, IngestError> + Send + 'static,
-    {
+    ) -> Result<Self::Response, IngestError> {
         let converted = convert_blocking(decode, Arc::clone(&self.delta)).await?;
         append_converted(self.sink.as_ref(), &self.delta, converted, protocol).await
-    }
-
-    fn outcome(resp: &Self::Response) -> &'static str {
-        outcome(resp)
-    }
-
-    fn has_partial_success(resp: &Self::Response) -> bool {
-        resp.partial_success.is_some()
     }
 
     fn requests() -> &'static IntCounterVec {
@@ -177,15 +161,6 @@ pub(crate) async fn append_converted(
         error_message: message.unwrap_or_default(),
     });
     Ok(ExportMetricsServiceResponse { partial_success })
-}
-
-/// Outcome label for [`crate::telemetry::REQUESTS`].
-fn outcome(resp: &ExportMetricsServiceResponse) -> &'static str {
-    if resp.partial_success.is_some() {
-        "partial"
-    } else {
-        "ok"
-    }
 }
 
 #[cfg(test)]

@@ -62,6 +62,11 @@ impl<S: OtlpSignal> OtlpGrpcService<S> {
     }
 }
 
+/// The OTLP gRPC service of a signal, over `signal`. Auth is layered on by the binary.
+pub fn grpc_service<S: OtlpSignal>(signal: Arc<S>) -> OtlpGrpcService<S> {
+    OtlpGrpcService::new(signal)
+}
+
 /// The OTLP metrics gRPC service.
 pub type MetricsGrpcService = OtlpGrpcService<MetricsExport>;
 

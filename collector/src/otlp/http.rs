@@ -34,13 +34,14 @@ const ACCEPTED_TYPES: &str = "application/x-protobuf or application/json";
 
 /// The OTLP/HTTP metrics router (`POST /v1/metrics`). Auth is layered on by the binary.
 pub fn router(sink: Arc<dyn MetricsAppender>, limits: IngestLimits) -> Router {
-    export_router("/v1/metrics", Arc::new(MetricsExport::new(sink, limits)))
+    export_router(Arc::new(MetricsExport::new(sink, limits)))
 }
 
-/// A router serving `POST path` with `signal`'s export.
-pub fn export_router<S: OtlpSignal>(path: &str, signal: Arc<S>) -> Router {
+/// The OTLP/HTTP router of a signal: `POST S::HTTP_PATH` with `signal`'s export. Auth is
+/// layered on by the binary.
+pub fn export_router<S: OtlpSignal>(signal: Arc<S>) -> Router {
     Router::new()
-        .route(path, post(export::<S>))
+        .route(S::HTTP_PATH, post(export::<S>))
         .with_state(signal)
 }
 

@@ -21,10 +21,12 @@ use opentelemetry_proto::tonic::metrics::v1::{
     exemplar, metric, number_data_point, AggregationTemporality, Exemplar, Metric, NumberDataPoint,
 };
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::json_common::{array_mut, enum_number, parse, typed};
 use crate::IngestError;
+
+const REQUEST: &str = "ExportMetricsServiceRequest";
 
 /// The JSON keys of the `Metric.data` oneof.
 const DATA_KEYS: [&str; 5] = [
@@ -42,17 +44,11 @@ const VALUE_KEYS: [&str; 2] = ["asDouble", "asInt"];
 /// Decodes an OTLP/JSON metrics export request; anything that would not arrive intact is a
 /// [`IngestError::Malformed`] naming the problem.
 pub(crate) fn decode_request(payload: &[u8]) -> Result<ExportMetricsServiceRequest, IngestError> {
-    let mut value: Value = serde_json::from_slice(payload).map_err(malformed)?;
+    let mut value = parse(REQUEST, payload)?;
     normalise_enums(&mut value)?;
-    let request = ExportMetricsServiceRequest::deserialize(&value).map_err(malformed)?;
+    let request = typed(REQUEST, &value)?;
     check_oneofs(&value, &request)?;
     Ok(request)
-}
-
-fn malformed(e: impl std::fmt::Display) -> IngestError {
-    IngestError::Malformed(format!(
-        "failed to decode JSON ExportMetricsServiceRequest: {e}"
-    ))
 }
 
 /// The array under `key` of a JSON object, empty when absent or not an array (the typed
@@ -61,12 +57,6 @@ fn array<'a>(v: &'a Value, key: &str) -> &'a [Value] {
     v.get(key)
         .and_then(Value::as_array)
         .map_or(&[], Vec::as_slice)
-}
-
-fn array_mut<'a>(v: &'a mut Value, key: &str) -> &'a mut [Value] {
-    v.get_mut(key)
-        .and_then(Value::as_array_mut)
-        .map_or(&mut [], Vec::as_mut_slice)
 }
 
 fn metric_name(metric: &Value) -> &str {
@@ -80,23 +70,20 @@ fn normalise_enums(request: &mut Value) -> Result<(), IngestError> {
             for metric in array_mut(sm, "metrics") {
                 let name = metric_name(metric).to_string();
                 for key in TEMPORAL_KEYS {
-                    let Some(field) = metric
-                        .get_mut(key)
-                        .and_then(|d| d.get_mut("aggregationTemporality"))
-                    else {
-                        continue;
-                    };
-                    if let Value::String(s) = field {
-                        let Some(t) = AggregationTemporality::from_str_name(s) else {
-                            return Err(IngestError::Malformed(format!(
+                    enum_number(
+                        metric
+                            .get_mut(key)
+                            .and_then(|d| d.get_mut("aggregationTemporality")),
+                        |s| AggregationTemporality::from_str_name(s).map(|t| t as i32),
+                        |s| {
+                            format!(
                                 "metric {name:?}: unknown aggregationTemporality {s:?}; \
                                  expected one of AGGREGATION_TEMPORALITY_UNSPECIFIED, \
                                  AGGREGATION_TEMPORALITY_DELTA, \
                                  AGGREGATION_TEMPORALITY_CUMULATIVE or their numbers"
-                            )));
-                        };
-                        *field = Value::from(t as i32);
-                    }
+                            )
+                        },
+                    )?;
                 }
             }
         }

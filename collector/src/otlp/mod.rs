@@ -17,13 +17,14 @@ pub mod export;
 pub mod grpc;
 pub mod http;
 mod json;
+mod json_common;
 pub mod logs;
 pub mod names;
 pub mod signal;
 pub mod status;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-mod test_support;
+pub(crate) mod test_support;
 pub mod traces;
 
 pub use export::{PROTOCOL_GRPC, PROTOCOL_HTTP};

@@ -1,9 +1,16 @@
 //! Test doubles for the OTLP receivers: a sink that records batches or fails on demand, and
-//! small request builders.
+//! small request builders; and the calls every receiver's tests make (also Loki's): an HTTP
+//! POST through a router in-process, a gRPC service on a real port, a raw gRPC call.
 
+use std::io::Write;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use axum::body::Body;
+use axum::http::{header, HeaderMap, Request, StatusCode};
+use axum::Router;
+use bytes::Bytes;
+use flate2::write::GzEncoder;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::metrics::v1::{
@@ -12,6 +19,13 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use parking_lot::Mutex;
 use store::{AppendReport, MetricBatch, MetricsAppender, RejectReason, StoreError};
+use tokio::net::TcpListener;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::Server;
+use tower::ServiceExt;
+
+use super::grpc::OtlpGrpcService;
+use super::signal::OtlpSignal;
 
 /// What the recording sink does with each append.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,6 +128,53 @@ pub fn gauge_request(name: &str, value: f64) -> ExportMetricsServiceRequest {
     }
 }
 
+/// Sends `POST path` through `app` in-process, with the `Content-Type` and `Content-Encoding`
+/// given; returns the answer's status, headers and body.
+pub async fn post(
+    app: Router,
+    path: &str,
+    content_type: Option<&str>,
+    content_encoding: Option<&str>,
+    body: Vec<u8>,
+) -> (StatusCode, HeaderMap, Bytes) {
+    let mut req = Request::post(path);
+    if let Some(ct) = content_type {
+        req = req.header(header::CONTENT_TYPE, ct);
+    }
+    if let Some(enc) = content_encoding {
+        req = req.header(header::CONTENT_ENCODING, enc);
+    }
+    let resp = app
+        .oneshot(req.body(Body::from(body)).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (status, headers, bytes)
+}
+
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut enc = GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(data).unwrap();
+    enc.finish().unwrap()
+}
+
+/// Starts `svc` on an ephemeral port; returns its `http://` address.
+pub async fn serve_grpc<S: OtlpSignal>(svc: OtlpGrpcService<S>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        Server::builder()
+            .add_service(svc)
+            .serve_with_incoming(TcpIncoming::from(listener))
+            .await
+    });
+    format!("http://{addr}")
+}
+
 /// Sends and receives bytes as they are.
 #[derive(Clone, Copy)]
 pub struct RawCodec;
@@ -162,10 +223,16 @@ impl tonic::codec::Codec for RawCodec {
 
 /// Calls `path` on the gRPC server at `addr` with `body` as the message, bytes as they are;
 /// returns the answer's bytes.
-pub async fn grpc_raw(
+pub async fn grpc_raw(addr: &str, path: &str, body: Vec<u8>) -> Result<Vec<u8>, tonic::Status> {
+    grpc_raw_with(addr, path, body, false).await
+}
+
+/// [`grpc_raw`], the message gzip-compressed when `gzip`.
+pub async fn grpc_raw_with(
     addr: &str,
-    path: &'static str,
+    path: &str,
     body: Vec<u8>,
+    gzip: bool,
 ) -> Result<Vec<u8>, tonic::Status> {
     let channel = tonic::transport::Endpoint::from_shared(addr.to_string())
         .unwrap()
@@ -173,12 +240,33 @@ pub async fn grpc_raw(
         .await
         .unwrap();
     let mut grpc = tonic::client::Grpc::new(channel);
+    if gzip {
+        grpc = grpc.send_compressed(tonic::codec::CompressionEncoding::Gzip);
+    }
     grpc.ready().await.unwrap();
     grpc.unary(
         tonic::Request::new(body),
-        ::http::uri::PathAndQuery::from_static(path),
+        ::http::uri::PathAndQuery::try_from(path).unwrap(),
         RawCodec,
     )
     .await
     .map(tonic::Response::into_inner)
+}
+
+/// The gRPC service at `addr` answers bytes that are no protobuf, sent to `export_path`, with
+/// `INVALID_ARGUMENT` naming the `request` message, and another method of the same service
+/// with `UNIMPLEMENTED`.
+pub async fn assert_garbage_and_other_methods_refused(
+    addr: &str,
+    export_path: &str,
+    request: &str,
+) {
+    let err = grpc_raw(addr, export_path, vec![0xff; 3])
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(err.message().contains(request), "{}", err.message());
+    let other = export_path.replace("/Export", "/Other");
+    let err = grpc_raw(addr, &other, Vec::new()).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unimplemented, "{other}");
 }

@@ -29,16 +29,17 @@
 //! spans were stored (flush timeout) has its derived counts applied anyway and counts them
 //! again when the client retries.
 
-use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use store::traces::SpanBatch;
 use store::{ErrorKind, MetricsAppender, MetricsQuerier, StoreError};
-use tokio::sync::{watch, Notify, OnceCell};
+use tokio::sync::watch;
 
+use super::flusher::{self, now_ms, Flushed, Flusher};
 use super::prepare::{prepare, Prepared};
-use super::restore::latest_values;
+use super::restore::{Restored, DERIVED_NAMES};
 use super::state::{DeriveState, Reason};
 use super::DeriveConfig;
 use crate::telemetry;
@@ -66,18 +67,8 @@ pub struct Deriver {
     edge_les: Vec<String>,
     state: Mutex<DeriveState>,
     metrics: Arc<dyn MetricsAppender>,
-    querier: Arc<dyn MetricsQuerier>,
-    restored: OnceCell<()>,
-    work: Notify,
+    flusher: Flusher,
     status: watch::Sender<FlushStatus>,
-    stop: watch::Sender<bool>,
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 fn store_error(kind: ErrorKind, message: &str) -> IngestError {
@@ -97,21 +88,16 @@ impl Deriver {
     ) -> Result<Arc<Self>, String> {
         cfg.validate()?;
         let cfg = Arc::new(cfg);
-        let (status, _) = watch::channel(FlushStatus::default());
-        let (stop, _) = watch::channel(false);
         let deriver = Arc::new(Deriver {
             span_les: cfg.span_les(),
             edge_les: cfg.edge_les(),
             state: Mutex::new(DeriveState::new(cfg.clone())),
-            cfg,
+            flusher: Flusher::new::<Self>(cfg.flush_interval, cfg.restore_lookback, querier),
+            status: watch::channel(FlushStatus::default()).0,
             metrics,
-            querier,
-            restored: OnceCell::new(),
-            work: Notify::new(),
-            status,
-            stop,
+            cfg,
         });
-        tokio::spawn(flusher(Arc::downgrade(&deriver)));
+        flusher::spawn(&deriver);
         Ok(deriver)
     }
 
@@ -122,32 +108,7 @@ impl Deriver {
     /// Restores the counters from the metrics store, once; until that succeeds, every call
     /// fails with the store's error (unavailable while it replays its WAL).
     pub async fn ready(&self) -> Result<(), IngestError> {
-        self.restored
-            .get_or_try_init(|| async {
-                let querier = Arc::clone(&self.querier);
-                let lookback = self.cfg.restore_lookback;
-                let started = Instant::now();
-                let stored = tokio::task::spawn_blocking(move || {
-                    latest_values(querier.as_ref(), now_ms(), lookback)
-                })
-                .await
-                .map_err(|e| {
-                    IngestError::Store(StoreError::Unavailable(format!(
-                        "restoring derived trace metrics failed: {e}"
-                    )))
-                })??;
-                let series = stored.len();
-                let keys = self.state.lock().restore(stored);
-                tracing::info!(
-                    series,
-                    keys,
-                    ms = started.elapsed().as_millis() as u64,
-                    "derived trace metrics restored"
-                );
-                Ok::<(), IngestError>(())
-            })
-            .await
-            .map(|_| ())
+        self.flusher.ready(|stored| self.load(stored)).await
     }
 
     /// A batch's observations; CPU work without locks, for the blocking pool.
@@ -168,7 +129,7 @@ impl Deriver {
             telemetry::SERVICE_GRAPH_PENDING.set(state.pending_edges() as i64);
             epoch
         };
-        self.work.notify_one();
+        self.flusher.wake();
         Some(epoch)
     }
 
@@ -214,18 +175,27 @@ impl Deriver {
     /// Stops the flusher after a last flush of everything applied so far. Halves still waiting
     /// for a partner are dropped (logged).
     pub async fn shutdown(&self) {
-        let _ = self.stop.send(true);
-        self.work.notify_one();
-        let mut rx = self.status.subscribe();
-        let _ = rx.wait_for(|s| s.closed).await;
+        self.flusher.shutdown().await;
+    }
+}
+
+/// The flusher wakes on work, or every [`IDLE_TICK`] to expire halves (see
+/// [`super::flusher`]).
+impl Flushed for Deriver {
+    const WHAT: &'static str = "derived trace metrics";
+    const SERIES: &'static str = DERIVED_NAMES;
+    const IDLE_TICK: Duration = IDLE_TICK;
+
+    fn flusher(&self) -> &Flusher {
+        &self.flusher
     }
 
-    /// How long the flusher may sleep without work: until the next heartbeat or marker is
-    /// due, at most [`IDLE_TICK`].
-    fn idle_for(&self) -> Duration {
-        let due = self.state.lock().next_sweep_ms();
-        let wait = due.saturating_sub(now_ms()).max(0);
-        Duration::from_millis(u64::try_from(wait).unwrap_or(0)).min(IDLE_TICK)
+    fn load(&self, stored: Vec<Restored>) -> usize {
+        self.state.lock().restore(stored)
+    }
+
+    fn next_sweep_ms(&self) -> i64 {
+        self.state.lock().next_sweep_ms()
     }
 
     /// One flush: expire waiting halves, snapshot what changed or is due, append it.
@@ -283,52 +253,15 @@ impl Deriver {
             }
         }
     }
-}
 
-/// The flusher task: wakes on work (or every [`IDLE_TICK`] to expire halves), keeps
-/// `flush_interval` between flushes, and flushes once more before it stops.
-async fn flusher(deriver: Weak<Deriver>) {
-    let mut next_flush = tokio::time::Instant::now();
-    loop {
-        let Some(d) = deriver.upgrade() else {
-            return;
-        };
-        let mut stop = d.stop.subscribe();
-        if *stop.borrow_and_update() {
-            break;
-        }
-        if d.restored.get().is_none() {
-            // restored without waiting for a first request, so the series of the previous
-            // process keep their heartbeats (and get their markers) after a quiet restart;
-            // while the metrics store cannot answer yet this is tried again each round
-            let _ = d.ready().await;
-        }
-        let idle = d.idle_for();
-        tokio::select! {
-            _ = d.work.notified() => {}
-            _ = tokio::time::sleep(idle) => {}
-            _ = stop.changed() => {}
-        }
-        if !*d.stop.borrow() {
-            // group commit: requests arriving until then share this flush
-            tokio::select! {
-                _ = tokio::time::sleep_until(next_flush) => {}
-                _ = stop.changed() => {}
-            }
-        }
-        next_flush = tokio::time::Instant::now() + d.cfg.flush_interval;
-        d.flush_once().await;
-    }
-    if let Some(d) = deriver.upgrade() {
-        // a last flush for requests that applied after the loop's
-        d.flush_once().await;
-        let waiting = d.state.lock().pending_edges();
+    fn closing(&self) {
+        let waiting = self.state.lock().pending_edges();
         if waiting > 0 {
             tracing::info!(
                 waiting,
                 "dropping service-graph halves still waiting for a partner"
             );
         }
-        d.status.send_modify(|s| s.closed = true);
+        self.status.send_modify(|s| s.closed = true);
     }
 }

@@ -7,7 +7,9 @@
 //! [`prepare`]) -> [`Deriver::apply`] (short lock: counters in [`state`], pairing in
 //! [`graph`]) -> the flusher appends the changed [`series`] -> [`Deriver::wait_flushed`]
 //! before the request is acknowledged. [`restore`] reads the stored counters back at start.
-//! See [`deriver`] for the durability promises and what they do not cover.
+//! See [`deriver`] for the durability promises and what they do not cover. The flusher task
+//! (`flusher`), the counter tables and their flush bookkeeping ([`state`]) also serve the
+//! log-based metric (`crate::logs::metrics`).
 //!
 //! Like Tempo's metrics-generator (`collection_interval`), every series is written at least
 //! once per `heartbeat` even when unchanged, so it has a value at any time (PromQL looks back
@@ -18,6 +20,7 @@
 
 pub mod classify;
 pub mod deriver;
+pub(crate) mod flusher;
 pub mod graph;
 pub mod prepare;
 pub mod restore;
@@ -111,15 +114,12 @@ impl DeriveConfig {
                 errors.push(format!("{name}: bounds must be strictly ascending"));
             }
         }
-        if self.flush_interval.is_zero() {
-            errors.push("flush_interval must be more than 0".to_string());
-        }
-        if self.heartbeat <= self.flush_interval {
-            errors.push("heartbeat must be more than flush_interval".to_string());
-        }
-        if self.stale_after <= self.heartbeat {
-            errors.push("stale_after must be more than heartbeat".to_string());
-        }
+        errors.extend(flusher::timing_errors(
+            "",
+            self.flush_interval,
+            self.heartbeat,
+            self.stale_after,
+        ));
         if self.ack_timeout.is_zero() {
             errors.push("ack_timeout must be more than 0".to_string());
         }

@@ -16,7 +16,7 @@ use std::time::Duration;
 use store::{LabelMatcher, Labels, MatchOp, MetricsQuerier, Sample};
 
 /// The `__name__` pattern of every derived series.
-const DERIVED_NAMES: &str = "traces_(spanmetrics|service_graph)_.+";
+pub(crate) const DERIVED_NAMES: &str = "traces_(spanmetrics|service_graph)_.+";
 
 /// Windows read for series missing from the recent one, each back from now.
 const WINDOWS: [Duration; 2] = [Duration::from_secs(3600), Duration::from_secs(24 * 3600)];

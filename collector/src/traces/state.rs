@@ -27,13 +27,14 @@
 //! Timestamps: one per snapshot, strictly later than the previous one (two milliseconds later
 //! when a prior value is written), so every series' samples strictly increase.
 //!
-//! [`Table`] (one kind of key with these rules) is also what the log-based metric
-//! (`crate::logs::metrics`) keeps its counters in.
+//! `Table` (one kind of key with these rules) and `FlushClock` (the timestamps, sweeps and
+//! metadata of a set of tables) are also what the log-based metric (`crate::logs::metrics`)
+//! keeps its counters in.
 
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use store::MetricBatch;
 
@@ -50,8 +51,96 @@ use crate::telemetry;
 /// After a failed flush, the keys it had due are looked for again this much later.
 const RETRY_SWEEP_MS: i64 = 500;
 
-pub(crate) fn ms(d: std::time::Duration) -> i64 {
+pub(crate) fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The flush bookkeeping of a set of tables: snapshot timestamps, when the next sweep is due,
+/// whether the metric metadata went out.
+pub(crate) struct FlushClock {
+    /// The heartbeat window in ms, taken one flush interval early since the flush after this
+    /// one may come that much later.
+    heartbeat_ms: i64,
+    stale_after_ms: i64,
+    /// Timestamp of the last snapshot; the next is strictly later.
+    last_timestamp_ms: i64,
+    /// No key is due (heartbeat or marker) before this time: snapshots before it skip the
+    /// sweep. A lower bound; `i64::MIN` sweeps at the next snapshot.
+    next_sweep_ms: i64,
+    metadata_sent: bool,
+}
+
+impl FlushClock {
+    pub(crate) fn new(
+        flush_interval: Duration,
+        heartbeat: Duration,
+        stale_after: Duration,
+    ) -> Self {
+        FlushClock {
+            heartbeat_ms: ms(heartbeat).saturating_sub(ms(flush_interval)).max(1),
+            stale_after_ms: ms(stale_after),
+            last_timestamp_ms: i64::MIN,
+            next_sweep_ms: i64::MAX,
+            metadata_sent: false,
+        }
+    }
+
+    /// When the next snapshot may have keys due without any change (the flusher wakes then).
+    pub(crate) fn next_sweep_ms(&self) -> i64 {
+        self.next_sweep_ms
+    }
+
+    /// The next snapshot's timestamp: `now_ms`, but strictly later than the last one (two
+    /// milliseconds later when it writes a prior value, one millisecond before its own).
+    pub(crate) fn timestamp(&mut self, now_ms: i64, any_prior: bool) -> i64 {
+        let gap = if any_prior { 2 } else { 1 };
+        let timestamp_ms = now_ms.max(self.last_timestamp_ms.saturating_add(gap));
+        self.last_timestamp_ms = timestamp_ms;
+        timestamp_ms
+    }
+
+    /// Runs `sweep(ts, heartbeat, stale_after)` when keys may be due at `ts`; it returns when
+    /// keys are next due.
+    pub(crate) fn sweep_if_due(&mut self, ts: i64, sweep: impl FnOnce(i64, i64, i64) -> i64) {
+        if ts >= self.next_sweep_ms {
+            self.next_sweep_ms = sweep(ts, self.heartbeat_ms, self.stale_after_ms);
+        }
+    }
+
+    /// Whether a snapshot carries the metric metadata: the first one that writes anything.
+    pub(crate) fn with_metadata(&self, writes: bool) -> bool {
+        writes && !self.metadata_sent
+    }
+
+    /// A snapshot was stored: `mark(heartbeat, stale_after)` marks its keys written and returns
+    /// when they are next due.
+    pub(crate) fn stored(&mut self, with_metadata: bool, mark: impl FnOnce(i64, i64) -> i64) {
+        if with_metadata {
+            self.metadata_sent = true;
+        }
+        let next = mark(self.heartbeat_ms, self.stale_after_ms);
+        self.next_sweep_ms = self.next_sweep_ms.min(next);
+    }
+
+    /// A snapshot stamped `ts` was not stored; `had_due` says it had keys written for being
+    /// due (heartbeats, markers), which the sweep finds again after [`RETRY_SWEEP_MS`].
+    pub(crate) fn requeued(&mut self, ts: i64, had_due: bool) {
+        if had_due {
+            // not at once: a store refusing writes is retried at the flusher's idle pace
+            let retry = ts.saturating_add(RETRY_SWEEP_MS);
+            self.next_sweep_ms = self.next_sweep_ms.min(retry);
+        }
+    }
+
+    /// A series was restored whose last sample is at `last_ms`: later snapshots are later.
+    pub(crate) fn restored(&mut self, last_ms: i64) {
+        self.last_timestamp_ms = self.last_timestamp_ms.max(last_ms);
+    }
+
+    /// The restore is done: the next snapshot sweeps, whatever is due.
+    pub(crate) fn sweep_next(&mut self) {
+        self.next_sweep_ms = i64::MIN;
+    }
 }
 
 /// One key: its values and what was written of it.
@@ -113,6 +202,12 @@ impl<K: Hash + Eq, V: Clone> Table<K, V> {
 
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
+    }
+
+    /// The current values of `key`.
+    pub(crate) fn get(&self, key: &K) -> Option<&V> {
+        let i = *self.index.get(key)?;
+        self.entries.get(i).map(|e| &e.values)
     }
 
     /// The entry of `key`, created with `make` when there is room; `None` when there is not.
@@ -268,6 +363,20 @@ impl<K: Hash + Eq, V: Clone> Table<K, V> {
             }
         }
     }
+
+    /// Entry `i` was restored from `r`: active from its last stored value unless a staleness
+    /// marker followed it. Returns its values, for the caller to set from `r`.
+    pub(crate) fn restored(&mut self, i: usize, r: &Restored) -> Option<&mut V> {
+        let e = self.entries.get_mut(i)?;
+        let active = if r.stale {
+            i64::MIN
+        } else {
+            r.value.timestamp_ms
+        };
+        e.last_active_ms = e.last_active_ms.max(active);
+        e.last_written_ms = e.last_written_ms.max(r.last_ms);
+        Some(&mut e.values)
+    }
 }
 
 /// The keys of one epoch's flush, with their values at the snapshot.
@@ -336,26 +445,20 @@ pub struct DeriveState {
     pending: PendingEdges,
     /// The open epoch: changes made now are flushed by its snapshot.
     epoch: u64,
-    /// Timestamp of the last snapshot; the next is strictly later.
-    last_timestamp_ms: i64,
-    /// No key is due (heartbeat or marker) before this time: snapshots before it skip the
-    /// sweep. A lower bound; `i64::MIN` sweeps at the next snapshot.
-    next_sweep_ms: i64,
-    metadata_sent: bool,
+    clock: FlushClock,
 }
 
 impl DeriveState {
     pub fn new(cfg: Arc<DeriveConfig>) -> Self {
         let pending = PendingEdges::new(cfg.max_pending_edges, cfg.edge_wait);
+        let clock = FlushClock::new(cfg.flush_interval, cfg.heartbeat, cfg.stale_after);
         DeriveState {
             cfg,
             spans: Table::new(),
             edges: Table::new(),
             pending,
             epoch: 1,
-            last_timestamp_ms: i64::MIN,
-            next_sweep_ms: i64::MAX,
-            metadata_sent: false,
+            clock,
         }
     }
 
@@ -492,14 +595,7 @@ impl DeriveState {
 
     /// When the next snapshot may have keys due without any change (the flusher wakes then).
     pub fn next_sweep_ms(&self) -> i64 {
-        self.next_sweep_ms
-    }
-
-    /// The heartbeat and stale windows in ms; a heartbeat is taken one flush interval early,
-    /// since the flush after this one may come that much later.
-    fn windows(&self) -> (i64, i64) {
-        let heartbeat = ms(self.cfg.heartbeat).saturating_sub(ms(self.cfg.flush_interval));
-        (heartbeat.max(1), ms(self.cfg.stale_after))
+        self.clock.next_sweep_ms()
     }
 
     /// Closes the open epoch: the changed keys, the keys due at `now_ms` (see the module
@@ -507,25 +603,21 @@ impl DeriveState {
     pub fn snapshot(&mut self, now_ms: i64) -> Snapshot {
         let epoch = self.epoch;
         self.epoch += 1;
-        let gap = if self.spans.any_prior() || self.edges.any_prior() {
-            2
-        } else {
-            1
-        };
-        let timestamp_ms = now_ms.max(self.last_timestamp_ms.saturating_add(gap));
-        self.last_timestamp_ms = timestamp_ms;
+        let any_prior = self.spans.any_prior() || self.edges.any_prior();
+        let timestamp_ms = self.clock.timestamp(now_ms, any_prior);
         let mut spans = self.spans.take_changed();
         let mut edges = self.edges.take_changed();
-        if timestamp_ms >= self.next_sweep_ms {
-            let (heartbeat, stale_after) = self.windows();
-            let s = self.spans.sweep(timestamp_ms, heartbeat, stale_after);
-            let e = self.edges.sweep(timestamp_ms, heartbeat, stale_after);
-            spans.extend(s.items);
-            edges.extend(e.items);
-            self.next_sweep_ms = s.next_due_ms.min(e.next_due_ms);
-        }
-        let writes = !spans.is_empty() || !edges.is_empty();
-        let with_metadata = writes && !self.metadata_sent;
+        self.clock
+            .sweep_if_due(timestamp_ms, |ts, heartbeat, stale_after| {
+                let s = self.spans.sweep(ts, heartbeat, stale_after);
+                let e = self.edges.sweep(ts, heartbeat, stale_after);
+                spans.extend(s.items);
+                edges.extend(e.items);
+                s.next_due_ms.min(e.next_due_ms)
+            });
+        let with_metadata = self
+            .clock
+            .with_metadata(!spans.is_empty() || !edges.is_empty());
         Snapshot {
             epoch,
             timestamp_ms,
@@ -537,18 +629,17 @@ impl DeriveState {
 
     /// The snapshot was stored.
     pub fn stored(&mut self, snapshot: &Snapshot) {
-        if snapshot.with_metadata {
-            self.metadata_sent = true;
-        }
-        let (heartbeat, stale_after) = self.windows();
         let ts = snapshot.timestamp_ms;
-        let s = self
-            .spans
-            .stored(&snapshot.spans, ts, heartbeat, stale_after);
-        let e = self
-            .edges
-            .stored(&snapshot.edges, ts, heartbeat, stale_after);
-        self.next_sweep_ms = self.next_sweep_ms.min(s).min(e);
+        self.clock
+            .stored(snapshot.with_metadata, |heartbeat, stale_after| {
+                let s = self
+                    .spans
+                    .stored(&snapshot.spans, ts, heartbeat, stale_after);
+                let e = self
+                    .edges
+                    .stored(&snapshot.edges, ts, heartbeat, stale_after);
+                s.min(e)
+            });
     }
 
     /// The snapshot was not stored: its changes are written by the next one, and the keys it
@@ -556,17 +647,13 @@ impl DeriveState {
     pub fn requeue(&mut self, snapshot: &Snapshot) {
         self.spans.requeue(&snapshot.spans);
         self.edges.requeue(&snapshot.edges);
-        if snapshot
+        let had_due = snapshot
             .spans
             .iter()
             .map(|i| i.reason)
             .chain(snapshot.edges.iter().map(|i| i.reason))
-            .any(|r| r != Reason::Changed)
-        {
-            // not at once: a store refusing writes is retried at the flusher's idle pace
-            let retry = snapshot.timestamp_ms.saturating_add(RETRY_SWEEP_MS);
-            self.next_sweep_ms = self.next_sweep_ms.min(retry);
-        }
+            .any(|r| r != Reason::Changed);
+        self.clock.requeued(snapshot.timestamp_ms, had_due);
     }
 
     /// Loads the last stored value of derived series (from [`super::restore`]), so counters
@@ -579,17 +666,12 @@ impl DeriveState {
         let edge_les = self.cfg.edge_les();
         let before = self.series_count();
         for r in stored {
-            self.last_timestamp_ms = self.last_timestamp_ms.max(r.last_ms);
+            self.clock.restored(r.last_ms);
             let Some(parsed) = series::parse_series(&r.labels, &span_les, &edge_les) else {
                 continue;
             };
             let room = self.room();
-            let active = if r.stale {
-                i64::MIN
-            } else {
-                r.value.timestamp_ms
-            };
-            let entry = match parsed {
+            match parsed {
                 Parsed::Span(key, part) => {
                     let bounds = &self.cfg.spanmetrics_buckets;
                     let make = || SpanValues {
@@ -599,40 +681,32 @@ impl DeriveState {
                     let Some(i) = self.spans.entry(key, room, make) else {
                         continue;
                     };
-                    self.spans.entries.get_mut(i).map(|e| {
-                        series::restore_span(&mut e.values, part, r.value.value);
-                        (&mut e.last_active_ms, &mut e.last_written_ms)
-                    })
+                    if let Some(values) = self.spans.restored(i, &r) {
+                        series::restore_span(values, part, r.value.value);
+                    }
                 }
                 Parsed::Edge(key, part) => {
                     let bounds = &self.cfg.service_graph_buckets;
                     let Some(i) = self.edges.entry(key, room, || EdgeValues::new(bounds)) else {
                         continue;
                     };
-                    self.edges.entries.get_mut(i).map(|e| {
-                        series::restore_edge(&mut e.values, part, r.value.value);
-                        (&mut e.last_active_ms, &mut e.last_written_ms)
-                    })
+                    if let Some(values) = self.edges.restored(i, &r) {
+                        series::restore_edge(values, part, r.value.value);
+                    }
                 }
-            };
-            if let Some((last_active, last_written)) = entry {
-                *last_active = (*last_active).max(active);
-                *last_written = (*last_written).max(r.last_ms);
             }
         }
-        self.next_sweep_ms = i64::MIN;
+        self.clock.sweep_next();
         self.series_count() - before
     }
 
     /// The current values of a span-metrics key (tests and debugging).
     pub fn span_values(&self, key: &SpanKey) -> Option<&SpanValues> {
-        let i = *self.spans.index.get(key)?;
-        self.spans.entries.get(i).map(|e| &e.values)
+        self.spans.get(key)
     }
 
     /// The current values of an edge (tests and debugging).
     pub fn edge_values(&self, key: &EdgeKey) -> Option<&EdgeValues> {
-        let i = *self.edges.index.get(key)?;
-        self.edges.entries.get(i).map(|e| &e.values)
+        self.edges.get(key)
     }
 }

@@ -20,33 +20,51 @@ use store::{
 };
 use tokio::sync::Semaphore;
 
-/// What a test store does with an append.
+/// What a test store (traces, metrics, logs) does with an append.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Mode {
     Accept = 0,
     Overloaded = 1,
     Unavailable = 2,
-    /// Accepts, but reports one item rejected.
+    /// Accepts, but reports one item rejected (the log store: the first, not stored; the
+    /// metrics store accepts all).
     RejectOne = 3,
+    /// Stores nothing and reports every item rejected (the metrics store accepts all).
+    RejectAll = 4,
 }
 
 impl Mode {
-    fn from_u8(n: u8) -> Self {
-        match n {
+    /// The error an append answers with, `None` when it goes ahead.
+    pub fn error(self, what: &str) -> Option<StoreError> {
+        match self {
+            Mode::Overloaded => Some(StoreError::Overloaded(format!("{what} queue full"))),
+            Mode::Unavailable => Some(StoreError::Unavailable("shutting down".into())),
+            _ => None,
+        }
+    }
+}
+
+/// A store's [`Mode`], which a test may change while the store is in use.
+pub struct ModeCell(AtomicU8);
+
+impl ModeCell {
+    pub fn new(mode: Mode) -> Self {
+        ModeCell(AtomicU8::new(mode as u8))
+    }
+
+    pub fn get(&self) -> Mode {
+        match self.0.load(Ordering::SeqCst) {
             1 => Mode::Overloaded,
             2 => Mode::Unavailable,
             3 => Mode::RejectOne,
+            4 => Mode::RejectAll,
             _ => Mode::Accept,
         }
     }
 
-    fn error(self) -> Option<StoreError> {
-        match self {
-            Mode::Overloaded => Some(StoreError::Overloaded("wal queue full".into())),
-            Mode::Unavailable => Some(StoreError::Unavailable("shutting down".into())),
-            _ => None,
-        }
+    pub fn set(&self, mode: Mode) {
+        self.0.store(mode as u8, Ordering::SeqCst);
     }
 }
 
@@ -55,7 +73,7 @@ pub type Events = Arc<Mutex<Vec<String>>>;
 
 /// An in-memory trace store.
 pub struct MemTraces {
-    mode: AtomicU8,
+    mode: ModeCell,
     pub batches: Mutex<Vec<SpanBatch>>,
     pub events: Events,
 }
@@ -63,7 +81,7 @@ pub struct MemTraces {
 impl MemTraces {
     pub fn new(mode: Mode, events: Events) -> Arc<Self> {
         Arc::new(MemTraces {
-            mode: AtomicU8::new(mode as u8),
+            mode: ModeCell::new(mode),
             batches: Mutex::new(Vec::new()),
             events,
         })
@@ -77,12 +95,19 @@ impl MemTraces {
 #[async_trait]
 impl TracesAppender for MemTraces {
     async fn append_spans(&self, batch: SpanBatch) -> store::Result<SpanAppendReport> {
-        let mode = Mode::from_u8(self.mode.load(Ordering::SeqCst));
-        if let Some(e) = mode.error() {
+        let mode = self.mode.get();
+        if let Some(e) = mode.error("wal") {
             return Err(e);
         }
         let n = batch.span_count() as u64;
         self.events.lock().push(format!("spans {n}"));
+        if mode == Mode::RejectAll {
+            return Ok(SpanAppendReport {
+                rejected_spans: n,
+                first_rejection: (n > 0).then(|| "span too old".into()),
+                ..Default::default()
+            });
+        }
         self.batches.lock().push(batch);
         let mut report = SpanAppendReport {
             accepted_spans: n,
@@ -99,7 +124,7 @@ impl TracesAppender for MemTraces {
 
 /// An in-memory metrics store: appender and querier over the same series.
 pub struct MemMetrics {
-    mode: AtomicU8,
+    mode: ModeCell,
     pub series: Mutex<BTreeMap<Labels, Vec<Sample>>>,
     pub metadata: Mutex<Vec<MetricMetadata>>,
     pub appends: Mutex<Vec<MetricBatch>>,
@@ -119,7 +144,7 @@ impl MemMetrics {
 
     fn build(events: Events, gate: Option<Arc<Semaphore>>) -> Arc<Self> {
         Arc::new(MemMetrics {
-            mode: AtomicU8::new(Mode::Accept as u8),
+            mode: ModeCell::new(Mode::Accept),
             series: Mutex::new(BTreeMap::new()),
             metadata: Mutex::new(Vec::new()),
             appends: Mutex::new(Vec::new()),
@@ -129,7 +154,7 @@ impl MemMetrics {
     }
 
     pub fn set_mode(&self, mode: Mode) {
-        self.mode.store(mode as u8, Ordering::SeqCst);
+        self.mode.set(mode);
     }
 
     /// The last stored value of the series rendered as `labels` (Prometheus notation).
@@ -167,8 +192,7 @@ impl MetricsAppender for MemMetrics {
                 .map_err(|_| StoreError::Unavailable("gate closed".into()))?
                 .forget();
         }
-        let mode = Mode::from_u8(self.mode.load(Ordering::SeqCst));
-        if let Some(e) = mode.error() {
+        if let Some(e) = self.mode.get().error("wal") {
             self.events.lock().push("metrics refused".to_string());
             return Err(e);
         }

@@ -1,19 +1,15 @@
 //! OTLP/gRPC tests: a real tonic server on 127.0.0.1:0 called with the generated client.
 
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_client::MetricsServiceClient;
-use tokio::net::TcpListener;
-use tonic::transport::server::TcpIncoming;
-use tonic::transport::Server;
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
 
 use super::*;
 use crate::otlp::status::{RetryInfo, RpcStatus};
-use crate::otlp::test_support::{gauge_request, RecordingSink, SinkMode};
-use bytes::BufMut;
-use http::uri::PathAndQuery;
+use crate::otlp::test_support::{
+    gauge_request, grpc_raw_with, serve_grpc, RecordingSink, SinkMode,
+};
 use prost::Message;
-use tonic::codec::{EncodeBuf, Encoder};
 
 /// Starts the service on an ephemeral port; returns its `http://` address.
 async fn start(sink: Arc<RecordingSink>) -> String {
@@ -21,16 +17,7 @@ async fn start(sink: Arc<RecordingSink>) -> String {
 }
 
 async fn start_with(sink: Arc<RecordingSink>, limits: IngestLimits) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let svc = metrics_service(sink, limits);
-    tokio::spawn(async move {
-        Server::builder()
-            .add_service(svc)
-            .serve_with_incoming(TcpIncoming::from(listener))
-            .await
-    });
-    format!("http://{addr}")
+    serve_grpc(metrics_service(sink, limits)).await
 }
 
 #[tokio::test]
@@ -114,60 +101,16 @@ async fn unavailable_store_is_unavailable() {
     assert_eq!(err.code(), tonic::Code::Unavailable);
 }
 
-/// Sends bytes as they are: what the generated client cannot, since it encodes a message.
-#[derive(Clone, Copy)]
-struct RawCodec;
-
-struct RawEncoder;
-
-impl Encoder for RawEncoder {
-    type Item = Vec<u8>;
-    type Error = tonic::Status;
-
-    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
-        dst.put_slice(&item);
-        Ok(())
-    }
-}
-
-impl Codec for RawCodec {
-    type Encode = Vec<u8>;
-    type Decode = ExportMetricsServiceResponse;
-    type Encoder = RawEncoder;
-    type Decoder = tonic_prost::ProstDecoder<ExportMetricsServiceResponse>;
-
-    fn encoder(&mut self) -> Self::Encoder {
-        RawEncoder
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
-        tonic_prost::ProstDecoder::default()
-    }
-}
-
+/// Sends bytes as they are (what the generated client cannot, since it encodes a message);
+/// decodes the answer.
 async fn export_raw(
     addr: &str,
     path: &'static str,
     body: Vec<u8>,
     gzip: bool,
 ) -> Result<ExportMetricsServiceResponse, tonic::Status> {
-    let channel = tonic::transport::Endpoint::from_shared(addr.to_string())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut grpc = tonic::client::Grpc::new(channel);
-    if gzip {
-        grpc = grpc.send_compressed(CompressionEncoding::Gzip);
-    }
-    grpc.ready().await.unwrap();
-    grpc.unary(
-        tonic::Request::new(body),
-        PathAndQuery::from_static(path),
-        RawCodec,
-    )
-    .await
-    .map(tonic::Response::into_inner)
+    let answer = grpc_raw_with(addr, path, body, gzip).await?;
+    Ok(ExportMetricsServiceResponse::decode(answer.as_slice()).unwrap())
 }
 
 #[tokio::test]

@@ -1,10 +1,6 @@
 //! OTLP/HTTP handler tests, driving the router in-process.
 
-use std::io::Write;
-
-use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use flate2::write::GzEncoder;
 use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
@@ -12,7 +8,7 @@ use tower::ServiceExt;
 
 use super::*;
 use crate::otlp::status::RpcStatus;
-use crate::otlp::test_support::{gauge_request, RecordingSink, SinkMode};
+use crate::otlp::test_support::{gauge_request, gzip, post, RecordingSink, SinkMode};
 
 const JSON_BODY: &str = r#"{
   "resourceMetrics": [{
@@ -45,30 +41,15 @@ async fn send(
     gzip: bool,
     body: Vec<u8>,
 ) -> (StatusCode, HeaderMap, Bytes) {
-    let app = router(sink, limits);
-    let mut req = Request::post("/v1/metrics");
-    if let Some(ct) = content_type {
-        req = req.header(header::CONTENT_TYPE, ct);
-    }
-    if gzip {
-        req = req.header(header::CONTENT_ENCODING, "gzip");
-    }
-    let resp = app
-        .oneshot(req.body(Body::from(body)).unwrap())
-        .await
-        .unwrap();
-    let status = resp.status();
-    let headers = resp.headers().clone();
-    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    (status, headers, bytes)
-}
-
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut enc = GzEncoder::new(Vec::new(), flate2::Compression::default());
-    enc.write_all(data).unwrap();
-    enc.finish().unwrap()
+    let encoding = gzip.then_some("gzip");
+    post(
+        router(sink, limits),
+        "/v1/metrics",
+        content_type,
+        encoding,
+        body,
+    )
+    .await
 }
 
 #[tokio::test]

@@ -13,14 +13,15 @@
 //!   arrive as an empty value (serde drops errors inside the flattened oneof): it is refused
 //!   with a 400 naming the record instead.
 
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::logs::v1::SeverityNumber;
-use serde::Deserialize;
 use serde_json::Value;
 
 use super::DecodedLogs;
 use crate::logs::record::lossy_str;
+use crate::otlp::json_common::{array_mut, check_hex, enum_number, malformed, typed};
 use crate::IngestError;
+
+const REQUEST: &str = "ExportLogsServiceRequest";
 
 /// The JSON keys of the `AnyValue` oneof.
 const ANY_VALUE_KEYS: [&str; 7] = [
@@ -38,26 +39,13 @@ const ANY_VALUE_KEYS: [&str; 7] = [
 pub(crate) fn decode_request(payload: &[u8]) -> Result<DecodedLogs, IngestError> {
     let mut invalid_utf8 = 0;
     let text = lossy_str(payload, &mut invalid_utf8);
-    let mut value: Value = serde_json::from_str(&text).map_err(malformed)?;
+    let mut value: Value = serde_json::from_str(&text).map_err(|e| malformed(REQUEST, e))?;
     drop(text);
     normalise(&mut value)?;
-    let request = ExportLogsServiceRequest::deserialize(&value).map_err(malformed)?;
     Ok(DecodedLogs {
-        request,
+        request: typed(REQUEST, &value)?,
         invalid_utf8,
     })
-}
-
-fn malformed(e: impl std::fmt::Display) -> IngestError {
-    IngestError::Malformed(format!(
-        "failed to decode JSON ExportLogsServiceRequest: {e}"
-    ))
-}
-
-fn array_mut<'a>(v: &'a mut Value, key: &str) -> &'a mut [Value] {
-    v.get_mut(key)
-        .and_then(Value::as_array_mut)
-        .map_or(&mut [], Vec::as_mut_slice)
 }
 
 /// At most this many characters of a body in an error message.
@@ -89,41 +77,26 @@ fn normalise(request: &mut Value) -> Result<(), IngestError> {
                     check_any_value(body, &format!("{what}: body"))?;
                 }
                 check_key_values(record.get("attributes"), &what)?;
-                if let Some(field) = record.get_mut("severityNumber") {
-                    if let Value::String(s) = field {
-                        let n = match SeverityNumber::from_str_name(s) {
-                            Some(n) => n as i32,
+                enum_number(
+                    record.get_mut("severityNumber"),
+                    |s| {
+                        SeverityNumber::from_str_name(s)
+                            .map(|n| n as i32)
                             // a number in a string, as 64-bit integers are written
-                            None => s.parse::<i32>().map_err(|_| {
-                                IngestError::Malformed(format!(
-                                    "{what}: unknown severityNumber {s:?}; expected \
-                                     SEVERITY_NUMBER_UNSPECIFIED, SEVERITY_NUMBER_TRACE ... \
-                                     SEVERITY_NUMBER_FATAL4 or a number from 0 to 24"
-                                ))
-                            })?,
-                        };
-                        *field = Value::from(n);
-                    }
-                }
+                            .or_else(|| s.parse::<i32>().ok())
+                    },
+                    |s| {
+                        format!(
+                            "{what}: unknown severityNumber {s:?}; expected \
+                             SEVERITY_NUMBER_UNSPECIFIED, SEVERITY_NUMBER_TRACE ... \
+                             SEVERITY_NUMBER_FATAL4 or a number from 0 to 24"
+                        )
+                    },
+                )?;
             }
         }
     }
     Ok(())
-}
-
-/// An id, when present as a string, must be hex (either case).
-fn check_hex(v: Option<&Value>, key: &str, what: &str) -> Result<(), IngestError> {
-    let Some(Value::String(s)) = v else {
-        return Ok(());
-    };
-    if s.len() % 2 == 0 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Ok(());
-    }
-    let shown: String = s.chars().take(64).collect();
-    Err(IngestError::Malformed(format!(
-        "{what}: {key} {shown:?} is not hex; OTLP/JSON encodes trace and span ids as hex \
-         strings (32 and 16 characters), not base64"
-    )))
 }
 
 fn check_key_values(kvs: Option<&Value>, what: &str) -> Result<(), IngestError> {

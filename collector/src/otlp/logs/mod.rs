@@ -20,8 +20,6 @@ mod tests;
 
 use std::sync::Arc;
 
-use axum::Router;
-use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
@@ -30,10 +28,12 @@ use prost::Message;
 
 use crate::logs::{telemetry, ConvertedLogs, LogIngest};
 use crate::otlp::grpc::OtlpGrpcService;
-use crate::otlp::http::export_router;
-use crate::otlp::signal::{Encoding, OtlpSignal};
+use crate::otlp::signal::{Decode, Decoder, OtlpSignal};
 use crate::IngestError;
 
+/// The OTLP logs gRPC service over a [`LogIngest`] (`grpc_service`) and the OTLP/HTTP logs
+/// router (`router`, `POST /v1/logs`): the generic transports.
+pub use crate::otlp::{grpc::grpc_service, http::export_router as router};
 pub use crate::otlp::{PROTOCOL_GRPC, PROTOCOL_HTTP};
 
 /// The gRPC service name, as in the generated server.
@@ -42,18 +42,8 @@ pub const SERVICE_NAME: &str = "opentelemetry.proto.collector.logs.v1.LogsServic
 pub const EXPORT_PATH: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
 
 /// The OTLP logs gRPC service (a tower `Service` with a `NamedService` name), ready to add to
-/// a `tonic::transport::Server` or `tonic::service::Routes`. Auth is layered on by the binary.
+/// a `tonic::transport::Server` or `tonic::service::Routes`.
 pub type LogsGrpcService = OtlpGrpcService<LogIngest>;
-
-/// The OTLP logs gRPC service over `ingest`.
-pub fn grpc_service(ingest: Arc<LogIngest>) -> LogsGrpcService {
-    OtlpGrpcService::new(ingest)
-}
-
-/// The OTLP/HTTP logs router (`POST /v1/logs`). Auth is layered on by the binary.
-pub fn router(ingest: Arc<LogIngest>) -> Router {
-    export_router("/v1/logs", ingest)
-}
 
 /// A decoded request and the strings in it whose invalid UTF-8 was replaced.
 #[derive(Debug)]
@@ -97,26 +87,19 @@ impl OtlpSignal for LogIngest {
     const SIGNAL: &'static str = "logs";
     const GRPC_SERVICE: &'static str = SERVICE_NAME;
     const GRPC_PATH: &'static str = EXPORT_PATH;
+    const HTTP_PATH: &'static str = "/v1/logs";
+    const DECODE_PROTOBUF: Decoder<Self::Request> = decode_protobuf;
+    const DECODE_JSON: Decoder<Self::Request> = json::decode_request;
 
     fn max_request_body_bytes(&self) -> usize {
         self.limits().max_request_body_bytes
     }
 
-    fn decode(payload: Bytes, encoding: Encoding) -> Result<Self::Request, IngestError> {
-        match encoding {
-            Encoding::Protobuf => decode_protobuf(&payload),
-            Encoding::Json => json::decode_request(&payload),
-        }
-    }
-
-    async fn export<F>(
+    async fn export(
         self: Arc<Self>,
-        decode: F,
+        decode: impl Decode<Self::Request>,
         protocol: &'static str,
-    ) -> Result<Self::Response, IngestError>
-    where
-        F: FnOnce() -> Result<Self::Request, IngestError> + Send + 'static,
-    {
+    ) -> Result<Self::Response, IngestError> {
         let stored = self
             .ingest(
                 move |limits, now| {
@@ -139,17 +122,6 @@ impl OtlpSignal for LogIngest {
                     error_message,
                 });
         Ok(ExportLogsServiceResponse { partial_success })
-    }
-
-    fn outcome(resp: &Self::Response) -> &'static str {
-        match &resp.partial_success {
-            Some(p) if p.rejected_log_records > 0 => "partial",
-            _ => "ok",
-        }
-    }
-
-    fn has_partial_success(resp: &Self::Response) -> bool {
-        resp.partial_success.is_some()
     }
 
     fn requests() -> &'static IntCounterVec {

@@ -1,11 +1,7 @@
 //! OTLP logs: conversion of every field, limits and partial success, invalid UTF-8 in
 //! protobuf and JSON, and the answers over HTTP and gRPC.
 
-use std::io::Write;
-
-use axum::body::Body;
-use axum::http::{header, Request, StatusCode};
-use flate2::write::GzEncoder;
+use axum::http::{header, StatusCode};
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
 use opentelemetry_proto::tonic::common::v1::{
     any_value, AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList,
@@ -14,17 +10,15 @@ use opentelemetry_proto::tonic::logs::v1::{LogRecord as OtlpRecord, ResourceLogs
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use store::logs::LogRecord;
 use store::traces::{SpanId, TraceId};
-use tokio::net::TcpListener;
 use tonic::codec::CompressionEncoding;
-use tonic::transport::server::TcpIncoming;
-use tonic::transport::Server;
-use tower::ServiceExt;
 
 use super::*;
-use crate::logs::test_support::{setup, setup_with, wait_metric, LogsMode, Setup};
+use crate::logs::test_support::{setup, setup_with, wait_metric, Mode, Setup};
 use crate::logs::{LogLimits, RejectReason};
 use crate::otlp::status::RpcStatus;
-use crate::otlp::test_support::grpc_raw;
+use crate::otlp::test_support::{
+    self, assert_garbage_and_other_methods_refused, grpc_raw, gzip, serve_grpc,
+};
 use crate::traces::test_support::{kv, kv_int, kv_str};
 
 const T: u64 = 1_700_000_000_000_000_000;
@@ -275,25 +269,13 @@ async fn post(
     gzip: bool,
     body: Vec<u8>,
 ) -> (StatusCode, axum::http::HeaderMap, bytes::Bytes) {
-    let mut req = Request::post("/v1/logs").header(header::CONTENT_TYPE, content_type);
-    let body = if gzip {
-        req = req.header(header::CONTENT_ENCODING, "gzip");
-        let mut enc = GzEncoder::new(Vec::new(), flate2::Compression::default());
-        enc.write_all(&body).unwrap();
-        enc.finish().unwrap()
+    let (encoding, body) = if gzip {
+        (Some("gzip"), self::gzip(&body))
     } else {
-        body
+        (None, body)
     };
-    let resp = router(s.ingest.clone())
-        .oneshot(req.body(Body::from(body)).unwrap())
-        .await
-        .unwrap();
-    let status = resp.status();
-    let headers = resp.headers().clone();
-    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    (status, headers, bytes)
+    let app = router(s.ingest.clone());
+    test_support::post(app, "/v1/logs", Some(content_type), encoding, body).await
 }
 
 const JSON_BODY: &str = r#"{"resourceLogs":[{"resource":{"attributes":[
@@ -306,7 +288,7 @@ const JSON_BODY: &str = r#"{"resourceLogs":[{"resource":{"attributes":[
 
 #[tokio::test]
 async fn protobuf_json_and_gzip_are_stored_and_counted() {
-    let s = setup(LogsMode::Accept);
+    let s = setup(Mode::Accept);
     let pb =
         request_of(Some("pb-svc"), vec![otlp_record("one"), otlp_record("two")]).encode_to_vec();
     for gzip in [false, true] {
@@ -349,7 +331,7 @@ async fn protobuf_json_and_gzip_are_stored_and_counted() {
 #[tokio::test]
 async fn rejections_are_a_partial_success_naming_the_limit() {
     let s = setup_with(
-        LogsMode::Accept,
+        Mode::Accept,
         LogLimits {
             max_body_bytes: 10,
             ..Default::default()
@@ -378,7 +360,7 @@ async fn rejections_are_a_partial_success_naming_the_limit() {
 
     // the store's rejections join the count, after the converter's
     let s = setup_with(
-        LogsMode::RejectFirst,
+        Mode::RejectOne,
         LogLimits {
             max_body_bytes: 10,
             ..Default::default()
@@ -410,7 +392,7 @@ async fn rejections_are_a_partial_success_naming_the_limit() {
 
 #[tokio::test]
 async fn invalid_utf8_over_http_is_stored_replaced() {
-    let s = setup(LogsMode::Accept);
+    let s = setup(Mode::Accept);
     let mut pb = request_of(Some("svc"), vec![otlp_record("bad QQ")]).encode_to_vec();
     let at = pb.windows(2).position(|w| w == b"QQ").unwrap();
     pb[at] = 0xff;
@@ -435,7 +417,7 @@ async fn invalid_utf8_over_http_is_stored_replaced() {
 
 #[tokio::test]
 async fn http_errors_have_the_right_status() {
-    let s = setup(LogsMode::Accept);
+    let s = setup(Mode::Accept);
     let (status, _, body) = post(&s, "application/x-protobuf", false, vec![0xff; 3]).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let st = RpcStatus::decode(body).unwrap();
@@ -459,7 +441,7 @@ async fn http_errors_have_the_right_status() {
     assert!(s.logs.records().is_empty());
 
     let small = setup_with(
-        LogsMode::Accept,
+        Mode::Accept,
         LogLimits {
             max_request_body_bytes: 50,
             ..Default::default()
@@ -474,8 +456,8 @@ async fn http_errors_have_the_right_status() {
         .contains("max_request_body_bytes=50"));
 
     for (mode, want) in [
-        (LogsMode::Overloaded, StatusCode::TOO_MANY_REQUESTS),
-        (LogsMode::Unavailable, StatusCode::SERVICE_UNAVAILABLE),
+        (Mode::Overloaded, StatusCode::TOO_MANY_REQUESTS),
+        (Mode::Unavailable, StatusCode::SERVICE_UNAVAILABLE),
     ] {
         let s = setup(mode);
         let (status, headers, _) = post(&s, "application/x-protobuf", false, big.clone()).await;
@@ -487,22 +469,13 @@ async fn http_errors_have_the_right_status() {
 // ---- over gRPC ----
 
 async fn start_grpc(ingest: Arc<LogIngest>) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let svc = grpc_service(ingest);
-    tokio::spawn(async move {
-        Server::builder()
-            .add_service(svc)
-            .serve_with_incoming(TcpIncoming::from(listener))
-            .await
-    });
-    format!("http://{addr}")
+    serve_grpc(grpc_service(ingest)).await
 }
 
 #[tokio::test]
 async fn grpc_export_with_gzip_partial_success_and_invalid_utf8() {
     let s = setup_with(
-        LogsMode::Accept,
+        Mode::Accept,
         LogLimits {
             max_attributes: 2,
             ..Default::default()
@@ -549,30 +522,14 @@ async fn grpc_export_with_gzip_partial_success_and_invalid_utf8() {
         s.logs.bodies(),
         vec!["over grpc".to_string(), "raw \u{fffd}Q".to_string()]
     );
-    let err = grpc_raw(&addr, EXPORT_PATH, vec![0xff; 3])
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), tonic::Code::InvalidArgument);
-    assert!(
-        err.message().contains("ExportLogsServiceRequest"),
-        "{}",
-        err.message()
-    );
-    let err = grpc_raw(
-        &addr,
-        "/opentelemetry.proto.collector.logs.v1.LogsService/Other",
-        Vec::new(),
-    )
-    .await
-    .unwrap_err();
-    assert_eq!(err.code(), tonic::Code::Unimplemented);
+    assert_garbage_and_other_methods_refused(&addr, EXPORT_PATH, "ExportLogsServiceRequest").await;
 }
 
 #[tokio::test]
 async fn grpc_store_errors_are_retryable_codes() {
     for (mode, code) in [
-        (LogsMode::Overloaded, tonic::Code::ResourceExhausted),
-        (LogsMode::Unavailable, tonic::Code::Unavailable),
+        (Mode::Overloaded, tonic::Code::ResourceExhausted),
+        (Mode::Unavailable, tonic::Code::Unavailable),
     ] {
         let s = setup(mode);
         let addr = start_grpc(s.ingest.clone()).await;

@@ -44,6 +44,7 @@ use store::traces::{
     SpanLink, StatusCode, TraceId,
 };
 
+use crate::error::count_reason;
 use crate::IngestError;
 
 /// The span attribute that keeps the end time a client sent when it was before the start.
@@ -110,17 +111,8 @@ pub struct ConvertedSpans {
 impl ConvertedSpans {
     fn reject(&mut self, reason: SpanRejectReason, message: impl FnOnce() -> String) {
         self.rejected_spans += 1;
-        match self
-            .rejected_by_reason
-            .iter_mut()
-            .find(|(r, _)| *r == reason)
-        {
-            Some((_, n)) => *n += 1,
-            None => self.rejected_by_reason.push((reason, 1)),
-        }
-        if self.first_rejection.is_none() {
-            self.first_rejection = Some(message());
-        }
+        count_reason(&mut self.rejected_by_reason, reason);
+        self.first_rejection.get_or_insert_with(message);
     }
 }
 

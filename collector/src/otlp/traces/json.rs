@@ -13,29 +13,19 @@
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, status::StatusCode};
-use serde::Deserialize;
 use serde_json::Value;
 
+use crate::otlp::json_common::{array_mut, check_hex, enum_number, parse, typed};
 use crate::IngestError;
+
+const REQUEST: &str = "ExportTraceServiceRequest";
 
 /// Decodes an OTLP/JSON trace export request; anything that would not arrive intact is a
 /// [`IngestError::Malformed`] naming the problem.
 pub(crate) fn decode_request(payload: &[u8]) -> Result<ExportTraceServiceRequest, IngestError> {
-    let mut value: Value = serde_json::from_slice(payload).map_err(malformed)?;
+    let mut value = parse(REQUEST, payload)?;
     normalise(&mut value)?;
-    ExportTraceServiceRequest::deserialize(&value).map_err(malformed)
-}
-
-fn malformed(e: impl std::fmt::Display) -> IngestError {
-    IngestError::Malformed(format!(
-        "failed to decode JSON ExportTraceServiceRequest: {e}"
-    ))
-}
-
-fn array_mut<'a>(v: &'a mut Value, key: &str) -> &'a mut [Value] {
-    v.get_mut(key)
-        .and_then(Value::as_array_mut)
-        .map_or(&mut [], Vec::as_mut_slice)
+    typed(REQUEST, &value)
 }
 
 /// Rewrites enum names to numbers and checks ids are hex, in place.
@@ -50,58 +40,42 @@ fn normalise(request: &mut Value) -> Result<(), IngestError> {
                     .chars()
                     .take(128)
                     .collect::<String>();
+                let what = format!("span {name:?}");
                 for key in ["traceId", "spanId", "parentSpanId"] {
-                    check_hex(span.get(key), key, &name)?;
+                    check_hex(span.get(key), key, &what)?;
                 }
                 for link in array_mut(span, "links") {
                     for key in ["traceId", "spanId"] {
-                        check_hex(link.get(key), key, &name)?;
+                        check_hex(link.get(key), key, &what)?;
                     }
                 }
-                if let Some(field) = span.get_mut("kind") {
-                    if let Value::String(s) = field {
-                        let Some(kind) = SpanKind::from_str_name(s) else {
-                            return Err(IngestError::Malformed(format!(
-                                "span {name:?}: unknown kind {s:?}; expected one of \
-                                 SPAN_KIND_UNSPECIFIED, SPAN_KIND_INTERNAL, SPAN_KIND_SERVER, \
-                                 SPAN_KIND_CLIENT, SPAN_KIND_PRODUCER, SPAN_KIND_CONSUMER or \
-                                 their numbers"
-                            )));
-                        };
-                        *field = Value::from(kind as i32);
-                    }
-                }
-                if let Some(field) = span.get_mut("status").and_then(|s| s.get_mut("code")) {
-                    if let Value::String(s) = field {
-                        let Some(code) = StatusCode::from_str_name(s) else {
-                            return Err(IngestError::Malformed(format!(
-                                "span {name:?}: unknown status code {s:?}; expected one of \
-                                 STATUS_CODE_UNSET, STATUS_CODE_OK, STATUS_CODE_ERROR or their \
-                                 numbers"
-                            )));
-                        };
-                        *field = Value::from(code as i32);
-                    }
-                }
+                enum_number(
+                    span.get_mut("kind"),
+                    |s| SpanKind::from_str_name(s).map(|k| k as i32),
+                    |s| {
+                        format!(
+                            "{what}: unknown kind {s:?}; expected one of \
+                             SPAN_KIND_UNSPECIFIED, SPAN_KIND_INTERNAL, SPAN_KIND_SERVER, \
+                             SPAN_KIND_CLIENT, SPAN_KIND_PRODUCER, SPAN_KIND_CONSUMER or their \
+                             numbers"
+                        )
+                    },
+                )?;
+                enum_number(
+                    span.get_mut("status").and_then(|s| s.get_mut("code")),
+                    |s| StatusCode::from_str_name(s).map(|c| c as i32),
+                    |s| {
+                        format!(
+                            "{what}: unknown status code {s:?}; expected one of \
+                             STATUS_CODE_UNSET, STATUS_CODE_OK, STATUS_CODE_ERROR or their \
+                             numbers"
+                        )
+                    },
+                )?;
             }
         }
     }
     Ok(())
-}
-
-/// An id, when present as a string, must be hex (either case).
-fn check_hex(v: Option<&Value>, key: &str, span: &str) -> Result<(), IngestError> {
-    let Some(Value::String(s)) = v else {
-        return Ok(());
-    };
-    if s.len() % 2 == 0 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Ok(());
-    }
-    let shown: String = s.chars().take(64).collect();
-    Err(IngestError::Malformed(format!(
-        "span {span:?}: {key} {shown:?} is not hex; OTLP/JSON encodes trace and span ids as \
-         hex strings (32 and 16 characters), not base64"
-    )))
 }
 
 #[cfg(test)]

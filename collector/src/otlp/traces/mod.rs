@@ -33,7 +33,6 @@ mod tests;
 
 use std::sync::Arc;
 
-use axum::Router;
 use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
@@ -46,13 +45,15 @@ use store::{MetricsAppender, MetricsQuerier, StoreError};
 pub use convert::TraceLimits;
 
 use crate::otlp::grpc::OtlpGrpcService;
-use crate::otlp::http::export_router;
-use crate::otlp::signal::{Encoding, OtlpSignal};
+use crate::otlp::signal::{Decode, Decoder, OtlpSignal};
 use crate::telemetry;
 use crate::traces::{DeriveConfig, Deriver, Prepared};
 use crate::IngestError;
 use convert::{convert_request, ConvertedSpans};
 
+/// The OTLP trace gRPC service over a [`TraceIngest`] (`grpc_service`) and the OTLP/HTTP
+/// traces router (`router`, `POST /v1/traces`): the generic transports.
+pub use crate::otlp::{grpc::grpc_service, http::export_router as router};
 pub use crate::otlp::{PROTOCOL_GRPC, PROTOCOL_HTTP};
 
 /// The gRPC service name, as in the generated server.
@@ -61,18 +62,8 @@ pub const SERVICE_NAME: &str = "opentelemetry.proto.collector.trace.v1.TraceServ
 pub const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
 /// The OTLP trace gRPC service (a tower `Service` with a `NamedService` name), ready to add to
-/// a `tonic::transport::Server` or `tonic::service::Routes`. Auth is layered on by the binary.
+/// a `tonic::transport::Server` or `tonic::service::Routes`.
 pub type TracesGrpcService = OtlpGrpcService<TraceIngest>;
-
-/// The OTLP trace gRPC service over `ingest`.
-pub fn grpc_service(ingest: Arc<TraceIngest>) -> TracesGrpcService {
-    OtlpGrpcService::new(ingest)
-}
-
-/// The OTLP/HTTP traces router (`POST /v1/traces`). Auth is layered on by the binary.
-pub fn router(ingest: Arc<TraceIngest>) -> Router {
-    export_router("/v1/traces", ingest)
-}
 
 /// The reason label of spans the trace store refused.
 const STORE_REASON: &str = "store";
@@ -267,38 +258,20 @@ impl OtlpSignal for TraceIngest {
     const SIGNAL: &'static str = "traces";
     const GRPC_SERVICE: &'static str = SERVICE_NAME;
     const GRPC_PATH: &'static str = EXPORT_PATH;
+    const HTTP_PATH: &'static str = "/v1/traces";
+    const DECODE_PROTOBUF: Decoder<Self::Request> = decode_protobuf;
+    const DECODE_JSON: Decoder<Self::Request> = json::decode_request;
 
     fn max_request_body_bytes(&self) -> usize {
         self.limits.max_request_body_bytes
     }
 
-    fn decode(payload: Bytes, encoding: Encoding) -> Result<Self::Request, IngestError> {
-        match encoding {
-            Encoding::Protobuf => decode_protobuf(&payload),
-            Encoding::Json => json::decode_request(&payload),
-        }
-    }
-
-    async fn export<F>(
+    async fn export(
         self: Arc<Self>,
-        decode: F,
+        decode: impl Decode<Self::Request>,
         protocol: &'static str,
-    ) -> Result<Self::Response, IngestError>
-    where
-        F: FnOnce() -> Result<Self::Request, IngestError> + Send + 'static,
-    {
+    ) -> Result<Self::Response, IngestError> {
         self.run_export(decode, protocol).await
-    }
-
-    fn outcome(resp: &Self::Response) -> &'static str {
-        match &resp.partial_success {
-            Some(p) if p.rejected_spans > 0 => "partial",
-            _ => "ok",
-        }
-    }
-
-    fn has_partial_success(resp: &Self::Response) -> bool {
-        resp.partial_success.is_some()
     }
 
     fn requests() -> &'static IntCounterVec {

@@ -1,25 +1,18 @@
 //! OTLP trace ingest over the wire: the HTTP router driven in-process, the gRPC service on a
 //! real port with the generated client; stores are the in-memory doubles.
 
-use std::io::Write;
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::http::{header, Request, StatusCode};
+use axum::http::{header, StatusCode};
 use bytes::Bytes;
-use flate2::write::GzEncoder;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind as K;
-use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tonic::codec::CompressionEncoding;
-use tonic::transport::server::TcpIncoming;
-use tonic::transport::Server;
-use tower::ServiceExt;
 
 use super::*;
 use crate::otlp::status::RpcStatus;
-use crate::otlp::test_support::RawCodec;
+use crate::otlp::test_support::{self, assert_garbage_and_other_methods_refused, gzip, serve_grpc};
 use crate::traces::test_support::{
     kv_str, otlp_span, request, requests, with_attrs, Events, MemMetrics, MemTraces, Mode,
 };
@@ -86,29 +79,8 @@ async fn post(
     gzip: bool,
     body: Vec<u8>,
 ) -> (StatusCode, axum::http::HeaderMap, Bytes) {
-    let mut req = Request::post("/v1/traces");
-    if let Some(ct) = content_type {
-        req = req.header(header::CONTENT_TYPE, ct);
-    }
-    if gzip {
-        req = req.header(header::CONTENT_ENCODING, "gzip");
-    }
-    let resp = app
-        .oneshot(req.body(Body::from(body)).unwrap())
-        .await
-        .unwrap();
-    let status = resp.status();
-    let headers = resp.headers().clone();
-    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    (status, headers, bytes)
-}
-
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut enc = GzEncoder::new(Vec::new(), flate2::Compression::default());
-    enc.write_all(data).unwrap();
-    enc.finish().unwrap()
+    let encoding = gzip.then_some("gzip");
+    test_support::post(app, "/v1/traces", content_type, encoding, body).await
 }
 
 #[tokio::test]
@@ -465,16 +437,7 @@ async fn a_restarted_ingest_continues_the_counters() {
 
 /// Starts the gRPC service on an ephemeral port; returns its `http://` address.
 async fn start_grpc(ingest: Arc<TraceIngest>) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let svc = grpc_service(ingest);
-    tokio::spawn(async move {
-        Server::builder()
-            .add_service(svc)
-            .serve_with_incoming(TcpIncoming::from(listener))
-            .await
-    });
-    format!("http://{addr}")
+    serve_grpc(grpc_service(ingest)).await
 }
 
 #[tokio::test]
@@ -557,37 +520,5 @@ async fn grpc_errors_map_to_codes() {
 async fn grpc_garbage_is_invalid_argument_and_other_paths_unimplemented() {
     let s = setup(Mode::Accept);
     let addr = start_grpc(s.ingest.clone()).await;
-    let channel = tonic::transport::Endpoint::from_shared(addr)
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut grpc = tonic::client::Grpc::new(channel);
-    grpc.ready().await.unwrap();
-    let err = grpc
-        .unary::<Vec<u8>, Vec<u8>, _>(
-            tonic::Request::new(vec![0xff, 0xff, 0xff]),
-            ::http::uri::PathAndQuery::from_static(EXPORT_PATH),
-            RawCodec,
-        )
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), tonic::Code::InvalidArgument);
-    assert!(
-        err.message().contains("ExportTraceServiceRequest"),
-        "{}",
-        err.message()
-    );
-    grpc.ready().await.unwrap();
-    let err = grpc
-        .unary::<Vec<u8>, Vec<u8>, _>(
-            tonic::Request::new(Vec::new()),
-            ::http::uri::PathAndQuery::from_static(
-                "/opentelemetry.proto.collector.trace.v1.TraceService/Other",
-            ),
-            RawCodec,
-        )
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), tonic::Code::Unimplemented);
+    assert_garbage_and_other_methods_refused(&addr, EXPORT_PATH, "ExportTraceServiceRequest").await;
 }
