@@ -17,7 +17,7 @@
 //!   Jaeger's JSON, for Jaeger UI and Grafana's Jaeger data source;
 //! * `trace_params`: trace ids, span durations, logfmt tags, time windows.
 //!
-//! The answer for one trace links to its log records (`logs_url`, `log_count`) when the
+//! The answer for one trace links to its log records (`logsUrl`, `logCount`) when the
 //! router is given a [`LogsQuerier`].
 //!
 //! [`logs_router`] serves the logs APIs over a [`LogsQuerier`] (`logs`):

@@ -820,8 +820,8 @@ async fn a_trace_links_to_its_log_records() {
     let (status, body) = send_get(app(Some(Arc::new(FakeLogs::new(records())))), &uri).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let v: Value = serde_json::from_str(&body).unwrap_or_default();
-    assert_eq!(v["data"]["logs_url"], url.as_str(), "{body}");
-    assert_eq!(v["data"]["log_count"], 1, "{body}");
+    assert_eq!(v["data"]["logsUrl"], url.as_str(), "{body}");
+    assert_eq!(v["data"]["logCount"], 1, "{body}");
     assert_eq!(
         v["data"]["spanCount"], 3,
         "the trace answer is unchanged otherwise"
@@ -831,19 +831,19 @@ async fn a_trace_links_to_its_log_records() {
     let (status, body) = send_get(app(Some(Arc::new(failing))), &uri).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let v: Value = serde_json::from_str(&body).unwrap_or_default();
-    assert_eq!(v["data"]["logs_url"], url.as_str(), "{body}");
-    assert_eq!(v["data"]["log_count"], Value::Null, "{body}");
-    assert!(v["data"].get("log_count").is_some(), "{body}");
+    assert_eq!(v["data"]["logsUrl"], url.as_str(), "{body}");
+    assert_eq!(v["data"]["logCount"], Value::Null, "{body}");
+    assert!(v["data"].get("logCount").is_some(), "{body}");
     // without a log store, no link
     let (_, body) = send_get(app(None), &uri).await;
     let v: Value = serde_json::from_str(&body).unwrap_or_default();
-    assert!(v["data"].get("logs_url").is_none(), "{body}");
-    assert!(v["data"].get("log_count").is_none(), "{body}");
+    assert!(v["data"].get("logsUrl").is_none(), "{body}");
+    assert!(v["data"].get("logCount").is_none(), "{body}");
     // Jaeger's shape has no such fields
     let (_, body) = send_get(
         app(Some(Arc::new(FakeLogs::new(records())))),
         &format!("/api/traces/{TRACE}"),
     )
     .await;
-    assert!(!body.contains("logs_url"), "{body}");
+    assert!(!body.contains("logsUrl"), "{body}");
 }

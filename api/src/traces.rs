@@ -89,6 +89,7 @@ pub async fn trace(
 /// A trace's log records: where to find them and how many there are (`null` when the log
 /// store could not count them).
 #[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
 struct LogsLink {
     logs_url: String,
     log_count: Option<u64>,

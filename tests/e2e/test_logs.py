@@ -454,8 +454,8 @@ def test_trace_id_search_and_links(server, sdk):
     trace_data = r.json()["data"]
     assert [s["spanId"] for s in trace_data["spans"]] == [sdk.span_id]
     # trace -> records: the trace's logs_url finds exactly the records logged in its span
-    logs_url = trace_data["logs_url"]
-    assert trace_data["log_count"] == len(in_span), trace_data["log_count"]
+    logs_url = trace_data["logsUrl"]
+    assert trace_data["logCount"] == len(in_span), trace_data["logCount"]
     r = requests.get(f"{server.http}{logs_url}", timeout=10)
     assert r.status_code == 200, (logs_url, r.status_code, r.text)
     assert set(keys_of(r.json()["data"]["records"])) == in_span, logs_url

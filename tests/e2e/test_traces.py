@@ -490,7 +490,8 @@ def test_trace_summary_of_a_trace(server, shop):
         data = server.api_get(f"/api/v1/traces/{trace_id}")
         start = min(s.start for s in sent)
         end = max(s.end for s in sent)
-        assert {k: v for k, v in data.items() if k != "spans"} == {
+        summary = {k: v for k, v in data.items() if k not in ("spans", "logsUrl", "logCount")}
+        assert summary == {
             "traceId": trace_id,
             "rootService": "frontend",
             "rootOperation": "GET /checkout",
@@ -502,6 +503,9 @@ def test_trace_summary_of_a_trace(server, shop):
             "errorCount": sum(s.stored_status == StatusCode.ERROR for s in sent),
             "services": ["checkout", "frontend", "payments"],
         }
+        # the link to the trace's log records (these services log nothing)
+        assert data["logsUrl"].startswith(f"/api/v1/logs/query?query=trace_id:{trace_id}&"), data
+        assert data["logCount"] == 0, data
 
 
 def test_exception_events_are_kept(server, shop):
