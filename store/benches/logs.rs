@@ -1,6 +1,6 @@
 //! Log store ingest throughput, size on disk and search latency. Plain `Instant` timing; run
-//! with `cargo bench -p lookout-store --bench logs` (`LOOKOUT_BENCH_LS=1` also lists each
-//! partition's bytes by file kind).
+//! with `cargo bench -p lookout-store --bench logs` (`LOOKOUT_BENCH_LS=1` also breaks
+//! the partitions' bytes down by file kind, index component and field).
 //!
 //! 1. A seeded corpus of `LOOKOUT_BENCH_LOG_MB` (default 200) MB of log lines of about 280
 //!    bytes (Spring-style HTTP access, SQL, upstream errors, Kafka consumer, payments, cache,
@@ -14,8 +14,11 @@
 //! 3. Size: index+store bytes over raw line bytes, once idle writers merged their cold
 //!    partitions and closed.
 //! 4. Search latency (p50/p99 over 50 runs, newest 100 over the whole range): a term, a
-//!    phrase, a trace id, a field + severity query, a CJK word; and a histogram.
+//!    phrase, a trace id, a field + severity query, a CJK word, a phrase no line has (every
+//!    line with its words is verified and rejected); and histograms of a severity range
+//!    (fast fields only) and of a phrase (every candidate verified).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -220,6 +223,53 @@ fn now_ns() -> u64 {
         .unwrap_or(0)
 }
 
+/// Bytes of every partition by file kind, then by index component and field, as fractions of
+/// the raw line bytes.
+fn space_usage(root: &std::path::Path, raw: u64) -> Result<(), Box<dyn std::error::Error>> {
+    let mut by_ext: BTreeMap<String, u64> = BTreeMap::new();
+    let mut by_part: BTreeMap<String, u64> = BTreeMap::new();
+    for entry in std::fs::read_dir(root)? {
+        let p = entry?.path();
+        for f in std::fs::read_dir(&p)? {
+            let f = f?;
+            let name = f.file_name().to_string_lossy().into_owned();
+            let ext = name.rsplit('.').next().unwrap_or("").to_string();
+            *by_ext.entry(ext).or_default() += f.metadata()?.len();
+        }
+        let usage = tantivy::Index::open_in_dir(&p)?
+            .reader()?
+            .searcher()
+            .space_usage()?;
+        for seg in usage.segments() {
+            let parts = [
+                ("termdict", seg.termdict()),
+                ("postings", seg.postings()),
+                ("positions", seg.positions()),
+                ("fieldnorms", seg.fieldnorms()),
+                ("fast", seg.fast_fields()),
+            ];
+            for (what, per_field) in parts {
+                for f in per_field.fields() {
+                    *by_part
+                        .entry(format!("{what} {}", f.field_name()))
+                        .or_default() += f.total().get_bytes();
+                }
+            }
+            *by_part.entry("store".to_string()).or_default() += seg.store().total().get_bytes();
+        }
+    }
+    let frac = |b: u64| format!("{:.4}", b as f64 / raw as f64);
+    let files: Vec<String> = by_ext
+        .iter()
+        .map(|(k, v)| format!("{k} {}", frac(*v)))
+        .collect();
+    println!("  files by kind (of raw): {}", files.join(", "));
+    for (k, v) in by_part.iter().filter(|(_, v)| **v > 0) {
+        println!("  {k}: {:.2} MB ({} of raw)", *v as f64 / 1e6, frac(*v));
+    }
+    Ok(())
+}
+
 fn percentile(v: &mut [Duration], p: f64) -> f64 {
     v.sort();
     let i = ((v.len() as f64 - 1.0) * p).round() as usize;
@@ -384,17 +434,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         merge_started.elapsed().as_secs_f64(),
     );
     if std::env::var("LOOKOUT_BENCH_LS").is_ok() {
-        for entry in std::fs::read_dir(dir.path().join("partitions"))? {
-            let p = entry?.path();
-            let mut by_ext: std::collections::BTreeMap<String, u64> = Default::default();
-            for f in std::fs::read_dir(&p)? {
-                let f = f?;
-                let name = f.file_name().to_string_lossy().into_owned();
-                let ext = name.rsplit('.').next().unwrap_or("").to_string();
-                *by_ext.entry(ext).or_default() += f.metadata()?.len();
-            }
-            println!("  {}: {by_ext:?}", p.display());
-        }
+        space_usage(&dir.path().join("partitions"), raw)?;
     }
 
     // 4. search latency
@@ -405,6 +445,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         format!("trace_id:{trace}"),
         "service:checkout severity>=error".to_string(),
         "登录成功".to_string(),
+        // the worst case of verification: both words in an eighth of the lines, the phrase
+        // in none, so every candidate is decoded and rejected
+        "\"refused connection\"".to_string(),
     ];
     for q in &queries {
         let query = LogQuery::parse(q)?;
@@ -429,23 +472,27 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             percentile(&mut times, 0.99)
         );
     }
-    let query = LogQuery::parse("severity>=warn")?;
-    let mut times = Vec::new();
-    for _ in 0..10 {
-        let t = Instant::now();
-        store.histogram(&HistogramRequest {
-            query: query.clone(),
-            start_unix_nano: start,
-            end_unix_nano: end,
-            step_nanos: (end - start) / 60,
-        })?;
-        times.push(t.elapsed());
+    for (q, runs) in [("severity>=warn", 10), ("\"connection refused\"", 3)] {
+        let query = LogQuery::parse(q)?;
+        let mut times = Vec::new();
+        let mut total = 0;
+        for _ in 0..runs {
+            let t = Instant::now();
+            let buckets = store.histogram(&HistogramRequest {
+                query: query.clone(),
+                start_unix_nano: start,
+                end_unix_nano: end,
+                step_nanos: (end - start) / 60,
+            })?;
+            times.push(t.elapsed());
+            total = buckets.iter().map(|b| b.count).sum::<u64>();
+        }
+        println!(
+            "histogram {q:?}, 61 buckets over 6 h: {total} records, p50 {:.1} ms, p99 {:.1} ms",
+            percentile(&mut times, 0.5),
+            percentile(&mut times, 0.99)
+        );
     }
-    println!(
-        "histogram severity>=warn, 61 buckets over 6 h: p50 {:.1} ms, p99 {:.1} ms",
-        percentile(&mut times, 0.5),
-        percentile(&mut times, 0.99)
-    );
     store.close().await?;
     bg.await?;
     Ok(())

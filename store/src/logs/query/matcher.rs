@@ -11,7 +11,41 @@ use crate::logs::{tokenizer, LogRecord};
 /// The record and its body tokens, tokenized at most once per evaluation.
 pub(crate) struct Ctx<'a> {
     record: &'a LogRecord,
-    body: OnceCell<Vec<String>>,
+    body: OnceCell<Tokens>,
+}
+
+/// A body's tokens, in one buffer (the store verifies many records per search: one
+/// allocation per token would dominate).
+struct Tokens {
+    text: String,
+    ends: Vec<usize>,
+}
+
+impl Tokens {
+    fn new(body: &str) -> Tokens {
+        let mut t = Tokens {
+            text: String::with_capacity(body.len()),
+            ends: Vec::new(),
+        };
+        tokenizer::for_each_token(body, |tok| {
+            t.text.push_str(tok);
+            t.ends.push(t.text.len());
+        });
+        t
+    }
+
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    fn get(&self, i: usize) -> &str {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.text[start..self.ends[i]]
+    }
 }
 
 impl<'a> Ctx<'a> {
@@ -22,9 +56,8 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    fn body(&self) -> &[String] {
-        self.body
-            .get_or_init(|| tokenizer::tokens(&self.record.body))
+    fn body(&self) -> &Tokens {
+        self.body.get_or_init(|| Tokens::new(&self.record.body))
     }
 }
 
@@ -43,7 +76,7 @@ pub(crate) fn eval(node: &Node, ctx: &Ctx<'_>) -> bool {
 }
 
 /// True when the parts match at some start position (parts at their offsets from it).
-fn phrase(tokens: &[String], parts: &[(usize, Pattern)]) -> bool {
+fn phrase(tokens: &Tokens, parts: &[(usize, Pattern)]) -> bool {
     let span = parts.last().map_or(0, |(offset, _)| *offset);
     if tokens.len() <= span {
         return false;
@@ -51,7 +84,7 @@ fn phrase(tokens: &[String], parts: &[(usize, Pattern)]) -> bool {
     (0..tokens.len() - span).any(|start| {
         parts
             .iter()
-            .all(|(offset, p)| p.matches(&tokens[start + offset]))
+            .all(|(offset, p)| p.matches(tokens.get(start + offset)))
     })
 }
 

@@ -5,8 +5,9 @@
 //! * [`parser`]: tokens to the [`ast`] tree, with each field test's meaning (severity
 //!   ranges, hex ids, `attr` terms, body tokenization);
 //! * [`matcher`]: the tree against one [`LogRecord`];
-//! * [`compile`]: the tree to tantivy, and [`index_fields`], what the store indexes per
-//!   record so both agree.
+//! * [`compile`]: the tree to tantivy (exact, or a superset to verify with the matcher when
+//!   the query has a phrase), and [`index_fields`], what the store indexes per record so
+//!   both agree.
 //!
 //! Language (README "Logs" has the user-facing version):
 //! ```text
@@ -88,15 +89,25 @@ impl LogQuery {
         self.root == ast::Node::All
     }
 
-    /// True when `record` matches, with the same semantics as the index search (given the
-    /// store indexes records with [`index_fields`]).
+    /// True when `record` matches: the query's meaning. The index search agrees (given the
+    /// store indexes records with [`index_fields`]), after verification when
+    /// [`LogQuery::needs_verification`].
     pub fn matches(&self, record: &LogRecord) -> bool {
         matcher::eval(&self.root, &matcher::Ctx::new(record))
     }
 
+    /// True when [`LogQuery::to_tantivy`] selects a superset of the matching records (the
+    /// query has a phrase: the body is indexed without positions), so a search must check
+    /// each candidate with [`LogQuery::matches`] on the stored record. False for queries of
+    /// terms, wildcards, fields and severities, which the index answers exactly.
+    pub fn needs_verification(&self) -> bool {
+        compile::needs_verification(&self.root)
+    }
+
     /// The tantivy query for one partition built with `schema` (no time restriction: the
-    /// store adds its range). Infallible: everything that could fail was checked by
-    /// [`LogQuery::parse`].
+    /// store adds its range): exactly the matching records, or a superset of them when
+    /// [`LogQuery::needs_verification`]. Infallible: everything that could fail was checked
+    /// by [`LogQuery::parse`].
     pub fn to_tantivy(&self, schema: &LogSchema) -> Box<dyn tantivy::query::Query> {
         compile::compile(&self.root, schema)
     }

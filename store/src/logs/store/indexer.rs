@@ -10,7 +10,6 @@
 //! later, so committing it with payload `s` tells replay precisely what it holds.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
@@ -41,9 +40,6 @@ const MAINTENANCE_EVERY: Duration = Duration::from_secs(1);
 pub(super) struct Chunk {
     /// The records as accepted (also what live-tail subscribers got).
     pub records: Arc<LogBatch>,
-    /// The WAL payload; record `i`'s encoding is `payload[ranges[i]]`.
-    pub payload: Vec<u8>,
-    pub ranges: Vec<Range<usize>>,
     /// What this chunk counts in the queue's memory bound.
     pub bytes: u64,
 }
@@ -202,6 +198,8 @@ pub(super) struct Indexer {
     /// When a commit is due (set by the first uncommitted record).
     commit_due: Option<Instant>,
     last_maintenance: Instant,
+    /// Reused for each record's doc store encoding.
+    doc_buf: Vec<u8>,
 }
 
 impl Indexer {
@@ -214,6 +212,7 @@ impl Indexer {
             writers: HashMap::new(),
             commit_due: None,
             last_maintenance: Instant::now(),
+            doc_buf: Vec::new(),
         }
     }
 
@@ -358,6 +357,7 @@ impl Indexer {
             groups.entry(start).or_default().push(i);
         }
         let mut remaining: BTreeSet<u64> = groups.keys().copied().collect();
+        let mut buf = std::mem::take(&mut self.doc_buf);
         for (start, idxs) in groups {
             remaining.remove(&start);
             let end = start
@@ -377,10 +377,7 @@ impl Indexer {
             let slot = self.slot(start, seq, &remaining)?;
             for i in &idxs {
                 let rec = &c.records.records[*i];
-                let bytes = c.payload.get(c.ranges[*i].clone()).ok_or_else(|| {
-                    StoreError::Unavailable("log chunk ranges out of bounds".to_string())
-                })?;
-                let doc = partition::build_doc(&shared.schema, rec, bytes);
+                let doc = partition::build_doc(&shared.schema, rec, &mut buf);
                 slot.writer
                     .add_document(doc)
                     .map_err(|e| tv(&slot.partition.dir, e))?;
@@ -389,6 +386,7 @@ impl Indexer {
             slot.last_write = Instant::now();
             metrics::RECORDS_INDEXED.inc_by(idxs.len() as u64);
         }
+        self.doc_buf = buf;
         if self.commit_due.is_none() {
             self.commit_due = Some(Instant::now() + self.opts.commit_interval);
         }
@@ -610,6 +608,7 @@ pub(super) fn index_replayed(
     writer_bytes: usize,
 ) -> Result<u64> {
     let mut indexed = 0u64;
+    let mut buf = Vec::new();
     for (start, records) in groups {
         let existing = shared.partitions.read().get(&start).cloned();
         let partition = match existing {
@@ -635,7 +634,7 @@ pub(super) fn index_replayed(
                     continue;
                 }
             };
-            let doc = partition::build_doc(&shared.schema, &rec, bytes);
+            let doc = partition::build_doc(&shared.schema, &rec, &mut buf);
             writer
                 .add_document(doc)
                 .map_err(|e| tv(&partition.dir, e))?;

@@ -251,7 +251,6 @@ fn normalize(rec: &mut LogRecord, now: u64, opts: &LogStoreOptions) -> Result<()
 struct Outgoing {
     ticket: Ticket,
     payload: Vec<u8>,
-    ranges: Vec<std::ops::Range<usize>>,
     records: Vec<LogRecord>,
 }
 
@@ -519,11 +518,10 @@ impl LogStore {
                     self.next_seq.fetch_add(1, Ordering::AcqRel),
                     self.tx.clone(),
                 );
-                let (payload, ranges) = b.finish(ticket.seq());
+                let (payload, _) = b.finish(ticket.seq());
                 Outgoing {
                     ticket,
                     payload,
-                    ranges,
                     records,
                 }
             })
@@ -538,28 +536,32 @@ impl LogStore {
         // A task of its own, so that a caller that stops waiting (a client gone) cannot
         // leave a logged chunk out of the index.
         let task = tokio::spawn(async move {
-            let InFlight { chunks, _gate } = flight;
-            let results =
-                futures::future::join_all(chunks.iter().map(|c| wal.append(c.payload.clone())))
-                    .await;
+            let InFlight { mut chunks, _gate } = flight;
+            let encoded: Vec<u64> = chunks.iter().map(|c| c.payload.len() as u64).collect();
+            // the indexer works from the records (re-encoded for the doc store), so the
+            // payloads go to the WAL without a copy
+            let results = futures::future::join_all(
+                chunks
+                    .iter_mut()
+                    .map(|c| wal.append(std::mem::take(&mut c.payload))),
+            )
+            .await;
             let mut first_err = None;
-            for (c, r) in chunks.into_iter().zip(results) {
+            for ((c, r), encoded) in chunks.into_iter().zip(results).zip(encoded) {
                 if let Err(e) = r {
                     // the ticket drops unsent: the indexer skips its number
                     first_err.get_or_insert(e);
                     continue;
                 }
                 let n = c.records.len() as u64;
-                let encoded = c.payload.len() as u64;
-                // the payload plus the decoded records, roughly
+                // the decoded records, roughly: their strings and vectors take about
+                // twice their encoded size, plus a fixed part each
                 let bytes = 2 * encoded + 128 * n;
                 let records = Arc::new(LogBatch { records: c.records });
                 let queued = shared.queue_bytes.fetch_add(bytes, Ordering::AcqRel) + bytes;
                 metrics::QUEUE_BYTES.set(i64::try_from(queued).unwrap_or(i64::MAX));
                 let chunk = Chunk {
                     records: records.clone(),
-                    payload: c.payload,
-                    ranges: c.ranges,
                     bytes,
                 };
                 if c.ticket.send(chunk).is_err() {
@@ -734,7 +736,16 @@ impl LogStore {
         let range = TimeRange::new(s.start_unix_nano, s.end_unix_nano)?;
         let (parts, schema) = self.snapshot_query();
         let query = s.query.to_tantivy(schema);
-        search::search(&parts, schema, query.as_ref(), range, s.limit, s.direction)
+        let verify = s.query.needs_verification().then_some(&s.query);
+        search::search(
+            &parts,
+            schema,
+            query.as_ref(),
+            verify,
+            range,
+            s.limit,
+            s.direction,
+        )
     }
 
     fn histogram_inner(&self, r: &HistogramRequest) -> Result<Vec<HistogramBucket>> {
@@ -742,7 +753,8 @@ impl LogStore {
         search::bucket_count(range, r.step_nanos)?;
         let (parts, schema) = self.snapshot_query();
         let query = r.query.to_tantivy(schema);
-        search::histogram(&parts, schema, query.as_ref(), range, r.step_nanos)
+        let verify = r.query.needs_verification().then_some(&r.query);
+        search::histogram(&parts, schema, query.as_ref(), verify, range, r.step_nanos)
     }
 
     fn fields_inner(&self, r: &FieldsRequest) -> Result<Vec<FieldSummary>> {
@@ -753,10 +765,12 @@ impl LogStore {
         };
         let (parts, schema) = self.snapshot_query();
         let query = r.query.to_tantivy(schema);
+        let verify = r.query.needs_verification().then_some(&r.query);
         let records = search::search(
             &parts,
             schema,
             query.as_ref(),
+            verify,
             range,
             sample,
             crate::logs::Direction::Backward,

@@ -25,15 +25,19 @@ use crate::logs::query::index_fields;
 use crate::logs::schema::LogSchema;
 use crate::logs::tokenizer;
 
+use super::codec;
+
 pub(super) const NANOS_PER_SEC: u64 = 1_000_000_000;
 const TMP_PREFIX: &str = ".tmp-";
 const DEL_PREFIX: &str = ".del-";
-/// Zstd level of the document store. Measured on ~300-byte lines (`benches/logs.rs`): level
-/// 7 makes the store 12 % smaller than level 3 but costs a quarter of the indexing
-/// throughput; the index, not the store, is most of a partition's size.
+/// Zstd level of the document store. Measured with `benches/logs.rs` (200 MB of ~280-byte
+/// lines, 1 MiB blocks): levels 5 and 7 made a partition 4 % and 7 % smaller than level 3
+/// but cost 15 to 25 % of the indexing throughput (zstd's lazy match finders, from level 5
+/// up, are several times slower).
 const DOCSTORE_ZSTD_LEVEL: i32 = 3;
 /// Larger blocks compress log lines far better (they repeat across lines); a search fetches
 /// its few newest records from one or two neighbouring blocks (about 1 ms to decompress).
+/// 4 MiB blocks saved under 0.5 % of a partition over 1 MiB.
 const DOCSTORE_BLOCK_BYTES: usize = 1024 * 1024;
 /// Decompressed blocks each segment's store reader keeps.
 const DOCSTORE_CACHE_BLOCKS: usize = 2;
@@ -307,11 +311,16 @@ pub(super) fn delete_dir(root: &Path, start_secs: u64) -> Result<()> {
 }
 
 /// The tantivy document of one record: the searchable fields exactly as the query
-/// language expects them ([`index_fields`]), plus `encoded` (its [`super::codec`] encoding)
-/// stored whole.
-pub(super) fn build_doc(schema: &LogSchema, rec: &LogRecord, encoded: &[u8]) -> TantivyDocument {
+/// language expects them ([`index_fields`]), its source ([`codec::encode_source`]) and its
+/// stored part ([`codec::encode_stored`]). `buf` is scratch space.
+pub(super) fn build_doc(schema: &LogSchema, rec: &LogRecord, buf: &mut Vec<u8>) -> TantivyDocument {
     let mut doc = TantivyDocument::new();
     index_fields(schema, rec, &mut doc);
-    doc.add_bytes(schema.record, encoded);
+    buf.clear();
+    codec::encode_source(buf, rec);
+    doc.add_bytes(schema.source, buf.as_slice());
+    buf.clear();
+    codec::encode_stored(buf, rec);
+    doc.add_bytes(schema.record, buf.as_slice());
     doc
 }

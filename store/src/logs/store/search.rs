@@ -8,15 +8,27 @@
 //! time range of the remaining ones narrows to what could still enter the heap. Only the
 //! winners' stored records are read and decoded.
 //!
+//! A query with a phrase compiles to a superset of its records (the body has no positions;
+//! [`LogQuery::needs_verification`]). Search then sorts each segment's candidates best first
+//! and decodes them in that order, keeping those [`LogQuery::matches`] accepts, until no
+//! candidate left can enter the heap. Its cost is the candidates decoded: small when the
+//! phrase's words mostly occur as the phrase, the whole range when they are common and the
+//! phrase rare.
+//!
 //! The histogram counts every matching record exactly, from the `time` and `severity` fast
-//! fields (no stored record is read).
+//! fields (no stored record is read), or, for a query to verify, by decoding every
+//! candidate.
+//!
+//! A record is read back from the doc store (its stored part) and the columns (time,
+//! severity number, source: see `codec`).
 
 use std::cmp::Reverse;
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::ops::Bound;
 use std::sync::Arc;
 
-use tantivy::columnar::Column;
+use tantivy::columnar::{BytesColumn, Column};
 use tantivy::query::{BooleanQuery, EnableScoring, Query, RangeQuery, Weight};
 use tantivy::schema::Value;
 use tantivy::{
@@ -27,6 +39,7 @@ use super::codec;
 use super::partition::{tv, Partition};
 use crate::error::{Result, StoreError};
 use crate::logs::model::{LogRecord, Severity};
+use crate::logs::query::LogQuery;
 use crate::logs::schema::LogSchema;
 use crate::logs::{Direction, FieldSummary, HistogramBucket};
 
@@ -55,14 +68,38 @@ impl TimeRange {
     }
 }
 
-/// One hit, ordered so that a better hit is greater: for a backward search a later time (then
-/// the later partition, segment, document), for a forward search an earlier one.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// Orders hits so that a better hit is greater: for a backward search a later time (then the
+/// later partition, segment, document), for a forward search an earlier one. Unique per
+/// document.
+type Key = (u64, u64, u32, u32);
+
+/// One hit; `rec` is its record when verification already decoded it.
 struct Hit {
-    key: (u64, u64, u32, u32),
+    key: Key,
     time: u64,
     part: usize,
     addr: (u32, u32),
+    rec: Option<LogRecord>,
+}
+
+impl PartialEq for Hit {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+    }
+}
+
+impl Eq for Hit {}
+
+impl PartialOrd for Hit {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Hit {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key.cmp(&other.key)
+    }
 }
 
 struct TopK {
@@ -111,23 +148,26 @@ impl TopK {
         }
     }
 
-    fn offer(&mut self, time: u64, part: usize, part_start: u64, seg: u32, doc: u32) {
-        let key = match self.direction {
+    fn key(&self, time: u64, part_start: u64, seg: u32, doc: u32) -> Key {
+        match self.direction {
             Direction::Backward => (time, part_start, seg, doc),
             Direction::Forward => (!time, !part_start, !seg, !doc),
-        };
-        let hit = Hit {
-            key,
-            time,
-            part,
-            addr: (seg, doc),
-        };
-        if self.heap.len() < self.limit {
-            self.heap.push(Reverse(hit));
-        } else if self.heap.peek().is_some_and(|w| hit > w.0) {
-            self.heap.pop();
-            self.heap.push(Reverse(hit));
         }
+    }
+
+    /// Whether a hit with `key` would be kept.
+    fn wants(&self, key: Key) -> bool {
+        !self.full() || self.heap.peek().is_some_and(|w| key > w.0.key)
+    }
+
+    fn offer(&mut self, hit: Hit) {
+        if !self.wants(hit.key) {
+            return;
+        }
+        if self.full() {
+            self.heap.pop();
+        }
+        self.heap.push(Reverse(hit));
     }
 
     /// Best first.
@@ -235,11 +275,94 @@ fn ordered(
     v
 }
 
-/// The `limit` best records matching `query` in `range`, best first.
+/// The columns that complete a segment's stored records, and the sources decoded so far
+/// (a segment holds a handful: one per process that sent logs).
+struct SegColumns {
+    severity: Column<u64>,
+    source: BytesColumn,
+    sources: HashMap<u64, codec::Source>,
+}
+
+/// Reads whole records of one partition back: the stored part from the doc store; time,
+/// severity number and source from the columns.
+#[derive(Default)]
+struct Records {
+    segs: HashMap<u32, SegColumns>,
+}
+
+impl Records {
+    fn load(
+        &mut self,
+        searcher: &Searcher,
+        schema: &LogSchema,
+        p: &Partition,
+        addr: (u32, u32),
+        time: u64,
+    ) -> Result<LogRecord> {
+        let corrupt = |reason: String| StoreError::Corrupt {
+            path: p.dir.clone(),
+            reason,
+        };
+        let (seg, doc) = addr;
+        let stored: TantivyDocument = searcher
+            .doc(DocAddress::new(seg, doc))
+            .map_err(|e| tv(&p.dir, e))?;
+        let bytes = stored
+            .get_first(schema.record)
+            .and_then(|v| v.as_bytes())
+            .ok_or_else(|| corrupt("log document without its stored record".to_string()))?;
+        let cols = match self.segs.entry(seg) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => {
+                let ff = searcher.segment_reader(seg).fast_fields();
+                let severity = ff.u64("severity").map_err(|e| tv(&p.dir, e))?;
+                let source = ff
+                    .bytes("source")
+                    .map_err(|e| tv(&p.dir, e))?
+                    .ok_or_else(|| corrupt("log segment without a source column".to_string()))?;
+                e.insert(SegColumns {
+                    severity,
+                    source,
+                    sources: HashMap::new(),
+                })
+            }
+        };
+        let severity = cols
+            .severity
+            .first(doc)
+            .and_then(|s| u8::try_from(s).ok())
+            .ok_or_else(|| corrupt(format!("log document {doc} has no valid severity")))?;
+        let ord = cols
+            .source
+            .ords()
+            .first(doc)
+            .ok_or_else(|| corrupt(format!("log document {doc} has no source")))?;
+        let source = match cols.sources.entry(ord) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => {
+                let mut buf = Vec::new();
+                cols.source
+                    .ord_to_bytes(ord, &mut buf)
+                    .map_err(|e| StoreError::io(&p.dir, e))?;
+                let source = codec::decode_source(&buf)
+                    .map_err(|e| corrupt(format!("log record source does not decode: {e}")))?;
+                e.insert(source)
+            }
+        };
+        codec::decode_stored(bytes, time, severity, source)
+            .map_err(|e| corrupt(format!("stored log record does not decode: {e}")))
+    }
+}
+
+/// The `limit` best records matching `query` in `range`, best first. With `verify`, `query`
+/// may select more than the matching records (see [`LogQuery::needs_verification`]): each
+/// candidate is decoded and kept only if `verify` matches it, walking every segment's
+/// candidates best first and stopping as soon as none can enter the result.
 pub fn search(
     parts: &[Arc<Partition>],
     schema: &LogSchema,
     query: &dyn Query,
+    verify: Option<&LogQuery>,
     range: TimeRange,
     limit: usize,
     direction: Direction,
@@ -250,9 +373,12 @@ pub fn search(
     let parts = ordered(parts, range, direction);
     let mut top = TopK::new(limit, direction);
     let mut searchers: Vec<Searcher> = Vec::with_capacity(parts.len());
+    let mut records: Vec<Records> = Vec::with_capacity(parts.len());
+    let mut candidates: Vec<(Key, u32, u64)> = Vec::new();
     for (pi, p) in parts.iter().enumerate() {
         let searcher = p.reader.searcher();
         searchers.push(searcher);
+        records.push(Records::default());
         let searcher = &searchers[pi];
         // the partition's possible times, then what can still improve the heap
         let prange = TimeRange {
@@ -279,30 +405,52 @@ pub fn search(
                 .map_err(|e| tv(&p.dir, e))?;
             let w = ranged.as_deref().unwrap_or(plain.as_ref());
             let part_start = p.start_secs;
+            let Some(verify) = verify else {
+                for_each_match(w, seg, r, &mut |doc, t| {
+                    top.offer(Hit {
+                        key: top.key(t, part_start, seg.ord, doc),
+                        time: t,
+                        part: pi,
+                        addr: (seg.ord, doc),
+                        rec: None,
+                    })
+                })
+                .map_err(|e| tv(&p.dir, e))?;
+                continue;
+            };
+            candidates.clear();
             for_each_match(w, seg, r, &mut |doc, t| {
-                top.offer(t, pi, part_start, seg.ord, doc)
+                candidates.push((top.key(t, part_start, seg.ord, doc), doc, t))
             })
             .map_err(|e| tv(&p.dir, e))?;
+            candidates.sort_unstable_by_key(|c| Reverse(c.0));
+            for &(key, doc, t) in &candidates {
+                if !top.wants(key) {
+                    // candidates are best first: no later one can enter either
+                    break;
+                }
+                let rec = records[pi].load(searcher, schema, p, (seg.ord, doc), t)?;
+                if verify.matches(&rec) {
+                    top.offer(Hit {
+                        key,
+                        time: t,
+                        part: pi,
+                        addr: (seg.ord, doc),
+                        rec: Some(rec),
+                    });
+                }
+            }
         }
     }
     let hits = top.into_sorted();
     let mut out = Vec::with_capacity(hits.len());
     for h in hits {
-        let p = &parts[h.part];
-        let doc: TantivyDocument = searchers[h.part]
-            .doc(DocAddress::new(h.addr.0, h.addr.1))
-            .map_err(|e| tv(&p.dir, e))?;
-        let bytes = doc
-            .get_first(schema.record)
-            .and_then(|v| v.as_bytes())
-            .ok_or_else(|| StoreError::Corrupt {
-                path: p.dir.clone(),
-                reason: "log document without its stored record".to_string(),
-            })?;
-        let rec = codec::decode_record(bytes).map_err(|e| StoreError::Corrupt {
-            path: p.dir.clone(),
-            reason: format!("stored log record does not decode: {e}"),
-        })?;
+        let rec = match h.rec {
+            Some(rec) => rec,
+            None => {
+                records[h.part].load(&searchers[h.part], schema, &parts[h.part], h.addr, h.time)?
+            }
+        };
         out.push(rec);
     }
     Ok(out)
@@ -324,11 +472,14 @@ pub fn bucket_count(range: TimeRange, step: u64) -> Result<u64> {
     Ok(n)
 }
 
-/// Counts of matching records per `step` from `range.start`, every bucket present.
+/// Counts of matching records per `step` from `range.start`, every bucket present. Without
+/// `verify` only fast fields are read; with it (`query` a superset) every candidate's
+/// record is decoded and counted if `verify` matches it.
 pub fn histogram(
     parts: &[Arc<Partition>],
     schema: &LogSchema,
     query: &dyn Query,
+    verify: Option<&LogQuery>,
     range: TimeRange,
     step: u64,
 ) -> Result<Vec<HistogramBucket>> {
@@ -339,8 +490,18 @@ pub fn histogram(
             ..HistogramBucket::default()
         })
         .collect();
+    let mut count = |t: u64, sev: u64| {
+        let i = ((t - range.start) / step) as usize;
+        let sev = Severity::from_number(u8::try_from(sev).unwrap_or(u8::MAX));
+        if let Some(b) = buckets.get_mut(i) {
+            b.count += 1;
+            b.by_severity[sev as usize] += 1;
+        }
+    };
+    let mut candidates: Vec<(u32, u64)> = Vec::new();
     for p in ordered(parts, range, Direction::Forward) {
         let searcher = p.reader.searcher();
+        let mut records = Records::default();
         let plain = query
             .weight(EnableScoring::disabled_from_searcher(&searcher))
             .map_err(|e| tv(&p.dir, e))?;
@@ -348,24 +509,30 @@ pub fn histogram(
             if seg.max < range.start || seg.min > range.end {
                 continue;
             }
-            let severity = seg
-                .reader
-                .fast_fields()
-                .u64("severity")
-                .map_err(|e| tv(&p.dir, e))?;
             let ranged = weight_for(query, schema, &searcher, range, seg.min, seg.max)
                 .map_err(|e| tv(&p.dir, e))?;
             let w = ranged.as_deref().unwrap_or(plain.as_ref());
-            for_each_match(w, &seg, range, &mut |doc, t| {
-                let i = ((t - range.start) / step) as usize;
-                let sev = severity.first(doc).unwrap_or(0);
-                let sev = Severity::from_number(u8::try_from(sev).unwrap_or(u8::MAX));
-                if let Some(b) = buckets.get_mut(i) {
-                    b.count += 1;
-                    b.by_severity[sev as usize] += 1;
+            let Some(verify) = verify else {
+                let severity = seg
+                    .reader
+                    .fast_fields()
+                    .u64("severity")
+                    .map_err(|e| tv(&p.dir, e))?;
+                for_each_match(w, &seg, range, &mut |doc, t| {
+                    count(t, severity.first(doc).unwrap_or(0))
+                })
+                .map_err(|e| tv(&p.dir, e))?;
+                continue;
+            };
+            candidates.clear();
+            for_each_match(w, &seg, range, &mut |doc, t| candidates.push((doc, t)))
+                .map_err(|e| tv(&p.dir, e))?;
+            for &(doc, t) in &candidates {
+                let rec = records.load(&searcher, schema, &p, (seg.ord, doc), t)?;
+                if verify.matches(&rec) {
+                    count(t, u64::from(rec.severity_number));
                 }
-            })
-            .map_err(|e| tv(&p.dir, e))?;
+            }
         }
     }
     Ok(buckets)

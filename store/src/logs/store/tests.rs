@@ -1,5 +1,6 @@
 //! Unit tests of the log store's pieces: the codec, validation, overload, term queries
-//! against the index, replay exactness and search order against a brute-force model.
+//! against the index, replay exactness and search order (with and without verification)
+//! against a brute-force model.
 
 #![allow(clippy::unwrap_used)]
 
@@ -7,13 +8,15 @@ use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tantivy::query::{Query, TermQuery};
+use std::ops::Bound;
+
+use tantivy::query::{Query, RangeQuery, TermQuery};
 use tantivy::schema::IndexRecordOption;
 use tantivy::Term;
 
 use super::codec::{self, PayloadBuilder};
 use super::*;
-use crate::logs::{Direction, Severity};
+use crate::logs::{Direction, LogQuery, Severity};
 use crate::traces::model::{SpanId, TraceId};
 
 const SEC: u64 = 1_000_000_000;
@@ -63,6 +66,14 @@ fn record_codec_round_trips() {
         assert!(buf.len() <= codec::encoded_len_hint(&r));
         assert_eq!(codec::decode_record(&buf).unwrap(), r);
         assert_eq!(codec::record_time(&buf).unwrap(), r.time_unix_nano);
+        // the partition's form: stored part plus columns
+        let (mut stored, mut source) = (Vec::new(), Vec::new());
+        codec::encode_stored(&mut stored, &r);
+        codec::encode_source(&mut source, &r);
+        let source = codec::decode_source(&source).unwrap();
+        let back =
+            codec::decode_stored(&stored, r.time_unix_nano, r.severity_number, &source).unwrap();
+        assert_eq!(back, r);
     }
 }
 
@@ -80,6 +91,23 @@ fn damaged_records_and_payloads_are_errors_not_panics() {
     let mut v2 = buf.clone();
     v2[0] = 2;
     assert!(codec::decode_record(&v2).is_err());
+
+    let (mut stored, mut source) = (Vec::new(), Vec::new());
+    codec::encode_stored(&mut stored, &r);
+    codec::encode_source(&mut source, &r);
+    let src = codec::decode_source(&source).unwrap();
+    for cut in 0..stored.len() {
+        assert!(codec::decode_stored(&stored[..cut], 1, 9, &src).is_err());
+    }
+    for cut in 0..source.len() {
+        assert!(codec::decode_source(&source[..cut]).is_err());
+    }
+    stored.push(0);
+    assert!(codec::decode_stored(&stored, 1, 9, &src).is_err());
+    source.push(0);
+    assert!(codec::decode_source(&source).is_err());
+    // a WAL record is not a stored part
+    assert!(codec::decode_stored(&buf, 1, 9, &src).is_err());
 
     let mut b = PayloadBuilder::with_capacity(64);
     b.add(&r);
@@ -212,6 +240,7 @@ fn term_search(store: &LogStore, q: &dyn Query, limit: usize) -> Vec<LogRecord> 
         &store.partitions(),
         &store.shared.schema,
         q,
+        None,
         range,
         limit,
         Direction::Backward,
@@ -255,9 +284,10 @@ async fn indexed_fields_answer_term_queries() {
     let hex = TraceId([4 | 1; 16]).to_string();
     let got = term_search(&store, &term(s.trace_id, &hex), 100);
     assert_eq!(got, vec![records[4].clone()]);
-    let sev = TermQuery::new(
-        Term::from_field_u64(s.severity, 13),
-        IndexRecordOption::Basic,
+    // severity is a fast field only: a range query reads its column
+    let sev = RangeQuery::new(
+        Bound::Included(Term::from_field_u64(s.severity, 13)),
+        Bound::Included(Term::from_field_u64(s.severity, 13)),
     );
     let got = term_search(&store, &sev, 100);
     assert_eq!(got, vec![records[13].clone()]);
@@ -334,7 +364,9 @@ async fn evicting_writers_mid_chunk_keeps_replay_exact() {
     }
 }
 
-/// Many small appends (many segments per partition, out of time order) against a model.
+/// Many small appends (many segments per partition, out of time order) against a model:
+/// order, limits, ranges and histograms, for queries the index answers exactly and for
+/// phrases it over-selects (verified record by record).
 #[tokio::test]
 async fn search_matches_a_brute_force_model() {
     let dir = tempfile::tempdir().unwrap();
@@ -360,11 +392,23 @@ async fn search_matches_a_brute_force_model() {
         }
     }
     wait_searchable(&store, all.len() as u64).await;
-    let svc1 = TermQuery::new(
-        Term::from_field_text(store.shared.schema.service, "svc-1"),
-        IndexRecordOption::Basic,
-    );
-    for round in 0..200 {
+    // bodies are "request {n} failed: timeout after {7n}ms": the phrases below select
+    // (through the token conjunction) candidates that verification must sort out, some
+    // of them every record
+    let queries: Vec<LogQuery> = [
+        "",
+        "service:svc-1",
+        "\"timeout after\"",
+        "\"after timeout\"",
+        "\"request 7\" OR \"request 70\" OR \"request 700\"",
+        "NOT \"failed timeout\"",
+        "NOT \"timeout failed\" severity>=warn",
+        "-\"request 3\" service:svc-2",
+    ]
+    .iter()
+    .map(|q| LogQuery::parse(q).unwrap())
+    .collect();
+    for round in 0..240 {
         let a = base + rng.random_range(0..3 * HOUR);
         let b = base + rng.random_range(0..3 * HOUR);
         let range = TimeRange::new(a.min(b), a.max(b)).unwrap();
@@ -374,16 +418,14 @@ async fn search_matches_a_brute_force_model() {
         } else {
             Direction::Forward
         };
-        let only_svc1 = round % 3 == 0;
-        let q: &dyn Query = if only_svc1 {
-            &svc1
-        } else {
-            &tantivy::query::AllQuery
-        };
+        let query = &queries[round % queries.len()];
+        let q = query.to_tantivy(&store.shared.schema);
+        let verify = query.needs_verification().then_some(query);
         let got = search::search(
             &store.partitions(),
             &store.shared.schema,
-            q,
+            q.as_ref(),
+            verify,
             range,
             limit,
             direction,
@@ -392,7 +434,7 @@ async fn search_matches_a_brute_force_model() {
         let mut want: Vec<&LogRecord> = all
             .iter()
             .filter(|r| r.time_unix_nano >= range.start && r.time_unix_nano <= range.end)
-            .filter(|r| !only_svc1 || r.service == "svc-1")
+            .filter(|r| query.matches(r))
             .collect();
         want.sort_by_key(|r| r.time_unix_nano);
         if direction == Direction::Backward {
@@ -400,13 +442,22 @@ async fn search_matches_a_brute_force_model() {
         }
         let got_times: Vec<u64> = got.iter().map(|r| r.time_unix_nano).collect();
         let want_times: Vec<u64> = want.iter().take(limit).map(|r| r.time_unix_nano).collect();
-        assert_eq!(got_times, want_times, "round {round}");
+        let what = format!("round {round}, {:?}", query.source());
+        assert_eq!(got_times, want_times, "{what}");
+        assert!(got.iter().all(|r| query.matches(r)), "{what}");
         // histogram over the same range: exact counts
         let step = (range.end - range.start) / 7 + 1;
-        let buckets =
-            search::histogram(&store.partitions(), &store.shared.schema, q, range, step).unwrap();
+        let buckets = search::histogram(
+            &store.partitions(),
+            &store.shared.schema,
+            q.as_ref(),
+            verify,
+            range,
+            step,
+        )
+        .unwrap();
         let total: u64 = buckets.iter().map(|b| b.count).sum();
-        assert_eq!(total, want.len() as u64, "round {round}");
+        assert_eq!(total, want.len() as u64, "{what}");
         let sev: u64 = want
             .iter()
             .filter(|r| Severity::from_number(r.severity_number) == Severity::Warn)
@@ -415,8 +466,14 @@ async fn search_matches_a_brute_force_model() {
             .iter()
             .map(|b| b.by_severity[Severity::Warn as usize])
             .sum();
-        assert_eq!(got_sev, sev, "round {round}");
+        assert_eq!(got_sev, sev, "{what}");
     }
+    // every record comes back whole: stored part, columns and source
+    let mut got = term_search(&store, &tantivy::query::AllQuery, all.len());
+    got.sort_by_key(|r| (r.time_unix_nano, r.body.clone()));
+    let mut want = all.clone();
+    want.sort_by_key(|r| (r.time_unix_nano, r.body.clone()));
+    assert_eq!(got, want);
     store.close().await.unwrap();
 }
 
@@ -473,4 +530,44 @@ fn version_1_record_and_payload_still_decode() {
         }
     );
     assert_eq!(commit.to_json(), r#"{"seq":42,"span_secs":3600}"#);
+}
+
+/// A partition's stored part (version 2) and source bytes, written once: later builds must
+/// keep reading them.
+#[test]
+fn version_2_stored_part_and_source_still_decode() {
+    let stored: &[u8] = &[
+        2,    // version
+        0x0a, // observed - time = 5 (zigzag)
+        5, b'E', b'R', b'R', b'O', b'R', // severity text
+        1,    // flags: trace id
+        1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, // trace id
+        2, b'h', b'i', // body
+        1, 1, b'a', 1, b'b', // attributes
+    ];
+    let source: &[u8] = &[
+        2, b'a', b'b', // service
+        1, 1, b'k', 1, b'v', // resource
+    ];
+    let src = codec::decode_source(source).unwrap();
+    let r = codec::decode_stored(stored, 1_000_000_000, 17, &src).unwrap();
+    let want = LogRecord {
+        time_unix_nano: 1_000_000_000,
+        observed_unix_nano: 1_000_000_005,
+        severity_number: 17,
+        severity_text: "ERROR".into(),
+        service: "ab".into(),
+        trace_id: Some(TraceId([
+            1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
+        ])),
+        span_id: None,
+        body: "hi".into(),
+        resource: vec![("k".into(), "v".into())],
+        attributes: vec![("a".into(), "b".into())],
+    };
+    assert_eq!(r, want);
+    let (mut s, mut o) = (Vec::new(), Vec::new());
+    codec::encode_stored(&mut s, &want);
+    codec::encode_source(&mut o, &want);
+    assert_eq!((s.as_slice(), o.as_slice()), (stored, source));
 }
