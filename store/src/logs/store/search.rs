@@ -10,10 +10,10 @@
 //!
 //! A query with a phrase compiles to a superset of its records (the body has no positions;
 //! [`LogQuery::needs_verification`]). Search then sorts each segment's candidates best first
-//! and decodes them in that order, keeping those [`LogQuery::matches`] accepts, until no
-//! candidate left can enter the heap. Its cost is the candidates decoded: small when the
-//! phrase's words mostly occur as the phrase, the whole range when they are common and the
-//! phrase rare.
+//! and decodes them in that order (in batches, each read in document order), keeping those
+//! [`LogQuery::matches`] accepts, until no candidate left can enter the heap. Its cost is
+//! the candidates decoded: small when the phrase's words mostly occur as the phrase, the
+//! whole range when they are common and the phrase rare.
 //!
 //! The histogram counts every matching record exactly, from the `time` and `severity` fast
 //! fields (no stored record is read), or, for a query to verify, by decoding every
@@ -375,6 +375,7 @@ pub fn search(
     let mut searchers: Vec<Searcher> = Vec::with_capacity(parts.len());
     let mut records: Vec<Records> = Vec::with_capacity(parts.len());
     let mut candidates: Vec<(Key, u32, u64)> = Vec::new();
+    let mut batch: Vec<(Key, u32, u64)> = Vec::new();
     for (pi, p) in parts.iter().enumerate() {
         let searcher = p.reader.searcher();
         searchers.push(searcher);
@@ -424,36 +425,52 @@ pub fn search(
             })
             .map_err(|e| tv(&p.dir, e))?;
             candidates.sort_unstable_by_key(|c| Reverse(c.0));
-            for &(key, doc, t) in &candidates {
-                if !top.wants(key) {
-                    // candidates are best first: no later one can enter either
-                    break;
+            // Best first, in batches each read in document order: the doc store
+            // decompresses a whole block per read and caches two, and time order need not
+            // be document order (a segment holds batches as they arrived). Batches double,
+            // so rare phrases cost a few passes over the segment's blocks at most.
+            let mut next = 0;
+            let mut size = limit.clamp(64, 4096);
+            while next < candidates.len() && top.wants(candidates[next].0) {
+                let end = candidates.len().min(next + size);
+                batch.clear();
+                batch.extend_from_slice(&candidates[next..end]);
+                batch.sort_unstable_by_key(|c| c.1);
+                for &(key, doc, t) in &batch {
+                    if !top.wants(key) {
+                        continue;
+                    }
+                    let rec = records[pi].load(searcher, schema, p, (seg.ord, doc), t)?;
+                    if verify.matches(&rec) {
+                        top.offer(Hit {
+                            key,
+                            time: t,
+                            part: pi,
+                            addr: (seg.ord, doc),
+                            rec: Some(rec),
+                        });
+                    }
                 }
-                let rec = records[pi].load(searcher, schema, p, (seg.ord, doc), t)?;
-                if verify.matches(&rec) {
-                    top.offer(Hit {
-                        key,
-                        time: t,
-                        part: pi,
-                        addr: (seg.ord, doc),
-                        rec: Some(rec),
-                    });
-                }
+                next = end;
+                size = size.saturating_mul(2);
             }
         }
     }
-    let hits = top.into_sorted();
-    let mut out = Vec::with_capacity(hits.len());
-    for h in hits {
-        let rec = match h.rec {
+    // read the winners in document order (see above), answer them best first
+    let mut hits = top.into_sorted();
+    let mut order: Vec<usize> = (0..hits.len()).collect();
+    order.sort_unstable_by_key(|&i| (hits[i].part, hits[i].addr));
+    let mut out: Vec<Option<LogRecord>> = (0..hits.len()).map(|_| None).collect();
+    for i in order {
+        let h = &mut hits[i];
+        out[i] = Some(match h.rec.take() {
             Some(rec) => rec,
             None => {
                 records[h.part].load(&searchers[h.part], schema, &parts[h.part], h.addr, h.time)?
             }
-        };
-        out.push(rec);
+        });
     }
-    Ok(out)
+    Ok(out.into_iter().flatten().collect())
 }
 
 /// Number of buckets of a histogram over `range` by `step`.
