@@ -294,6 +294,7 @@ pub async fn run(mut args: LogsArgs) -> Result<()> {
     args.apply_quick();
     args.check()?;
     let started_ms = (now_ns() / 1_000_000) as i64;
+    let git_commit = report::git_commit();
     let load_avg_start = std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.trim().to_string())
         .unwrap_or_default();
@@ -367,6 +368,7 @@ pub async fn run(mut args: LogsArgs) -> Result<()> {
         peak_rss_bytes: peak_rss,
         search: searches,
         server_metrics: metrics,
+        git_commit,
     });
     if !args.keep {
         if let Err(e) = std::fs::remove_dir_all(&h.data_dir) {

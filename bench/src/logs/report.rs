@@ -328,15 +328,22 @@ pub struct Inputs<'a> {
     pub peak_rss_bytes: u64,
     pub search: SearchSummary,
     pub server_metrics: Vec<String>,
+    pub git_commit: Option<String>,
 }
 
-fn git_commit() -> Option<String> {
-    let out = std::process::Command::new("git")
-        .args(["rev-parse", "--short", "HEAD"])
-        .output()
-        .ok()?;
-    let text = String::from_utf8(out.stdout).ok()?.trim().to_string();
-    (out.status.success() && !text.is_empty()).then_some(text)
+/// `git rev-parse --short HEAD`, with `-dirty` when tracked files differ from it; taken when
+/// the run starts (others may commit while it runs).
+pub fn git_commit() -> Option<String> {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("git").args(args).output().ok()?;
+        let text = String::from_utf8(out.stdout).ok()?.trim().to_string();
+        out.status.success().then_some(text)
+    };
+    let head = run(&["rev-parse", "--short", "HEAD"]).filter(|h| !h.is_empty())?;
+    let dirty = run(&["status", "--porcelain", "--untracked-files=no"])
+        .map(|s| !s.is_empty())
+        .unwrap_or(false);
+    Some(if dirty { format!("{head}-dirty") } else { head })
 }
 
 impl LogsResults {
@@ -438,7 +445,7 @@ impl LogsResults {
                     .unwrap_or_else(|| "defaults (fsync on every batch)".into()),
             },
             server_version: i.version,
-            git_commit: git_commit(),
+            git_commit: i.git_commit,
             corpus: i.corpus,
             peers: i.peers,
             load: i.load,
