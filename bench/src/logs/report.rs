@@ -331,8 +331,9 @@ pub struct Inputs<'a> {
     pub git_commit: Option<String>,
 }
 
-/// `git rev-parse --short HEAD`, with `-dirty` when tracked files differ from it; taken when
-/// the run starts (others may commit while it runs).
+/// `git rev-parse --short HEAD`, with `-dirty` when tracked sources or manifests (what goes
+/// into the binaries) differ from it; taken when the run starts (others may commit while it
+/// runs).
 pub fn git_commit() -> Option<String> {
     let run = |args: &[&str]| {
         let out = std::process::Command::new("git").args(args).output().ok()?;
@@ -340,9 +341,18 @@ pub fn git_commit() -> Option<String> {
         out.status.success().then_some(text)
     };
     let head = run(&["rev-parse", "--short", "HEAD"]).filter(|h| !h.is_empty())?;
-    let dirty = run(&["status", "--porcelain", "--untracked-files=no"])
-        .map(|s| !s.is_empty())
-        .unwrap_or(false);
+    let dirty = run(&[
+        "status",
+        "--porcelain",
+        "--untracked-files=no",
+        "--",
+        "src/*",
+        "*/src/*",
+        "*Cargo.toml",
+        "Cargo.lock",
+    ])
+    .map(|s| !s.is_empty())
+    .unwrap_or(false);
     Some(if dirty { format!("{head}-dirty") } else { head })
 }
 
