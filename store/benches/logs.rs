@@ -14,9 +14,10 @@
 //! 3. Size: index+store bytes over raw line bytes, once idle writers merged their cold
 //!    partitions and closed.
 //! 4. Search latency (p50/p99 over 50 runs, newest 100 over the whole range): a term, a
-//!    phrase, a trace id, a field + severity query, a CJK word, a phrase no line has (every
-//!    line with its words is verified and rejected); and histograms of a severity range
-//!    (fast fields only) and of a phrase (every candidate verified).
+//!    phrase, a trace id, a field + severity query, a CJK word, a prefix and a suffix
+//!    wildcard, a phrase no line has (every line with its words is verified and rejected);
+//!    and histograms of a severity range (fast fields only) and of a phrase (every
+//!    candidate verified).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -445,6 +446,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         format!("trace_id:{trace}"),
         "service:checkout severity>=error".to_string(),
         "登录成功".to_string(),
+        "refus*".to_string(),
+        "*fused".to_string(),
         // the worst case of verification: both words in an eighth of the lines, the phrase
         // in none, so every candidate is decoded and rejected
         "\"refused connection\"".to_string(),
