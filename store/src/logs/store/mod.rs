@@ -19,7 +19,9 @@
 //!
 //! Read path ([`LogsQuerier`]): [`search`] over the partitions' committed segments, newest
 //! (or oldest) first with early termination; exact histograms from fast fields; field
-//! summaries over the newest matching records. Retention deletes whole partitions.
+//! summaries over the newest matching records. A query with a phrase selects a superset in
+//! the index (the body has no positions) and each candidate is checked against the query
+//! on its decoded record. Retention deletes whole partitions.
 
 mod codec;
 mod indexer;
