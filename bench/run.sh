@@ -25,7 +25,7 @@
 # Logs (Lookout vs zstd -3 and a plain tantivy indexer on one seeded 5.5 GB corpus: raw MB
 # ingested and indexed per server CPU-second, stored size / raw, search latency; writes
 # bench/results/logs-latest.json):
-#   bench/run.sh logs                # about 30 minutes on 2 cores, ~15 GB of disk meanwhile
+#   bench/run.sh logs                # about 16 minutes on 2 cores, up to 5 GB of disk
 #   bench/run.sh logs --quick        # 200 MB raw: checks the harness in a minute or two
 #   bench/run.sh logs --keep         # keep the data dir and the peer index (target/bench-logs)
 #   bench/run.sh logs --help         # every flag

@@ -299,6 +299,10 @@ pub async fn run(mut args: LogsArgs) -> Result<()> {
         .map(|s| s.trim().to_string())
         .unwrap_or_default();
     std::fs::create_dir_all(&args.work_dir).map_err(|e| BenchError::io(&args.work_dir, e))?;
+    // the shared target dir may be rebuilt while the corpus is generated: the run uses a
+    // copy of the binary taken now, so the server is the build the run started with
+    let bin = args.work_dir.join("lookout-under-test");
+    std::fs::copy(&args.lookout_bin, &bin).map_err(|e| BenchError::io(&args.lookout_bin, e))?;
     let p = plan(&args);
     tracing::info!(
         raw_mb = args.raw_mb,
@@ -322,7 +326,7 @@ pub async fn run(mut args: LogsArgs) -> Result<()> {
     let bins = Binaries {
         prometheus: PathBuf::new(),
         victoria_metrics: PathBuf::new(),
-        lookout: args.lookout_bin.clone(),
+        lookout: bin.clone(),
         lookout_config: args.lookout_config.clone(),
     };
     let mut h = ServerHandle::start(ServerKind::Lookout, &args.work_dir, &bins)?;
@@ -370,6 +374,7 @@ pub async fn run(mut args: LogsArgs) -> Result<()> {
         server_metrics: metrics,
         git_commit,
     });
+    let _ = std::fs::remove_file(&bin);
     if !args.keep {
         if let Err(e) = std::fs::remove_dir_all(&h.data_dir) {
             tracing::warn!(dir = %h.data_dir.display(), error = %e, "could not remove the data dir");
