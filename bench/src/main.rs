@@ -28,6 +28,7 @@ mod fleet;
 mod generate;
 mod logs;
 mod nullsink;
+mod otlp_http;
 mod procstat;
 mod proto;
 mod query;

@@ -1,258 +1,85 @@
-//! The trace sender: posts pre-encoded `ExportTraceServiceRequest`s to `POST /v1/traces`
-//! (`application/x-protobuf`, uncompressed, as the SDKs' OTLP/HTTP exporters do by default)
-//! over several concurrent connections, each taking the next unsent request, like several
-//! SDKs exporting at once.
-//!
-//! Every answer is checked: a 200 must carry an `ExportTraceServiceResponse` without
-//! rejected spans (a partial success counts its spans as rejected and keeps its message);
-//! 429 and 5xx and connection errors are retried with exponential backoff, as the OTLP
-//! exporters do; any other status is a rejected request.
+//! The trace sender: posts pre-encoded `ExportTraceServiceRequest`s to `POST /v1/traces` with
+//! the shared OTLP/HTTP sender ([`crate::otlp_http`]), which checks every answer and retries
+//! 429, 5xx and connection errors. A partial success counts its spans as rejected and keeps
+//! its message.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
+use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
-use prost::Message;
 use serde::Serialize;
 
 use super::generate::Request;
-use crate::error::{BenchError, Result};
+use crate::otlp_http::{Export, Items};
 
-const MIN_BACKOFF: Duration = Duration::from_millis(50);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
-const MAX_ATTEMPTS: u32 = 30;
+pub use crate::otlp_http::{client, send};
+
+/// The trace sender's statistics.
+pub type SendStats = crate::otlp_http::SendStats<Spans>;
 
 #[derive(Clone, Debug, Default, Serialize)]
-pub struct SendStats {
-    pub requests_ok: u64,
-    pub requests_rejected: u64,
-    pub requests_failed: u64,
-    /// Retried answers (429, 5xx, connection errors).
-    pub retries: u64,
+pub struct Spans {
     pub spans_ok: u64,
     /// Spans in rejected or failed requests, plus those a partial success refused.
     pub spans_rejected: u64,
-    /// 200 answers that carried a partial success (rejections or warnings).
-    pub partial_successes: u64,
-    pub first_error: Option<String>,
-    /// Wall time of the send; merged stats add up (the chunks are sent one after another).
-    pub elapsed_secs: f64,
-    /// Client-side latency of each accepted request (last attempt), ms.
-    #[serde(skip)]
-    pub latencies_ms: Vec<f64>,
 }
 
-impl SendStats {
-    pub fn merge(&mut self, o: SendStats) {
-        self.requests_ok += o.requests_ok;
-        self.requests_rejected += o.requests_rejected;
-        self.requests_failed += o.requests_failed;
-        self.retries += o.retries;
+impl Items for Spans {
+    fn merge(&mut self, o: Spans) {
         self.spans_ok += o.spans_ok;
         self.spans_rejected += o.spans_rejected;
-        self.partial_successes += o.partial_successes;
-        if self.first_error.is_none() {
-            self.first_error = o.first_error;
-        }
-        self.elapsed_secs += o.elapsed_secs;
-        self.latencies_ms.extend(o.latencies_ms);
     }
 
-    /// Every request answered 200 and no span was refused.
-    pub fn clean(&self) -> bool {
-        self.requests_rejected == 0
-            && self.requests_failed == 0
-            && self.spans_rejected == 0
-            && self.partial_successes == 0
+    fn rejected(&self) -> u64 {
+        self.spans_rejected
     }
 }
 
-enum Outcome {
-    /// Accepted; the spans a partial success refused and its message.
-    Ok(u64, Option<String>),
-    Rejected(String),
-    Retry(String),
-}
+impl Export for Request {
+    type Items = Spans;
+    type Answer = ExportTraceServiceResponse;
+    const USER_AGENT: &'static str = "lookout-bench/0.1 (OTLP/HTTP traces)";
+    const ANSWER_NAME: &'static str = "ExportTraceServiceResponse";
+    const SIGNAL: &'static str = "trace";
 
-async fn post_once(client: &reqwest::Client, url: &str, r: &Request) -> Outcome {
-    let resp = client
-        .post(url)
-        .header("Content-Type", "application/x-protobuf")
-        .header("User-Agent", "lookout-bench/0.1 (OTLP/HTTP traces)")
-        .body(r.body.clone())
-        .send()
-        .await;
-    let resp = match resp {
-        Ok(resp) => resp,
-        Err(e) => return Outcome::Retry(format!("connection error: {e}")),
-    };
-    let status = resp.status();
-    let body = match resp.bytes().await {
-        Ok(b) => b,
-        Err(e) => return Outcome::Retry(format!("reading the answer: {e}")),
-    };
-    if status.as_u16() == 200 {
-        return match ExportTraceServiceResponse::decode(body.as_ref()) {
-            Ok(answer) => match answer.partial_success {
-                Some(p) => Outcome::Ok(
-                    u64::try_from(p.rejected_spans).unwrap_or(0),
-                    Some(p.error_message),
-                ),
-                None => Outcome::Ok(0, None),
-            },
-            Err(e) => Outcome::Rejected(format!(
-                "200 with a body that is not an ExportTraceServiceResponse: {e}"
-            )),
-        };
+    fn body(&self) -> &Bytes {
+        &self.body
     }
-    let msg = format!(
-        "HTTP {status}: {}",
-        String::from_utf8_lossy(&body)
-            .chars()
-            .take(300)
-            .collect::<String>()
-    );
-    if status.as_u16() == 429 || status.is_server_error() {
-        Outcome::Retry(msg)
-    } else {
-        Outcome::Rejected(msg)
-    }
-}
 
-async fn post_with_retry(client: &reqwest::Client, url: &str, r: &Request, st: &mut SendStats) {
-    let spans = u64::from(r.spans);
-    let mut backoff = MIN_BACKOFF;
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let started = Instant::now();
-        match post_once(client, url, r).await {
-            Outcome::Ok(rejected, message) => {
-                st.latencies_ms
-                    .push(started.elapsed().as_secs_f64() * 1000.0);
-                st.requests_ok += 1;
-                st.spans_ok += spans.saturating_sub(rejected);
-                st.spans_rejected += rejected.min(spans);
-                if let Some(m) = message {
-                    st.partial_successes += 1;
-                    st.first_error
-                        .get_or_insert(format!("partial success ({rejected} rejected): {m}"));
-                }
-                return;
-            }
-            Outcome::Rejected(msg) => {
-                st.requests_rejected += 1;
-                st.spans_rejected += spans;
-                st.first_error.get_or_insert(msg);
-                return;
-            }
-            Outcome::Retry(msg) if attempt < MAX_ATTEMPTS => {
-                st.retries += 1;
-                tracing::debug!(error = %msg, attempt, "retrying trace export");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-            }
-            Outcome::Retry(msg) => {
-                st.requests_failed += 1;
-                st.spans_rejected += spans;
-                st.first_error
-                    .get_or_insert(format!("gave up after {attempt} attempts: {msg}"));
-                return;
-            }
-        }
-    }
-}
-
-/// A client for `connections` concurrent exporters.
-pub fn client(connections: usize) -> Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .pool_max_idle_per_host(connections)
-        .timeout(Duration::from_secs(120))
-        .build()
-        .map_err(|e| BenchError::Http {
-            url: "-".into(),
-            reason: format!("building the OTLP/HTTP client: {e}"),
+    fn partial(answer: ExportTraceServiceResponse) -> Option<(u64, String)> {
+        answer.partial_success.map(|p| {
+            (
+                u64::try_from(p.rejected_spans).unwrap_or(0),
+                p.error_message,
+            )
         })
-}
-
-/// Sends every request over `connections` concurrent connections and waits for all answers.
-pub async fn send(
-    client: &reqwest::Client,
-    url: &str,
-    requests: Arc<Vec<Request>>,
-    connections: usize,
-) -> Result<SendStats> {
-    let next = Arc::new(AtomicUsize::new(0));
-    let url: Arc<str> = Arc::from(url);
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..connections.max(1))
-        .map(|_| {
-            let (client, url, requests, next) =
-                (client.clone(), url.clone(), requests.clone(), next.clone());
-            tokio::spawn(async move {
-                let mut st = SendStats::default();
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(r) = requests.get(i) else { break };
-                    post_with_retry(&client, &url, r, &mut st).await;
-                }
-                st
-            })
-        })
-        .collect();
-    let mut total = SendStats::default();
-    for t in tasks {
-        let st = t.await.map_err(|e| BenchError::Http {
-            url: url.to_string(),
-            reason: format!("sender task failed: {e}"),
-        })?;
-        total.merge(st);
     }
-    total.elapsed_secs = started.elapsed().as_secs_f64();
-    Ok(total)
+
+    fn acknowledged(&self, c: &mut Spans, rejected: u64) {
+        let spans = u64::from(self.spans);
+        c.spans_ok += spans.saturating_sub(rejected);
+        c.spans_rejected += rejected.min(spans);
+    }
+
+    fn lost(&self, c: &mut Spans) {
+        c.spans_rejected += u64::from(self.spans);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTracePartialSuccess;
-    use std::sync::atomic::AtomicU64;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
 
-    /// Answers 503 to every fourth request, 400 to bodies starting with `x`, a partial success
-    /// rejecting one span to bodies starting with `p`, a plain 200 otherwise.
+    /// The shared stub server; its partial success rejects one span.
     async fn serve(accepted: Arc<AtomicU64>) -> String {
-        use axum::{body::Bytes as B, http::StatusCode, routing::post, Router};
-        let calls = Arc::new(AtomicU64::new(0));
-        let app = Router::new().route(
-            "/v1/traces",
-            post(move |body: B| {
-                let accepted = accepted.clone();
-                let calls = calls.clone();
-                async move {
-                    if calls.fetch_add(1, Ordering::SeqCst) % 4 == 3 {
-                        return (StatusCode::SERVICE_UNAVAILABLE, Vec::new());
-                    }
-                    if body.first() == Some(&b'x') {
-                        return (StatusCode::BAD_REQUEST, b"bad".to_vec());
-                    }
-                    accepted.fetch_add(1, Ordering::SeqCst);
-                    let partial =
-                        (body.first() == Some(&b'p')).then(|| ExportTracePartialSuccess {
-                            rejected_spans: 1,
-                            error_message: "span 1 has an invalid trace id".into(),
-                        });
-                    let answer = ExportTraceServiceResponse {
-                        partial_success: partial,
-                    };
-                    (StatusCode::OK, answer.encode_to_vec())
-                }
+        let partial = ExportTraceServiceResponse {
+            partial_success: Some(ExportTracePartialSuccess {
+                rejected_spans: 1,
+                error_message: "span 1 has an invalid trace id".into(),
             }),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        format!("http://{addr}/v1/traces")
+        };
+        crate::otlp_http::stub_server("/v1/traces", partial, accepted).await
     }
 
     fn req(body: &'static [u8], spans: u32) -> Request {
