@@ -29,24 +29,6 @@ const VALUE_KVLIST: u8 = 6;
 
 const FLAG_HAS_PARENT: u8 = 1;
 
-fn err(r: &Reader<'_>, what: &'static str) -> RecordError {
-    RecordError {
-        offset: r.pos,
-        what,
-    }
-}
-
-/// A count read from the input, checked against the bytes left (every item takes at least
-/// one byte) so a corrupt count cannot reserve gigabytes.
-fn count(r: &mut Reader<'_>) -> Result<usize, RecordError> {
-    let n = r.uvarint()?;
-    let left = r.buf.len().saturating_sub(r.pos) as u64;
-    if n > left {
-        return Err(err(r, "count larger than the bytes left"));
-    }
-    Ok(n as usize)
-}
-
 fn array<const N: usize>(r: &mut Reader<'_>) -> Result<[u8; N], RecordError> {
     let b = r.bytes(N)?;
     let mut out = [0u8; N];
@@ -107,23 +89,23 @@ pub fn put_attributes(buf: &mut Vec<u8>, attrs: &Attributes) {
 
 fn read_value(r: &mut Reader<'_>, depth: usize) -> Result<AttrValue, RecordError> {
     if depth > MAX_VALUE_DEPTH {
-        return Err(err(r, "attribute values nested too deeply"));
+        return Err(r.err("attribute values nested too deeply"));
     }
     Ok(match r.u8()? {
         VALUE_STR => AttrValue::Str(string(r)?),
         VALUE_BOOL => match r.u8()? {
             0 => AttrValue::Bool(false),
             1 => AttrValue::Bool(true),
-            _ => return Err(err(r, "boolean value is neither 0 nor 1")),
+            _ => return Err(r.err("boolean value is neither 0 nor 1")),
         },
         VALUE_INT => AttrValue::Int(r.varint()?),
         VALUE_DOUBLE => AttrValue::Double(f64::from_bits(r.u64_le()?)),
         VALUE_BYTES => {
-            let n = count(r)?;
+            let n = r.count()?;
             AttrValue::Bytes(r.bytes(n)?.to_vec())
         }
         VALUE_ARRAY => {
-            let n = count(r)?;
+            let n = r.count()?;
             let mut items = Vec::with_capacity(n);
             for _ in 0..n {
                 items.push(read_value(r, depth + 1)?);
@@ -131,12 +113,12 @@ fn read_value(r: &mut Reader<'_>, depth: usize) -> Result<AttrValue, RecordError
             AttrValue::Array(items)
         }
         VALUE_KVLIST => AttrValue::KvList(read_attributes_at(r, depth + 1)?),
-        _ => return Err(err(r, "unknown attribute value type")),
+        _ => return Err(r.err("unknown attribute value type")),
     })
 }
 
 fn read_attributes_at(r: &mut Reader<'_>, depth: usize) -> Result<Attributes, RecordError> {
-    let n = count(r)?;
+    let n = r.count()?;
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
         let k = string(r)?;
@@ -163,7 +145,7 @@ pub fn decode_resource(bytes: &[u8]) -> Result<Resource, RecordError> {
     let service_name = string(&mut r)?;
     let attributes = read_attributes(&mut r)?;
     if !r.is_empty() {
-        return Err(err(&r, "trailing bytes after the resource"));
+        return Err(r.err("trailing bytes after the resource"));
     }
     Ok(Resource {
         service_name,
@@ -230,15 +212,15 @@ fn read_head<'a>(r: &mut Reader<'a>) -> Result<SpanHead<'a>, RecordError> {
     let parent_span_id = match r.u8()? {
         0 => None,
         FLAG_HAS_PARENT => Some(SpanId(array::<8>(r)?)),
-        _ => return Err(err(r, "unknown span flags")),
+        _ => return Err(r.err("unknown span flags")),
     };
     let kind = match r.u8()? {
         k @ 0..=5 => SpanKind::from_i32(i32::from(k)),
-        _ => return Err(err(r, "unknown span kind")),
+        _ => return Err(r.err("unknown span kind")),
     };
     let status = match r.u8()? {
         s @ 0..=2 => StatusCode::from_i32(i32::from(s)),
-        _ => return Err(err(r, "unknown status code")),
+        _ => return Err(r.err("unknown status code")),
     };
     let start_unix_nano = r.uvarint()?;
     let end_unix_nano = start_unix_nano.wrapping_add(r.varint()? as u64);
@@ -262,7 +244,7 @@ pub fn decode_span_head(bytes: &[u8]) -> Result<SpanHead<'_>, RecordError> {
 
 fn read_u32(r: &mut Reader<'_>) -> Result<u32, RecordError> {
     let v = r.uvarint()?;
-    u32::try_from(v).map_err(|_| err(r, "count does not fit 32 bits"))
+    u32::try_from(v).map_err(|_| r.err("count does not fit 32 bits"))
 }
 
 /// Skips the strings and counts between the head and the attributes.
@@ -296,7 +278,7 @@ pub fn decode_span(bytes: &[u8]) -> Result<Span, RecordError> {
     let dropped_events_count = read_u32(&mut r)?;
     let dropped_links_count = read_u32(&mut r)?;
     let attributes = read_attributes(&mut r)?;
-    let n = count(&mut r)?;
+    let n = r.count()?;
     let mut events = Vec::with_capacity(n);
     for _ in 0..n {
         let time_unix_nano = head.start_unix_nano.wrapping_add(r.varint()? as u64);
@@ -308,7 +290,7 @@ pub fn decode_span(bytes: &[u8]) -> Result<Span, RecordError> {
             attributes,
         });
     }
-    let n = count(&mut r)?;
+    let n = r.count()?;
     let mut links = Vec::with_capacity(n);
     for _ in 0..n {
         let trace_id = TraceId(array::<16>(&mut r)?);
@@ -323,7 +305,7 @@ pub fn decode_span(bytes: &[u8]) -> Result<Span, RecordError> {
         });
     }
     if !r.is_empty() {
-        return Err(err(&r, "trailing bytes after the span"));
+        return Err(r.err("trailing bytes after the span"));
     }
     Ok(Span {
         trace_id: head.trace_id,

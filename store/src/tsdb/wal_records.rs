@@ -50,11 +50,23 @@ impl<'a> Reader<'a> {
         Reader { buf, pos: 0 }
     }
 
-    fn err(&self, what: &'static str) -> RecordError {
+    /// An error at the current position.
+    pub fn err(&self, what: &'static str) -> RecordError {
         RecordError {
             offset: self.pos,
             what,
         }
+    }
+
+    /// A count read from the input, checked against the bytes left (every item takes at
+    /// least one byte) so a corrupt count cannot reserve gigabytes.
+    pub fn count(&mut self) -> Result<usize, RecordError> {
+        let n = self.uvarint()?;
+        let left = self.buf.len().saturating_sub(self.pos) as u64;
+        if n > left {
+            return Err(self.err("count larger than the bytes left"));
+        }
+        Ok(n as usize)
     }
 
     pub fn is_empty(&self) -> bool {

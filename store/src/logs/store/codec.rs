@@ -27,24 +27,6 @@ pub const PAYLOAD_HEADER_LEN: usize = 1 + 8 + 4;
 const FLAG_TRACE_ID: u8 = 1;
 const FLAG_SPAN_ID: u8 = 2;
 
-fn err(r: &Reader<'_>, what: &'static str) -> RecordError {
-    RecordError {
-        offset: r.pos,
-        what,
-    }
-}
-
-/// A count read from the input, checked against the bytes left (every item takes at least
-/// one byte) so a corrupt count cannot reserve gigabytes.
-fn count(r: &mut Reader<'_>) -> Result<usize, RecordError> {
-    let n = r.uvarint()?;
-    let left = r.buf.len().saturating_sub(r.pos) as u64;
-    if n > left {
-        return Err(err(r, "count larger than the bytes left"));
-    }
-    Ok(n as usize)
-}
-
 fn put_attrs(buf: &mut Vec<u8>, attrs: &[(String, String)]) {
     put_uvarint(buf, attrs.len() as u64);
     for (k, v) in attrs {
@@ -54,7 +36,7 @@ fn put_attrs(buf: &mut Vec<u8>, attrs: &[(String, String)]) {
 }
 
 fn attrs(r: &mut Reader<'_>) -> Result<Vec<(String, String)>, RecordError> {
-    let n = count(r)?;
+    let n = r.count()?;
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
         let k = r.str()?.to_owned();
@@ -129,7 +111,7 @@ fn put_ids(buf: &mut Vec<u8>, rec: &LogRecord) {
 fn ids(r: &mut Reader<'_>) -> Result<(Option<TraceId>, Option<SpanId>), RecordError> {
     let flags = r.u8()?;
     if flags & !(FLAG_TRACE_ID | FLAG_SPAN_ID) != 0 {
-        return Err(err(r, "unknown log record flags"));
+        return Err(r.err("unknown log record flags"));
     }
     let trace_id = if flags & FLAG_TRACE_ID != 0 {
         let mut id = [0u8; 16];
@@ -164,7 +146,7 @@ pub fn decode_record(bytes: &[u8]) -> Result<LogRecord, RecordError> {
     let mut r = Reader::new(bytes);
     let version = r.u8()?;
     if version != RECORD_VERSION {
-        return Err(err(&r, "unknown log record version"));
+        return Err(r.err("unknown log record version"));
     }
     let time_unix_nano = r.uvarint()?;
     let observed_unix_nano = time_unix_nano.wrapping_add(r.varint()? as u64);
@@ -176,7 +158,7 @@ pub fn decode_record(bytes: &[u8]) -> Result<LogRecord, RecordError> {
     let resource = attrs(&mut r)?;
     let attributes = attrs(&mut r)?;
     if !r.is_empty() {
-        return Err(err(&r, "trailing bytes after log record"));
+        return Err(r.err("trailing bytes after log record"));
     }
     Ok(LogRecord {
         time_unix_nano,
@@ -205,7 +187,7 @@ pub fn decode_source(bytes: &[u8]) -> Result<Source, RecordError> {
     let service = r.str()?.to_owned();
     let resource = attrs(&mut r)?;
     if !r.is_empty() {
-        return Err(err(&r, "trailing bytes after log record source"));
+        return Err(r.err("trailing bytes after log record source"));
     }
     Ok(Source { service, resource })
 }
@@ -220,7 +202,7 @@ pub fn decode_stored(
 ) -> Result<LogRecord, RecordError> {
     let mut r = Reader::new(bytes);
     if r.u8()? != STORED_VERSION {
-        return Err(err(&r, "unknown stored log record version"));
+        return Err(r.err("unknown stored log record version"));
     }
     let observed_unix_nano = time_unix_nano.wrapping_add(r.varint()? as u64);
     let severity_text = r.str()?.to_owned();
@@ -228,7 +210,7 @@ pub fn decode_stored(
     let body = r.str()?.to_owned();
     let attributes = attrs(&mut r)?;
     if !r.is_empty() {
-        return Err(err(&r, "trailing bytes after stored log record"));
+        return Err(r.err("trailing bytes after stored log record"));
     }
     Ok(LogRecord {
         time_unix_nano,
@@ -248,7 +230,7 @@ pub fn decode_stored(
 pub fn record_time(bytes: &[u8]) -> Result<u64, RecordError> {
     let mut r = Reader::new(bytes);
     if r.u8()? != RECORD_VERSION {
-        return Err(err(&r, "unknown log record version"));
+        return Err(r.err("unknown log record version"));
     }
     r.uvarint()
 }
@@ -307,22 +289,22 @@ pub struct Payload<'a> {
 pub fn decode_payload(bytes: &[u8]) -> Result<Payload<'_>, RecordError> {
     let mut r = Reader::new(bytes);
     if r.u8()? != PAYLOAD_VERSION {
-        return Err(err(&r, "unknown log payload version"));
+        return Err(r.err("unknown log payload version"));
     }
     let seq = r.u64_le()?;
     let mut n = [0u8; 4];
     n.copy_from_slice(r.bytes(4)?);
     let n = u32::from_le_bytes(n) as usize;
     if n > bytes.len() {
-        return Err(err(&r, "record count larger than the payload"));
+        return Err(r.err("record count larger than the payload"));
     }
     let mut records = Vec::with_capacity(n);
     for _ in 0..n {
-        let len = count(&mut r)?;
+        let len = r.count()?;
         records.push(r.bytes(len)?);
     }
     if !r.is_empty() {
-        return Err(err(&r, "trailing bytes after the last log record"));
+        return Err(r.err("trailing bytes after the last log record"));
     }
     Ok(Payload { seq, records })
 }
