@@ -207,44 +207,7 @@ impl Api {
     }
 }
 
-/// Latency percentiles of one group of lookups, ms.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct Latency {
-    pub count: usize,
-    pub p50_ms: f64,
-    pub p90_ms: f64,
-    pub p99_ms: f64,
-    pub max_ms: f64,
-    pub mean_ms: f64,
-}
-
-/// Nearest-rank percentile of sorted values.
-fn rank(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[i]
-}
-
-impl Latency {
-    pub fn of(values: &[f64]) -> Self {
-        let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
-        v.sort_by(|a, b| a.total_cmp(b));
-        Latency {
-            count: v.len(),
-            p50_ms: rank(&v, 0.50),
-            p90_ms: rank(&v, 0.90),
-            p99_ms: rank(&v, 0.99),
-            max_ms: v.last().copied().unwrap_or(0.0),
-            mean_ms: if v.is_empty() {
-                0.0
-            } else {
-                v.iter().sum::<f64>() / v.len() as f64
-            },
-        }
-    }
-}
+pub use crate::report::Latency;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct LookupSummary {
@@ -383,16 +346,6 @@ mod tests {
             .iter()
             .filter(|x| x.place == Place::Unknown)
             .all(|x| x.spans == 0 && x.id.len() == 32));
-    }
-
-    #[test]
-    fn percentiles_are_nearest_rank() {
-        let v: Vec<f64> = (1..=100).map(f64::from).collect();
-        let l = Latency::of(&v);
-        assert_eq!(l.p50_ms, 50.0);
-        assert_eq!(l.p99_ms, 99.0);
-        assert_eq!(l.max_ms, 100.0);
-        assert_eq!(Latency::of(&[]).count, 0);
     }
 
     #[test]
