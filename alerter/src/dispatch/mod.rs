@@ -1,0 +1,1 @@
+//! Alertmanager semantics: routes, groups, inhibition, silences, notification log.

@@ -1,0 +1,5 @@
+//! DingTalk custom robot notifier.
+
+mod config;
+
+pub use config::DingTalkConfig;

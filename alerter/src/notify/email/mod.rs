@@ -1,0 +1,5 @@
+//! Email notifier (SMTP via lettre).
+
+mod config;
+
+pub use config::EmailConfig;

@@ -1,0 +1,5 @@
+//! Generic webhook notifier with Alertmanager's webhook JSON.
+
+mod config;
+
+pub use config::WebhookConfig;

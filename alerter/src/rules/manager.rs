@@ -1,0 +1,1 @@
+//! Runs rule groups on their intervals, persists alert state, serves rule status.

@@ -1,0 +1,3 @@
+//! Prometheus rule files and their evaluation.
+
+pub mod manager;
