@@ -13,6 +13,7 @@ import re
 import struct
 import textwrap
 import time
+import uuid
 from datetime import datetime, timezone
 from urllib.parse import parse_qs, urlsplit
 
@@ -202,9 +203,17 @@ def notifications(lookout: Lookout, receiver: str | None = None) -> list[dict]:
 
 
 def attempts_of(lookout: Lookout, receiver: str, integration: str) -> list[dict]:
-    """Attempts of one integration, oldest first."""
+    """Attempts of one integration, oldest first (the API lists newest first)."""
     got = [a for a in notifications(lookout, receiver) if a["integration"] == integration]
-    return sorted(got, key=lambda a: (a["time"], a["attempt"]))
+    return got[::-1]
+
+
+def rfc3339(s: str) -> float:
+    """Epoch seconds of an RFC 3339 time with any number of fractional digits."""
+    m = re.fullmatch(r"(.*T\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)", s)
+    assert m, f"not RFC 3339: {s!r}"
+    base = datetime.fromisoformat(m[1] + ("+00:00" if m[3] == "Z" else m[3]))
+    return base.timestamp() + (float("0." + m[2]) if m[2] else 0.0)
 
 
 def counter(lookout: Lookout, name: str, **labels) -> float:
@@ -238,7 +247,7 @@ def links_in(text: str) -> list[tuple[str, dict[str, str]]]:
 
 def since_forms(active_at: str) -> list[str]:
     """Ways a message may print the alert's start (to the minute), in UTC or local time."""
-    t = datetime.fromisoformat(active_at.replace("Z", "+00:00"))
+    t = datetime.fromtimestamp(rfc3339(active_at), timezone.utc)
     forms = []
     for tz in (timezone.utc, None):
         lt = t.astimezone(tz)
@@ -437,8 +446,7 @@ def test_transient_failures_are_retried_and_recorded(lookout_factory, robot_serv
     assert [(x["attempt"], x["outcome"], x["status_code"]) for x in w] == [
         (1, "retrying", 503), (2, "success", 200)], w
     assert d[2]["errcode"] == 0 and w[1]["errcode"] == 0
-    gap = (datetime.fromisoformat(d[1]["time"].replace("Z", "+00:00"))
-           - datetime.fromisoformat(d[0]["time"].replace("Z", "+00:00"))).total_seconds()
+    gap = rfc3339(d[1]["time"]) - rfc3339(d[0]["time"])
     assert 0.3 <= gap <= 5, f"first retry {gap}s after the first try (backoff starts at 500 ms)"
     for integ, retrying in (("dingtalk[0]", 2), ("wecom[0]", 1)):
         assert counter(lookout, "lookout_notifications_total", receiver="ops",
@@ -454,8 +462,8 @@ def test_permanent_errors_reported_once_and_test_send(lookout_factory, robot_ser
     signed = robot_server.dingtalk(secret="SEC" + os.urandom(8).hex())
     keyword = robot_server.dingtalk(keyword="仅此关键词")
     good = robot_server.dingtalk(secret="SEC" + os.urandom(8).hex(), keyword="告警")
-    bad_token = "0" * 32
-    bad_key = "00000000-0000-0000-0000-000000000000"
+    bad_token = os.urandom(16).hex()
+    bad_key = str(uuid.uuid4())
     wrong_secret = "SEC" + os.urandom(8).hex()
     broken = [
         {"url": f"{robot_server.base_url}/robot/send?access_token={bad_token}"},
