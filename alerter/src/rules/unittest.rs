@@ -1,0 +1,1 @@
+//! `promtool test rules` unit-test files run against Lookout's evaluator.
