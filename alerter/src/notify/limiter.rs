@@ -1,0 +1,298 @@
+//! The per-robot rate limiter.
+//!
+//! DingTalk and WeCom robots accept 20 messages a minute; DingTalk mutes a robot for ten
+//! minutes when that is exceeded. Each robot (keyed by its URL, shared across receivers and
+//! config reloads) gets one [`Limiter`]: a rolling window of the send times of the last
+//! `messages` messages the platform saw (failures included), and one pending batch.
+//!
+//! A notification is submitted into the pending batch; the batch's runner (one task per
+//! batch) waits for the previous batch to finish and for a free slot in the window, then
+//! takes the batch and sends everything in it as ONE message (a digest when it holds
+//! several), taking one slot per message actually posted (a split message needs several,
+//! a retry needs another). Notifications submitted while a batch waits join it, so under
+//! pressure everything due is merged rather than dropped, and the robot is never asked to
+//! take more than its limit.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::RateLimit;
+
+/// One robot's limiter. `T` is what is batched, `R` the outcome every member gets.
+pub struct Limiter<T, R> {
+    window: Mutex<Window>,
+    pending: Mutex<Option<Batch<T, R>>>,
+    /// Held by the batch that is sending: batches go out one after the other.
+    sending: tokio::sync::Mutex<()>,
+}
+
+struct Window {
+    messages: usize,
+    per: Duration,
+    sent: VecDeque<Instant>,
+}
+
+impl Window {
+    fn prune(&mut self, now: Instant) {
+        while self
+            .sent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= self.per)
+        {
+            self.sent.pop_front();
+        }
+    }
+
+    /// How long until a slot is free (zero when one is).
+    fn wait(&mut self, now: Instant) -> Duration {
+        self.prune(now);
+        if self.sent.len() < self.messages {
+            return Duration::ZERO;
+        }
+        // the slot of the (len - messages + 1)-th oldest frees first; with a lowered
+        // limit more than one may have to expire
+        let idx = self.sent.len() - self.messages;
+        (self.sent[idx] + self.per).saturating_duration_since(now)
+    }
+}
+
+struct Batch<T, R> {
+    items: Vec<T>,
+    done: watch::Receiver<Option<R>>,
+}
+
+impl<T, R> Limiter<T, R>
+where
+    T: Send + 'static,
+    R: Clone + Send + Sync + 'static,
+{
+    pub fn new(limit: RateLimit) -> Arc<Self> {
+        Arc::new(Limiter {
+            window: Mutex::new(Window {
+                messages: limit.messages.max(1) as usize,
+                per: limit.per.into(),
+                sent: VecDeque::new(),
+            }),
+            pending: Mutex::new(None),
+            sending: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// Changes the limit (config reload); the window's history is kept.
+    pub fn set_limit(&self, limit: RateLimit) {
+        let mut w = self.window.lock();
+        w.messages = limit.messages.max(1) as usize;
+        w.per = limit.per.into();
+    }
+
+    /// Waits for a free slot and takes it: call once before every message posted.
+    pub async fn slot(&self) {
+        loop {
+            let wait = {
+                let mut w = self.window.lock();
+                let now = Instant::now();
+                let wait = w.wait(now);
+                if wait.is_zero() {
+                    w.sent.push_back(now);
+                    return;
+                }
+                wait
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Waits until a slot is free without taking it.
+    async fn room(&self) {
+        loop {
+            let wait = self.window.lock().wait(Instant::now());
+            if wait.is_zero() {
+                return;
+            }
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Messages sent in the current window.
+    pub fn in_window(&self) -> usize {
+        let mut w = self.window.lock();
+        w.prune(Instant::now());
+        w.sent.len()
+    }
+
+    /// Adds `item` to the pending batch and waits for that batch's outcome. When there is
+    /// no pending batch, one is started with `run` as its sender (it gets every item of the
+    /// batch and must call [`Limiter::slot`] before each message it posts). `None` when the
+    /// batch's runner died without an outcome.
+    pub async fn submit<F, Fut>(self: &Arc<Self>, item: T, run: F) -> Option<R>
+    where
+        F: FnOnce(Vec<T>) -> Fut + Send + 'static,
+        Fut: Future<Output = R> + Send + 'static,
+    {
+        let mut done = {
+            let mut pending = self.pending.lock();
+            match pending.as_mut() {
+                Some(batch) => {
+                    batch.items.push(item);
+                    batch.done.clone()
+                }
+                None => {
+                    let (tx, rx) = watch::channel(None);
+                    *pending = Some(Batch {
+                        items: vec![item],
+                        done: rx.clone(),
+                    });
+                    let this = Arc::clone(self);
+                    tokio::spawn(async move {
+                        let _sending = this.sending.lock().await;
+                        this.room().await;
+                        let items = this
+                            .pending
+                            .lock()
+                            .take()
+                            .map_or_else(Vec::new, |b| b.items);
+                        let outcome = run(items).await;
+                        let _ = tx.send(Some(outcome));
+                    });
+                    rx
+                }
+            }
+        };
+        let outcome = done.wait_for(Option::is_some).await.ok()?;
+        outcome.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use store::duration::PromDuration;
+
+    fn limit(messages: u32, secs: u64) -> RateLimit {
+        RateLimit {
+            messages,
+            per: PromDuration::from_secs(secs),
+        }
+    }
+
+    type Sent = Arc<Mutex<Vec<(Instant, Vec<u32>)>>>;
+
+    /// Submits `item`; the batch sends `parts` messages, recording the batch per message.
+    async fn submit(l: &Arc<Limiter<u32, usize>>, sent: &Sent, item: u32, parts: usize) -> usize {
+        let (l2, sent2) = (Arc::clone(l), Arc::clone(sent));
+        l.submit(item, move |items: Vec<u32>| async move {
+            for _ in 0..parts {
+                l2.slot().await;
+                sent2.lock().push((Instant::now(), items.clone()));
+            }
+            items.len()
+        })
+        .await
+        .unwrap()
+    }
+
+    fn max_in_any_window(sent: &[(Instant, Vec<u32>)], per: Duration) -> usize {
+        sent.iter()
+            .map(|(t, _)| {
+                sent.iter()
+                    .filter(|(u, _)| *u >= *t && u.duration_since(*t) < per)
+                    .count()
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn under_the_limit_each_notification_goes_out_alone_at_once() {
+        let l = Limiter::new(limit(3, 10));
+        let sent: Sent = Arc::default();
+        let start = Instant::now();
+        for i in 0..3 {
+            assert_eq!(submit(&l, &sent, i, 1).await, 1);
+        }
+        let sent = sent.lock();
+        assert_eq!(sent.len(), 3);
+        assert!(sent
+            .iter()
+            .all(|(t, _)| t.duration_since(start) < Duration::from_millis(1)));
+        assert_eq!(
+            sent.iter().map(|(_, b)| b.clone()).collect::<Vec<_>>(),
+            vec![vec![0], vec![1], vec![2]]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn over_the_limit_waiting_notifications_become_one_digest() {
+        let l = Limiter::new(limit(3, 10));
+        let sent: Sent = Arc::default();
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for i in 0..10u32 {
+            let (l, sent) = (Arc::clone(&l), Arc::clone(&sent));
+            tasks.push(tokio::spawn(async move { submit(&l, &sent, i, 1).await }));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let mut sizes = Vec::new();
+        for t in tasks {
+            sizes.push(t.await.unwrap());
+        }
+        let sent = sent.lock();
+        // three alone, then everything that waited went out as one digest when a slot freed
+        assert_eq!(sent.len(), 4, "{sent:?}");
+        assert_eq!(sent[3].1, (3..10).collect::<Vec<u32>>());
+        assert_eq!(sent[3].0.duration_since(start), Duration::from_secs(10));
+        // every waiting caller got the digest's outcome
+        assert_eq!(sizes[3..], [7; 7]);
+        assert!(max_in_any_window(&sent, Duration::from_secs(10)) <= 3);
+        let mut all: Vec<u32> = sent.iter().flat_map(|(_, b)| b.clone()).collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..10).collect::<Vec<_>>());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn split_messages_take_one_slot_per_part_and_never_exceed_the_window() {
+        let l = Limiter::new(limit(3, 10));
+        let sent: Sent = Arc::default();
+        let mut tasks = Vec::new();
+        for i in 0..6u32 {
+            let (l, sent) = (Arc::clone(&l), Arc::clone(&sent));
+            tasks.push(tokio::spawn(async move { submit(&l, &sent, i, 2).await }));
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let sent = sent.lock();
+        assert!(
+            max_in_any_window(&sent, Duration::from_secs(10)) <= 3,
+            "{sent:?}"
+        );
+        let mut all: Vec<u32> = sent.iter().flat_map(|(_, b)| b.clone()).collect();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all, (0..6).collect::<Vec<_>>());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lowered_limit_applies_to_the_existing_window() {
+        let l = Limiter::new(limit(5, 10));
+        let sent: Sent = Arc::default();
+        for i in 0..4 {
+            submit(&l, &sent, i, 1).await;
+        }
+        l.set_limit(limit(2, 10));
+        let start = Instant::now();
+        submit(&l, &sent, 9, 1).await;
+        assert_eq!(
+            Instant::now().duration_since(start),
+            Duration::from_secs(10)
+        );
+        assert_eq!(l.in_window(), 1);
+    }
+}
