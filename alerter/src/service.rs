@@ -1,1 +1,243 @@
 //! The alerter as the binary and the API see it: rules -> dispatcher -> notifiers.
+//!
+//! [`Alerter::start`] opens the state database (`<data_dir>/alerter`), builds the
+//! notifiers, starts the dispatcher over them and the rule manager over the stores, with
+//! the dispatcher as the rules' alert sink. [`Alerter::reload`] validates everything new
+//! before it changes anything, so a bad reload keeps the old config; alert state, `for`
+//! clocks, silences and the notification log survive it. [`Alerter::shutdown`] stops rule
+//! evaluation, lets the dispatcher persist, then flushes the database.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use store::logs::LogsQuerier;
+use store::promql::EngineOptions;
+use store::traces::TracesQuerier;
+use store::{MetricsAppender, MetricsQuerier};
+
+use async_trait::async_trait;
+
+use crate::dispatch::config::AlertingConfig;
+use crate::dispatch::{Deliver, Dispatcher, Integrations};
+use crate::model::{AlertSink, LabelSet, Notification};
+use crate::notify::{Delivered, Delivery, Notifier, NotifierOptions, NotifyError};
+use crate::rules::file::{load_rule_files, RuleFileError, RuleGroup};
+use crate::rules::manager::{RuleManager, RuleSettings, RuleSources};
+use crate::state::{StateDb, StateError};
+
+/// What the alerter starts with.
+#[derive(Clone, Debug)]
+pub struct AlerterOptions {
+    /// `<data_dir>/alerter`: the state database lives here.
+    pub data_dir: PathBuf,
+    /// Base URL of the UI for links in messages (`server.external_url`).
+    pub external_url: String,
+    pub external_labels: LabelSet,
+    /// Interval of rule groups that set none.
+    pub evaluation_interval: Duration,
+    /// Rule files (already expanded from the config's globs).
+    pub rule_files: Vec<PathBuf>,
+    /// The `alerting:` section, or [`AlertingConfig::none`] without one.
+    pub alerting: Arc<AlertingConfig>,
+    /// Limits of the PromQL engine rules are evaluated with.
+    pub engine: EngineOptions,
+}
+
+/// What a reload may change.
+#[derive(Clone, Debug)]
+pub struct ReloadConfig {
+    pub external_url: String,
+    pub external_labels: LabelSet,
+    pub evaluation_interval: Duration,
+    pub rule_files: Vec<PathBuf>,
+    pub alerting: Arc<AlertingConfig>,
+}
+
+/// Why the alerter could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AlerterError {
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("rule files: {}", render_rule_errors(.0).join("; "))]
+    Rules(Vec<RuleFileError>),
+    #[error("alerting: {}", .0.join("; "))]
+    Config(Vec<String>),
+}
+
+/// `FILE:LINE: message` for each rule-file problem.
+pub fn render_rule_errors(errors: &[RuleFileError]) -> Vec<String> {
+    errors
+        .iter()
+        .map(|e| match e.line {
+            Some(line) => format!("{}:{line}: {}", e.file.display(), e.message),
+            None => format!("{}: {}", e.file.display(), e.message),
+        })
+        .collect()
+}
+
+/// The notifier as the dispatcher sees it: each receiver's integrations.
+struct NotifierIntegrations(Arc<Notifier>);
+
+/// One integration (retries, limiter and attempt records inside) as the dispatcher
+/// delivers through it.
+struct DeliveryHandle(Arc<Delivery>);
+
+impl Integrations for NotifierIntegrations {
+    fn integrations(&self, receiver: &str) -> Option<Vec<Arc<dyn Deliver>>> {
+        self.0.integrations(receiver).map(|list| {
+            list.into_iter()
+                .map(|d| Arc::new(DeliveryHandle(d)) as Arc<dyn Deliver>)
+                .collect()
+        })
+    }
+}
+
+#[async_trait]
+impl Deliver for DeliveryHandle {
+    fn name(&self) -> String {
+        self.0.name().to_string()
+    }
+
+    fn send_resolved(&self) -> bool {
+        self.0.send_resolved()
+    }
+
+    async fn deliver(&self, n: &Notification) -> Result<Delivered, NotifyError> {
+        self.0.deliver(n).await
+    }
+}
+
+/// Rule evaluation, alert routing and notification in one; see the module docs.
+pub struct Alerter {
+    db: StateDb,
+    notifier: Arc<Notifier>,
+    dispatcher: Arc<Dispatcher>,
+    rules: RuleManager,
+}
+
+/// Loads rule files on a blocking thread (they are read from disk).
+async fn load_groups(files: Vec<PathBuf>) -> Result<Vec<RuleGroup>, Vec<RuleFileError>> {
+    match tokio::task::spawn_blocking(move || load_rule_files(&files)).await {
+        Ok(result) => result,
+        Err(e) => Err(vec![RuleFileError {
+            file: PathBuf::new(),
+            line: None,
+            message: format!("loading rule files failed: {e}"),
+        }]),
+    }
+}
+
+impl Alerter {
+    /// Starts everything; see the module docs.
+    pub async fn start(
+        opts: AlerterOptions,
+        metrics: Arc<dyn MetricsQuerier>,
+        appender: Arc<dyn MetricsAppender>,
+        logs: Arc<dyn LogsQuerier>,
+        traces: Arc<dyn TracesQuerier>,
+    ) -> Result<Arc<Alerter>, AlerterError> {
+        let groups = load_groups(opts.rule_files.clone())
+            .await
+            .map_err(AlerterError::Rules)?;
+        let dir = opts.data_dir.clone();
+        let db = tokio::task::spawn_blocking(move || StateDb::open(&dir))
+            .await
+            .map_err(|e| StateError {
+                what: "opening".into(),
+                message: e.to_string(),
+            })??;
+        let notifier = Notifier::new(
+            &opts.alerting.receivers,
+            NotifierOptions {
+                external_url: opts.external_url.clone(),
+                language: opts.alerting.language,
+                state: db.clone(),
+            },
+        )
+        .map_err(AlerterError::Config)?;
+        let receivers = opts.alerting.receivers.len();
+        let dispatcher = Dispatcher::start(
+            opts.alerting.clone(),
+            Arc::new(NotifierIntegrations(notifier.clone())),
+            db.clone(),
+            opts.external_url.clone(),
+        )?;
+        let rules = RuleManager::start(
+            groups,
+            RuleSettings {
+                external_labels: opts.external_labels,
+                external_url: opts.external_url,
+                evaluation_interval: opts.evaluation_interval,
+            },
+            RuleSources {
+                metrics,
+                appender,
+                logs: Some(logs),
+                traces: Some(traces),
+                sink: dispatcher.clone() as Arc<dyn AlertSink>,
+            },
+            opts.engine,
+            db.tree("rules")?,
+        );
+        tracing::info!(
+            rule_groups = rules.len(),
+            receivers,
+            "alerter started"
+        );
+        Ok(Arc::new(Alerter {
+            db,
+            notifier,
+            dispatcher,
+            rules,
+        }))
+    }
+
+    /// Applies a new config and rule files. Everything is checked first: on any error
+    /// nothing changes and every error is returned (`FILE:LINE: message` for rule files).
+    pub async fn reload(&self, new: ReloadConfig) -> Result<(), Vec<String>> {
+        let groups = load_groups(new.rule_files.clone())
+            .await
+            .map_err(|e| render_rule_errors(&e))?;
+        // the notifier checks its receivers before it swaps them in: an error leaves the old
+        self.notifier
+            .reconfigure(&new.alerting.receivers, new.alerting.language)?;
+        self.dispatcher.apply_config(new.alerting.clone());
+        self.rules
+            .update(
+                groups,
+                RuleSettings {
+                    external_labels: new.external_labels,
+                    external_url: new.external_url,
+                    evaluation_interval: new.evaluation_interval,
+                },
+            )
+            .await;
+        Ok(())
+    }
+
+    pub fn rules(&self) -> &RuleManager {
+        &self.rules
+    }
+
+    pub fn dispatcher(&self) -> &Dispatcher {
+        &self.dispatcher
+    }
+
+    pub fn notifier(&self) -> &Notifier {
+        &self.notifier
+    }
+
+    /// Stops rule evaluation (waiting for evaluations under way), lets the dispatcher
+    /// persist its state, then flushes the database.
+    pub async fn shutdown(&self) {
+        self.rules.shutdown().await;
+        self.dispatcher.shutdown().await;
+        let db = self.db.clone();
+        match tokio::task::spawn_blocking(move || db.flush()).await {
+            Ok(Ok(())) => tracing::info!("alerter state flushed"),
+            Ok(Err(e)) => tracing::error!(error = %e, "flushing the alerter state"),
+            Err(e) => tracing::error!(error = %e, "flushing the alerter state failed"),
+        }
+    }
+}
