@@ -40,7 +40,6 @@ from webhook import (  # noqa: F401 - webhook is a fixture
     am_alert_by_name,
     create_silence,
     delete_silence,
-    evaluated_after,
     find_rule,
     fingerprint,
     get_alerts,
@@ -342,6 +341,7 @@ def test_webhook_payload_firing_then_resolved(lookout_factory, webhook):
     wait_until(lambda: metric_sum(server, "lookout_notifications_total", receiver="hook",
                                   integration="webhook[0]", outcome="success") == 1,
                timeout=5, what="lookout_notifications_total{receiver=hook,outcome=success} == 1")
+    assert metric_sum(server, "lookout_notification_latency_seconds_count") >= 1
     attempt = notifications(server, receiver="hook")[0]
     assert attempt["receiver"] == "hook" and attempt["integration"] == "webhook[0]", attempt
     assert attempt["outcome"] == "success" and attempt["attempt"] == 1, attempt
