@@ -358,6 +358,21 @@ impl Templates {
         })
     }
 
+    /// Renders a one-off template `source` (e.g. an email header value) over
+    /// `notifications`, without escaping, in `language` (else the default one).
+    pub fn render_source(
+        &self,
+        source: &str,
+        notifications: &[Notification],
+        language: Option<Language>,
+    ) -> Result<String, String> {
+        if notifications.is_empty() {
+            return Err("nothing to render: no notifications".into());
+        }
+        let ctx = context::build(notifications, language.unwrap_or(self.language));
+        self.render_str("source.txt", source, &Value::from(Serde(&ctx)))
+    }
+
     fn render_part(&self, name: &str, ctx: Value) -> Result<String, String> {
         let tmpl = self.env.get_template(name).map_err(|e| describe(&e))?;
         tmpl.render(ctx)
