@@ -161,7 +161,7 @@ mod tests {
         assert_eq!(humanize(1_500_000.0), "1.5M");
         assert_eq!(humanize(0.0042), "4.2m");
         assert_eq!(humanize(-2500.0), "-2.5k");
-        assert_eq!(humanize(3.14159), "3.142");
+        assert_eq!(humanize(2.71234), "2.712");
         assert_eq!(humanize(999.99), "1000");
         assert_eq!(humanize(f64::NAN), "NaN");
         assert_eq!(humanize(f64::INFINITY), "+Inf");

@@ -341,8 +341,7 @@ fn check_source_reports_syntax_errors_with_lines_and_unknown_filters() {
 }
 
 #[test]
-fn show_renders() {
-    // Not an assertion test: prints every format for `cargo test -- --nocapture show_renders`.
+fn digest_note_heads_every_format_in_both_languages() {
     let mut second = notification(vec![resolved("DiskFull")]);
     second.group_labels = labels(&[("alertname", "DiskFull")]);
     let ns = [
@@ -350,14 +349,23 @@ fn show_renders() {
         second,
     ];
     for lang in [Language::En, Language::Zh] {
+        let ctx = context::build(&ns, lang);
+        assert!(ctx.digest);
         for format in FORMATS {
             let r = render(lang, format, &ns);
-            assert!(!r.title.is_empty());
-            println!(
-                "==== {lang:?} {format:?}\nTITLE: {}\n{}\n",
-                r.title,
-                r.text()
+            assert_eq!(r.sections.len(), 2, "{lang:?} {format:?}");
+            let note = if format == Format::EmailHtml {
+                ctx.digest_note.replace('\'', "&#x27;")
+            } else {
+                ctx.digest_note.clone()
+            };
+            assert!(
+                r.header.contains(&note),
+                "{lang:?} {format:?}: {}",
+                r.header
             );
+            assert!(!r.sections[0].contains(&note), "{lang:?} {format:?}");
+            assert!(r.sections[1].contains("DiskFull"), "{lang:?} {format:?}");
         }
     }
 }
