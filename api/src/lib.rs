@@ -20,10 +20,15 @@
 //! The answer for one trace links to its log records (`logsUrl`, `logCount`) when the
 //! router is given a [`LogsQuerier`].
 //!
+//! [`alerting_router`] serves the alerting APIs over a running alerter (`alerting`):
+//! Prometheus's `/api/v1/rules` and `/api/v1/alerts`, Alertmanager's v2 alerts and
+//! silences, the delivery record `/api/v1/notifications` and receiver test-sends.
+//!
 //! [`logs_router`] serves the logs APIs over a [`LogsQuerier`] (`logs`):
 //! `/api/v1/logs/query`, `/api/v1/logs/histogram`, `/api/v1/logs/tail` (server-sent events)
 //! and `/api/v1/logs/fields`; records with a trace id link to the trace (`trace_url`).
 
+pub mod alerting;
 pub mod error;
 mod handlers;
 mod jaeger;
@@ -44,6 +49,7 @@ use store::traces::TracesQuerier;
 use store::MetricsQuerier;
 use tokio::sync::watch;
 
+pub use alerting::{alerting_router, alerting_router_lazy, AlerterCell};
 pub use error::{ApiError, ErrorType};
 
 /// Options of the query API.
