@@ -29,11 +29,18 @@
 #   bench/run.sh logs --quick        # 200 MB raw: checks the harness in a minute or two
 #   bench/run.sh logs --keep         # keep the data dir and the peer index (target/bench-logs)
 #   bench/run.sh logs --help         # every flag
+#
+# Rules (Lookout vs Prometheus: 1,000 alerting/recording rules at 15 s over 104k series,
+# each server's own last-evaluation durations; then Lookout's end-to-end latency from a
+# remote-written sample to a fake DingTalk robot; writes bench/results/rules-latest.json):
+#   bench/run.sh rules               # about 15 minutes
+#   bench/run.sh rules --quick       # 2,080 series, 200 rules: checks the harness in about 3 minutes
+#   bench/run.sh rules --help        # every flag
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 subcommand=run
-if [[ "${1:-}" == "query" || "${1:-}" == "traces" || "${1:-}" == "logs" ]]; then
+if [[ "${1:-}" == "query" || "${1:-}" == "traces" || "${1:-}" == "logs" || "${1:-}" == "rules" ]]; then
     subcommand=$1
     shift
 fi
@@ -53,7 +60,7 @@ else
 fi
 
 packages=(prometheus victoria-metrics)
-if [[ "$subcommand" == "query" ]]; then packages=(prometheus); fi
+if [[ "$subcommand" == "query" || "$subcommand" == "rules" ]]; then packages=(prometheus); fi
 if [[ "$subcommand" == "traces" || "$subcommand" == "logs" ]]; then packages=(); fi
 missing=()
 for pkg in "${packages[@]+"${packages[@]}"}"; do

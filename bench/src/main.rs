@@ -33,6 +33,7 @@ mod procstat;
 mod proto;
 mod query;
 mod report;
+mod rules;
 mod send;
 mod servers;
 mod traces;
@@ -55,7 +56,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser)]
 #[command(
     name = "lookout-bench",
-    about = "Benchmarks: ingest (Lookout vs Prometheus vs VictoriaMetrics), range-query latency (Lookout vs Prometheus), trace ingest and lookup (Lookout), log ingest, size and search (Lookout vs zstd and tantivy)"
+    about = "Benchmarks: ingest (Lookout vs Prometheus vs VictoriaMetrics), range-query latency (Lookout vs Prometheus), trace ingest and lookup (Lookout), log ingest, size and search (Lookout vs zstd and tantivy), rule evaluation and alert latency (Lookout vs Prometheus)"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -80,6 +81,10 @@ enum Cmd {
     /// term/phrase/trace-id search latency with every answer checked; zstd -3 and a plain
     /// tantivy indexer over the same corpus in the same run.
     Logs(logs::LogsArgs),
+    /// Alerting rules: 1,000 rules at 15 s over 104k series in Lookout and Prometheus
+    /// (their own last-evaluation durations, median of rounds), then Lookout's end-to-end
+    /// latency from the remote write of a triggering sample to a fake DingTalk robot.
+    Rules(rules::RulesArgs),
 }
 
 #[derive(Args, Clone)]
@@ -199,6 +204,10 @@ fn main() -> std::process::ExitCode {
         },
         Cmd::Logs(l) => match tokio::runtime::Runtime::new() {
             Ok(rt) => rt.block_on(logs::run(l)),
+            Err(e) => Err(BenchError::io("tokio runtime", e)),
+        },
+        Cmd::Rules(r) => match tokio::runtime::Runtime::new() {
+            Ok(rt) => rt.block_on(rules::run(r)),
             Err(e) => Err(BenchError::io("tokio runtime", e)),
         },
     };
