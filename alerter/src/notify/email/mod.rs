@@ -128,6 +128,20 @@ fn classify(e: &lettre::transport::smtp::Error) -> NotifyError {
     }
 }
 
+/// A unique `Message-ID` in the sender's domain (lettre's default would say `localhost`).
+fn message_id(from: &Mailbox, notifications: &[Notification]) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for n in notifications {
+        n.group_key.hash(&mut h);
+        n.now_ms.hash(&mut h);
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("<{nanos:x}.{:016x}@{}>", h.finish(), from.email.domain())
+}
+
 impl Email {
     pub fn new(cfg: EmailConfig, ctx: &BuildContext) -> Self {
         Email {
@@ -176,7 +190,10 @@ impl Email {
             extra.push(HeaderValue::new(header, value));
         }
 
-        let mut b = Message::builder().from(t.from.clone()).subject(subject);
+        let mut b = Message::builder()
+            .message_id(Some(message_id(&t.from, notifications)))
+            .from(t.from.clone())
+            .subject(subject);
         for to in &t.to {
             b = b.to(to.clone());
         }

@@ -281,6 +281,9 @@ send_resolved: true
     );
     assert_eq!(header(&head, "X-Team").as_deref(), Some("<db & infra>"));
     assert!(header(&head, "To").expect("To").contains("b@example.com"));
+    let id = header(&head, "Message-ID").expect("Message-ID");
+    assert!(id.starts_with('<') && id.ends_with("@example.com>"), "{id}");
+    assert!(header(&head, "Date").is_some());
     assert!(head.to_ascii_lowercase().contains("multipart/alternative"));
     assert_eq!(parts.len(), 2, "{}", got.data);
     assert!(parts[0].0.to_ascii_lowercase().contains("text/plain"));
