@@ -442,8 +442,7 @@ fn eval_alerting(
         let fp = Fingerprint::of(&labels).to_string();
         if current.contains_key(&fp) {
             return Err(
-                "vector contains metrics with the same labelset after applying alert labels"
-                    .into(),
+                "vector contains metrics with the same labelset after applying alert labels".into(),
             );
         }
         current.insert(
@@ -727,5 +726,583 @@ mod float_text {
                 other => other.parse().map_err(serde::de::Error::custom),
             },
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use store::logs::{
+        FieldSummary, FieldsRequest, HistogramBucket, LogBatch, LogRecord, LogSearch,
+    };
+    use store::model::is_stale_nan;
+    use store::promql::EngineOptions;
+    use store::traces::{SpanKind, StoredSpan, TraceId, TraceSummary};
+
+    use super::*;
+    use crate::rules::file::parse_rule_file;
+    use crate::rules::unittest::SharedStore;
+
+    const MIN: i64 = 60_000;
+
+    fn group(yaml: &str) -> RuleGroup {
+        parse_rule_file(Path::new("t.yaml"), yaml)
+            .unwrap()
+            .remove(0)
+    }
+
+    /// A store with `m{job="a"}` = `values[i]` at minute i (None: no sample).
+    fn store_with(values: &[Option<f64>]) -> Arc<SharedStore> {
+        let s = Arc::new(SharedStore::default());
+        let samples = values
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| v.map(|v| Sample::new(i as i64 * MIN, v)))
+            .collect();
+        s.append(MetricBatch {
+            series: vec![Series {
+                labels: Labels::from_pairs([("__name__", "m"), ("job", "a")]),
+                samples,
+            }],
+            metadata: Vec::new(),
+        });
+        s
+    }
+
+    struct Run {
+        store: Arc<SharedStore>,
+        engine: Engine,
+        group: RuleGroup,
+        state: GroupState,
+        written: Vec<Series>,
+    }
+
+    impl Run {
+        fn new(store: Arc<SharedStore>, yaml: &str) -> Run {
+            let group = group(yaml);
+            Run {
+                engine: Engine::new(store.clone(), EngineOptions::default()),
+                state: GroupState::new(&group),
+                group,
+                store,
+                written: Vec::new(),
+            }
+        }
+
+        fn eval_with(
+            &mut self,
+            t: i64,
+            logs: Option<&dyn LogsQuerier>,
+            traces: Option<&dyn TracesQuerier>,
+        ) -> GroupEvalOutcome {
+            let ext = LabelSet::from([("cluster".to_string(), "prod".to_string())]);
+            let ctx = EvalContext {
+                engine: &self.engine,
+                logs,
+                traces,
+                external_labels: &ext,
+                external_url: "http://lookout:9800",
+                interval: Duration::from_secs(60),
+            };
+            self.written.clear();
+            let store = self.store.clone();
+            let written = &mut self.written;
+            let mut write = |b: MetricBatch| -> Result<(), String> {
+                written.extend(b.series.iter().cloned());
+                store.append(b);
+                Ok(())
+            };
+            eval_group(&self.group, &mut self.state, &ctx, t, &mut write)
+        }
+
+        fn eval(&mut self, t: i64) -> GroupEvalOutcome {
+            self.eval_with(t, None, None)
+        }
+
+        fn alert_states(&self) -> Vec<AlertState> {
+            self.state.rules[0]
+                .active
+                .values()
+                .map(|a| a.state)
+                .collect()
+        }
+
+        /// Written samples of `metric`: (alertstate label, value, stale).
+        fn written(&self, metric: &str) -> Vec<(Option<String>, f64)> {
+            self.written
+                .iter()
+                .filter(|s| s.labels.metric_name() == Some(metric))
+                .map(|s| {
+                    (
+                        s.labels.get("alertstate").map(str::to_string),
+                        s.samples[0].value,
+                    )
+                })
+                .collect()
+        }
+    }
+
+    const FOR_2M: &str = r#"
+groups:
+  - name: g
+    rules:
+      - alert: High
+        expr: m > 5
+        for: 2m
+        labels: { severity: page, job_copy: "{{ $labels.job }}" }
+        annotations: { summary: "{{ $labels.job }} at {{ $value }} in {{ $externalLabels.cluster }}" }
+"#;
+
+    #[test]
+    fn pending_then_firing_then_resolved_with_alerts_series_and_sends() {
+        let values: Vec<Option<f64>> = [1.0, 10.0, 10.0, 12.0, 12.0, 1.0]
+            .iter()
+            .map(|v| Some(*v))
+            .chain(std::iter::repeat_n(Some(1.0), 20))
+            .collect();
+        let mut r = Run::new(store_with(&values), FOR_2M);
+        assert!(r.eval(0).alerts_to_send.is_empty());
+        assert!(r.alert_states().is_empty());
+        assert_eq!(r.state.rules[0].health.health, Health::Ok);
+
+        // 1m: pending, not sent; ALERTS pending + ALERTS_FOR_STATE = active_at seconds
+        let out = r.eval(MIN);
+        assert!(out.alerts_to_send.is_empty());
+        assert_eq!(r.alert_states(), vec![AlertState::Pending]);
+        assert_eq!(
+            r.written(ALERTS_METRIC),
+            vec![(Some("pending".into()), 1.0)]
+        );
+        assert_eq!(r.written(ALERTS_FOR_STATE_METRIC), vec![(None, 60.0)]);
+        let a = r.state.rules[0].alerts().next().unwrap().clone();
+        assert_eq!(a.labels["job_copy"], "a");
+        assert_eq!(a.labels["alertname"], "High");
+        assert_eq!(a.annotations["summary"], "a at 10 in prod");
+
+        // 2m: still pending (active for 1m < 2m)
+        assert!(r.eval(2 * MIN).alerts_to_send.is_empty());
+        assert_eq!(r.alert_states(), vec![AlertState::Pending]);
+
+        // 3m: fires, is sent with Prometheus's ends_at, and carries its evidence
+        let out = r.eval(3 * MIN);
+        assert_eq!(r.alert_states(), vec![AlertState::Firing]);
+        assert_eq!(out.alerts_to_send.len(), 1);
+        let sent = &out.alerts_to_send[0];
+        assert_eq!(sent.starts_at_ms, 3 * MIN);
+        assert_eq!(sent.ends_at_ms, Some(3 * MIN + 4 * MIN));
+        assert_eq!(sent.evidence.expr.as_deref(), Some("m > 5"));
+        assert_eq!(sent.evidence.value, Some(12.0));
+        assert_eq!(sent.annotations["summary"], "a at 12 in prod");
+        assert!(sent
+            .generator_url
+            .starts_with("http://lookout:9800/explore?query=m%20%3E%205"));
+        // the pending series ends with a staleness marker, as in Prometheus
+        let alerts = r.written(ALERTS_METRIC);
+        assert_eq!(alerts[0], (Some("firing".into()), 1.0));
+        assert_eq!(alerts[1].0.as_deref(), Some("pending"));
+        assert!(is_stale_nan(alerts[1].1));
+        assert_eq!(r.state.rules[0].state(), AlertState::Firing);
+
+        // 4m: sent 1m ago, not again yet (resend delay 1m, strictly after)
+        assert!(r.eval(4 * MIN).alerts_to_send.is_empty());
+
+        // 5m: resolved: sent at once with ends_at = resolution time; ALERTS goes stale
+        let out = r.eval(5 * MIN);
+        assert_eq!(out.alerts_to_send.len(), 1);
+        assert_eq!(out.alerts_to_send[0].ends_at_ms, Some(5 * MIN));
+        assert_eq!(r.alert_states(), vec![AlertState::Inactive]);
+        assert!(r.state.rules[0].alerts().next().is_none());
+        let alerts = r.written(ALERTS_METRIC);
+        assert_eq!(alerts.len(), 1);
+        assert!(is_stale_nan(alerts[0].1), "{alerts:?}");
+
+        // resent while kept (15 min), every resend delay; then dropped
+        assert!(r.eval(6 * MIN).alerts_to_send.is_empty());
+        assert_eq!(r.eval(7 * MIN).alerts_to_send.len(), 1);
+        assert!(r.eval(20 * MIN).alerts_to_send[0].ends_at_ms == Some(5 * MIN));
+        r.eval(21 * MIN);
+        assert!(r.state.rules[0].active.is_empty());
+    }
+
+    #[test]
+    fn a_pending_alert_that_disappears_is_dropped_and_its_clock_restarts() {
+        let v = [1.0, 10.0, 1.0, 10.0, 10.0, 10.0];
+        let mut r = Run::new(store_with(&v.map(Some)), FOR_2M);
+        r.eval(MIN);
+        assert_eq!(r.alert_states(), vec![AlertState::Pending]);
+        let out = r.eval(2 * MIN);
+        assert!(
+            out.alerts_to_send.is_empty(),
+            "pending alerts are never sent"
+        );
+        assert!(r.state.rules[0].active.is_empty());
+        r.eval(3 * MIN);
+        r.eval(4 * MIN);
+        assert_eq!(r.alert_states(), vec![AlertState::Pending]);
+        r.eval(5 * MIN);
+        assert_eq!(r.alert_states(), vec![AlertState::Firing]);
+        assert_eq!(
+            r.state.rules[0]
+                .active
+                .values()
+                .next()
+                .unwrap()
+                .active_at_ms,
+            3 * MIN
+        );
+    }
+
+    #[test]
+    fn keep_firing_for_holds_a_firing_alert_after_its_series_disappears() {
+        let yaml = r#"
+groups:
+  - name: g
+    rules:
+      - alert: Flappy
+        expr: m > 5
+        keep_firing_for: 2m
+"#;
+        let v = [10.0, 1.0, 1.0, 10.0, 1.0, 1.0, 1.0];
+        let mut r = Run::new(store_with(&v.map(Some)), yaml);
+        r.eval(0);
+        assert_eq!(
+            r.alert_states(),
+            vec![AlertState::Firing],
+            "for: 0 fires at once"
+        );
+        r.eval(MIN);
+        assert_eq!(r.alert_states(), vec![AlertState::Firing]);
+        assert_eq!(r.written(ALERTS_METRIC), vec![(Some("firing".into()), 1.0)]);
+        // back at 3m: the keep-firing clock resets
+        r.eval(3 * MIN);
+        r.eval(4 * MIN);
+        r.eval(5 * MIN);
+        assert_eq!(r.alert_states(), vec![AlertState::Firing]);
+        let out = r.eval(6 * MIN);
+        assert_eq!(r.alert_states(), vec![AlertState::Inactive]);
+        assert_eq!(out.alerts_to_send[0].ends_at_ms, Some(6 * MIN));
+    }
+
+    #[test]
+    fn the_for_clock_survives_a_persisted_state() {
+        let v = [10.0; 6];
+        let mut r = Run::new(store_with(&v.map(Some)), FOR_2M);
+        r.eval(0);
+        r.eval(MIN);
+        let json = serde_json::to_string(&r.state).unwrap();
+        // a restart: a new run from the persisted state
+        let mut r2 = Run::new(r.store.clone(), FOR_2M);
+        r2.state = serde_json::from_str(&json).unwrap();
+        assert_eq!(r2.state, r.state);
+        let out = r2.eval(2 * MIN);
+        assert_eq!(r2.alert_states(), vec![AlertState::Firing]);
+        assert_eq!(out.alerts_to_send.len(), 1);
+        // NaN values survive JSON too
+        let mut s = r2.state.clone();
+        s.rules[0].active.values_mut().next().unwrap().value = f64::NAN;
+        let back: GroupState = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        assert!(back.rules[0].active.values().next().unwrap().value.is_nan());
+    }
+
+    #[test]
+    fn recording_rules_chain_within_a_group_and_reject_duplicates() {
+        let yaml = r#"
+groups:
+  - name: g
+    rules:
+      - record: job:m:doubled
+        expr: m * 2
+        labels: { source: rec }
+      - record: job:m:plus_one
+        expr: job:m:doubled + 1
+      - alert: FromRecorded
+        expr: job:m:plus_one > 20
+      - record: clash
+        expr: '{__name__=~"m|n"}'
+"#;
+        let s = store_with(&[Some(10.0)]);
+        s.append(MetricBatch {
+            series: vec![Series {
+                labels: Labels::from_pairs([("__name__", "n"), ("job", "a")]),
+                samples: vec![Sample::new(0, 1.0)],
+            }],
+            metadata: Vec::new(),
+        });
+        let mut r = Run::new(s, yaml);
+        let out = r.eval(0);
+        assert_eq!(r.written("job:m:doubled"), vec![(None, 20.0)]);
+        assert_eq!(r.written("job:m:plus_one"), vec![(None, 21.0)]);
+        let rec = r
+            .written
+            .iter()
+            .find(|s| s.labels.metric_name() == Some("job:m:plus_one"))
+            .unwrap();
+        assert_eq!(rec.labels.get("source"), Some("rec"));
+        assert_eq!(rec.labels.get("job"), Some("a"));
+        assert_eq!(r.state.rules[2].state(), AlertState::Firing);
+        assert_eq!(out.alerts_to_send.len(), 1);
+        assert_eq!(out.rules.len(), 4);
+        assert_eq!(out.rules[3].health, Health::Err, "{:?}", out.rules[3]);
+        assert_eq!(
+            out.rules[3].last_error.as_deref(),
+            Some("vector contains metrics with the same labelset after applying rule labels")
+        );
+        assert_eq!(out.failures, 1);
+    }
+
+    #[test]
+    fn a_failing_rule_reports_its_error_and_the_others_still_run() {
+        let yaml = r#"
+groups:
+  - name: g
+    rules:
+      - alert: Bad
+        expr: m + on(job) group_left {__name__=~"m|n"}
+      - alert: Good
+        expr: m > 0
+      - alert: Dup
+        expr: m > 0 or label_replace(m, "x", "1", "", "")
+        labels: { x: fixed }
+"#;
+        let s = store_with(&[Some(1.0)]);
+        s.append(MetricBatch {
+            series: vec![Series {
+                labels: Labels::from_pairs([("__name__", "n"), ("job", "a")]),
+                samples: vec![Sample::new(0, 1.0)],
+            }],
+            metadata: Vec::new(),
+        });
+        let mut r = Run::new(s, yaml);
+        let out = r.eval(0);
+        assert_eq!(out.rules[0].health, Health::Err);
+        assert!(
+            out.rules[0].last_error.as_deref().unwrap().contains("many"),
+            "{:?}",
+            out.rules[0]
+        );
+        assert_eq!(out.rules[1].health, Health::Ok);
+        assert_eq!(r.state.rules[1].state(), AlertState::Firing);
+        assert_eq!(
+            out.rules[2].last_error.as_deref(),
+            Some("vector contains metrics with the same labelset after applying alert labels")
+        );
+    }
+
+    #[test]
+    fn limit_exceeded_is_a_rule_error_without_alerts() {
+        let yaml = r#"
+groups:
+  - name: g
+    limit: 1
+    rules:
+      - alert: Many
+        expr: m > 0 or label_replace(m, "job", "b", "", "")
+      - record: many
+        expr: m or label_replace(m, "job", "b", "", "")
+"#;
+        let mut r = Run::new(store_with(&[Some(1.0)]), yaml);
+        let out = r.eval(0);
+        assert_eq!(
+            out.rules[0].last_error.as_deref(),
+            Some("exceeded limit of 1 with 2 alerts")
+        );
+        assert!(r.state.rules[0].active.is_empty());
+        assert!(out.alerts_to_send.is_empty());
+        assert_eq!(
+            out.rules[1].last_error.as_deref(),
+            Some("exceeded limit of 1 with 2 series")
+        );
+        assert!(r.written.is_empty());
+    }
+
+    struct FakeLogs(Vec<LogRecord>);
+
+    impl LogsQuerier for FakeLogs {
+        fn search(&self, _: &LogSearch) -> store::Result<Vec<LogRecord>> {
+            Ok(Vec::new())
+        }
+        fn histogram(&self, r: &HistogramRequest) -> store::Result<Vec<HistogramBucket>> {
+            let count = self
+                .0
+                .iter()
+                .filter(|x| {
+                    x.time_unix_nano >= r.start_unix_nano
+                        && x.time_unix_nano <= r.end_unix_nano
+                        && r.query.matches(x)
+                })
+                .count() as u64;
+            Ok(vec![HistogramBucket {
+                start_unix_nano: r.start_unix_nano,
+                count,
+                by_severity: [0; 7],
+            }])
+        }
+        fn fields(&self, _: &FieldsRequest) -> store::Result<Vec<FieldSummary>> {
+            Ok(Vec::new())
+        }
+        fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<LogBatch>> {
+            tokio::sync::broadcast::channel(1).1
+        }
+    }
+
+    struct FakeTraces;
+
+    impl TracesQuerier for FakeTraces {
+        fn trace(&self, _: TraceId) -> store::Result<Vec<StoredSpan>> {
+            Ok(Vec::new())
+        }
+        fn search(&self, q: &TraceQuery) -> store::Result<Vec<TraceSummary>> {
+            assert_eq!(q.error, Some(true));
+            assert_eq!(q.service.as_deref(), Some("payments"));
+            Ok((1..=5u8)
+                .map(|i| TraceSummary {
+                    trace_id: TraceId([i; 16]),
+                    root_service: "payments".into(),
+                    root_operation: "pay".into(),
+                    start_unix_nano: 0,
+                    duration_nanos: 1,
+                    span_count: 1,
+                    error_count: 1,
+                    services: vec!["payments".into()],
+                })
+                .collect())
+        }
+        fn services(&self, _: u64, _: u64) -> store::Result<Vec<String>> {
+            Ok(Vec::new())
+        }
+        fn operations(&self, _: &str, _: u64, _: u64) -> store::Result<Vec<(String, SpanKind)>> {
+            Ok(Vec::new())
+        }
+    }
+
+    #[test]
+    fn log_rules_count_matching_records_in_the_window() {
+        let yaml = r#"
+groups:
+  - name: logs
+    rules:
+      - alert: PaymentErrorLogs
+        logs_expr: { query: 'service:payments AND severity>=error', window: 5m, threshold: 2 }
+        labels: { severity: warning, service: payments }
+        annotations: { summary: "{{ $value }} error lines in 5m" }
+"#;
+        let rec = |min: i64, sev: u8| LogRecord {
+            time_unix_nano: (min * MIN) as u64 * 1_000_000,
+            severity_number: sev,
+            service: "payments".into(),
+            body: "boom".into(),
+            ..LogRecord::default()
+        };
+        // errors (17) at 1..3m, an info line, and an error of another service
+        let mut records = vec![rec(1, 17), rec(2, 17), rec(3, 17), rec(3, 9)];
+        records.push(LogRecord {
+            service: "other".into(),
+            ..rec(3, 17)
+        });
+        let logs = FakeLogs(records);
+        let mut r = Run::new(store_with(&[]), yaml);
+        r.eval_with(2 * MIN, Some(&logs), Some(&FakeTraces));
+        assert!(r.alert_states().is_empty(), "2 lines is not above 2");
+        let out = r.eval_with(3 * MIN, Some(&logs), Some(&FakeTraces));
+        assert_eq!(out.alerts_to_send.len(), 1);
+        let a = &out.alerts_to_send[0];
+        assert_eq!(a.annotations["summary"], "3 error lines in 5m");
+        assert_eq!(a.labels["alertname"], "PaymentErrorLogs");
+        assert_eq!(a.labels["service"], "payments");
+        assert_eq!(a.evidence.value, Some(3.0));
+        assert_eq!(
+            a.evidence.logs_query.as_deref(),
+            Some("service:payments AND severity>=error")
+        );
+        assert_eq!(a.evidence.trace_ids.len(), MAX_TRACE_IDS);
+        assert_eq!(a.evidence.trace_ids[0], "01010101010101010101010101010101");
+        assert!(a
+            .generator_url
+            .starts_with("http://lookout:9800/logs?query="));
+        // the window is [t - 5m, t], both ends included: at 6m the 1m line still counts,
+        // at 7m it does not (2 left): resolved
+        r.eval_with(6 * MIN, Some(&logs), Some(&FakeTraces));
+        assert_eq!(r.alert_states(), vec![AlertState::Firing]);
+        let out = r.eval_with(7 * MIN, Some(&logs), Some(&FakeTraces));
+        assert_eq!(r.alert_states(), vec![AlertState::Inactive]);
+        assert_eq!(out.alerts_to_send[0].ends_at_ms, Some(7 * MIN));
+        // without a log store the rule reports it
+        let out = r.eval(10 * MIN);
+        assert_eq!(out.rules[0].health, Health::Err);
+    }
+
+    #[test]
+    fn carry_over_keeps_state_of_rules_with_the_same_name_and_labels() {
+        let old_yaml = r#"
+groups:
+  - name: g
+    rules:
+      - alert: A
+        expr: m > 5
+        for: 10m
+      - alert: B
+        expr: m > 5
+        for: 10m
+        labels: { severity: page }
+"#;
+        let new_yaml = r#"
+groups:
+  - name: g
+    rules:
+      - record: new_one
+        expr: m
+      - alert: B
+        expr: m > 5
+        for: 10m
+        labels: { severity: ticket }
+      - alert: A
+        expr: m > 6
+        for: 10m
+"#;
+        let mut r = Run::new(store_with(&[Some(10.0), Some(10.0), Some(10.0)]), old_yaml);
+        r.eval(0);
+        let new_group = group(new_yaml);
+        let carried = GroupState::carry_over(&r.state, &r.group, &new_group);
+        assert_eq!(carried.rules.len(), 3);
+        assert!(carried.rules[0].active.is_empty());
+        assert!(
+            carried.rules[1].active.is_empty(),
+            "B's labels changed: a new rule"
+        );
+        assert_eq!(carried.rules[2].active.len(), 1, "A kept its pending alert");
+        assert_eq!(
+            carried.rules[2]
+                .active
+                .values()
+                .next()
+                .unwrap()
+                .active_at_ms,
+            0
+        );
+        // a state that does not match the group is aligned on evaluation as well
+        let mut r2 = Run::new(r.store.clone(), new_yaml);
+        r2.state = r.state.clone();
+        r2.eval(MIN);
+        assert_eq!(
+            r2.state.rules[2]
+                .active
+                .values()
+                .next()
+                .unwrap()
+                .active_at_ms,
+            0
+        );
+        assert_eq!(
+            r2.state.rules[1]
+                .active
+                .values()
+                .next()
+                .unwrap()
+                .active_at_ms,
+            MIN
+        );
     }
 }

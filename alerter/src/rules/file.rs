@@ -228,7 +228,12 @@ struct RuleCtx<'a> {
 
 impl RuleCtx<'_> {
     fn prefix(&self) -> String {
-        format!("group {:?}, rule {}, {:?}", self.group, self.index + 1, self.name)
+        format!(
+            "group {:?}, rule {}, {:?}",
+            self.group,
+            self.index + 1,
+            self.name
+        )
     }
 }
 
@@ -277,7 +282,10 @@ impl FileParser<'_> {
             Value::Null => return Vec::new(),
             Value::Mapping(m) => m,
             _ => {
-                self.error(Some(1), "a rule file must be a mapping with a `groups` list");
+                self.error(
+                    Some(1),
+                    "a rule file must be a mapping with a `groups` list",
+                );
                 return Vec::new();
             }
         };
@@ -285,7 +293,10 @@ impl FileParser<'_> {
             let key = key_str(k);
             if key != "groups" {
                 let line = self.key_line(&key, None);
-                self.error(line, format!("field {key} not found in type rulefmt.RuleGroups"));
+                self.error(
+                    line,
+                    format!("field {key} not found in type rulefmt.RuleGroups"),
+                );
             }
         }
         let groups = match root.get("groups") {
@@ -360,7 +371,10 @@ impl FileParser<'_> {
             Some(v) => match self.duration(v) {
                 Ok(d) if d.is_zero() => {
                     let l = self.key_line("interval", line);
-                    self.error(l, format!("group {name:?}: interval must be greater than 0"));
+                    self.error(
+                        l,
+                        format!("group {name:?}: interval must be greater than 0"),
+                    );
                     ok = false;
                     None
                 }
@@ -506,7 +520,11 @@ impl FileParser<'_> {
                         format!("could not parse expression: {e}"),
                     ),
                 },
-                _ => err(self, Some("expr"), "field 'expr' must be set in rule".into()),
+                _ => err(
+                    self,
+                    Some("expr"),
+                    "field 'expr' must be set in rule".into(),
+                ),
             },
             (None, Some(l)) => {
                 if record.is_some() {
@@ -556,7 +574,11 @@ impl FileParser<'_> {
                 );
             }
             if !for_.is_zero() {
-                err(self, Some("for"), "invalid field 'for' in recording rule".into());
+                err(
+                    self,
+                    Some("for"),
+                    "invalid field 'for' in recording rule".into(),
+                );
             }
             if !keep_firing_for.is_zero() {
                 err(
@@ -588,11 +610,7 @@ impl FileParser<'_> {
             for (kind, set) in [("label", &labels), ("annotation", &annotations)] {
                 for (k, v) in set {
                     if let Err(e) = super::template::check(v) {
-                        err(
-                            self,
-                            Some(k),
-                            format!("{kind} {k:?}: template: {e}"),
-                        );
+                        err(self, Some(k), format!("{kind} {k:?}: template: {e}"));
                     }
                 }
             }
@@ -710,10 +728,7 @@ impl FileParser<'_> {
                                 let l = self.key_line(&name, ctx.line);
                                 self.error(
                                     l,
-                                    format!(
-                                        "{}: {key}.{name}: must be a string",
-                                        ctx.prefix()
-                                    ),
+                                    format!("{}: {key}.{name}: must be a string", ctx.prefix()),
                                 );
                             }
                         },
@@ -724,7 +739,10 @@ impl FileParser<'_> {
                 let l = self.key_line(key, ctx.line);
                 self.error(
                     l,
-                    format!("{}: {key}: must be a mapping of names to values", ctx.prefix()),
+                    format!(
+                        "{}: {key}: must be a mapping of names to values",
+                        ctx.prefix()
+                    ),
                 );
             }
         }

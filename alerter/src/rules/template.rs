@@ -14,7 +14,8 @@
 //! helpers over its results) parse but fail when expanded: evaluation does not run queries
 //! from templates.
 //!
-//! A missing map key prints `<no value>`, as Go's default `missingkey` does.
+//! A missing label is the empty string: Prometheus expands with `missingkey=zero` (checked
+//! against promtool 2.42, which prints `[]` for `[{{ $labels.nope }}]`).
 
 use std::collections::BTreeMap;
 
@@ -41,8 +42,14 @@ pub fn expand(
     let nodes = parse(src)?;
     let mut data = BTreeMap::new();
     data.insert("Labels".to_string(), Val::Map(to_map(labels)));
-    data.insert("ExternalLabels".to_string(), Val::Map(to_map(external_labels)));
-    data.insert("ExternalURL".to_string(), Val::Str(external_url.to_string()));
+    data.insert(
+        "ExternalLabels".to_string(),
+        Val::Map(to_map(external_labels)),
+    );
+    data.insert(
+        "ExternalURL".to_string(),
+        Val::Str(external_url.to_string()),
+    );
     data.insert("Value".to_string(), Val::Float(value));
     let dot = Val::Map(data);
     let mut ex = Exec {
@@ -79,7 +86,6 @@ enum Val {
     Float(f64),
     Str(String),
     Map(BTreeMap<String, Val>),
-    List(Vec<Val>),
 }
 
 impl Val {
@@ -91,7 +97,6 @@ impl Val {
             Val::Float(f) => *f != 0.0,
             Val::Str(s) => !s.is_empty(),
             Val::Map(m) => !m.is_empty(),
-            Val::List(l) => !l.is_empty(),
         }
     }
 
@@ -105,13 +110,11 @@ impl Val {
             Val::Float(f) => go_float_v(*f),
             Val::Str(s) => s.clone(),
             Val::Map(m) => {
-                let items: Vec<String> =
-                    m.iter().map(|(k, v)| format!("{k}:{}", v.print())).collect();
+                let items: Vec<String> = m
+                    .iter()
+                    .map(|(k, v)| format!("{k}:{}", v.print()))
+                    .collect();
                 format!("map[{}]", items.join(" "))
-            }
-            Val::List(l) => {
-                let items: Vec<String> = l.iter().map(Val::print).collect();
-                format!("[{}]", items.join(" "))
             }
         }
     }
@@ -135,7 +138,6 @@ impl Val {
             Val::Float(_) => "float64",
             Val::Str(_) => "string",
             Val::Map(_) => "map",
-            Val::List(_) => "slice",
         }
     }
 }
@@ -331,20 +333,30 @@ fn humanize_duration(v: f64) -> String {
 
 /// Go's `time.Time.String()` of a Unix timestamp in seconds, in UTC, as Prometheus's
 /// `humanizeTimestamp` prints it.
-fn humanize_timestamp(v: f64) -> String {
+fn humanize_timestamp(v: f64) -> Result<String, String> {
     if !v.is_finite() {
-        return go_float_g(v, Some(4));
+        return Ok(go_float_g(v, Some(4)));
     }
-    let secs = v.floor() as i64;
-    let nanos = ((v - v.floor()) * 1e9).round() as i64;
+    let ns = v * 1e9;
+    if ns >= i64::MAX as f64 || ns <= i64::MIN as f64 {
+        return Err(format!(
+            "{} cannot be represented as a nanoseconds timestamp since it overflows int64",
+            go_float_v(v)
+        ));
+    }
+    // Prometheus goes through model.Time: millisecond precision
+    let ms_total = (ns as i64) / 1_000_000;
+    let secs = ms_total.div_euclid(1000);
+    let millis = ms_total.rem_euclid(1000);
     let (y, mo, d, h, mi, s) = civil(secs);
-    let frac = if nanos == 0 {
+    let frac = if millis == 0 {
         String::new()
     } else {
-        let f = format!(".{nanos:09}");
-        f.trim_end_matches('0').to_string()
+        format!(".{millis:03}").trim_end_matches('0').to_string()
     };
-    format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}{frac} +0000 UTC")
+    Ok(format!(
+        "{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}{frac} +0000 UTC"
+    ))
 }
 
 /// Calendar fields of a Unix time (UTC), Howard Hinnant's algorithm.
@@ -441,8 +453,7 @@ fn sprintf(format: &str, args: &[Val]) -> String {
             ('t', Val::Bool(b)) => b.to_string(),
             (verb, v) => format!("%!{verb}({}={})", v.type_name(), v.print()),
         };
-        let body = if plus && !body.starts_with('-') && matches!(arg, Val::Int(_) | Val::Float(_))
-        {
+        let body = if plus && !body.starts_with('-') && matches!(arg, Val::Int(_) | Val::Float(_)) {
             format!("+{body}")
         } else {
             body
@@ -769,7 +780,12 @@ fn lex(body: &str) -> Result<Vec<Tok>, String> {
                     out.push(Tok::Field(chars[start..i].iter().collect()));
                 }
             }
-            _ if c.is_ascii_digit() || ((c == '-' || c == '+') && chars.get(i + 1).is_some_and(|c| c.is_ascii_digit() || *c == '.')) => {
+            _ if c.is_ascii_digit()
+                || ((c == '-' || c == '+')
+                    && chars
+                        .get(i + 1)
+                        .is_some_and(|c| c.is_ascii_digit() || *c == '.')) =>
+            {
                 let start = i;
                 i += 1;
                 while i < chars.len()
@@ -979,8 +995,15 @@ fn parse(src: &str) -> Result<Vec<Node>, String> {
             Some(Tok::Ident(k))
                 if matches!(
                     k.as_str(),
-                    "if" | "else" | "end" | "range" | "with" | "define" | "template" | "block"
-                        | "break" | "continue"
+                    "if" | "else"
+                        | "end"
+                        | "range"
+                        | "with"
+                        | "define"
+                        | "template"
+                        | "block"
+                        | "break"
+                        | "continue"
                 ) =>
             {
                 Some(k.clone())
@@ -1208,16 +1231,9 @@ impl Exec {
                     let v = self.pipe(&bare, dot)?;
                     let items: Vec<(Val, Val)> = match v {
                         Val::Map(m) => m.into_iter().map(|(k, v)| (Val::Str(k), v)).collect(),
-                        Val::List(l) => l
-                            .into_iter()
-                            .enumerate()
-                            .map(|(i, v)| (Val::Int(i as i64), v))
-                            .collect(),
                         Val::Int(n) => (0..n.max(0)).map(|i| (Val::Int(i), Val::Int(i))).collect(),
                         Val::Missing | Val::Nil => Vec::new(),
-                        other => {
-                            return Err(format!("range can't iterate over {}", other.print()))
-                        }
+                        other => return Err(format!("range can't iterate over {}", other.print())),
                     };
                     if items.is_empty() {
                         self.nodes(otherwise, dot)?;
@@ -1332,10 +1348,11 @@ impl Exec {
             "humanize" => Val::Str(humanize(one_float(&args)?)),
             "humanize1024" => Val::Str(humanize1024(one_float(&args)?)),
             "humanizeDuration" => Val::Str(humanize_duration(one_float(&args)?)),
-            "humanizePercentage" => {
-                Val::Str(format!("{}%", go_float_g(one_float(&args)? * 100.0, Some(4))))
-            }
-            "humanizeTimestamp" => Val::Str(humanize_timestamp(one_float(&args)?)),
+            "humanizePercentage" => Val::Str(format!(
+                "{}%",
+                go_float_g(one_float(&args)? * 100.0, Some(4))
+            )),
+            "humanizeTimestamp" => Val::Str(humanize_timestamp(one_float(&args)?)?),
             "toUpper" => Val::Str(one_str(&args)?.to_uppercase()),
             "toLower" => Val::Str(one_str(&args)?.to_lowercase()),
             "title" => Val::Str(title(&one_str(&args)?)),
@@ -1369,17 +1386,11 @@ impl Exec {
             }
             "graphLink" => {
                 let q = one_str(&args)?;
-                Val::Str(format!(
-                    "/graph?g0.expr={}&g0.tab=0",
-                    query_escape(&q)
-                ))
+                Val::Str(format!("/graph?g0.expr={}&g0.tab=0", query_escape(&q)))
             }
             "tableLink" => {
                 let q = one_str(&args)?;
-                Val::Str(format!(
-                    "/graph?g0.expr={}&g0.tab=1",
-                    query_escape(&q)
-                ))
+                Val::Str(format!("/graph?g0.expr={}&g0.tab=1", query_escape(&q)))
             }
             "pathPrefix" => {
                 want(0)?;
@@ -1460,7 +1471,6 @@ impl Exec {
                 Val::Int(match &args[0] {
                     Val::Str(s) => s.len() as i64,
                     Val::Map(m) => m.len() as i64,
-                    Val::List(l) => l.len() as i64,
                     other => return Err(format!("len of type {}", other.type_name())),
                 })
             }
@@ -1471,11 +1481,10 @@ impl Exec {
                 let mut v = args[0].clone();
                 for k in &args[1..] {
                     v = match (v, k) {
-                        (Val::Map(m), k) => m.get(&k.print()).cloned().unwrap_or(Val::Missing),
-                        (Val::List(l), Val::Int(i)) => l
-                            .get(*i as usize)
+                        (Val::Map(m), k) => m
+                            .get(&k.print())
                             .cloned()
-                            .ok_or_else(|| format!("index out of range: {i}"))?,
+                            .unwrap_or(Val::Str(String::new())),
                         (other, _) => {
                             return Err(format!("can't index item of type {}", other.type_name()))
                         }
@@ -1487,10 +1496,7 @@ impl Exec {
                 // Go adds spaces between operands when neither is a string
                 let mut s = String::new();
                 for (i, a) in args.iter().enumerate() {
-                    if i > 0
-                        && !matches!(a, Val::Str(_))
-                        && !matches!(args[i - 1], Val::Str(_))
-                    {
+                    if i > 0 && !matches!(a, Val::Str(_)) && !matches!(args[i - 1], Val::Str(_)) {
                         s.push(' ');
                     }
                     s.push_str(&a.print());
@@ -1550,7 +1556,7 @@ impl Exec {
 fn field_chain(mut v: Val, fields: &[String]) -> Result<Val, String> {
     for f in fields {
         v = match v {
-            Val::Map(m) => m.get(f).cloned().unwrap_or(Val::Missing),
+            Val::Map(m) => m.get(f).cloned().unwrap_or(Val::Str(String::new())),
             Val::Missing | Val::Nil => {
                 return Err(format!("nil pointer evaluating interface {{}}.{f}"))
             }
@@ -1643,7 +1649,11 @@ mod tests {
     }
 
     fn x(src: &str, value: f64) -> String {
-        let labels = ls(&[("job", "api"), ("instance", "host:9090"), ("service", "pay")]);
+        let labels = ls(&[
+            ("job", "api"),
+            ("instance", "host:9090"),
+            ("service", "pay"),
+        ]);
         let ext = ls(&[("cluster", "prod")]);
         expand(src, &labels, value, &ext, "http://lookout:9800/prefix").unwrap()
     }
@@ -1656,7 +1666,7 @@ mod tests {
         assert_eq!(x("{{ .ExternalLabels.cluster }}", 0.0), "prod");
         assert_eq!(x("{{ $externalURL }}", 0.0), "http://lookout:9800/prefix");
         assert_eq!(x("{{ .ExternalURL }}", 0.0), "http://lookout:9800/prefix");
-        assert_eq!(x("[{{ $labels.nope }}]", 0.0), "[<no value>]");
+        assert_eq!(x("[{{ $labels.nope }}]", 0.0), "[]");
         assert_eq!(x("{{ index $labels \"job\" }}", 0.0), "api");
         assert_eq!(x("no actions", 0.0), "no actions");
     }
@@ -1697,14 +1707,23 @@ mod tests {
     fn printf_and_strings() {
         assert_eq!(x("{{ printf \"%.2f\" $value }}", 3.14159), "3.14");
         assert_eq!(x("{{ printf \"%s=%d\" \"n\" 5 }}", 0.0), "n=5");
-        assert_eq!(x("{{ printf \"%5.1f|%-4s|\" $value \"ab\" }}", 2.0), "  2.0|ab  |");
-        assert_eq!(x("{{ printf \"%g %e\" $value $value }}", 1234.5), "1234.5 1.234500e+03");
+        assert_eq!(
+            x("{{ printf \"%5.1f|%-4s|\" $value \"ab\" }}", 2.0),
+            "  2.0|ab  |"
+        );
+        assert_eq!(
+            x("{{ printf \"%g %e\" $value $value }}", 1234.5),
+            "1234.5 1.234500e+03"
+        );
         assert_eq!(x("{{ $value | printf \"%.0f%%\" }}", 99.6), "100%");
         assert_eq!(x("{{ $labels.job | toUpper }}", 0.0), "API");
         assert_eq!(x("{{ \"a b\" | title }}", 0.0), "A B");
         assert_eq!(x("{{ $labels.instance | stripPort }}", 0.0), "host");
         assert_eq!(
-            x("{{ reReplaceAll \"(.*):.*\" \"$1\" $labels.instance }}", 0.0),
+            x(
+                "{{ reReplaceAll \"(.*):.*\" \"$1\" $labels.instance }}",
+                0.0
+            ),
             "host"
         );
         assert_eq!(x("{{ `raw \"q\"` }}", 0.0), "raw \"q\"");
@@ -1728,12 +1747,18 @@ mod tests {
             "job=apinone"
         );
         assert_eq!(
-            x("{{ range $k, $v := $labels }}{{ $k }}={{ $v }};{{ end }}", 0.0),
+            x(
+                "{{ range $k, $v := $labels }}{{ $k }}={{ $v }};{{ end }}",
+                0.0
+            ),
             "instance=host:9090;job=api;service=pay;"
         );
         assert_eq!(x("{{ $x := $labels.job }}{{ $x }}!", 0.0), "api!");
         assert_eq!(
-            x("{{ if and (eq $labels.job \"api\") (ne $labels.service \"x\") }}y{{ end }}", 0.0),
+            x(
+                "{{ if and (eq $labels.job \"api\") (ne $labels.service \"x\") }}y{{ end }}",
+                0.0
+            ),
             "y"
         );
         assert_eq!(x("{{ len $labels }}", 0.0), "3");
@@ -1756,12 +1781,33 @@ mod tests {
         }
         assert!(check("{{ $labels.job }} {{ humanize $value }}").is_ok());
         assert!(check("{{ query \"up\" }}").is_ok());
-        assert!(expand("{{ query \"up\" }}", &LabelSet::new(), 0.0, &LabelSet::new(), "").is_err());
+        assert!(expand(
+            "{{ query \"up\" }}",
+            &LabelSet::new(),
+            0.0,
+            &LabelSet::new(),
+            ""
+        )
+        .is_err());
     }
 
     #[test]
     fn runtime_errors_are_errors() {
-        assert!(expand("{{ $value.x }}", &LabelSet::new(), 1.0, &LabelSet::new(), "").is_err());
-        assert!(expand("{{ humanize \"abc\" }}", &LabelSet::new(), 1.0, &LabelSet::new(), "").is_err());
+        assert!(expand(
+            "{{ $value.x }}",
+            &LabelSet::new(),
+            1.0,
+            &LabelSet::new(),
+            ""
+        )
+        .is_err());
+        assert!(expand(
+            "{{ humanize \"abc\" }}",
+            &LabelSet::new(),
+            1.0,
+            &LabelSet::new(),
+            ""
+        )
+        .is_err());
     }
 }
