@@ -244,6 +244,9 @@ fn common(sets: &[&LabelSet]) -> LabelSet {
     out
 }
 
+/// How many groups a digest's subject names before `+N`.
+const DIGEST_SUBJECTS: usize = 3;
+
 /// The context of a message for `notifications` (one, or several merged into a digest).
 pub fn build(notifications: &[Notification], language: Language) -> Context {
     let ns: Vec<NotificationCtx> = notifications.iter().map(notification_ctx).collect();
@@ -255,8 +258,20 @@ pub fn build(notifications: &[Notification], language: Language) -> Context {
     let common_annotations = common(&alerts.iter().map(|a| &a.annotations).collect::<Vec<_>>());
     let receiver = ns.first().map(|n| n.receiver.clone()).unwrap_or_default();
     let subject = if digest {
-        let subjects: Vec<&str> = ns.iter().map(|n| n.subject.as_str()).collect();
-        subjects.join(", ")
+        // Titles and subjects stay short: the first few groups, then how many more.
+        let mut subjects: Vec<&str> = Vec::new();
+        for n in &ns {
+            if !subjects.contains(&n.subject.as_str()) {
+                subjects.push(&n.subject);
+            }
+        }
+        let more = subjects.len().saturating_sub(DIGEST_SUBJECTS);
+        subjects.truncate(DIGEST_SUBJECTS);
+        let mut s = subjects.join(", ");
+        if more > 0 {
+            s.push_str(&format!(" +{more}"));
+        }
+        s
     } else {
         ns.first().map(|n| n.subject.clone()).unwrap_or_default()
     };

@@ -251,6 +251,18 @@ fn digest_header_counts_merged_notifications_and_heads_each_group() {
 
     let r = render(Language::Zh, Format::WeComText, &ns);
     assert!(r.header.contains("合并了 2 条通知"), "{}", r.header);
+
+    // Many groups: the title names the first three and counts the rest.
+    let many: Vec<Notification> = (0..5)
+        .map(|i| {
+            let mut n = notification(vec![firing(&format!("A{i}"), "s")]);
+            n.group_labels = labels(&[("alertname", &format!("A{i}"))]);
+            n
+        })
+        .collect();
+    let r = render(Language::En, Format::DingTalkMarkdown, &many);
+    assert_eq!(r.title, "[FIRING:5] A0, A1, A2 +2");
+    assert_eq!(r.sections.len(), 5);
 }
 
 #[test]
