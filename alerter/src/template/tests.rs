@@ -393,3 +393,24 @@ fn sections_never_contain_another_alert() {
         assert!(!r.header.contains("service="), "{format:?}");
     }
 }
+
+#[test]
+fn one_typical_alert_fits_the_smallest_platform_limits() {
+    // WeCom: markdown 4,096 bytes, text 2,048 bytes. One alert with a dozen labels, three
+    // traces and every link must fit with its header and footer, so splitting at alert
+    // boundaries is always enough for ordinary alerts.
+    let mut a = firing("HighErrorRate", "payments-gateway");
+    for i in 0..10 {
+        a.labels
+            .insert(format!("label_{i}"), format!("value-{i}-with-some-length"));
+    }
+    a.evidence.trace_ids = vec!["0af7651916cd43dd8448eb211c80319c".into(); 3];
+    let n = notification(vec![a]);
+    for lang in [Language::En, Language::Zh] {
+        for (format, limit) in [(Format::WeComText, 2048), (Format::WeComMarkdown, 4096)] {
+            let r = render(lang, format, std::slice::from_ref(&n));
+            let len = r.text().len();
+            assert!(len < limit, "{lang:?} {format:?}: {len} bytes");
+        }
+    }
+}
