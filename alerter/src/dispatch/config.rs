@@ -577,52 +577,191 @@ fn parse_receivers(v: &Value, path: &str, errs: &mut Errors) -> Vec<ReceiverConf
     out
 }
 
-/// The checks every receiver gets here, whatever its plug-ins check themselves.
+/// Every plug-in's own checks (URLs, mentions, rate limits, template sources, ...).
 fn validate_receiver(r: &ReceiverConfig, path: &str, errs: &mut Errors) {
-    let http_url = |url: &str| {
-        let rest = url
-            .strip_prefix("http://")
-            .or_else(|| url.strip_prefix("https://"));
-        rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/'))
-    };
     for (i, c) in r.dingtalk_configs.iter().enumerate() {
-        if !http_url(c.url.expose()) {
-            errs.push(
-                &format!("{path}.dingtalk_configs[{i}].url"),
-                "must be an http(s) URL",
-            );
-        }
+        errs.0
+            .extend(c.validate(&format!("{path}.dingtalk_configs[{i}]")));
     }
     for (i, c) in r.wecom_configs.iter().enumerate() {
-        if !http_url(c.url.expose()) {
-            errs.push(
-                &format!("{path}.wecom_configs[{i}].url"),
-                "must be an http(s) URL",
-            );
-        }
-    }
-    for (i, c) in r.webhook_configs.iter().enumerate() {
-        if !http_url(c.url.expose()) {
-            errs.push(
-                &format!("{path}.webhook_configs[{i}].url"),
-                "must be an http(s) URL",
-            );
-        }
+        errs.0
+            .extend(c.validate(&format!("{path}.wecom_configs[{i}]")));
     }
     for (i, c) in r.email_configs.iter().enumerate() {
-        let p = format!("{path}.email_configs[{i}]");
-        if c.to.split(',').all(|a| a.trim().is_empty()) {
-            errs.push(&format!("{p}.to"), "missing recipients");
+        errs.0
+            .extend(c.validate(&format!("{path}.email_configs[{i}]")));
+    }
+    for (i, c) in r.webhook_configs.iter().enumerate() {
+        errs.0
+            .extend(c.validate(&format!("{path}.webhook_configs[{i}]")));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(yaml: &str) -> Result<AlertingConfig, Vec<String>> {
+        AlertingConfig::parse(&serde_yaml::from_str::<Value>(yaml).unwrap())
+    }
+
+    #[test]
+    fn a_full_config_parses_with_defaults_and_inheritance() {
+        let cfg = parse(
+            r#"
+global: { resolve_timeout: 2m }
+language: zh
+route:
+  receiver: oncall
+  group_by: [alertname, service]
+  group_wait: 10s
+  repeat_interval: 1h
+  routes:
+    - matchers: [ 'severity="critical"', '{team=~"db|infra", env!=dev}' ]
+      receiver: pager
+      continue: true
+      routes:
+        - match: { service: pay }
+          group_by: ['...']
+          group_interval: 1m
+    - match_re: { team: "web.*" }
+inhibit_rules:
+  - source_matchers: [ 'severity="critical"' ]
+    target_matchers: [ 'severity="warning"' ]
+    equal: [ service ]
+  - source_match: { a: b }
+    target_match_re: { c: "d|e" }
+receivers:
+  - name: oncall
+    webhook_configs: [ { url: "http://127.0.0.1:9/hook" } ]
+  - name: pager
+    dingtalk_configs: [ { url: "https://oapi.dingtalk.com/robot/send?access_token=T", secret: SECabc } ]
+"#,
+        )
+        .unwrap();
+        assert_eq!(cfg.resolve_timeout, Duration::from_secs(120));
+        assert_eq!(cfg.language, Language::Zh);
+        let root = cfg.route.as_ref().unwrap();
+        assert_eq!(root.group_interval, DEFAULT_GROUP_INTERVAL);
+        let pager = &root.routes[0];
+        assert_eq!(pager.matchers.len(), 3);
+        assert!(pager.continue_matching);
+        assert_eq!(pager.group_wait, Duration::from_secs(10));
+        assert_eq!(pager.repeat_interval, Duration::from_secs(3600));
+        assert_eq!(pager.group_by, root.group_by);
+        let pay = &pager.routes[0];
+        assert_eq!(pay.receiver, "pager");
+        assert_eq!(pay.group_by, GroupBy::All);
+        assert_eq!(pay.group_interval, Duration::from_secs(60));
+        assert_eq!(root.routes[1].receiver, "oncall");
+        assert_eq!(root.routes[1].matchers[0].kind, MatchType::Regexp);
+        assert_eq!(cfg.inhibit_rules.len(), 2);
+        assert_eq!(cfg.inhibit_rules[1].target[0].kind, MatchType::Regexp);
+        assert_eq!(cfg.max_repeat_interval(), Duration::from_secs(3600));
+        assert!(parse("null").unwrap().route.is_none());
+        assert!(!AlertingConfig::none().is_configured());
+    }
+
+    #[test]
+    fn every_error_is_reported_at_once_by_path() {
+        let errs = parse(
+            r#"
+global: { resolve_timeout: 5 minutes, smtp_from: x }
+language: fr
+templates: [ a.tmpl ]
+route:
+  group_by: [ '...', alertname ]
+  group_wait: soon
+  group_interval: 0s
+  matchers: [ 'a="b"' ]
+  continue: true
+  routes:
+    - receiver: pager
+      matchers: [ 'severity=="x"', '1bad=x' ]
+      match_re: { team: "(" }
+      group_by: [ 'bad-name', a, a ]
+      routes:
+        - { receiver: 7, continue: maybe, mute_time_intervals: [x] }
+    - "not a route"
+inhibit_rules:
+  - source_matchers: [ 'severity=' ]
+    target_matchers: [ 'team=~"["' ]
+    equal: [ "no-dash" ]
+    extra: 1
+receivers:
+  - name: oncall
+    dingtalk_configs: [ { url: "ftp://x", urll: y } ]
+    wecom_configs: [ { url: "not a url" } ]
+    email_configs: [ { to: "", from: "", smarthost: "nohost" } ]
+    webhook_configs: [ { url: "" } ]
+    slack_configs: []
+  - name: oncall
+  - dingtalk_configs: []
+"#,
+        )
+        .unwrap_err();
+        let expect = [
+            "alerting.global.smtp_from: unknown field",
+            "alerting.global.resolve_timeout: not a valid duration",
+            "alerting.language: must be zh or en",
+            "alerting.templates: unknown field",
+            "alerting.route.receiver: missing",
+            "alerting.route.group_by: cannot have wildcard",
+            "alerting.route.group_wait: not a valid duration",
+            "alerting.route.group_interval: cannot be zero",
+            "alerting.route: the root route must not have any matchers",
+            "alerting.route.continue: cannot be set on the root route",
+            "alerting.route.routes[0].receiver: unknown receiver \"pager\"",
+            "alerting.route.routes[0].matchers[0]:",
+            "alerting.route.routes[0].matchers[1]: bad matcher format",
+            "alerting.route.routes[0].match_re.team: invalid regular expression",
+            "alerting.route.routes[0].group_by[0]: invalid label name",
+            "alerting.route.routes[0].group_by[2]: duplicated label",
+            "alerting.route.routes[0].routes[0].receiver: not a receiver name",
+            "alerting.route.routes[0].routes[0].continue: must be true or false",
+            "alerting.route.routes[0].routes[0].mute_time_intervals: unknown field",
+            "alerting.route.routes[1]: must be a mapping",
+            "alerting.inhibit_rules[0].extra: unknown field",
+            "alerting.inhibit_rules[0].target_matchers[0]: invalid regular expression",
+            "alerting.inhibit_rules[0].equal[0]: invalid label name",
+            "alerting.receivers[0].slack_configs: unknown field",
+            "alerting.receivers[0].dingtalk_configs[0]: unknown field `urll`",
+            "alerting.receivers[0].wecom_configs[0].url: must be an http(s) URL",
+            "alerting.receivers[0].email_configs[0].to:",
+            "alerting.receivers[0].email_configs[0].from: missing sender",
+            "alerting.receivers[0].email_configs[0].smarthost:",
+            "alerting.receivers[0].webhook_configs[0].url: must be an http(s) URL",
+            "alerting.receivers[1].name: receiver name \"oncall\" is not unique",
+            "alerting.receivers[2].name: missing",
+        ];
+        for e in expect {
+            assert!(
+                errs.iter().any(|x| x.starts_with(e)),
+                "missing {e:?} in {errs:#?}"
+            );
         }
-        if c.from.trim().is_empty() {
-            errs.push(&format!("{p}.from"), "missing sender");
-        }
-        let port_ok = c
-            .smarthost
-            .rsplit_once(':')
-            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
-        if !port_ok {
-            errs.push(&format!("{p}.smarthost"), "must be host:port");
-        }
+        // `severity=` is a valid matcher (empty value), as in Alertmanager.
+        assert!(
+            !errs.iter().any(|x| x.contains("source_matchers")),
+            "{errs:#?}"
+        );
+        assert!(parse("receivers: []").unwrap_err()[0].starts_with("alerting.route: missing"));
+        assert_eq!(parse("[1]").unwrap_err(), ["alerting: must be a mapping"]);
+    }
+
+    #[test]
+    fn config_errors_never_show_secrets() {
+        let errs = parse(
+            r#"
+route: { receiver: r }
+receivers:
+  - name: r
+    dingtalk_configs: [ { url: "htp://oapi/robot/send?access_token=TOPSECRET", secret: "" } ]
+    webhook_configs: [ { url: 12 } ]
+"#,
+        )
+        .unwrap_err();
+        assert!(!errs.is_empty());
+        assert!(errs.iter().all(|e| !e.contains("TOPSECRET")), "{errs:#?}");
     }
 }
