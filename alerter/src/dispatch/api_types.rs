@@ -244,6 +244,15 @@ pub struct GettableAlert {
     pub status: AlertStatus,
 }
 
+/// One aggregation group of `GET /api/v2/alerts/groups`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertGroup {
+    pub labels: LabelSet,
+    pub receiver: Receiver,
+    pub alerts: Vec<GettableAlert>,
+}
+
 /// The body of `POST /api/v2/silences`: a new silence, or with `id` an update.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

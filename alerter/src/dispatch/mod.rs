@@ -34,7 +34,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use self::api_types::{
-    AlertFilter, AlertState, AlertStatus, GettableAlert, PostableAlert, Receiver, Timestamp,
+    AlertFilter, AlertGroup, AlertState, AlertStatus, GettableAlert, PostableAlert, Receiver,
+    Timestamp,
 };
 use self::config::AlertingConfig;
 use self::group::{AggrGroup, RouteOpts};
@@ -77,7 +78,7 @@ static SILENCES: LazyLock<IntGaugeVec> = LazyLock::new(|| {
 
 /// How often silences, the notification log and resolved alerts are garbage-collected and
 /// the gauges refreshed.
-const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(15);
+const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// The dispatcher's notion of now, in Unix milliseconds. Tests run on tokio's paused clock.
 #[derive(Clone, Debug)]
@@ -279,55 +280,58 @@ impl Dispatcher {
         let now = self.inner.clock.now_ms();
         let cfg = self.config();
         let core = self.inner.core.lock();
+        let mut out: Vec<GettableAlert> = core
+            .alerts
+            .values()
+            .filter_map(|s| self.inner.gettable(&core, &cfg, &s.alert, filter, now))
+            .collect();
+        out.sort_by(|a, b| a.fingerprint.cmp(&b.fingerprint));
+        out
+    }
+
+    /// `GET /api/v2/alerts/groups`: the aggregation groups with their alerts passing
+    /// `filter` (groups left without alerts are not shown), by receiver then labels.
+    pub fn groups(&self, filter: &AlertFilter) -> Vec<AlertGroup> {
+        let now = self.inner.clock.now_ms();
+        let cfg = self.config();
+        let core = self.inner.core.lock();
         let mut out = Vec::new();
-        for s in core.alerts.values() {
-            let a = &s.alert;
-            if a.is_resolved_at(now) {
-                continue;
-            }
-            if !all_match(&filter.matchers, &a.labels) {
-                continue;
-            }
-            let status = self.inner.status(&core, &cfg, a, now);
-            let receivers: Vec<Receiver> = cfg
-                .route
-                .as_ref()
-                .map(|r| r.match_labels(&a.labels))
-                .unwrap_or_default()
-                .into_iter()
-                .map(|r| Receiver {
-                    name: r.receiver.clone(),
-                })
-                .collect();
+        for g in core.groups.values() {
             if let Some(re) = &filter.receiver {
-                if !receivers.iter().any(|r| re.is_match(&r.name)) {
+                if !re.is_match(&g.opts.receiver) {
                     continue;
                 }
             }
-            let shown = match status.state {
-                AlertState::Active => filter.active,
-                AlertState::Unprocessed => filter.unprocessed,
-                AlertState::Suppressed => {
-                    (status.silenced_by.is_empty() || filter.silenced)
-                        && (status.inhibited_by.is_empty() || filter.inhibited)
-                }
-            };
-            if !shown {
+            let held: Vec<Alert> = g.state.lock().alerts.values().cloned().collect();
+            let mut alerts: Vec<GettableAlert> = held
+                .iter()
+                .filter_map(|a| {
+                    let current = core.alerts.get(&a.fingerprint()).map_or(a, |s| &s.alert);
+                    let unfiltered = AlertFilter {
+                        receiver: None,
+                        ..filter.clone()
+                    };
+                    self.inner.gettable(&core, &cfg, current, &unfiltered, now)
+                })
+                .collect();
+            if alerts.is_empty() {
                 continue;
             }
-            out.push(GettableAlert {
-                labels: a.labels.clone(),
-                annotations: a.annotations.clone(),
-                starts_at: Timestamp(a.starts_at_ms),
-                ends_at: Timestamp(a.ends_at_ms.unwrap_or(0)),
-                updated_at: Timestamp(a.updated_at_ms),
-                generator_url: a.generator_url.clone(),
-                fingerprint: a.fingerprint().to_string(),
-                receivers,
-                status,
+            alerts.sort_by(|a, b| a.fingerprint.cmp(&b.fingerprint));
+            out.push(AlertGroup {
+                labels: g.labels.clone(),
+                receiver: Receiver {
+                    name: g.opts.receiver.clone(),
+                },
+                alerts,
             });
         }
-        out.sort_by(|a, b| a.fingerprint.cmp(&b.fingerprint));
+        out.sort_by(|a, b| {
+            a.receiver
+                .name
+                .cmp(&b.receiver.name)
+                .then_with(|| a.labels.cmp(&b.labels))
+        });
         out
     }
 
@@ -489,6 +493,55 @@ impl Inner {
             .collect()
     }
 
+    /// The v2 view of an alert when it passes `filter` (never a resolved one).
+    fn gettable(
+        &self,
+        core: &Core,
+        cfg: &AlertingConfig,
+        a: &Alert,
+        filter: &AlertFilter,
+        now: i64,
+    ) -> Option<GettableAlert> {
+        if a.is_resolved_at(now) || !all_match(&filter.matchers, &a.labels) {
+            return None;
+        }
+        let receivers: Vec<Receiver> = cfg
+            .route
+            .as_ref()
+            .map(|r| r.match_labels(&a.labels))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| Receiver {
+                name: r.receiver.clone(),
+            })
+            .collect();
+        if let Some(re) = &filter.receiver {
+            if !receivers.iter().any(|r| re.is_match(&r.name)) {
+                return None;
+            }
+        }
+        let status = self.status(core, cfg, a, now);
+        let shown = match status.state {
+            AlertState::Active => filter.active,
+            AlertState::Unprocessed => filter.unprocessed,
+            AlertState::Suppressed => {
+                (status.silenced_by.is_empty() || filter.silenced)
+                    && (status.inhibited_by.is_empty() || filter.inhibited)
+            }
+        };
+        shown.then(|| GettableAlert {
+            labels: a.labels.clone(),
+            annotations: a.annotations.clone(),
+            starts_at: Timestamp(a.starts_at_ms),
+            ends_at: Timestamp(a.ends_at_ms.unwrap_or(0)),
+            updated_at: Timestamp(a.updated_at_ms),
+            generator_url: a.generator_url.clone(),
+            fingerprint: a.fingerprint().to_string(),
+            receivers,
+            status,
+        })
+    }
+
     fn status(&self, core: &Core, cfg: &AlertingConfig, a: &Alert, now: i64) -> AlertStatus {
         let silenced_by = self.silences.silenced_by(&a.labels, now);
         let inhibited_by: Vec<String> = inhibit::inhibited_by(
@@ -529,7 +582,8 @@ impl Inner {
         self.update_gauges();
     }
 
-    fn update_gauges(&self) {
+    /// (active, suppressed) counts of the unresolved alerts held.
+    fn alert_counts(&self) -> (i64, i64) {
         let now = self.clock.now_ms();
         let cfg = self.config.read().clone();
         let core = self.core.lock();
@@ -543,12 +597,14 @@ impl Inner {
                 _ => active += 1,
             }
         }
-        drop(core);
+        (active, suppressed)
+    }
+
+    fn update_gauges(&self) {
+        let (active, suppressed) = self.alert_counts();
         ALERTS.with_label_values(&["active"]).set(active);
         ALERTS.with_label_values(&["suppressed"]).set(suppressed);
-        for (state, n) in self.silences.counts(now) {
-            SILENCES.with_label_values(&[state.as_str()]).set(n as i64);
-        }
+        self.silences.refresh_gauge();
     }
 }
 

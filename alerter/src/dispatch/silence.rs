@@ -183,6 +183,12 @@ impl Silences {
     /// Creates or updates a silence and returns its id (a new id when the update could
     /// not be made in place). Errors say what is wrong, as Alertmanager's API does.
     pub fn upsert(&self, p: PostableSilence) -> Result<String, String> {
+        let result = self.upsert_inner(p);
+        self.refresh_gauge();
+        result
+    }
+
+    fn upsert_inner(&self, p: PostableSilence) -> Result<String, String> {
         let now = self.clock.now_ms();
         let compiled = compile(&p.matchers)?;
         if p.ends_at.0 <= p.starts_at.0 {
@@ -227,6 +233,12 @@ impl Silences {
 
     /// Expires a silence now (`DELETE /api/v2/silence/{id}`).
     pub fn expire(&self, id: &str) -> Result<(), SilenceError> {
+        let result = self.expire_inner(id);
+        self.refresh_gauge();
+        result
+    }
+
+    fn expire_inner(&self, id: &str) -> Result<(), SilenceError> {
         let now = self.clock.now_ms();
         let mut by_id = self.by_id.write();
         let s = by_id.get_mut(id).ok_or(SilenceError::NotFound)?;
@@ -267,6 +279,15 @@ impl Silences {
             }
         }
         old.len()
+    }
+
+    /// Sets `lookout_silences{state}`.
+    pub(crate) fn refresh_gauge(&self) {
+        for (state, n) in self.counts(self.clock.now_ms()) {
+            super::SILENCES
+                .with_label_values(&[state.as_str()])
+                .set(n as i64);
+        }
     }
 
     /// (active, pending, expired) counts at `now_ms`.

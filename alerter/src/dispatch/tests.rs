@@ -696,3 +696,87 @@ fn merging_keeps_the_earliest_start_and_a_real_end_over_a_timeout() {
     );
     assert_eq!(m.alert.updated_at_ms, 200);
 }
+
+#[tokio::test(start_paused = true)]
+async fn groups_list_each_aggregation_group_with_its_receiver() {
+    let clock = Clock::tokio_at(BASE_MS);
+    let f = Fake::new("webhook[0]", true);
+    let routes = "  routes:\n    - { receiver: db, matchers: ['team=\"db\"'], continue: true }\n";
+    let n = FakeNotifier::default()
+        .with("default", &[&f])
+        .with("db", &[&f]);
+    let d = start(
+        simple_config(routes, ""),
+        n,
+        StateDb::temporary().unwrap(),
+        &clock,
+    );
+    d.put(vec![
+        alert(&clock, &[("alertname", "A"), ("team", "db")], 0, 3_600_000),
+        alert(&clock, &[("alertname", "A"), ("team", "web")], 0, 3_600_000),
+        alert(&clock, &[("alertname", "B"), ("team", "web")], 0, 3_600_000),
+    ]);
+    let groups = d.groups(&AlertFilter::default());
+    let shape: Vec<(String, String, usize)> = groups
+        .iter()
+        .map(|g| {
+            (
+                g.receiver.name.clone(),
+                g.labels["alertname"].clone(),
+                g.alerts.len(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            ("db".to_string(), "A".to_string(), 1),
+            ("default".to_string(), "A".to_string(), 1),
+            ("default".to_string(), "B".to_string(), 1),
+        ]
+    );
+    let only_db = AlertFilter::parse(&[], Some("db")).unwrap();
+    assert_eq!(d.groups(&only_db).len(), 1);
+    let json = serde_json::to_value(&groups[0]).unwrap();
+    assert_eq!(json["receiver"]["name"], "db");
+    d.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn gauges_count_alerts_and_silences_by_state() {
+    let clock = Clock::tokio_at(BASE_MS);
+    let d = start(
+        simple_config("", ""),
+        FakeNotifier::default(),
+        StateDb::temporary().unwrap(),
+        &clock,
+    );
+    let now = clock.now_ms();
+    d.silences()
+        .upsert(silence("alertname", "Quiet", now, now + 3_600_000))
+        .unwrap();
+    d.put(vec![
+        alert(&clock, &[("alertname", "Loud")], 0, 3_600_000),
+        alert(&clock, &[("alertname", "Quiet")], 0, 3_600_000),
+    ]);
+    // The gauges are process-wide (tests run in parallel): check what sets them.
+    assert_eq!(d.inner.alert_counts(), (1, 1));
+    let counts = d.silences().counts(clock.now_ms());
+    assert_eq!(counts.map(|(_, n)| n), [1, 0, 0]);
+    d.inner.update_gauges();
+    let text = prometheus::TextEncoder::new()
+        .encode_to_string(&prometheus::gather())
+        .unwrap();
+    assert!(
+        text.contains("lookout_alerts{state=\"suppressed\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("lookout_silences{state=\"active\"}"),
+        "{text}"
+    );
+    let before = super::ALERTS_RECEIVED.get();
+    d.put(vec![alert(&clock, &[("alertname", "Loud")], 0, 3_600_000)]);
+    assert!(super::ALERTS_RECEIVED.get() > before);
+    d.shutdown().await;
+}
