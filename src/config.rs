@@ -10,7 +10,10 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
+
+use alerter::dispatch::config::AlertingConfig;
 
 use collector::logs::LogLimits;
 use collector::otlp::traces::TraceLimits;
@@ -180,21 +183,9 @@ struct RawGlobal {
     external_labels: BTreeMap<String, String>,
 }
 
-/// Keys accepted in `alerting:` (Alertmanager's configuration file), checked loosely until
-/// the alerter is built.
-const ALERTING_KEYS: [&str; 7] = [
-    "global",
-    "route",
-    "receivers",
-    "inhibit_rules",
-    "templates",
-    "time_intervals",
-    "mute_time_intervals",
-];
-
 // ---- validated config ------------------------------------------------------------------
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct Config {
     pub server: ServerConfig,
     pub storage: StorageConfig,
@@ -203,12 +194,13 @@ pub struct Config {
     pub query: EngineOptions,
     pub global: GlobalConfig,
     pub scrape_configs: Vec<ScrapeConfig>,
-    /// Rule files as written (globs relative to the config file's directory).
-    pub rule_files: Vec<String>,
-    /// Whether an `alerting:` section was given. It is shape-checked but not evaluated yet,
-    /// and its contents (webhook keys, SMTP passwords) are not kept until the alerter uses
-    /// them, so no `Debug` of the config can print them.
-    pub alerting: bool,
+    /// The files `rule_files` names now (its globs are relative to the config file's
+    /// directory), each parsed and validated.
+    pub rule_file_paths: Vec<PathBuf>,
+    /// The validated `alerting:` section (Alertmanager's configuration); `None` without
+    /// one: rules are evaluated and listed, nothing is notified. Its secrets are
+    /// [`alerter::model::Secret`]s, so `Debug` of the config never prints them.
+    pub alerting: Option<Arc<AlertingConfig>>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -269,7 +261,9 @@ impl GlobalConfig {
 /// One configuration problem.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigError {
-    /// 1-based line in the config file, when known.
+    /// The file the problem is in when it is not the config file itself (a rule file).
+    pub file: Option<PathBuf>,
+    /// 1-based line in the file, when known.
     pub line: Option<usize>,
     pub message: String,
 }
@@ -291,9 +285,15 @@ impl ConfigErrors {
             .map_or("<defaults>".to_string(), |f| f.display().to_string());
         self.errors
             .iter()
-            .map(|e| match e.line {
-                Some(line) => format!("{file}:{line}: {}", e.message),
-                None => format!("{file}: {}", e.message),
+            .map(|e| {
+                let file = e
+                    .file
+                    .as_ref()
+                    .map_or_else(|| file.clone(), |f| f.display().to_string());
+                match e.line {
+                    Some(line) => format!("{file}:{line}: {}", e.message),
+                    None => format!("{file}: {}", e.message),
+                }
             })
             .collect::<Vec<_>>()
             .join("\n")
@@ -356,6 +356,7 @@ pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Config, Config
         Some(p) => std::fs::read_to_string(p).map_err(|e| ConfigErrors {
             file: Some(p.to_path_buf()),
             errors: vec![ConfigError {
+                file: None,
                 line: None,
                 message: format!("cannot read config file: {e}"),
             }],
@@ -453,11 +454,22 @@ fn collect_secrets(value: &Value, inside_secret: bool, out: &mut Vec<String>) {
 
 impl Collector<'_> {
     fn push(&mut self, line: Option<usize>, message: impl Into<String>) {
-        let mut message = message.into();
+        // one line per problem: multi-line messages (regex errors) are joined
+        let mut message = message
+            .into()
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
         for secret in &self.secrets {
             message = message.replace(secret.as_str(), "<secret>");
         }
-        self.errors.push(ConfigError { line, message });
+        self.errors.push(ConfigError {
+            file: None,
+            line,
+            message,
+        });
     }
 
     /// Deserialises one section, recording its error (located near `section_line`).
@@ -512,6 +524,7 @@ fn parse(text: &str, base_dir: &Path, overrides: &Overrides) -> Result<Config, V
     } else {
         serde_yaml::from_str(text).map_err(|e| {
             vec![ConfigError {
+                file: None,
                 line: e.location().map(|l| l.line()),
                 message: e.to_string(),
             }]
@@ -532,6 +545,7 @@ fn parse(text: &str, base_dir: &Path, overrides: &Overrides) -> Result<Config, V
         Value::Mapping(m) => m,
         _ => {
             return Err(vec![ConfigError {
+                file: None,
                 line: Some(1),
                 message: "the config file must be a mapping of sections (server, storage, ...)"
                     .into(),
@@ -836,7 +850,7 @@ fn parse(text: &str, base_dir: &Path, overrides: &Overrides) -> Result<Config, V
         line_of("scrape_configs"),
         &global,
     );
-    let rule_files = rule_files(
+    let rule_file_paths = rule_files(
         &mut c,
         map.get("rule_files"),
         line_of("rule_files"),
@@ -845,7 +859,10 @@ fn parse(text: &str, base_dir: &Path, overrides: &Overrides) -> Result<Config, V
     let alerting = alerting(&mut c, map.get("alerting"), line_of("alerting"));
 
     // report in file order; errors without a line first
-    c.errors.sort_by_key(|e| e.line);
+    // rule files' own errors after the config file's, each file in line order
+    c.errors.sort_by(|a, b| {
+        (a.file.is_some(), &a.file, a.line).cmp(&(b.file.is_some(), &b.file, b.line))
+    });
     if c.errors.is_empty() {
         Ok(Config {
             server,
@@ -854,7 +871,7 @@ fn parse(text: &str, base_dir: &Path, overrides: &Overrides) -> Result<Config, V
             query,
             global,
             scrape_configs,
-            rule_files,
+            rule_file_paths,
             alerting,
         })
     } else {
@@ -928,7 +945,7 @@ fn rule_files(
     value: Option<&Value>,
     section_line: Option<usize>,
     base_dir: &Path,
-) -> Vec<String> {
+) -> Vec<PathBuf> {
     let patterns: Vec<String> = match value {
         None | Some(Value::Null) => return Vec::new(),
         Some(v) => match serde_yaml::from_value(v.clone()) {
@@ -942,20 +959,36 @@ fn rule_files(
             }
         },
     };
+    let mut paths: Vec<PathBuf> = Vec::new();
     for pattern in &patterns {
         let line = locate(c.text, pattern, section_line).or(section_line);
         match expand_glob(base_dir, pattern) {
             Err(e) => c.push(line, format!("rule_files: {pattern:?}: {e}")),
             Ok(files) => {
                 for file in files {
-                    if let Err(e) = check_rule_file(&file) {
-                        c.push(line, format!("rule_files: {}: {e}", file.display()));
+                    if !paths.contains(&file) {
+                        paths.push(file);
                     }
                 }
             }
         }
     }
-    patterns
+    // every rule file fully parsed and checked (PromQL, durations, templates); problems
+    // are reported in the rule file at their line
+    if let Err(errors) = alerter::rules::file::load_rule_files(&paths) {
+        for e in errors {
+            let mut message = e.message;
+            for secret in &c.secrets {
+                message = message.replace(secret.as_str(), "<secret>");
+            }
+            c.errors.push(ConfigError {
+                file: Some(e.file),
+                line: e.line,
+                message,
+            });
+        }
+    }
+    paths
 }
 
 /// Expands a rule-file pattern: `*` and `?` in the file name only, as Prometheus's common
@@ -1010,66 +1043,107 @@ fn wildcard_match(pattern: &str, name: &str) -> bool {
     go(&p, &n)
 }
 
-/// Loose shape check of a Prometheus rule file until rules are evaluated: readable YAML
-/// with a `groups` list whose entries have a `name` and `rules`.
-fn check_rule_file(path: &Path) -> Result<(), String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read rule file: {e}"))?;
-    let doc: Value = serde_yaml::from_str(&text).map_err(|e| format!("not valid YAML: {e}"))?;
-    let groups = match doc.get("groups") {
-        Some(Value::Sequence(g)) => g,
-        Some(Value::Null) | None if text.trim().is_empty() => return Ok(()),
-        _ => return Err("a rule file must have a `groups` list".into()),
-    };
-    for (i, g) in groups.iter().enumerate() {
-        if g.get("name").and_then(Value::as_str).is_none() {
-            return Err(format!("groups[{i}] has no name"));
-        }
-        if !matches!(g.get("rules"), Some(Value::Sequence(_)) | None) {
-            return Err(format!("groups[{i}].rules must be a list"));
-        }
-    }
-    Ok(())
-}
-
-fn alerting(c: &mut Collector<'_>, value: Option<&Value>, section_line: Option<usize>) -> bool {
+/// The `alerting:` section, validated by the alerter (every problem at once, each naming
+/// its path such as `alerting.route.routes[1].receiver`); each problem is located in the
+/// file by walking that path.
+fn alerting(
+    c: &mut Collector<'_>,
+    value: Option<&Value>,
+    section_line: Option<usize>,
+) -> Option<Arc<AlertingConfig>> {
     match value {
-        None | Some(Value::Null) => false,
-        Some(Value::Mapping(m)) => {
-            for key in m.keys() {
-                let name = key.as_str().unwrap_or("");
-                if !ALERTING_KEYS.contains(&name) {
-                    let line = locate(c.text, name, section_line).or(section_line);
-                    c.push(
-                        line,
-                        format!(
-                            "alerting: unknown key {name:?}; expected one of {}",
-                            ALERTING_KEYS.join(", ")
-                        ),
-                    );
+        None | Some(Value::Null) => None,
+        Some(v @ Value::Mapping(_)) => match AlertingConfig::parse(v) {
+            Ok(config) => Some(Arc::new(config)),
+            Err(errors) => {
+                for message in errors {
+                    let line = locate_path(c.text, &message, section_line).or(section_line);
+                    c.push(line, message);
                 }
+                None
             }
-            if let Some(receivers) = m.get("receivers") {
-                let ok = receivers.as_sequence().is_some_and(|r| {
-                    r.iter()
-                        .all(|x| x.get("name").and_then(Value::as_str).is_some())
-                });
-                if !ok {
-                    c.push(
-                        section_line,
-                        "alerting.receivers must be a list of receivers, each with a name",
-                    );
-                }
-            }
-            true
-        }
+        },
         Some(_) => {
             c.push(
                 section_line,
                 "alerting must be a mapping (Alertmanager's configuration)",
             );
-            false
+            None
         }
     }
+}
+
+/// The line an alerter error points at. The error starts with its path
+/// (`alerting.receivers[0].dingtalk_configs[1].url: ...`): each key is looked for after
+/// the previous one's line, an index steps over that many list items, and a value the
+/// message quotes is looked for last.
+fn locate_path(text: &str, message: &str, section_line: Option<usize>) -> Option<usize> {
+    let (path, rest) = message.split_once(": ").unwrap_or((message, ""));
+    let lines: Vec<&str> = text.lines().collect();
+    let mut cursor = section_line?;
+    for segment in path.split('.').skip(1) {
+        let (key, indices) = match segment.split_once('[') {
+            Some((k, i)) => (k, i),
+            None => (segment, ""),
+        };
+        if key.is_empty() || key.contains(' ') {
+            break;
+        }
+        match locate(text, &format!("{key}:"), Some(cursor)) {
+            Some(l) => cursor = l,
+            None => break,
+        }
+        for index in indices
+            .split('[')
+            .filter_map(|i| i.trim_end_matches(']').parse::<usize>().ok())
+        {
+            cursor = nth_list_item(&lines, cursor, index).unwrap_or(cursor);
+        }
+    }
+    if let Some(quoted) = message_needle(rest) {
+        if let Some(l) = locate(text, &quoted, Some(cursor)) {
+            // only when it is close by: the quoted text may be a value not in the file
+            if l - cursor < 50 {
+                return Some(l);
+            }
+        }
+    }
+    Some(cursor)
+}
+
+/// The line of the `index`-th item of the block list that starts after line `key_line`
+/// (1-based): items are the lines starting with `- ` at the first item's indentation. A
+/// flow list (`[ ... ]`) on the key's line stays on that line.
+fn nth_list_item(lines: &[&str], key_line: usize, index: usize) -> Option<usize> {
+    let key_text = lines.get(key_line - 1)?;
+    if key_text.contains('[') {
+        return None;
+    }
+    let key_indent = key_text.len() - key_text.trim_start().len();
+    let mut item_indent = None;
+    let mut seen = 0;
+    for (i, l) in lines.iter().enumerate().skip(key_line) {
+        let trimmed = l.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let indent = l.len() - trimmed.len();
+        if indent < key_indent || (indent == key_indent && !trimmed.starts_with('-')) {
+            return None;
+        }
+        if trimmed.starts_with('-') {
+            match item_indent {
+                None => item_indent = Some(indent),
+                Some(first) if indent < first => return None,
+                Some(first) if indent > first => continue,
+                Some(_) => seen += 1,
+            }
+            if seen == index {
+                return Some(i + 1);
+            }
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -1267,11 +1341,95 @@ mod tests {
     #[test]
     fn alerting_secrets_never_appear_in_debug() {
         let c = parse_ok(
-            "alerting:\n  receivers:\n    - name: x\n      email_configs: [{auth_password: hunter2-pw}]\n",
+            "alerting:\n  route: { receiver: x }\n  receivers:\n    - name: x\n      email_configs: [{to: a@example.com, from: l@example.com, smarthost: \"127.0.0.1:25\", auth_username: u, auth_password: hunter2-pw}]\n      dingtalk_configs: [{url: \"http://127.0.0.1:1/robot/send?access_token=hunter2-tok\", secret: SEChunter2}]\n      wecom_configs: [{url: \"http://127.0.0.1:1/cgi-bin/webhook/send?key=hunter2-key\"}]\n      webhook_configs: [{url: \"http://127.0.0.1:1/hook/hunter2-hook\"}]\n",
         );
-        assert!(c.alerting);
+        assert!(c.alerting.is_some());
         let debug = format!("{c:?}");
         assert!(!debug.contains("hunter2"), "{debug}");
+    }
+
+    #[test]
+    fn alerter_errors_are_located_by_their_path() {
+        let text = "server: {}\nalerting:\n  route:\n    receiver: oncall\n    routes:\n      - receiver: oncall\n        matchers: ['a=\"b\"']\n      - receiver: pager\n  receivers:\n    - name: oncall\n      webhook_configs: [ { url: \"http://h/x\" } ]\n    - name: other\n      dingtalk_configs:\n        - url: \"http://h/a\"\n        - url: \"ftp://h/b\"\n";
+        let at = |m: &str| locate_path(text, m, Some(2));
+        assert_eq!(
+            at("alerting.route.routes[1].receiver: unknown receiver \"pager\""),
+            Some(8)
+        );
+        assert_eq!(at("alerting.route.routes[0].matchers[0]: bad"), Some(7));
+        assert_eq!(
+            at("alerting.receivers[1].dingtalk_configs[1].url: must be an http(s) URL"),
+            Some(15)
+        );
+        assert_eq!(
+            at("alerting.receivers[0].webhook_configs[0].url: must be an http(s) URL"),
+            Some(11)
+        );
+        assert_eq!(at("alerting.route: receiver is required"), Some(3));
+        assert_eq!(at("alerting: something"), Some(2));
+    }
+
+    #[test]
+    fn alerting_section_is_validated_by_the_alerter() {
+        let errs = parse_err(
+            "alerting:\n  route:\n    receiver: oncall\n    routes:\n      - receiver: pager\n  receivers:\n    - name: oncall\n      webhook_configs: [ { url: \"http://127.0.0.1:1/x\" } ]\n",
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.line == Some(5) && e.message.contains("pager")),
+            "{errs:?}"
+        );
+        let c = parse_ok(
+            "alerting:\n  route: { receiver: oncall, group_wait: 1s }\n  receivers:\n    - name: oncall\n      webhook_configs: [ { url: \"http://127.0.0.1:1/x\" } ]\n",
+        );
+        assert!(c.alerting.is_some());
+        assert!(parse_ok("").alerting.is_none());
+    }
+
+    #[test]
+    fn rule_file_errors_name_the_rule_file_and_line() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(
+            dir.path().join("good.yaml"),
+            "groups:\n  - name: g\n    rules:\n      - record: a:b\n        expr: sum(up)\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(
+            dir.path().join("bad.yaml"),
+            "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: sum(up\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let ok = parse(
+            "rule_files: [good.yaml]\n",
+            dir.path(),
+            &Overrides::default(),
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(ok.rule_file_paths, vec![dir.path().join("good.yaml")]);
+        let errs = match parse(
+            "rule_files: ['*.yaml']\n",
+            dir.path(),
+            &Overrides::default(),
+        ) {
+            Ok(_) => panic!("bad.yaml should fail"),
+            Err(e) => e,
+        };
+        assert!(
+            errs.iter().any(
+                |e| e.file.as_deref() == Some(dir.path().join("bad.yaml").as_path())
+                    && e.line.is_some()
+            ),
+            "{errs:?}"
+        );
+        let rendered = ConfigErrors {
+            file: Some(PathBuf::from("lookout.yaml")),
+            errors: errs,
+        }
+        .render();
+        assert!(
+            rendered.contains(&format!("{}:", dir.path().join("bad.yaml").display())),
+            "{rendered}"
+        );
     }
 
     #[test]

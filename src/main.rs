@@ -44,6 +44,19 @@ enum Command {
         /// The YAML config file to check.
         file: PathBuf,
     },
+    /// Unit tests, as promtool's.
+    #[command(subcommand)]
+    Test(TestCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum TestCommand {
+    /// Run `promtool test rules` unit-test files against Lookout's rule evaluator.
+    Rules {
+        /// Unit-test files (promtool's format).
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -110,7 +123,8 @@ fn serve(args: ServeArgs) -> ExitCode {
         ingest_tokens: None::<Vec<Secret>>,
         query_tokens: None,
     };
-    let config = match config::load(args.config.as_deref(), &env.then(flags)) {
+    let overrides = env.then(flags);
+    let config = match config::load(args.config.as_deref(), &overrides) {
         Ok(c) => c,
         Err(errors) => {
             eprintln!("{}", errors.render());
@@ -135,7 +149,11 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(server::run(config)) {
+    let source = server::ConfigSource {
+        path: args.config.clone(),
+        overrides,
+    };
+    match runtime.block_on(server::run(config, source)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "lookout stopped with an error");
@@ -157,10 +175,31 @@ fn check_config(file: &Path) -> ExitCode {
     }
 }
 
+/// `lookout test rules`: promtool's output, file by file; exit 1 when any test failed.
+fn test_rules(files: &[PathBuf]) -> ExitCode {
+    let mut passed = true;
+    for file in files {
+        // the report starts with promtool's `Unit Testing:  FILE` heading
+        let report = alerter::rules::unittest::run_test_file(file);
+        print!("{}", report.output);
+        if !report.output.is_empty() && !report.output.ends_with('\n') {
+            println!();
+        }
+        println!();
+        passed &= report.passed;
+    }
+    if passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::CheckConfig { file } => check_config(&file),
+        Command::Test(TestCommand::Rules { files }) => test_rules(&files),
     }
 }

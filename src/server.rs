@@ -1,10 +1,12 @@
 //! `lookout serve`: binds every port first (so `/-/healthy` answers while the WALs
 //! replay), opens the metrics store, then the trace store, then the log store on blocking
-//! threads, then turns ready. Until then ingest answers 503 with `Retry-After` and
-//! `/-/ready` 503. On SIGTERM/SIGINT: stop accepting (graceful shutdown of axum and tonic;
-//! live log tails end), stop scraping, flush trace and log ingest's derived series, close
-//! the trace and log stores, then the metrics store they write into, exit 0; a second
-//! signal exits at once.
+//! threads, starts the alerter over them, then turns ready. Until then ingest answers 503
+//! with `Retry-After` and `/-/ready` 503. SIGHUP and `POST /-/reload` re-read the config
+//! file and rule files (alerting and scrape configs; a bad file keeps the old config). On
+//! SIGTERM/SIGINT: stop accepting (graceful shutdown of axum and tonic; live log tails
+//! end), stop scraping, stop the alerter (rule evaluation, then the dispatcher, then its
+//! state), flush trace and log ingest's derived series, close the trace and log stores,
+//! then the metrics store they write into, exit 0; a second signal exits at once.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,13 +14,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use alerter::dispatch::config::AlertingConfig;
+use alerter::service::{Alerter, AlerterOptions, ReloadConfig};
 use anyhow::Context;
 use async_trait::async_trait;
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use collector::logs::{LogIngest, LogLimits, LogMetricsConfig};
 use collector::otlp::traces::{TraceIngest, TraceLimits};
@@ -42,7 +46,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::auth::{self, Tokens};
-use crate::config::Config;
+use crate::config::{self, Config, Overrides};
 use crate::telemetry;
 
 /// How long servers get to finish in-flight requests after a shutdown signal.
@@ -289,13 +293,136 @@ fn serve_http(
     })
 }
 
-/// What the routers serve: the stores (opened later), trace ingest and log ingest.
+/// Where the running config came from, so a reload reads it again the same way.
+#[derive(Clone, Debug, Default)]
+pub struct ConfigSource {
+    pub path: Option<PathBuf>,
+    pub overrides: Overrides,
+}
+
+/// Reloads (SIGHUP and `POST /-/reload`): the config file read again and applied to what
+/// can change while running, the alerter (rules, routes, receivers) and scraping.
+#[derive(Default)]
+struct Reload {
+    source: OnceLock<ConfigSource>,
+    /// `server.external_url` when the config sets none: `http://<bound HTTP address>`.
+    default_external_url: OnceLock<String>,
+    alerter: api::alerting::AlerterCell,
+    scrape: OnceLock<Arc<ScrapeManager>>,
+    /// One reload at a time.
+    lock: tokio::sync::Mutex<()>,
+}
+
+impl Reload {
+    async fn reload(&self) -> Result<(), Vec<String>> {
+        let _guard = self.lock.lock().await;
+        let (Some(source), Some(alerter)) = (self.source.get(), self.alerter.get()) else {
+            return Err(vec!["lookout is starting: nothing to reload yet".into()]);
+        };
+        let loading = source.clone();
+        let loaded = tokio::task::spawn_blocking(move || {
+            config::load(loading.path.as_deref(), &loading.overrides)
+        })
+        .await
+        .map_err(|e| vec![format!("reading the config failed: {e}")])?;
+        let config =
+            loaded.map_err(|e| e.render().lines().map(str::to_string).collect::<Vec<_>>())?;
+        alerter
+            .reload(ReloadConfig {
+                external_url: external_url(&config, self.default_external_url.get()),
+                external_labels: config.global.external_labels.clone(),
+                evaluation_interval: config.global.evaluation_interval,
+                rule_files: config.rule_file_paths.clone(),
+                alerting: alerting_config(&config),
+            })
+            .await?;
+        if let Some(scrape) = self.scrape.get() {
+            scrape.apply(config.scrape_configs.clone());
+        }
+        tracing::info!(
+            rule_files = config.rule_file_paths.len(),
+            alerting = config.alerting.is_some(),
+            scrape_jobs = config.scrape_configs.len(),
+            "configuration reloaded"
+        );
+        Ok(())
+    }
+}
+
+/// `POST /-/reload`: 200 when applied; 500 with every error, one per line, when the new
+/// config is refused (the old one stays), as Prometheus answers.
+async fn reload_handler(State(reload): State<Arc<Reload>>) -> Response {
+    match reload.reload().await {
+        Ok(()) => (StatusCode::OK, "").into_response(),
+        Err(errors) => {
+            tracing::warn!(
+                errors = errors.len(),
+                "reload refused; keeping the running configuration"
+            );
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("failed to reload config:\n{}\n", errors.join("\n")),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// The base URL for links in notifications: `server.external_url`, else
+/// `http://<bound HTTP address>`; without trailing `/`.
+fn external_url(config: &Config, default: Option<&String>) -> String {
+    config
+        .server
+        .external_url
+        .clone()
+        .or_else(|| default.cloned())
+        .unwrap_or_else(|| format!("http://{}", config.server.http_addr))
+        .trim_end_matches('/')
+        .to_string()
+}
+
+/// The `http://HOST:PORT` of a bound listener; a wildcard address becomes `localhost`.
+fn url_of(addr: SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        format!("http://localhost:{}", addr.port())
+    } else {
+        format!("http://{addr}")
+    }
+}
+
+fn alerting_config(config: &Config) -> Arc<AlertingConfig> {
+    config
+        .alerting
+        .clone()
+        .unwrap_or_else(|| Arc::new(AlertingConfig::none()))
+}
+
+/// Reloads on every SIGHUP, as Prometheus does.
+fn spawn_reload_on_hangup(reload: Arc<Reload>) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            tracing::info!(signal = "SIGHUP", "reloading the configuration");
+            if let Err(errors) = reload.reload().await {
+                for error in &errors {
+                    tracing::error!(%error, "reload refused; keeping the running configuration");
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+/// What the routers serve: the stores (opened later), trace ingest and log ingest, the
+/// alerter (started once the stores are open) and reloads.
 struct Services {
     store: Arc<LazyStore>,
     traces: Arc<LazyTraces>,
     logs: Arc<LazyLogs>,
     trace_ingest: Arc<TraceIngest>,
     log_ingest: Arc<LogIngest>,
+    reload: Arc<Reload>,
 }
 
 impl Services {
@@ -329,6 +456,7 @@ impl Services {
             logs,
             trace_ingest,
             log_ingest,
+            reload: Arc::new(Reload::default()),
         })
     }
 }
@@ -358,6 +486,12 @@ fn routers(
             query,
         ))
         .merge(api::logs_router(services.logs.clone(), shutdown))
+        .merge(api::alerting_router_lazy(services.reload.alerter.clone()))
+        .merge(
+            Router::new()
+                .route("/-/reload", post(reload_handler).put(reload_handler))
+                .with_state(services.reload.clone()),
+        )
         .route("/metrics", get(telemetry::metrics))
         .merge(ui::router())
         .layer(from_fn_with_state(query_tokens, auth::require_token));
@@ -400,19 +534,15 @@ fn grpc_routes(
 }
 
 /// Runs `lookout serve` until a shutdown signal; returns once the store is closed.
-pub async fn run(config: Config) -> anyhow::Result<()> {
+/// `source` is where `config` came from, read again on reloads.
+pub async fn run(config: Config, source: ConfigSource) -> anyhow::Result<()> {
     telemetry::init();
-    if !config.rule_files.is_empty() || config.alerting {
-        tracing::warn!(
-            rule_files = config.rule_files.len(),
-            alerting = config.alerting,
-            "rule_files and alerting are accepted but not evaluated yet: no rules run and no notifications are sent"
-        );
-    }
     let (stop_tx, stop_rx) = watch::channel(false);
     spawn_signal_handler(stop_tx.clone())?;
 
     let services = Services::new(config.limits.traces.clone(), config.limits.logs.clone())?;
+    let _ = services.reload.source.set(source);
+    spawn_reload_on_hangup(services.reload.clone())?;
     let lazy = services.store.clone();
     let readiness: Readiness = Arc::new(AtomicBool::new(false));
     let ingest_tokens = Tokens::new(config.server.ingest_tokens.clone());
@@ -432,6 +562,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     );
 
     let http_listener = bind("http", config.server.http_addr).await?;
+    if let Ok(addr) = http_listener.local_addr() {
+        let _ = services.reload.default_external_url.set(url_of(addr));
+    }
     let otlp_http_listener = bind("otlp-http", config.server.otlp_http_addr).await?;
     let grpc_listener = bind("otlp-grpc", config.server.otlp_grpc_addr).await?;
 
@@ -541,11 +674,48 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         anyhow::bail!("the log store was opened twice");
     }
     let logs_background = logs.spawn_background();
-    let scrape = ScrapeManager::new(
+
+    let alerter_dir = config.storage.data_dir.join("alerter");
+    let started_alerter = Alerter::start(
+        AlerterOptions {
+            data_dir: alerter_dir.clone(),
+            external_url: external_url(&config, services.reload.default_external_url.get()),
+            external_labels: config.global.external_labels.clone(),
+            evaluation_interval: config.global.evaluation_interval,
+            rule_files: config.rule_file_paths.clone(),
+            alerting: alerting_config(&config),
+            engine: config.query.clone(),
+        },
+        services.store.clone(),
+        services.store.clone(),
+        services.logs.clone(),
+        services.traces.clone(),
+    )
+    .await;
+    let alerter = match started_alerter {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = stop_tx.send(true);
+            services.trace_ingest.shutdown().await;
+            services.log_ingest.shutdown().await;
+            let _ = logs.close().await;
+            let _ = traces.close().await;
+            let _ = store.close().await;
+            return Err(e).with_context(|| {
+                format!("starting the alerter (state in {})", alerter_dir.display())
+            });
+        }
+    };
+    if services.reload.alerter.set(alerter.clone()).is_err() {
+        anyhow::bail!("the alerter was started twice");
+    }
+
+    let scrape = Arc::new(ScrapeManager::new(
         store.clone() as Arc<dyn MetricsAppender>,
         config.global.scrape_global(),
-    );
+    ));
     scrape.apply(config.scrape_configs.clone());
+    let _ = services.reload.scrape.set(scrape.clone());
     readiness.store(true, Ordering::Release);
     telemetry::READY.set(1);
     tracing::info!(
@@ -553,6 +723,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         series = store.stats().series,
         log_records_replayed = logs.replayed_records(),
         scrape_jobs = config.scrape_configs.len(),
+        rule_groups = alerter.rules().len(),
         "ready"
     );
 
@@ -588,6 +759,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
     }
     scrape.shutdown().await;
+    // rule evaluation writes into the metrics store: stopped before it closes
+    alerter.shutdown().await;
     // the last derived samples go to the metrics store, so it closes after trace and log
     // ingest
     services.trace_ingest.shutdown().await;

@@ -3,7 +3,9 @@
 //! check-config output, not in `serve`'s logs.
 //!
 //! Bad fixtures declare what they expect on comment lines: `# expect: LINE: text`, meaning
-//! one output line `FILE:LINE: ...text...`. The output must have exactly those lines.
+//! one output line `FILE:LINE: ...text...`, or `# expect: PATH:LINE: text` for an error in
+//! a file the fixture names (a rule file, `PATH` relative to the fixture's directory). The
+//! output must have exactly those lines.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -32,6 +34,10 @@ fn fixtures(suffix: &str) -> Vec<PathBuf> {
         dir.display()
     );
     out
+}
+
+fn dir_of(file: &Path) -> PathBuf {
+    file.parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
 fn check_config(path: &Path) -> Output {
@@ -97,7 +103,12 @@ fn bad_configs_report_every_expected_error_with_its_line() {
             expected.len()
         );
         for (line, msg) in &expected {
-            let prefix = format!("{}:{line}: ", file.display());
+            // `LINE` is a line of the fixture; `PATH:LINE` one of a file beside it (a rule
+            // file), reported under its own name
+            let prefix = match line.rsplit_once(':') {
+                Some((path, line)) => format!("{}:{line}: ", dir_of(&file).join(path).display()),
+                None => format!("{}:{line}: ", file.display()),
+            };
             assert!(
                 lines
                     .iter()
@@ -126,7 +137,7 @@ const SECRETS: [&str; 4] = [
 fn secret_config(dir: &Path) -> PathBuf {
     let path = dir.join("lookout.yaml");
     let body = format!(
-        "server:\n  http_addr: 127.0.0.1:0\n  otlp_grpc_addr: 127.0.0.1:0\n  otlp_http_addr: 127.0.0.1:0\n  auth:\n    ingest_tokens: [{}]\n    query_tokens: [{}]\nstorage:\n  data_dir: {}\nalerting:\n  receivers:\n    - name: mail\n      email_configs: [{{ to: a@example.com, auth_password: {} }}]\n",
+        "server:\n  http_addr: 127.0.0.1:0\n  otlp_grpc_addr: 127.0.0.1:0\n  otlp_http_addr: 127.0.0.1:0\n  auth:\n    ingest_tokens: [{}]\n    query_tokens: [{}]\nstorage:\n  data_dir: {}\nalerting:\n  route: {{ receiver: mail }}\n  receivers:\n    - name: mail\n      email_configs: [{{ to: a@example.com, from: lookout@example.com, smarthost: \"127.0.0.1:1\", auth_username: u, auth_password: {} }}]\n",
         SECRETS[0],
         SECRETS[1],
         dir.join("data").display(),

@@ -180,11 +180,7 @@ impl Alerter {
             opts.engine,
             db.tree("rules")?,
         );
-        tracing::info!(
-            rule_groups = rules.len(),
-            receivers,
-            "alerter started"
-        );
+        tracing::info!(rule_groups = rules.len(), receivers, "alerter started");
         Ok(Arc::new(Alerter {
             db,
             notifier,

@@ -397,7 +397,12 @@ impl Inner {
         let _ = EVAL_SECONDS.remove_label_values(&[key]);
     }
 
-    fn spawn(self: &Arc<Self>, key: String, group: Arc<RuleGroup>, state: GroupState) -> Arc<GroupRun> {
+    fn spawn(
+        self: &Arc<Self>,
+        key: String,
+        group: Arc<RuleGroup>,
+        state: GroupState,
+    ) -> Arc<GroupRun> {
         let interval = self.interval_of(&group);
         INTERVAL
             .with_label_values(&[key.as_str()])
@@ -448,7 +453,9 @@ impl Inner {
         match result {
             Ok(alerts) if !alerts.is_empty() => self.sources.sink.put(alerts),
             Ok(_) => {}
-            Err(e) => tracing::error!(group = %key, error = %e, "rule group evaluation task failed"),
+            Err(e) => {
+                tracing::error!(group = %key, error = %e, "rule group evaluation task failed")
+            }
         }
     }
 
@@ -477,9 +484,9 @@ impl Inner {
                 .map_err(|e| e.to_string())?;
             let rejected = report.rejected_total();
             match report.first_rejection {
-                Some(first) if rejected > 0 => Err(format!(
-                    "{rejected} samples rejected by the store: {first}"
-                )),
+                Some(first) if rejected > 0 => {
+                    Err(format!("{rejected} samples rejected by the store: {first}"))
+                }
                 _ => Ok(()),
             }
         };
@@ -505,7 +512,12 @@ impl Inner {
             .with_label_values(&[key])
             .inc_by(took.as_secs_f64());
         if took > run.interval {
-            tracing::warn!(group = key, took_ms = took.as_millis() as u64, interval_ms = run.interval.as_millis() as u64, "rule group evaluation took longer than its interval");
+            tracing::warn!(
+                group = key,
+                took_ms = took.as_millis() as u64,
+                interval_ms = run.interval.as_millis() as u64,
+                "rule group evaluation took longer than its interval"
+            );
         }
 
         if let Err(e) = self.persist(run, &state) {
@@ -585,5 +597,222 @@ impl GroupRun {
                 tracing::error!(group = %self.key, error = %e, "rule group task failed");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::file::parse_rule_file;
+    use crate::state::StateDb;
+    use async_trait::async_trait;
+    use store::testing::MemQuerier;
+    use store::AppendReport;
+
+    /// Accepts and counts every batch.
+    #[derive(Default)]
+    struct Counting(Mutex<usize>);
+
+    #[async_trait]
+    impl MetricsAppender for Counting {
+        async fn append(&self, batch: MetricBatch) -> store::Result<AppendReport> {
+            *self.0.lock() += batch.series.len();
+            Ok(AppendReport::default())
+        }
+    }
+
+    #[derive(Default)]
+    struct Collect(Mutex<Vec<Alert>>);
+
+    impl AlertSink for Collect {
+        fn put(&self, alerts: Vec<Alert>) {
+            self.0.lock().extend(alerts);
+        }
+    }
+
+    fn groups(text: &str) -> Vec<RuleGroup> {
+        parse_rule_file(std::path::Path::new("rules.yaml"), text)
+            .unwrap_or_else(|e| panic!("rule file: {e:?}"))
+    }
+
+    const ONE: &str = "groups:
+  - name: g
+    interval: 1h
+    rules:
+      - alert: Up
+        expr: vector(1)
+        for: 1h
+        labels: { severity: page }
+";
+
+    const TWO: &str = "groups:
+  - name: g
+    interval: 1h
+    rules:
+      - record: one
+        expr: vector(1)
+      - alert: Up
+        expr: vector(1) > 0
+        for: 1h
+        labels: { severity: page }
+";
+
+    fn settings() -> RuleSettings {
+        RuleSettings {
+            external_labels: LabelSet::new(),
+            external_url: "http://lookout.test".into(),
+            evaluation_interval: Duration::from_secs(3600),
+        }
+    }
+
+    fn start(db: &StateDb, text: &str, sink: Arc<Collect>, appender: Arc<Counting>) -> RuleManager {
+        RuleManager::start(
+            groups(text),
+            settings(),
+            RuleSources {
+                metrics: Arc::new(MemQuerier::default()),
+                appender,
+                logs: None,
+                traces: None,
+                sink,
+            },
+            EngineOptions::default(),
+            db.tree("rules").unwrap_or_else(|e| panic!("{e}")),
+        )
+    }
+
+    fn only_alert(m: &RuleManager) -> AlertStatus {
+        let status = m.groups();
+        let alerts: Vec<AlertStatus> = status
+            .iter()
+            .flat_map(|g| g.rules.iter())
+            .flat_map(|r| r.alerts.iter().cloned())
+            .collect();
+        assert_eq!(alerts.len(), 1, "{status:?}");
+        alerts.into_iter().next().unwrap_or_else(|| unreachable!())
+    }
+
+    #[test]
+    fn ticks_are_aligned_within_one_interval_and_missed_ones_skipped() {
+        let interval = 15_000;
+        let offset = offset_ms("f;g", interval);
+        assert!((0..interval).contains(&offset));
+        assert_eq!(offset, offset_ms("f;g", interval), "stable");
+        for now in [0, 1, 14_999, 15_000, 1_700_000_000_123] {
+            let first = first_tick_ms(now, interval, offset);
+            assert!(first > now && first <= now + interval, "{now} -> {first}");
+            assert_eq!((first - offset).rem_euclid(interval), 0);
+        }
+        assert_eq!(next_tick_ms(0, 5_000, interval), (15_000, 0));
+        // an evaluation that ran 40 s from tick 0 skips the ticks at 15 s and 30 s
+        assert_eq!(next_tick_ms(0, 40_000, interval), (45_000, 2));
+        assert_eq!(next_tick_ms(0, 15_000, interval), (30_000, 1));
+    }
+
+    #[tokio::test]
+    async fn a_restart_keeps_the_pending_for_clock_and_does_not_resend() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let t0 = 1_700_000_000_000;
+        let sink = Arc::new(Collect::default());
+        let appender = Arc::new(Counting::default());
+        {
+            let db = StateDb::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+            let m = start(&db, ONE, sink.clone(), appender.clone());
+            m.evaluate_all_at(t0).await;
+            let a = only_alert(&m);
+            assert_eq!((a.state, a.active_at_ms), ("pending", t0));
+            assert!(*appender.0.lock() > 0, "ALERTS written");
+            // fires after `for`, and is sent once
+            m.evaluate_all_at(t0 + 3_600_000).await;
+            assert_eq!(only_alert(&m).state, "firing");
+            assert_eq!(sink.0.lock().len(), 1);
+            m.shutdown().await;
+            db.flush().unwrap_or_else(|e| panic!("{e}"));
+        }
+        let db = StateDb::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        let m = start(&db, ONE, sink.clone(), appender);
+        // restored before any evaluation
+        let a = only_alert(&m);
+        assert_eq!((a.state, a.active_at_ms), ("firing", t0));
+        // still firing from the same start, and not sent again within the resend delay
+        m.evaluate_all_at(t0 + 3_610_000).await;
+        let a = only_alert(&m);
+        assert_eq!((a.state, a.active_at_ms), ("firing", t0));
+        assert_eq!(sink.0.lock().len(), 1, "a restart must not re-send at once");
+        m.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_pending_clock_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let t0 = 1_700_000_000_000;
+        let sink = Arc::new(Collect::default());
+        {
+            let db = StateDb::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+            let m = start(&db, ONE, sink.clone(), Arc::default());
+            m.evaluate_all_at(t0).await;
+            m.shutdown().await;
+            db.flush().unwrap_or_else(|e| panic!("{e}"));
+        }
+        let db = StateDb::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        // restarted with an edited file: the rule keeps its state by identity
+        let m = start(&db, TWO, sink.clone(), Arc::default());
+        m.evaluate_all_at(t0 + 1_800_000).await;
+        let a = only_alert(&m);
+        assert_eq!((a.state, a.active_at_ms), ("pending", t0));
+        m.evaluate_all_at(t0 + 3_600_000).await;
+        assert_eq!(only_alert(&m).state, "firing");
+        assert_eq!(sink.0.lock().len(), 1);
+        m.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn reload_keeps_state_and_removed_groups_are_forgotten() {
+        let db = StateDb::temporary().unwrap_or_else(|e| panic!("{e}"));
+        let t0 = 1_700_000_000_000;
+        let sink = Arc::new(Collect::default());
+        let m = start(&db, ONE, sink.clone(), Arc::default());
+        m.evaluate_all_at(t0).await;
+        m.update(groups(TWO), settings()).await;
+        let status = m.groups();
+        assert_eq!(status[0].rules.len(), 2);
+        let a = only_alert(&m);
+        assert_eq!((a.state, a.active_at_ms), ("pending", t0));
+        m.evaluate_all_at(t0 + 60_000).await;
+        assert_eq!(only_alert(&m).active_at_ms, t0);
+        assert_eq!(status[0].rules[0].health, "unknown");
+
+        let tree = db.tree("rules").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(tree.len(), 1);
+        m.update(Vec::new(), settings()).await;
+        assert!(m.is_empty());
+        assert_eq!(tree.len(), 0, "state of a removed group is dropped");
+        m.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn groups_tick_on_their_own() {
+        let db = StateDb::temporary().unwrap_or_else(|e| panic!("{e}"));
+        let fast = "groups:
+  - name: fast
+    interval: 100ms
+    rules:
+      - record: one
+        expr: vector(1)
+";
+        let appender = Arc::new(Counting::default());
+        let m = start(&db, fast, Arc::default(), appender.clone());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while *appender.0.lock() < 3 {
+            assert!(Instant::now() < deadline, "no evaluations");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let g = &m.groups()[0];
+        assert_eq!(g.rules[0].health, "ok");
+        assert!(g.last_evaluation_ms.is_some());
+        m.shutdown().await;
+        let after = *appender.0.lock();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(*appender.0.lock(), after, "stopped groups do not evaluate");
     }
 }

@@ -62,6 +62,24 @@ pub fn go_float_e(v: f64) -> String {
     }
 }
 
+/// Seconds as Go's JSON writes a float64: `60`, not `60.0`.
+#[derive(Clone, Copy)]
+struct Seconds(f64);
+
+impl Serialize for Seconds {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.0.fract() == 0.0 && self.0.abs() < 9e15 {
+            s.serialize_i64(self.0 as i64)
+        } else {
+            s.serialize_f64(self.0)
+        }
+    }
+}
+
+fn secs(d: std::time::Duration) -> Seconds {
+    Seconds(d.as_secs_f64())
+}
+
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct AlertJson<'a> {
@@ -93,15 +111,15 @@ struct AlertingRuleJson<'a> {
     state: &'static str,
     name: &'a str,
     query: &'a str,
-    duration: f64,
-    keep_firing_for: f64,
+    duration: Seconds,
+    keep_firing_for: Seconds,
     labels: &'a LabelSet,
     annotations: &'a LabelSet,
     alerts: Vec<AlertJson<'a>>,
     health: &'static str,
     #[serde(skip_serializing_if = "str::is_empty")]
     last_error: &'a str,
-    evaluation_time: f64,
+    evaluation_time: Seconds,
     last_evaluation: String,
     /// Lookout's log rules: the log query, window (seconds) and threshold.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -113,7 +131,7 @@ struct AlertingRuleJson<'a> {
 #[derive(Serialize)]
 struct LogsExprJson<'a> {
     query: &'a str,
-    window: f64,
+    window: Seconds,
     threshold: f64,
 }
 
@@ -126,7 +144,7 @@ struct RecordingRuleJson<'a> {
     health: &'static str,
     #[serde(skip_serializing_if = "str::is_empty")]
     last_error: &'a str,
-    evaluation_time: f64,
+    evaluation_time: Seconds,
     last_evaluation: String,
     #[serde(rename = "type")]
     kind: &'static str,
@@ -146,19 +164,19 @@ impl<'a> RuleJson<'a> {
                 state: r.state,
                 name: &a.name,
                 query: r.rule.query(),
-                duration: a.for_.as_secs_f64(),
-                keep_firing_for: a.keep_firing_for.as_secs_f64(),
+                duration: secs(a.for_),
+                keep_firing_for: secs(a.keep_firing_for),
                 labels: &a.labels,
                 annotations: &a.annotations,
                 alerts: r.alerts.iter().map(AlertJson::new).collect(),
                 health: r.health,
                 last_error: &r.last_error,
-                evaluation_time: r.evaluation_time.as_secs_f64(),
+                evaluation_time: secs(r.evaluation_time),
                 last_evaluation: last_evaluation(r.last_evaluation_ms),
                 logs_expr: match &a.condition {
                     AlertCondition::Logs(l) => Some(LogsExprJson {
                         query: &l.query,
-                        window: l.window.as_secs_f64(),
+                        window: secs(l.window),
                         threshold: l.threshold,
                     }),
                     AlertCondition::PromQl(_) => None,
@@ -171,7 +189,7 @@ impl<'a> RuleJson<'a> {
                 labels: &rec.labels,
                 health: r.health,
                 last_error: &r.last_error,
-                evaluation_time: r.evaluation_time.as_secs_f64(),
+                evaluation_time: secs(r.evaluation_time),
                 last_evaluation: last_evaluation(r.last_evaluation_ms),
                 kind: "recording",
             }),
@@ -185,9 +203,9 @@ struct GroupJson<'a> {
     name: &'a str,
     file: String,
     rules: Vec<RuleJson<'a>>,
-    interval: f64,
+    interval: Seconds,
     limit: usize,
-    evaluation_time: f64,
+    evaluation_time: Seconds,
     last_evaluation: String,
 }
 
@@ -264,9 +282,9 @@ pub async fn rules(
                     .filter(|r| filter.rule(r))
                     .map(RuleJson::new)
                     .collect(),
-                interval: g.interval.as_secs_f64(),
+                interval: secs(g.interval),
                 limit: g.limit,
-                evaluation_time: g.evaluation_time.as_secs_f64(),
+                evaluation_time: secs(g.evaluation_time),
                 last_evaluation: last_evaluation(g.last_evaluation_ms),
             })
             // a rule-name filter drops groups left without rules, as Prometheus does
@@ -277,9 +295,7 @@ pub async fn rules(
 }
 
 /// `GET /api/v1/alerts`: every pending and firing alert of every alerting rule.
-pub async fn alerts(
-    axum::extract::State(state): AlertingAppState,
-) -> Result<Response, ApiError> {
+pub async fn alerts(axum::extract::State(state): AlertingAppState) -> Result<Response, ApiError> {
     let groups = state.alerter()?.rules().groups();
     let data = AlertsData {
         alerts: groups

@@ -12,8 +12,8 @@ use axum::http::{Request, StatusCode};
 use serde_json::Value;
 use store::config::MetricsStoreOptions;
 use store::logs::{
-    FieldSummary, FieldsRequest, HistogramBucket, HistogramRequest, LogBatch, LogRecord,
-    LogSearch, LogsQuerier,
+    FieldSummary, FieldsRequest, HistogramBucket, HistogramRequest, LogBatch, LogRecord, LogSearch,
+    LogsQuerier,
 };
 use store::model::{Labels, MetricBatch, Sample, Series};
 use store::traces::{SpanKind, StoredSpan, TraceId, TraceQuery, TraceSummary, TracesQuerier};
@@ -205,7 +205,9 @@ async fn rules_and_alerts_in_prometheus_json() {
     f.alerter.rules().evaluate_all_at(now_ms()).await;
 
     let (_, body) = f.get("/api/v1/rules?type=alert").await;
-    let rules = body["data"]["groups"][0]["rules"].as_array().expect("rules");
+    let rules = body["data"]["groups"][0]["rules"]
+        .as_array()
+        .expect("rules");
     assert_eq!(rules.len(), 1, "{body}");
     assert_eq!(rules[0]["state"], "pending", "{body}");
     assert_eq!(rules[0]["health"], "ok", "{body}");
@@ -217,7 +219,9 @@ async fn rules_and_alerts_in_prometheus_json() {
     assert!(alert["activeAt"].as_str().is_some_and(|s| s.ends_with('Z')));
 
     let (_, body) = f.get("/api/v1/rules?type=record").await;
-    let rules = body["data"]["groups"][0]["rules"].as_array().expect("rules");
+    let rules = body["data"]["groups"][0]["rules"]
+        .as_array()
+        .expect("rules");
     assert_eq!(rules.len(), 1);
     assert_eq!(rules[0]["name"], "room:temp:max");
 
@@ -271,7 +275,10 @@ async fn v2_alerts_post_and_list() {
     ] {
         let (status, body) = f.send("POST", "/api/v2/alerts", bad).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
-        assert!(body["error"].as_str().is_some_and(|e| !e.is_empty()), "{body}");
+        assert!(
+            body["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{body}"
+        );
     }
     f.close().await;
 }
@@ -288,7 +295,10 @@ async fn silences_create_get_list_expire() {
     );
     let (status, created) = f.send("POST", "/api/v2/silences", &body).await;
     assert_eq!(status, StatusCode::OK, "{created}");
-    let id = created["silenceID"].as_str().expect("silenceID").to_string();
+    let id = created["silenceID"]
+        .as_str()
+        .expect("silenceID")
+        .to_string();
 
     let (status, got) = f.get(&format!("/api/v2/silence/{id}")).await;
     assert_eq!(status, StatusCode::OK);

@@ -2,9 +2,7 @@
 //! expire). JSON as Alertmanager 0.25 (camelCase, RFC 3339 times); bad requests are 400
 //! with a message naming the problem, in the API's error envelope.
 
-use alerter::dispatch::api_types::{
-    parse_filter, AlertFilter, PostableAlert, PostableSilence,
-};
+use alerter::dispatch::api_types::{parse_filter, AlertFilter, PostableAlert, PostableSilence};
 use alerter::dispatch::silence::SilenceError;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -55,8 +53,8 @@ pub async fn get_alerts(
     params: Params,
 ) -> Result<Response, ApiError> {
     let alerter = state.alerter()?;
-    let mut filter =
-        AlertFilter::parse(&filters(&params), params.get("receiver")).map_err(ApiError::bad_data)?;
+    let mut filter = AlertFilter::parse(&filters(&params), params.get("receiver"))
+        .map_err(ApiError::bad_data)?;
     filter.silenced = bool_param(&params, "silenced")?;
     filter.inhibited = bool_param(&params, "inhibited")?;
     filter.active = bool_param(&params, "active")?;
@@ -65,7 +63,10 @@ pub async fn get_alerts(
 }
 
 /// `POST /api/v2/alerts`: a JSON list of alerts, as Prometheus sends them.
-pub async fn post_alerts(State(state): AlertingAppState, body: Bytes) -> Result<Response, ApiError> {
+pub async fn post_alerts(
+    State(state): AlertingAppState,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let alerter = state.alerter()?;
     let alerts: Vec<PostableAlert> = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_data(format!("invalid alerts: {e}")))?;
@@ -83,7 +84,10 @@ pub async fn get_silences(
 ) -> Result<Response, ApiError> {
     let alerter = state.alerter()?;
     let matchers = parse_filter(&filters(&params)).map_err(ApiError::bad_data)?;
-    json(StatusCode::OK, &alerter.dispatcher().silences().list(&matchers))
+    json(
+        StatusCode::OK,
+        &alerter.dispatcher().silences().list(&matchers),
+    )
 }
 
 #[derive(Serialize)]
