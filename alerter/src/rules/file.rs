@@ -257,7 +257,21 @@ impl FileParser<'_> {
             .lines()
             .enumerate()
             .skip(start)
-            .find(|(_, l)| l.split(" #").next().unwrap_or("").contains(needle))
+            .find(|(_, l)| {
+                !l.trim_start().starts_with('#')
+                    && l.split(" #").next().unwrap_or("").contains(needle)
+            })
+            .map(|(i, _)| i + 1)
+    }
+
+    /// The first line at or after `from` that starts a list item (`- `).
+    fn next_list_item(&self, from: Option<usize>) -> Option<usize> {
+        let start = from.unwrap_or(1).saturating_sub(1);
+        self.text
+            .lines()
+            .enumerate()
+            .skip(start)
+            .find(|(_, l)| l.trim_start().starts_with("- "))
             .map(|(i, _)| i + 1)
     }
 
@@ -461,11 +475,13 @@ impl FileParser<'_> {
         let record = m.get("record").and_then(scalar_text);
         let name = alert.clone().or(record.clone()).unwrap_or_default();
         let key = if alert.is_some() { "alert" } else { "record" };
+        let next_item = self.next_list_item(cursor.map(|c| c + 1));
         let line = if name.is_empty() {
-            self.locate("expr", cursor.map(|c| c + 1)).or(*cursor)
+            next_item.or(*cursor)
         } else {
             self.locate(&format!("{key}: {name}"), cursor.map(|c| c + 1))
                 .or_else(|| self.locate(&name, cursor.map(|c| c + 1)))
+                .or(next_item)
                 .or(*cursor)
         };
         if line.is_some() {
@@ -762,5 +778,120 @@ fn scalar_text(v: &Value) -> Option<String> {
         Value::Bool(b) => Some(b.to_string()),
         Value::Tagged(t) => scalar_text(&t.value),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn testdata() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/rules")
+    }
+
+    fn files_in(dir: &str, suffix: &str) -> Vec<PathBuf> {
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(testdata().join(dir))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().ends_with(suffix))
+            .collect();
+        paths.sort();
+        paths
+    }
+
+    #[test]
+    fn bad_files_report_every_expected_error_with_its_line() {
+        let bad = files_in("bad", ".yaml");
+        assert!(bad.len() >= 9);
+        for p in bad {
+            let text = std::fs::read_to_string(&p).unwrap();
+            let mut expected: Vec<String> = text
+                .lines()
+                .filter_map(|l| l.strip_prefix("# expect: "))
+                .map(str::to_string)
+                .collect();
+            assert!(
+                !expected.is_empty(),
+                "{} has no `# expect:` lines",
+                p.display()
+            );
+            let mut got: Vec<String> = parse_rule_file(&p, &text)
+                .unwrap_err()
+                .iter()
+                .map(|e| format!("{}: {}", e.line.unwrap_or(0), e.message))
+                .collect();
+            expected.sort();
+            got.sort();
+            assert_eq!(got, expected, "{}", p.display());
+        }
+    }
+
+    #[test]
+    fn good_files_load() {
+        let mut paths = files_in("good", ".yaml");
+        paths.extend(files_in(".", ".rules.yaml"));
+        assert!(paths.len() >= 3);
+        let groups = load_rule_files(&paths).unwrap();
+        let app = groups
+            .iter()
+            .find(|g| g.name == "app" && g.rules.len() == 3)
+            .unwrap();
+        assert_eq!(app.interval, Some(Duration::from_secs(15)));
+        assert!(app.key().ends_with("logs.rules.yaml;app"));
+        let Rule::Alerting(logs) = &app.rules[2] else {
+            panic!("{:?}", app.rules[2])
+        };
+        assert_eq!(
+            logs.condition,
+            AlertCondition::Logs(LogsCondition {
+                query: "service:payments AND severity>=error".into(),
+                window: Duration::from_secs(300),
+                threshold: 10.0,
+            })
+        );
+        let Rule::Alerting(high) = &app.rules[0] else {
+            panic!()
+        };
+        assert_eq!(high.for_, Duration::from_secs(60));
+        assert_eq!(high.labels["severity"], "critical");
+        let Rule::Recording(rec) = &app.rules[1] else {
+            panic!()
+        };
+        assert_eq!(rec.name, "job:up:sum");
+        let capacity = groups.iter().find(|g| g.name == "alerts").unwrap();
+        assert_eq!(capacity.limit, 10);
+        assert_eq!(capacity.interval, Some(Duration::from_secs(30)));
+        // identities tell rules apart by kind, name and labels only
+        assert_ne!(app.rules[0].identity(), app.rules[2].identity());
+    }
+
+    #[test]
+    fn load_collects_errors_of_every_file() {
+        let paths = vec![
+            testdata().join("bad/expr.yaml"),
+            testdata().join("no-such-file.yaml"),
+            testdata().join("bad/labels.yaml"),
+            testdata().join("app.rules.yaml"),
+        ];
+        let errs = load_rule_files(&paths).unwrap_err();
+        assert_eq!(errs.len(), 2 + 1 + 3, "{errs:?}");
+        assert!(errs[2]
+            .to_string()
+            .contains("no-such-file.yaml: cannot read rule file"));
+        assert!(errs[0]
+            .to_string()
+            .contains("bad/expr.yaml:7: group \"g\", rule 2"));
+    }
+
+    #[test]
+    fn empty_files_and_empty_groups_are_fine() {
+        assert_eq!(parse_rule_file(Path::new("e"), "").unwrap(), vec![]);
+        assert_eq!(
+            parse_rule_file(Path::new("e"), "groups:\n").unwrap(),
+            vec![]
+        );
+        assert!(is_valid_metric_name("job:up:sum"));
+        assert!(!is_valid_label_name("job:up"));
     }
 }

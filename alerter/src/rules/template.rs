@@ -204,7 +204,7 @@ fn go_float_g(v: f64, prec: Option<usize>) -> String {
         None => 6,
         Some(p) => {
             let p = p as i32;
-            if p > ds.len() as i32 && ds.len() as i32 >= exp + 1 {
+            if p > ds.len() as i32 && ds.len() as i32 > exp {
                 ds.len() as i32
             } else {
                 p
@@ -904,8 +904,7 @@ impl PipeParser {
 
     fn command(&mut self) -> Result<Vec<Arg>, String> {
         let mut args = Vec::new();
-        loop {
-            let Some(t) = self.peek().cloned() else { break };
+        while let Some(t) = self.peek().cloned() {
             let arg = match t {
                 Tok::Pipe | Tok::RParen => break,
                 Tok::Var(v) => {
@@ -1705,7 +1704,7 @@ mod tests {
 
     #[test]
     fn printf_and_strings() {
-        assert_eq!(x("{{ printf \"%.2f\" $value }}", 3.14159), "3.14");
+        assert_eq!(x("{{ printf \"%.2f\" $value }}", 1.23456), "1.23");
         assert_eq!(x("{{ printf \"%s=%d\" \"n\" 5 }}", 0.0), "n=5");
         assert_eq!(
             x("{{ printf \"%5.1f|%-4s|\" $value \"ab\" }}", 2.0),

@@ -292,7 +292,8 @@ impl MetricsQuerier for SharedStore {
     }
 }
 
-type LabelsAndAnnotations = Vec<(Vec<(String, String)>, Vec<(String, String)>)>;
+type Pairs = Vec<(String, String)>;
+type LabelsAndAnnotations = Vec<(Pairs, Pairs)>;
 
 fn run_group_test(tg: &TestGroup, groups: &[RuleGroup], eval_interval: Duration) -> Vec<String> {
     let interval = match tg.interval.as_deref() {
@@ -510,7 +511,7 @@ fn la_string(la: &LabelsAndAnnotations) -> String {
     if la.is_empty() {
         return "[]".into();
     }
-    let one = |(l, a): &(Vec<(String, String)>, Vec<(String, String)>)| {
+    let one = |(l, a): &(Pairs, Pairs)| {
         format!(
             "Labels:{}\nAnnotations:{}",
             labels_string(l),
