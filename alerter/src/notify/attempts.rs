@@ -189,32 +189,31 @@ mod tests {
     }
 
     #[test]
-    fn newest_first_filtered_and_survives_a_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let db = StateDb::open(dir.path()).unwrap();
-            let log = AttemptLog::open(&db).unwrap();
-            log.record(attempt("a", 1_000, 1));
-            log.record(attempt("b", 1_000, 2)); // same millisecond: the sequence orders it
-            log.record(attempt("a", 3_000, 3));
-            let all = log.list(None, 10);
-            assert_eq!(
-                all.iter().map(|a| a.attempt).collect::<Vec<_>>(),
-                vec![3, 2, 1]
-            );
-            assert_eq!(log.list(Some("a"), 1)[0].attempt, 3);
-            db.flush().unwrap();
-        }
-        let db = StateDb::open(dir.path()).unwrap();
+    fn newest_first_filtered_and_read_back_from_the_tree() {
+        let db = StateDb::temporary().unwrap();
         let log = AttemptLog::open(&db).unwrap();
+        log.record(attempt("a", 1_000, 1));
+        log.record(attempt("b", 1_000, 2)); // same millisecond: the sequence orders it
+        log.record(attempt("a", 3_000, 3));
+        let all = log.list(None, 10);
         assert_eq!(
-            log.list(None, 10)
-                .iter()
-                .map(|a| a.attempt)
-                .collect::<Vec<_>>(),
+            all.iter().map(|a| a.attempt).collect::<Vec<_>>(),
             vec![3, 2, 1]
         );
-        assert_eq!(log.list(None, 10)[0].time, "1970-01-01T00:00:03.000Z");
+        assert_eq!(log.list(Some("a"), 1)[0].attempt, 3);
+        assert_eq!(log.list(Some("b"), 10).len(), 1);
+        // what a restart loads: the tree, in key (time, sequence) order
+        let reopened = AttemptLog::open(&db).unwrap();
+        assert_eq!(reopened.list(None, 10), all);
+        assert_eq!(all[0].time, "1970-01-01T00:00:03.000Z");
+        // the next key continues after the loaded ones
+        reopened.record(attempt("a", 500, 4));
+        assert_eq!(reopened.list(None, 1)[0].attempt, 4);
+        assert_eq!(
+            AttemptLog::open(&db).unwrap().list(None, 1)[0].attempt,
+            4,
+            "a clock stepping back still sorts last"
+        );
     }
 
     #[test]

@@ -17,6 +17,8 @@ pub mod metrics;
 pub mod notifier;
 mod robot;
 pub mod split;
+#[cfg(test)]
+mod testing;
 pub mod webhook;
 pub mod wecom;
 

@@ -102,7 +102,7 @@ impl Notifier {
             http: self.http.clone(),
         };
         // the strictest limit of every integration sharing a robot
-        let mut built: Vec<(String, Vec<(String, Arc<dyn Integration>, Language)>)> = Vec::new();
+        let mut built: Vec<(String, Vec<Built>)> = Vec::new();
         let mut limits: HashMap<String, RateLimit> = HashMap::new();
         for r in receivers {
             let integrations = build_receiver(r, &ctx);
@@ -188,6 +188,9 @@ impl Notifier {
     }
 }
 
+/// One built integration: its name (`dingtalk[0]`), itself, its template language.
+type Built = (String, Arc<dyn Integration>, Language);
+
 /// Every config error of receiver `r` at `path`.
 fn validate_receiver(r: &ReceiverConfig, path: &str) -> Vec<String> {
     let mut errors = Vec::new();
@@ -213,10 +216,7 @@ fn validate_receiver(r: &ReceiverConfig, path: &str) -> Vec<String> {
 }
 
 /// The integrations of receiver `r`: name (`dingtalk[0]`), integration, template language.
-fn build_receiver(
-    r: &ReceiverConfig,
-    ctx: &BuildContext,
-) -> Vec<(String, Arc<dyn Integration>, Language)> {
+fn build_receiver(r: &ReceiverConfig, ctx: &BuildContext) -> Vec<Built> {
     let mut out = Vec::new();
     for (j, c) in r.dingtalk_configs.iter().enumerate() {
         let lang = c.templates.language.unwrap_or(ctx.language);

@@ -1,1 +1,417 @@
-//! DingTalk tests.
+//! DingTalk against a fake robot: signing, keyword, mentions, answer classification,
+//! retries, splitting, digests under the rate limit, secrets kept out of errors.
+
+use std::time::Duration;
+
+use super::*;
+use crate::notify::testing::{alert, notification, notifier, receiver, FakeRobot, Script};
+use crate::notify::{Attempt, Outcome};
+
+const TOKEN: &str = "tok3n-abcdef";
+const SECRET: &str = "SECsup3rs3cret";
+
+fn config(robot: &FakeRobot, extra: &str) -> crate::notify::ReceiverConfig {
+    receiver(&format!(
+        "name: oncall\ndingtalk_configs:\n  - url: {}\n{extra}",
+        robot.dingtalk_url(TOKEN)
+    ))
+}
+
+fn outcomes(attempts: &[Attempt]) -> Vec<Outcome> {
+    attempts.iter().rev().map(|a| a.outcome).collect()
+}
+
+#[test]
+fn signature_matches_dingtalks_reference_algorithm() {
+    // base64(HMAC-SHA256(key=secret, "1700000000000\nSECtest")), URL-encoded
+    let s = sign("SECtest", 1_700_000_000_000);
+    assert!(!s.contains('+') && !s.contains('/') && !s.contains('='));
+    let decoded = percent_encoding::percent_decode_str(&s)
+        .decode_utf8()
+        .unwrap()
+        .to_string();
+    let mut mac = Hmac::<Sha256>::new_from_slice(b"SECtest").unwrap();
+    mac.update(b"1700000000000\nSECtest");
+    let want = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    assert_eq!(decoded, want);
+}
+
+#[tokio::test]
+async fn a_signed_message_with_keyword_and_mentions_is_delivered() {
+    let robot = FakeRobot::start(TOKEN).await;
+    {
+        let mut s = robot.state.lock();
+        s.secret = Some(SECRET.into());
+        s.keyword = Some("告警".into());
+    }
+    let n = notifier(
+        &[config(
+            &robot,
+            &format!(
+                "    secret: {SECRET}\n    keyword: 告警\n    at_mobiles: ['13800000000']\n    at_user_ids: [u1]\n"
+            ),
+        )],
+        3,
+    );
+    let d = n.integrations("oncall").unwrap().remove(0);
+    assert_eq!(
+        (d.name(), d.receiver(), d.kind()),
+        ("dingtalk[0]", "oncall", "dingtalk")
+    );
+    let alerts = vec![alert(
+        "DiskFull",
+        &[
+            ("at_mobiles", "13900000000, 13800000000"),
+            ("at_user_ids", "u2"),
+        ],
+        "disk / is 95% full",
+    )];
+    let delivered = d
+        .deliver(&notification("oncall", "DiskFull", alerts))
+        .await
+        .unwrap();
+    assert_eq!(delivered.messages, 1);
+    let accepted = robot.accepted();
+    assert_eq!(accepted.len(), 1);
+    let (q, body) = &accepted[0];
+    assert!(q.contains_key("timestamp") && q.contains_key("sign"));
+    let title = body["markdown"]["title"].as_str().unwrap();
+    let text = body["markdown"]["text"].as_str().unwrap();
+    assert!(title.starts_with("告警 "), "{title}");
+    assert!(text.starts_with("告警\n\n"), "{text}");
+    assert!(text.contains("DiskFull") && text.contains("disk / is 95% full"));
+    assert!(text.contains("http://lookout.example:9800/"));
+    // config first, then labels, deduplicated; every mention also in the text
+    assert_eq!(
+        body["at"]["atMobiles"],
+        serde_json::json!(["13800000000", "13900000000"])
+    );
+    assert_eq!(body["at"]["atUserIds"], serde_json::json!(["u1", "u2"]));
+    for m in ["@13800000000", "@13900000000", "@u1", "@u2"] {
+        assert!(text.contains(m), "{m} missing from {text}");
+    }
+    let attempts = n.attempts(Some("oncall"), 10);
+    assert_eq!(attempts.len(), 1);
+    let a = &attempts[0];
+    assert_eq!(
+        (
+            a.outcome,
+            a.attempt,
+            a.status_code,
+            a.messages,
+            a.alerts,
+            a.digest
+        ),
+        (Outcome::Success, 1, Some(200), 1, 1, false)
+    );
+    assert_eq!(a.integration, "dingtalk[0]");
+}
+
+#[tokio::test]
+async fn a_bad_signature_is_permanent_one_attempt() {
+    let robot = FakeRobot::start(TOKEN).await;
+    robot.state.lock().secret = Some(SECRET.into());
+    let n = notifier(&[config(&robot, "    secret: SECwrong\n")], 5);
+    let d = n.integrations("oncall").unwrap().remove(0);
+    let e = d
+        .deliver(&notification("oncall", "A", vec![alert("A", &[], "s")]))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.kind, e.errcode, e.status),
+        (FailureKind::Permanent, Some(310000), Some(200))
+    );
+    assert_eq!(robot.answers(), vec![310000]);
+    let attempts = n.attempts(None, 10);
+    assert_eq!(outcomes(&attempts), vec![Outcome::Failed]);
+    assert_eq!(attempts[0].errcode, Some(310000));
+    assert_eq!(attempts[0].errmsg.as_deref(), Some("sign not match"));
+}
+
+#[tokio::test]
+async fn a_missing_keyword_is_permanent() {
+    let robot = FakeRobot::start(TOKEN).await;
+    robot.state.lock().keyword = Some("LOOKOUT-KW".into());
+    let n = notifier(&[config(&robot, "")], 5);
+    let d = n.integrations("oncall").unwrap().remove(0);
+    let e = d
+        .deliver(&notification("oncall", "A", vec![alert("A", &[], "s")]))
+        .await
+        .unwrap_err();
+    assert_eq!((e.kind, e.errcode), (FailureKind::Permanent, Some(310000)));
+    assert_eq!(robot.answers().len(), 1, "no retry storm");
+}
+
+#[tokio::test]
+async fn transient_failures_are_retried_until_delivered_once() {
+    let robot = FakeRobot::start(TOKEN).await;
+    robot.state.lock().script = [Script::Http(500), Script::Http(503)].into();
+    let n = notifier(&[config(&robot, "")], 5);
+    let d = n.integrations("oncall").unwrap().remove(0);
+    d.deliver(&notification("oncall", "A", vec![alert("A", &[], "s")]))
+        .await
+        .unwrap();
+    assert_eq!(robot.accepted().len(), 1);
+    let attempts = n.attempts(None, 10);
+    assert_eq!(
+        outcomes(&attempts),
+        vec![Outcome::Retrying, Outcome::Retrying, Outcome::Success]
+    );
+    assert_eq!(
+        attempts.iter().rev().map(|a| a.attempt).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    assert_eq!(attempts[2].status_code, Some(500));
+}
+
+#[tokio::test]
+async fn retries_stop_at_the_attempt_limit() {
+    let robot = FakeRobot::start(TOKEN).await;
+    robot.state.lock().script = std::iter::repeat_n(Script::Http(502), 10).collect();
+    let n = notifier(&[config(&robot, "")], 3);
+    let d = n.integrations("oncall").unwrap().remove(0);
+    let e = d
+        .deliver(&notification("oncall", "A", vec![alert("A", &[], "s")]))
+        .await
+        .unwrap_err();
+    assert_eq!((e.kind, e.status), (FailureKind::Transient, Some(502)));
+    assert_eq!(robot.answers().len(), 3);
+    assert_eq!(
+        outcomes(&n.attempts(None, 10)),
+        vec![Outcome::Retrying, Outcome::Retrying, Outcome::Failed]
+    );
+}
+
+#[tokio::test]
+async fn other_errcodes_are_permanent_and_quota_and_too_fast_too() {
+    for code in [90030, 130101, 300001, 400013] {
+        let robot = FakeRobot::start(TOKEN).await;
+        robot.state.lock().script = [Script::Errcode(code, "nope")].into();
+        let n = notifier(&[config(&robot, "")], 5);
+        let d = n.integrations("oncall").unwrap().remove(0);
+        let e = d
+            .deliver(&notification("oncall", "A", vec![alert("A", &[], "s")]))
+            .await
+            .unwrap_err();
+        assert_eq!((e.kind, e.errcode), (FailureKind::Permanent, Some(code)));
+        assert_eq!(robot.answers().len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn long_messages_are_split_at_alert_boundaries_under_the_limit() {
+    let robot = FakeRobot::start(TOKEN).await;
+    robot.state.lock().max_body = Some(2000);
+    let n = notifier(&[config(&robot, "    max_message_bytes: 2000\n")], 3);
+    let d = n.integrations("oncall").unwrap().remove(0);
+    let alerts: Vec<_> = (0..12)
+        .map(|i| {
+            alert(
+                &format!("磁盘告警{i:02}"),
+                &[("instance", &format!("主机-{i}"))],
+                &"磁盘空间不足，请尽快清理。".repeat(8),
+            )
+        })
+        .collect();
+    let delivered = d
+        .deliver(&notification("oncall", "Disk", alerts))
+        .await
+        .unwrap();
+    let accepted = robot.accepted();
+    assert!(accepted.len() > 1);
+    assert_eq!(delivered.messages, accepted.len());
+    let total = accepted.len();
+    for (i, (_, body)) in accepted.iter().enumerate() {
+        assert!(body.to_string().len() <= 2000, "{}", body.to_string().len());
+        let title = body["markdown"]["title"].as_str().unwrap();
+        assert!(title.ends_with(&format!("({}/{total})", i + 1)), "{title}");
+    }
+    for i in 0..12 {
+        let name = format!("磁盘告警{i:02}");
+        let count = accepted
+            .iter()
+            .filter(|(_, b)| b["markdown"]["text"].as_str().unwrap().contains(&name))
+            .count();
+        assert_eq!(count, 1, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn too_long_for_the_platform_splits_smaller_once() {
+    let robot = FakeRobot::start(TOKEN).await;
+    robot.state.lock().max_body = Some(3000);
+    let n = notifier(&[config(&robot, "    max_message_bytes: 6000\n")], 3);
+    let d = n.integrations("oncall").unwrap().remove(0);
+    let alerts: Vec<_> = (0..8)
+        .map(|i| alert(&format!("Alert{i}"), &[], &"x".repeat(300)))
+        .collect();
+    let delivered = d
+        .deliver(&notification("oncall", "G", alerts))
+        .await
+        .unwrap();
+    let answers = robot.answers();
+    assert_eq!(answers[0], TOO_LONG);
+    assert!(answers[1..].iter().all(|c| *c == 0), "{answers:?}");
+    assert_eq!(delivered.messages, robot.accepted().len());
+    let attempts = n.attempts(None, 10);
+    assert_eq!(
+        outcomes(&attempts),
+        vec![Outcome::Retrying, Outcome::Success]
+    );
+    assert_eq!(attempts[1].errcode, Some(TOO_LONG));
+    for i in 0..8 {
+        let name = format!("Alert{i}");
+        assert!(robot
+            .accepted()
+            .iter()
+            .any(|(_, b)| b["markdown"]["text"].as_str().unwrap().contains(&name)));
+    }
+}
+
+#[tokio::test]
+async fn over_the_rate_limit_notifications_wait_and_go_out_as_one_digest() {
+    let robot = FakeRobot::start(TOKEN).await;
+    let n = notifier(
+        &[config(&robot, "    rate_limit: { messages: 1, per: 3s }\n")],
+        3,
+    );
+    let d = n.integrations("oncall").unwrap().remove(0);
+    let start = std::time::Instant::now();
+    let first = d
+        .deliver(&notification(
+            "oncall",
+            "G0",
+            vec![alert("G0", &[], "zero")],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(first.messages, 1);
+    let sends = (1..4).map(|i| {
+        let d = Arc::clone(&d);
+        tokio::spawn(async move {
+            let g = format!("G{i}");
+            d.deliver(&notification("oncall", &g, vec![alert(&g, &[], "later")]))
+                .await
+        })
+    });
+    let results = futures::future::join_all(sends).await;
+    for r in results {
+        r.unwrap().unwrap();
+    }
+    assert!(start.elapsed() >= Duration::from_millis(2900));
+    let accepted = robot.accepted();
+    assert_eq!(accepted.len(), 2, "one alone, then one digest");
+    let digest = accepted[1].1["markdown"]["text"].as_str().unwrap();
+    for g in ["G1", "G2", "G3"] {
+        assert!(digest.contains(g), "{g} missing from the digest");
+    }
+    let attempts = n.attempts(None, 10);
+    assert_eq!(attempts.len(), 4);
+    assert_eq!(attempts.iter().filter(|a| a.digest).count(), 3);
+    assert!(attempts.iter().all(|a| a.outcome == Outcome::Success));
+}
+
+#[tokio::test]
+async fn a_robot_shared_by_two_receivers_has_one_window() {
+    let robot = FakeRobot::start(TOKEN).await;
+    let url = robot.dingtalk_url(TOKEN);
+    let receivers = [
+        receiver(&format!(
+            "name: a\ndingtalk_configs: [{{ url: '{url}', rate_limit: {{ messages: 1, per: 3s }} }}]"
+        )),
+        receiver(&format!("name: b\ndingtalk_configs: [{{ url: '{url}' }}]")),
+    ];
+    let n = notifier(&receivers, 3);
+    let a = n.integrations("a").unwrap().remove(0);
+    let b = n.integrations("b").unwrap().remove(0);
+    a.deliver(&notification("a", "A", vec![alert("A", &[], "s")]))
+        .await
+        .unwrap();
+    let start = std::time::Instant::now();
+    b.deliver(&notification("b", "B", vec![alert("B", &[], "s")]))
+        .await
+        .unwrap();
+    assert!(
+        start.elapsed() >= Duration::from_millis(2500),
+        "b waited for a's slot"
+    );
+    // and a reload keeps the window
+    n.reconfigure(&receivers, crate::template::Language::Zh)
+        .unwrap();
+    let a = n.integrations("a").unwrap().remove(0);
+    let start = std::time::Instant::now();
+    a.deliver(&notification("a", "A", vec![alert("A", &[], "s")]))
+        .await
+        .unwrap();
+    assert!(start.elapsed() >= Duration::from_millis(2500));
+    assert_eq!(robot.accepted().len(), 3);
+}
+
+#[tokio::test]
+async fn secrets_stay_out_of_errors_debug_and_attempts() {
+    // nothing listens on this port: a connection error, which reqwest would print with
+    // the URL (and so the token)
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let r = receiver(&format!(
+        "name: oncall\ndingtalk_configs:\n  - url: http://127.0.0.1:{port}/robot/send?access_token={TOKEN}\n    secret: {SECRET}\n"
+    ));
+    let n = notifier(std::slice::from_ref(&r), 2);
+    let d = n.integrations("oncall").unwrap().remove(0);
+    let e = d
+        .deliver(&notification("oncall", "A", vec![alert("A", &[], "s")]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, FailureKind::Transient);
+    let shown = [
+        e.to_string(),
+        format!("{e:?}"),
+        format!("{d:?}"),
+        format!("{n:?}"),
+        format!("{r:?}"),
+        serde_json::to_string(&n.attempts(None, 10)).unwrap(),
+        format!(
+            "{:?}",
+            DingTalk::new(
+                r.dingtalk_configs[0].clone(),
+                &BuildContext::new(crate::template::Language::En)
+            )
+        ),
+    ];
+    for s in shown {
+        assert!(
+            !s.contains(TOKEN) && !s.contains(SECRET),
+            "secret shown: {s}"
+        );
+    }
+}
+
+#[test]
+fn config_errors_name_their_fields() {
+    let r = receiver(
+        "name: x\ndingtalk_configs:\n  - url: ftp://h/x\n    secret: ''\n    at_mobiles: ['138-0000', 'abc']\n    max_message_bytes: 30000\n    rate_limit: { messages: 30, per: 1m }\n    text: '{{ broken'\n",
+    );
+    let errors = r.dingtalk_configs[0].validate("alerting.receivers[0].dingtalk_configs[0]");
+    let p = "alerting.receivers[0].dingtalk_configs[0]";
+    for want in [
+        format!("{p}.url: must be an http(s) URL"),
+        format!("{p}.secret: must not be empty when set"),
+        format!("{p}.at_mobiles[1]: \"abc\" is not a mobile number (digits, '+' and '-')"),
+    ] {
+        assert!(errors.contains(&want), "{want} not in {errors:?}");
+    }
+    for prefix in [
+        format!("{p}.max_message_bytes:"),
+        format!("{p}.rate_limit:"),
+        format!("{p}.text:"),
+    ] {
+        assert!(
+            errors.iter().any(|e| e.starts_with(&prefix)),
+            "{prefix} not in {errors:?}"
+        );
+    }
+    assert_eq!(errors.len(), 6, "{errors:?}");
+    let ok = receiver("name: x\ndingtalk_configs: [{ url: 'https://oapi.dingtalk.com/robot/send?access_token=t', secret: SECx }]");
+    assert!(ok.dingtalk_configs[0].validate("p").is_empty());
+}
