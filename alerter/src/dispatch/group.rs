@@ -107,7 +107,7 @@ pub(crate) async fn run(inner: Arc<Inner>, g: Arc<AggrGroup>, mut shutdown: watc
                     continue;
                 }
             }
-            _ = shutdown.changed() => return,
+            _ = shutdown.wait_for(|stop| *stop) => return,
         }
         if g.state.lock().stopped {
             return;
@@ -115,7 +115,7 @@ pub(crate) async fn run(inner: Arc<Inner>, g: Arc<AggrGroup>, mut shutdown: watc
         next = Instant::now() + g.opts.group_interval;
         tokio::select! {
             _ = flush(&inner, &g) => {}
-            _ = shutdown.changed() => return,
+            _ = shutdown.wait_for(|stop| *stop) => return,
         }
         if inner.remove_if_empty(&g) {
             return;

@@ -169,8 +169,8 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    /// Starts the dispatcher (inside a tokio runtime): loads silences and the notification
-    /// log from `state`.
+    /// Starts the dispatcher (inside a tokio runtime, else an error): loads silences and
+    /// the notification log from `state`.
     pub fn start<N: Integrations + 'static>(
         config: Arc<AlertingConfig>,
         notifier: Arc<N>,
@@ -188,6 +188,10 @@ impl Dispatcher {
         external_url: impl Into<String>,
         clock: Clock,
     ) -> Result<Arc<Dispatcher>, StateError> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|e| StateError {
+            what: "starting the dispatcher".into(),
+            message: format!("not inside a tokio runtime: {e}"),
+        })?;
         let nflog = NotificationLog::open(&state, config.max_repeat_interval() * 2)?;
         let silences = Silences::open(&state, clock.clone())?;
         let (tx, _) = watch::channel(false);
@@ -200,7 +204,7 @@ impl Dispatcher {
             core: Mutex::new(Core::default()),
             external_url: external_url.into().trim_end_matches('/').to_string(),
             clock,
-            runtime: tokio::runtime::Handle::current(),
+            runtime,
             shutdown: tx,
             tasks: Mutex::new(Vec::new()),
             db: state,
@@ -614,7 +618,7 @@ async fn maintenance(inner: Arc<Inner>, mut shutdown: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             _ = tick.tick() => inner.maintain(),
-            _ = shutdown.changed() => return,
+            _ = shutdown.wait_for(|stop| *stop) => return,
         }
     }
 }

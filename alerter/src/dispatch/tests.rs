@@ -780,3 +780,15 @@ async fn gauges_count_alerts_and_silences_by_state() {
     assert!(super::ALERTS_RECEIVED.get() > before);
     d.shutdown().await;
 }
+
+#[test]
+fn starting_outside_a_runtime_is_an_error_not_a_panic() {
+    let r = Dispatcher::start(
+        Arc::new(AlertingConfig::none()),
+        Arc::new(FakeNotifier::default()),
+        StateDb::temporary().unwrap(),
+        "http://x",
+    );
+    let err = r.err().expect("an error");
+    assert!(err.to_string().contains("tokio runtime"), "{err}");
+}
