@@ -307,7 +307,12 @@ fn humanize_duration(v: f64) -> String {
     }
     if v.abs() >= 1.0 {
         let (sign, v) = if v < 0.0 { ("-", -v) } else { ("", v) };
-        let d = v as i64;
+        // Go's float-to-int64 conversion gives i64::MIN when out of range (amd64)
+        let d = if v < 9.223_372_036_854_775e18 {
+            v as i64
+        } else {
+            i64::MIN
+        };
         let (s, m, h, days) = (d % 60, (d / 60) % 60, (d / 3600) % 24, d / 86_400);
         return if days != 0 {
             format!("{sign}{days}d {h}h {m}m {s}s")
@@ -424,7 +429,10 @@ fn sprintf(format: &str, args: &[Val]) -> String {
         };
         let plus = flags.contains('+');
         let body = match (verb, arg) {
-            ('v' | 's', Val::Float(f)) if verb == 'v' || prec.is_none() => go_float_v(*f),
+            ('v', Val::Float(f)) => go_float_v(*f),
+            ('s', Val::Float(_) | Val::Int(_) | Val::Bool(_)) => {
+                format!("%!s({}={})", arg.type_name(), arg.print())
+            }
             ('v' | 's', v) => {
                 let s = v.print();
                 match (verb, prec) {
@@ -1425,7 +1433,7 @@ impl Exec {
                 let first = &args[0];
                 let mut any = false;
                 for other in &args[1..] {
-                    if compare(first, other)? == std::cmp::Ordering::Equal {
+                    if compare(first, other)? == Some(std::cmp::Ordering::Equal) {
                         any = true;
                     }
                 }
@@ -1433,14 +1441,15 @@ impl Exec {
             }
             "ne" | "lt" | "le" | "gt" | "ge" => {
                 want(2)?;
-                let ord = compare(&args[0], &args[1])?;
-                use std::cmp::Ordering::*;
+                // Go derives these from `<` and `==`, so a NaN is `ge` and `gt` anything
+                let lt = go_less(&args[0], &args[1])?;
+                let eq = compare(&args[0], &args[1])? == Some(std::cmp::Ordering::Equal);
                 Val::Bool(match name {
-                    "ne" => ord != Equal,
-                    "lt" => ord == Less,
-                    "le" => ord != Greater,
-                    "gt" => ord == Greater,
-                    _ => ord != Less,
+                    "ne" => !eq,
+                    "lt" => lt,
+                    "le" => lt || eq,
+                    "gt" => !(lt || eq),
+                    _ => !lt,
                 })
             }
             "and" => {
@@ -1570,21 +1579,24 @@ fn field_chain(mut v: Val, fields: &[String]) -> Result<Val, String> {
     Ok(v)
 }
 
-fn compare(a: &Val, b: &Val) -> Result<std::cmp::Ordering, String> {
+/// The order of two values; `None` when unordered (a NaN).
+fn compare(a: &Val, b: &Val) -> Result<Option<std::cmp::Ordering>, String> {
     use Val::*;
     match (a, b) {
-        (Int(x), Int(y)) => Ok(x.cmp(y)),
-        (Int(_) | Float(_), Int(_) | Float(_)) => {
-            let (x, y) = (a.to_float()?, b.to_float()?);
-            x.partial_cmp(&y)
-                .ok_or_else(|| "incompatible types for comparison".to_string())
-                .or(Ok(std::cmp::Ordering::Less))
-        }
-        (Str(x), Str(y)) => Ok(x.cmp(y)),
-        (Bool(x), Bool(y)) => Ok(x.cmp(y)),
-        (Missing | Nil, Missing | Nil) => Ok(std::cmp::Ordering::Equal),
+        (Int(x), Int(y)) => Ok(Some(x.cmp(y))),
+        (Int(_) | Float(_), Int(_) | Float(_)) => Ok(a.to_float()?.partial_cmp(&b.to_float()?)),
+        (Str(x), Str(y)) => Ok(Some(x.cmp(y))),
+        (Bool(x), Bool(y)) => Ok(Some(x.cmp(y))),
+        (Missing | Nil, Missing | Nil) => Ok(Some(std::cmp::Ordering::Equal)),
         _ => Err("incompatible types for comparison".into()),
     }
+}
+
+fn go_less(a: &Val, b: &Val) -> Result<bool, String> {
+    if matches!(a, Val::Bool(_)) || matches!(b, Val::Bool(_)) {
+        return Err("invalid type for comparison".into());
+    }
+    Ok(compare(a, b)? == Some(std::cmp::Ordering::Less))
 }
 
 /// Go's `strings.Title`: upper-cases the first letter of each word.
