@@ -307,7 +307,7 @@ def test_webhook_payload_firing_then_resolved(lookout_factory, webhook):
     msg = first.body
     labels = {"alertname": "HookDown", "instance": "db-1", "service": "db", "severity": "critical"}
     annotations = {"summary": "db-1 is down", "description": "value 0"}
-    assert first.headers.get("Content-Type", "").startswith("application/json"), first.headers
+    assert first.headers.get("content-type", "").startswith("application/json"), first.headers
     assert msg["version"] == "4", msg
     assert msg["status"] == "firing", msg
     assert msg["receiver"] == "hook", msg

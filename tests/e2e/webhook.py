@@ -34,7 +34,7 @@ class Received:
     path: str
     body: Any  # the decoded JSON (None when the body was not JSON)
     raw: bytes
-    headers: dict
+    headers: dict  # names lower-cased
     at: float  # time.time() when it arrived
 
 
@@ -65,7 +65,7 @@ class WebhookSink:
                     body = None
                 with sink._lock:
                     sink._received.append(
-                        Received(self.path, body, raw, dict(self.headers), time.time())
+                        Received(self.path, body, raw, {k.lower(): v for k, v in self.headers.items()}, time.time())
                     )
                 self.send_response(200)
                 self.send_header("Content-Length", "0")
