@@ -1131,6 +1131,139 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn reload_and_the_alerting_api_are_behind_the_query_tokens() {
+        let (http, _, _) = apps(&[], &["query-t"]);
+        let reload = |token: Option<&str>| {
+            let mut req = Request::post("/-/reload");
+            if let Some(t) = token {
+                req = req.header("authorization", format!("Bearer {t}"));
+            }
+            req.body(Body::empty()).unwrap_or_else(|e| panic!("{e}"))
+        };
+        assert_eq!(
+            send(http.clone(), reload(None)).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+        let resp = send(http.clone(), reload(Some("query-t"))).await;
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 16)
+            .await
+            .unwrap_or_default();
+        assert!(String::from_utf8_lossy(&body).contains("starting"));
+        assert_eq!(
+            send(http.clone(), get_req("/api/v1/rules")).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+        let rules = Request::get("/api/v1/rules")
+            .header("authorization", "Bearer query-t")
+            .body(Body::empty())
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            send(http, rules).await.status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+
+    /// A reload applies new rule files; a broken one is refused with its error and the
+    /// running rules stay.
+    #[tokio::test]
+    async fn reload_applies_rules_and_refuses_a_broken_file() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let rules = dir.path().join("rules.yaml");
+        let write_rules = |names: &[&str]| {
+            let mut text = String::from("groups:\n");
+            for n in names {
+                text.push_str(&format!(
+                    "  - name: {n}\n    interval: 1h\n    rules:\n      - record: {n}:one\n        expr: vector(1)\n"
+                ));
+            }
+            std::fs::write(&rules, text).unwrap_or_else(|e| panic!("{e}"));
+        };
+        write_rules(&["a"]);
+        let config_path = dir.path().join("lookout.yaml");
+        std::fs::write(
+            &config_path,
+            format!(
+                "storage: {{ data_dir: {} }}\nrule_files: [rules.yaml]\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let config = crate::config::load(Some(&config_path), &Overrides::default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let services = Services::new(TraceLimits::default(), LogLimits::default())
+            .expect("trace and log ingest start");
+        let metrics_dir = dir.path().join("data/metrics");
+        let store = tokio::task::spawn_blocking(move || {
+            MetricsStore::open(MetricsStoreOptions::new(metrics_dir))
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(services.store.cell.set(store.clone()).is_ok());
+        let alerter = Alerter::start(
+            AlerterOptions {
+                data_dir: dir.path().join("data/alerter"),
+                external_url: external_url(&config, None),
+                external_labels: config.global.external_labels.clone(),
+                evaluation_interval: config.global.evaluation_interval,
+                rule_files: config.rule_file_paths.clone(),
+                alerting: alerting_config(&config),
+                engine: config.query.clone(),
+            },
+            services.store.clone(),
+            services.store.clone(),
+            services.logs.clone(),
+            services.traces.clone(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(services.reload.alerter.set(alerter.clone()).is_ok());
+        assert!(services
+            .reload
+            .source
+            .set(ConfigSource {
+                path: Some(config_path),
+                overrides: Overrides::default(),
+            })
+            .is_ok());
+        let names = || -> Vec<String> {
+            alerter
+                .rules()
+                .groups()
+                .into_iter()
+                .map(|g| g.name)
+                .collect()
+        };
+        assert_eq!(names(), ["a"]);
+
+        write_rules(&["a", "b"]);
+        services
+            .reload
+            .reload()
+            .await
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(names(), ["a", "b"]);
+
+        std::fs::write(
+            &rules,
+            "groups:\n  - name: c\n    rules:\n      - record: c:one\n        expr: sum(\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let errors = match services.reload.reload().await {
+            Ok(()) => panic!("a broken rule file was applied"),
+            Err(e) => e,
+        };
+        assert!(
+            errors.iter().any(|e| e.contains("rules.yaml:")),
+            "{errors:?}"
+        );
+        assert_eq!(names(), ["a", "b"], "the running rules stay");
+        alerter.shutdown().await;
+        store.close().await.unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    #[tokio::test]
     async fn lazy_store_reports_unavailable_until_set() {
         let lazy = LazyStore::default();
         let err = lazy.append(MetricBatch::default()).await.err();

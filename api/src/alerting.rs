@@ -3,7 +3,7 @@
 //! * `rules`: `GET /api/v1/rules` and `GET /api/v1/alerts` (Prometheus's JSON: rule
 //!   groups with health, last error and evaluation times; pending and firing alerts with
 //!   their value as a string);
-//! * `v2`: Alertmanager's v2 API: `GET`/`POST /api/v2/alerts`,
+//! * `v2`: Alertmanager's v2 API: `GET`/`POST /api/v2/alerts`, `GET /api/v2/alerts/groups`,
 //!   `GET`/`POST /api/v2/silences`, `GET`/`DELETE /api/v2/silence/{id}`;
 //! * `notifications`: `GET /api/v1/notifications` (every delivery attempt, newest first)
 //!   and `POST /api/v1/receivers/{name}/test`.
@@ -59,6 +59,7 @@ pub fn alerting_router_lazy(cell: AlerterCell) -> Router {
         .route("/api/v1/rules", get(rules::rules))
         .route("/api/v1/alerts", get(rules::alerts))
         .route("/api/v2/alerts", get(v2::get_alerts).post(v2::post_alerts))
+        .route("/api/v2/alerts/groups", get(v2::alert_groups))
         .route(
             "/api/v2/silences",
             get(v2::get_silences).post(v2::post_silence),

@@ -260,6 +260,15 @@ async fn v2_alerts_post_and_list() {
     assert!(ext["startsAt"].is_string() && ext["endsAt"].is_string());
     assert!(ext["status"]["state"].is_string());
 
+    let (status, groups) = f.get("/api/v2/alerts/groups").await;
+    assert_eq!(status, StatusCode::OK, "{groups}");
+    let group = groups
+        .as_array()
+        .and_then(|g| g.first())
+        .unwrap_or_else(|| panic!("a group: {groups}"));
+    assert_eq!(group["receiver"]["name"], "hook");
+    assert_eq!(group["alerts"][0]["labels"]["alertname"], "External");
+
     let (_, body) = f.get("/api/v2/alerts?filter=team%3D%22web%22").await;
     assert_eq!(body.as_array().map(Vec::len), Some(0), "{body}");
     let (status, _) = f.get("/api/v2/alerts?filter=%3Dbroken").await;

@@ -47,18 +47,34 @@ fn filters(params: &Params) -> Vec<String> {
         .collect()
 }
 
+/// The alert filter of `GET /api/v2/alerts` and `GET /api/v2/alerts/groups`.
+fn alert_filter(params: &Params) -> Result<AlertFilter, ApiError> {
+    let mut filter =
+        AlertFilter::parse(&filters(params), params.get("receiver")).map_err(ApiError::bad_data)?;
+    filter.silenced = bool_param(params, "silenced")?;
+    filter.inhibited = bool_param(params, "inhibited")?;
+    filter.active = bool_param(params, "active")?;
+    filter.unprocessed = bool_param(params, "unprocessed")?;
+    Ok(filter)
+}
+
+/// `GET /api/v2/alerts/groups`: the aggregation groups and their alerts.
+pub async fn alert_groups(
+    State(state): AlertingAppState,
+    params: Params,
+) -> Result<Response, ApiError> {
+    let alerter = state.alerter()?;
+    let filter = alert_filter(&params)?;
+    json(StatusCode::OK, &alerter.dispatcher().groups(&filter))
+}
+
 /// `GET /api/v2/alerts?filter=&silenced=&inhibited=&active=&unprocessed=&receiver=`.
 pub async fn get_alerts(
     State(state): AlertingAppState,
     params: Params,
 ) -> Result<Response, ApiError> {
     let alerter = state.alerter()?;
-    let mut filter = AlertFilter::parse(&filters(&params), params.get("receiver"))
-        .map_err(ApiError::bad_data)?;
-    filter.silenced = bool_param(&params, "silenced")?;
-    filter.inhibited = bool_param(&params, "inhibited")?;
-    filter.active = bool_param(&params, "active")?;
-    filter.unprocessed = bool_param(&params, "unprocessed")?;
+    let filter = alert_filter(&params)?;
     json(StatusCode::OK, &alerter.dispatcher().alerts(&filter))
 }
 
