@@ -200,17 +200,11 @@ fn validate_receiver(r: &ReceiverConfig, path: &str) -> Vec<String> {
     for (j, c) in r.wecom_configs.iter().enumerate() {
         errors.extend(c.validate(&format!("{path}.wecom_configs[{j}]")));
     }
-    // PENDING(email/webhook plug-ins): until their validate/build land, refuse them
-    // rather than accept configs nothing delivers to.
-    for j in 0..r.email_configs.len() {
-        errors.push(format!(
-            "{path}.email_configs[{j}]: email delivery is not built in yet"
-        ));
+    for (j, c) in r.email_configs.iter().enumerate() {
+        errors.extend(c.validate(&format!("{path}.email_configs[{j}]")));
     }
-    for j in 0..r.webhook_configs.len() {
-        errors.push(format!(
-            "{path}.webhook_configs[{j}]: webhook delivery is not built in yet"
-        ));
+    for (j, c) in r.webhook_configs.iter().enumerate() {
+        errors.extend(c.validate(&format!("{path}.webhook_configs[{j}]")));
     }
     errors
 }
@@ -225,6 +219,13 @@ fn build_receiver(r: &ReceiverConfig, ctx: &BuildContext) -> Vec<Built> {
     for (j, c) in r.wecom_configs.iter().enumerate() {
         let lang = c.templates.language.unwrap_or(ctx.language);
         out.push((format!("wecom[{j}]"), c.build(ctx), lang));
+    }
+    for (j, c) in r.email_configs.iter().enumerate() {
+        let lang = c.templates.language.unwrap_or(ctx.language);
+        out.push((format!("email[{j}]"), c.build(ctx), lang));
+    }
+    for (j, c) in r.webhook_configs.iter().enumerate() {
+        out.push((format!("webhook[{j}]"), c.build(ctx), ctx.language));
     }
     out
 }
@@ -256,5 +257,135 @@ pub fn test_notification(receiver: &str, language: Language, external_url: &str)
         }],
         external_url: external_url.to_string(),
         now_ms: now,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::notify::testing::{notification, notifier, receiver, FakeRobot, Script};
+    use crate::notify::Outcome;
+
+    #[tokio::test]
+    async fn test_sends_go_through_every_integration_in_its_language() {
+        let robot = FakeRobot::start("tok").await;
+        let r = receiver(&format!(
+            "name: ops\ndingtalk_configs: [{{ url: '{}', language: zh }}]\nwecom_configs: [{{ url: '{}' }}]\nwebhook_configs: [{{ url: '{}/hook' }}]",
+            robot.dingtalk_url("tok"),
+            robot.wecom_url("tok"),
+            robot.base
+        ));
+        let n = notifier(&[r], 3);
+        assert_eq!(
+            n.integrations("ops")
+                .unwrap()
+                .iter()
+                .map(|d| d.name().to_string())
+                .collect::<Vec<_>>(),
+            vec!["dingtalk[0]", "wecom[0]", "webhook[0]"]
+        );
+        let attempts = n.test_receiver("ops").await.unwrap();
+        assert_eq!(attempts.len(), 3);
+        assert!(
+            attempts.iter().all(|a| a.outcome == Outcome::Success),
+            "{attempts:?}"
+        );
+        let bodies: Vec<String> = robot
+            .accepted()
+            .iter()
+            .map(|(_, b)| b.to_string())
+            .collect();
+        assert_eq!(bodies.len(), 3);
+        assert!(bodies.iter().all(|b| b.contains("LookoutTest")));
+        assert!(
+            bodies.iter().any(|b| b.contains("Lookout 测试通知")),
+            "zh for dingtalk"
+        );
+        assert!(bodies
+            .iter()
+            .any(|b| b.contains("Lookout test notification")));
+        assert!(n.test_receiver("nobody").await.is_none());
+        assert_eq!(n.attempts(Some("ops"), 100).len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_failing_test_send_returns_its_failed_attempts() {
+        let robot = FakeRobot::start("tok").await;
+        let r = receiver(&format!(
+            "name: ops\nwecom_configs: [{{ url: '{}' }}]",
+            robot.wecom_url("bad-key")
+        ));
+        let n = notifier(&[r], 3);
+        let attempts = n.test_receiver("ops").await.unwrap();
+        assert_eq!(attempts.len(), 1);
+        assert_eq!(
+            (attempts[0].outcome, attempts[0].errcode),
+            (Outcome::Failed, Some(93000))
+        );
+    }
+
+    #[tokio::test]
+    async fn webhooks_are_retried_without_a_limiter() {
+        let robot = FakeRobot::start("tok").await;
+        robot.state.lock().script = [Script::Http(500)].into();
+        let r = receiver(&format!(
+            "name: hook\nwebhook_configs: [{{ url: '{}/hook' }}]",
+            robot.base
+        ));
+        let n = notifier(&[r], 3);
+        let d = n.integrations("hook").unwrap().remove(0);
+        d.deliver(&notification(
+            "hook",
+            "A",
+            vec![crate::notify::testing::alert("A", &[], "s")],
+        ))
+        .await
+        .unwrap();
+        let outcomes: Vec<Outcome> = n
+            .attempts(None, 10)
+            .iter()
+            .rev()
+            .map(|a| a.outcome)
+            .collect();
+        assert_eq!(outcomes, vec![Outcome::Retrying, Outcome::Success]);
+    }
+
+    #[tokio::test]
+    async fn config_errors_are_collected_and_a_bad_reload_changes_nothing() {
+        let good = receiver(
+            "name: a\nwecom_configs: [{ url: 'http://127.0.0.1:1/cgi-bin/webhook/send?key=k' }]",
+        );
+        let bad = [
+            receiver("name: a\nwecom_configs: [{ url: 'nope' }]"),
+            receiver(
+                "name: a\ndingtalk_configs: [{ url: 'http://h/robot/send', max_message_bytes: 5 }]",
+            ),
+        ];
+        let errors = Notifier::new(
+            &bad,
+            NotifierOptions {
+                external_url: String::new(),
+                language: Language::En,
+                state: StateDb::temporary().unwrap(),
+            },
+        )
+        .unwrap_err();
+        assert!(errors.contains(
+            &"alerting.receivers[0].wecom_configs[0].url: must be an http(s) URL".to_string()
+        ));
+        assert!(errors
+            .contains(&"alerting.receivers[1].name: duplicate receiver name \"a\"".to_string()));
+        assert!(
+            errors
+                .iter()
+                .any(|e| e
+                    .starts_with("alerting.receivers[1].dingtalk_configs[0].max_message_bytes:"))
+        );
+        let n = notifier(std::slice::from_ref(&good), 3);
+        assert!(n.reconfigure(&bad, Language::En).is_err());
+        assert_eq!(n.receivers(), vec!["a".to_string()]);
+        assert_eq!(n.integrations("a").unwrap()[0].name(), "wecom[0]");
+        n.reconfigure(&[], Language::En).unwrap();
+        assert!(n.integrations("a").is_none());
     }
 }

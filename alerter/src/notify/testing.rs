@@ -58,6 +58,7 @@ impl FakeRobot {
         let app = Router::new()
             .route("/robot/send", post(dingtalk))
             .route("/cgi-bin/webhook/send", post(wecom))
+            .route("/hook", post(webhook))
             .with_state(Arc::clone(&state));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -179,6 +180,20 @@ async fn wecom(
     }
     s.accepted.push((q, v));
     answer(&mut s, 0, "ok")
+}
+
+/// A plain webhook: scripted answers, else 200.
+async fn webhook(
+    State(state): State<Arc<Mutex<FakeState>>>,
+    Json(v): Json<Value>,
+) -> (StatusCode, Json<Value>) {
+    let mut s = state.lock();
+    if let Some(r) = scripted(&mut s) {
+        return r;
+    }
+    s.accepted.push((HashMap::new(), v));
+    s.answers.push(0);
+    (StatusCode::OK, Json(json!({})))
 }
 
 pub fn labels(pairs: &[(&str, &str)]) -> LabelSet {
