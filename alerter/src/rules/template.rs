@@ -35,37 +35,66 @@ pub fn expand(
     external_labels: &LabelSet,
     external_url: &str,
 ) -> Result<String, String> {
-    // the common case, text without actions, costs nothing
-    if !src.contains("{{") {
-        return Ok(src.to_string());
+    Template::parse(src)?.expand(labels, value, external_labels, external_url)
+}
+
+/// A parsed template, for expanding the same text for many alerts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Template {
+    /// `None`: plain text without actions (the common case costs nothing).
+    nodes: Option<Vec<Node>>,
+    text: String,
+}
+
+impl Template {
+    pub fn parse(src: &str) -> Result<Template, String> {
+        Ok(Template {
+            nodes: if src.contains("{{") {
+                Some(parse(src)?)
+            } else {
+                None
+            },
+            text: src.to_string(),
+        })
     }
-    let nodes = parse(src)?;
-    let mut data = BTreeMap::new();
-    data.insert("Labels".to_string(), Val::Map(to_map(labels)));
-    data.insert(
-        "ExternalLabels".to_string(),
-        Val::Map(to_map(external_labels)),
-    );
-    data.insert(
-        "ExternalURL".to_string(),
-        Val::Str(external_url.to_string()),
-    );
-    data.insert("Value".to_string(), Val::Float(value));
-    let dot = Val::Map(data);
-    let mut ex = Exec {
-        vars: vec![
-            ("$".into(), dot.clone()),
-            ("$labels".into(), Val::Map(to_map(labels))),
-            ("$externalLabels".into(), Val::Map(to_map(external_labels))),
-            ("$externalURL".into(), Val::Str(external_url.to_string())),
-            ("$value".into(), Val::Float(value)),
-        ],
-        out: String::new(),
-        external_url: external_url.to_string(),
-        steps: 0,
-    };
-    ex.nodes(&nodes, &dot)?;
-    Ok(ex.out)
+
+    pub fn expand(
+        &self,
+        labels: &LabelSet,
+        value: f64,
+        external_labels: &LabelSet,
+        external_url: &str,
+    ) -> Result<String, String> {
+        let Some(nodes) = &self.nodes else {
+            return Ok(self.text.clone());
+        };
+        let mut data = BTreeMap::new();
+        data.insert("Labels".to_string(), Val::Map(to_map(labels)));
+        data.insert(
+            "ExternalLabels".to_string(),
+            Val::Map(to_map(external_labels)),
+        );
+        data.insert(
+            "ExternalURL".to_string(),
+            Val::Str(external_url.to_string()),
+        );
+        data.insert("Value".to_string(), Val::Float(value));
+        let dot = Val::Map(data);
+        let mut ex = Exec {
+            vars: vec![
+                ("$".into(), dot.clone()),
+                ("$labels".into(), Val::Map(to_map(labels))),
+                ("$externalLabels".into(), Val::Map(to_map(external_labels))),
+                ("$externalURL".into(), Val::Str(external_url.to_string())),
+                ("$value".into(), Val::Float(value)),
+            ],
+            out: String::new(),
+            external_url: external_url.to_string(),
+            steps: 0,
+        };
+        ex.nodes(nodes, &dot)?;
+        Ok(ex.out)
+    }
 }
 
 fn to_map(l: &LabelSet) -> BTreeMap<String, Val> {
