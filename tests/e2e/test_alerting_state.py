@@ -102,8 +102,11 @@ def test_restart_while_firing_does_not_notify_again(lookout_factory, webhook, ho
     (after,) = firing(server, "StillDown")
     assert after["activeAt"] == before["activeAt"], (before, after)
     assert after["labels"] == before["labels"], (before, after)
+    # Prometheus does not persist when it last sent an alert: the first evaluation after a
+    # restart sends it again, so Alertmanager (silences, inhibition, routing) has it at once.
     wait_until(lambda: am_alert_by_name(server, "StillDown"), timeout=5,
-               what="StillDown back in the dispatcher")
+               what="StillDown in /api/v2/alerts again after the restart (the first evaluation "
+                    "after a restart must hand it to the dispatcher)")
 
     prove_no_more_messages(server, webhook, "st", back, "StillDown")
     got = [alert_names(m) for m in webhook.messages("st")]
