@@ -80,6 +80,9 @@ static SILENCES: LazyLock<IntGaugeVec> = LazyLock::new(|| {
 /// the gauges refreshed.
 const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(5);
 
+/// Go's zero `time.Time` (`0001-01-01T00:00:00Z`) in Unix milliseconds.
+const GO_ZERO_TIME_MS: i64 = -62_135_596_800_000;
+
 /// The dispatcher's notion of now, in Unix milliseconds. Tests run on tokio's paused clock.
 #[derive(Clone, Debug)]
 pub enum Clock {
@@ -247,7 +250,11 @@ impl Dispatcher {
         let now = self.inner.clock.now_ms();
         let mut ok = Vec::new();
         let mut errs = Vec::new();
-        for (i, p) in alerts.into_iter().enumerate() {
+        // Go clients send the zero time (0001-01-01T00:00:00Z) for "not set".
+        let set = |t: Option<Timestamp>| t.filter(|t| t.0 != GO_ZERO_TIME_MS);
+        for (i, mut p) in alerts.into_iter().enumerate() {
+            p.starts_at = set(p.starts_at);
+            p.ends_at = set(p.ends_at);
             let starts = match (p.starts_at, p.ends_at) {
                 (Some(s), _) => s.0,
                 (None, Some(e)) => e.0,

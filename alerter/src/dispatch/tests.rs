@@ -609,6 +609,7 @@ async fn posted_alerts_get_alertmanager_defaults_and_bad_ones_are_named() {
     let body = r#"[
         {"labels": {"alertname": "Ext", "job": "x"}, "annotations": {"summary": "s"}, "generatorURL": "http://prom/graph"},
         {"labels": {}},
+        {"labels": {"alertname": "Zero", "job": "x"}, "startsAt": "0001-01-01T00:00:00Z", "endsAt": "0001-01-01T00:00:00Z"},
         {"labels": {"alertname": "Bad"}, "startsAt": "2030-01-01T00:00:00Z", "endsAt": "2029-01-01T00:00:00Z"}
     ]"#;
     let posted: Vec<PostableAlert> = serde_json::from_str(body).unwrap();
@@ -618,12 +619,23 @@ async fn posted_alerts_get_alertmanager_defaults_and_bad_ones_are_named() {
         "{err}"
     );
     assert!(
-        err.contains("alert 2: start time must be before end time"),
+        err.contains("alert 3: start time must be before end time"),
         "{err}"
     );
     let listed = d.alerts(&AlertFilter::default());
-    assert_eq!(listed.len(), 1);
-    let a = &listed[0];
+    assert_eq!(listed.len(), 2);
+    let zero = listed
+        .iter()
+        .find(|a| a.labels["alertname"] == "Zero")
+        .unwrap();
+    assert_eq!(
+        (zero.starts_at, zero.ends_at),
+        (Timestamp(BASE_MS), Timestamp(BASE_MS + 60_000))
+    );
+    let a = listed
+        .iter()
+        .find(|a| a.labels["alertname"] == "Ext")
+        .unwrap();
     assert_eq!(a.starts_at, Timestamp(BASE_MS));
     assert_eq!(a.ends_at, Timestamp(BASE_MS + 60_000));
     assert_eq!(a.status.state, AlertState::Active);
@@ -643,12 +655,15 @@ async fn posted_alerts_get_alertmanager_defaults_and_bad_ones_are_named() {
     assert_eq!(json["status"]["silencedBy"], serde_json::json!([]));
     let filtered = AlertFilter::parse(&["job=y".into()], None).unwrap();
     assert!(d.alerts(&filtered).is_empty());
+    let filtered = AlertFilter::parse(&[r#"{alertname="Ext",job=~"x|y"}"#.into()], None).unwrap();
+    assert_eq!(d.alerts(&filtered).len(), 1);
     // Not re-posted: resolved after resolve_timeout, notified as resolved, then gone.
     at(&clock, 1100).await;
     assert_eq!(f.count(), 1);
+    assert_eq!(f.names(0), ["Ext", "Zero"]);
     at(&clock, 61_500).await;
     assert!(d.alerts(&AlertFilter::default()).is_empty());
-    assert_eq!(f.names(f.count() - 1), ["-Ext"]);
+    assert_eq!(f.names(f.count() - 1), ["-Ext", "-Zero"]);
     d.shutdown().await;
 }
 
