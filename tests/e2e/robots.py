@@ -169,15 +169,21 @@ class _Robot:
         def enough():
             got = [r for r in self.accepted if where is None or where(r)]
             return got if len(got) >= n else None
-        return wait_until(enough, timeout, what=f"{n} accepted message(s) at {self.name} "
-                          f"(received so far: {self.summary()})")
+        return self.wait(enough, timeout, f"{n} accepted message(s)")
 
     def wait_received(self, n: int = 1, timeout: float = 20.0) -> list[Received]:
         """Polls until at least `n` requests of any outcome arrived; returns all of them."""
         def enough():
             got = self._snapshot()
             return got if len(got) >= n else None
-        return wait_until(enough, timeout, what=f"{n} request(s) at {self.name}")
+        return self.wait(enough, timeout, f"{n} request(s)")
+
+    def wait(self, predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+        """`wait_until` whose timeout message lists what the robot received by then."""
+        try:
+            return wait_until(predicate, timeout, what=f"{what} at {self.name}")
+        except AssertionError as e:
+            raise AssertionError(f"{e}\nreceived: {self.summary()}") from None
 
     def max_in_window(self, window: float | None = None) -> int:
         """The most requests that arrived within any `window` seconds (default: the robot's
@@ -193,8 +199,11 @@ class _Robot:
         return best
 
     def summary(self) -> str:
+        """Every request so far: seconds after the first, outcome, HTTP status, errcode, errmsg."""
+        got = self._snapshot()
         return ", ".join(
-            f"{r.outcome}:{r.http_status}:{r.errcode}:{r.errmsg[:60]}" for r in self._snapshot()
+            f"+{r.time - got[0].time:.3f}s {r.outcome}:{r.http_status}:{r.errcode}:{r.errmsg[:60]}"
+            for r in got
         ) or "nothing"
 
     # -- the platform's rate limit
