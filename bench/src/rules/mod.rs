@@ -223,11 +223,14 @@ async fn rule_health(h: &ServerHandle, client: &reqwest::Client) -> Result<RuleH
     let alerts: serde_json::Value =
         serde_json::from_str(&get_text(client, &format!("{base}/api/v1/alerts")).await?)?;
     for a in alerts["data"]["alerts"].as_array().into_iter().flatten() {
-        match a["state"].as_str() {
-            Some("firing") => out.alerts_firing += 1,
-            Some("pending") => out.alerts_pending += 1,
+        let name = a["labels"]["alertname"].as_str().unwrap_or("?").to_string();
+        let state = a["state"].as_str().unwrap_or("?");
+        match state {
+            "firing" => out.alerts_firing += 1,
+            "pending" => out.alerts_pending += 1,
             _ => {}
         }
+        *out.by_alert.entry(format!("{name} {state}")).or_insert(0) += 1;
     }
     Ok(out)
 }
@@ -437,8 +440,15 @@ async fn eval_server(
         let mut rounds: Vec<Round> = Vec::new();
         let mut warmed_up = false;
         let mut cpu_start = 0.0;
+        let mut busy_start = 0.0;
+        // (server CPU, everyone else's CPU) from the warm-up round to the last round
+        let mut window = (0.0, 0.0);
         let deadline = Duration::from_secs(60 + 3 * interval_s * (args.rounds as u64 + 1));
-        while rounds.len() < args.rounds {
+        // Prometheus evaluates an overrunning group again at once, so rounds can come faster
+        // than the interval; measuring for a fixed time as well keeps the alert counts read
+        // at the end comparable (the same `for` clocks have run out on both servers)
+        let min_elapsed = Duration::from_secs(interval_s * (args.rounds as u64 + 1));
+        while rounds.len() < args.rounds || started.elapsed() < min_elapsed {
             if started.elapsed() > deadline {
                 return Err(BenchError::Server {
                     server: kind.name().into(),
@@ -455,9 +465,14 @@ async fn eval_server(
             if !r.all_advanced_since(&prev, set.groups) {
                 continue;
             }
+            if rounds.len() >= args.rounds {
+                prev = r;
+                continue;
+            }
             if !warmed_up {
                 warmed_up = true;
                 cpu_start = procstat_cpu(&mut h)?;
+                busy_start = crate::procstat::machine_busy_secs()?;
             } else {
                 let round = Round {
                     at_secs: started.elapsed().as_secs_f64(),
@@ -466,11 +481,16 @@ async fn eval_server(
                 };
                 tracing::info!(server = kind.name(), round = rounds.len(), sum_ms = (round.total_secs * 1000.0) as u64, "evaluation round");
                 rounds.push(round);
+                if rounds.len() == args.rounds {
+                    let cpu = procstat_cpu(&mut h)? - cpu_start;
+                    let busy = crate::procstat::machine_busy_secs()? - busy_start;
+                    window = (cpu, busy - cpu);
+                }
             }
             prev = r;
         }
-        let cpu = procstat_cpu(&mut h)? - cpu_start;
-        Ok((rounds, cpu))
+        let (cpu, others) = window;
+        Ok((rounds, cpu, others))
     }
     .await;
     stop.store(true, Ordering::Relaxed);
@@ -486,7 +506,7 @@ async fn eval_server(
             tracing::warn!(dir = %data.display(), error = %e, "could not remove the data dir");
         }
     }
-    let (rounds, cpu) = measure?;
+    let (rounds, cpu, others) = measure?;
     fed?;
     let health = health?;
     let mut run = EvalRun {
@@ -499,6 +519,8 @@ async fn eval_server(
         backfill_samples,
         backfill_secs,
         cpu_secs_per_round: (!rounds.is_empty()).then(|| cpu / rounds.len() as f64),
+        other_cpu_secs_per_round: (!rounds.is_empty())
+            .then(|| others.max(0.0) / rounds.len() as f64),
         rounds,
         median_total_secs: None,
         median_max_group_secs: None,
@@ -570,6 +592,7 @@ pub async fn run(mut args: RulesArgs) -> Result<()> {
                         median_total_secs: None,
                         median_max_group_secs: None,
                         cpu_secs_per_round: None,
+                        other_cpu_secs_per_round: None,
                         health: RuleHealth::default(),
                         error: Some(e.to_string()),
                     };

@@ -30,6 +30,8 @@ pub struct RuleHealth {
     pub first_error: Option<String>,
     pub alerts_pending: usize,
     pub alerts_firing: usize,
+    /// `"<alertname> <state>"` -> alerts.
+    pub by_alert: std::collections::BTreeMap<String, usize>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -49,6 +51,9 @@ pub struct EvalRun {
     /// Server CPU per round over the measurement (rule evaluation plus ingesting the live
     /// samples, the same for both servers: one sample per series per interval).
     pub cpu_secs_per_round: Option<f64>,
+    /// CPU used by every other process on the machine per round over the same window (the
+    /// harness's feeder included): how contended the cores were.
+    pub other_cpu_secs_per_round: Option<f64>,
     pub health: RuleHealth,
     pub error: Option<String>,
 }
@@ -111,7 +116,7 @@ impl RulesResults {
         for e in &self.eval {
             let _ = writeln!(
                 out,
-                "{:<12} {:>9} {:>6} {:>7} {:>12} {:>12} {:>12} {:>10} {:>9}{}",
+                "{:<12} {:>9} {:>6} {:>7} {:>12} {:>12} {:>12} {:>12} {:>10} {:>9}{}",
                 e.server,
                 e.series,
                 e.rules,
@@ -119,6 +124,7 @@ impl RulesResults {
                 ms(e.median_total_secs),
                 ms(e.median_max_group_secs),
                 ms(e.cpu_secs_per_round),
+                ms(e.other_cpu_secs_per_round),
                 e.health.unhealthy,
                 e.health.alerts_firing,
                 e.error
@@ -185,6 +191,7 @@ mod tests {
             median_total_secs: None,
             median_max_group_secs: None,
             cpu_secs_per_round: Some(1.0),
+            other_cpu_secs_per_round: Some(0.1),
             health: RuleHealth::default(),
             error: None,
         };
