@@ -114,7 +114,11 @@ struct ExpSample {
 /// Runs one test file and reports as promtool prints it.
 pub fn run_test_file(path: &Path) -> TestFileReport {
     let mut output = format!("Unit Testing:  {}\n", path.display());
-    let errors = run(path);
+    let mut warnings = Vec::new();
+    let errors = run(path, &mut warnings);
+    for w in warnings {
+        output.push_str(&format!("  WARNING: {w}\n"));
+    }
     let passed = errors.is_empty();
     if passed {
         output.push_str("  SUCCESS\n");
@@ -129,7 +133,7 @@ pub fn run_test_file(path: &Path) -> TestFileReport {
     TestFileReport { passed, output }
 }
 
-fn run(path: &Path) -> Vec<String> {
+fn run(path: &Path, warnings: &mut Vec<String>) -> Vec<String> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) => return vec![format!("  {}: {e}", path.display())],
@@ -153,13 +157,13 @@ fn run(path: &Path) -> Vec<String> {
         }
     }
     let dir = path.parent().unwrap_or(Path::new("."));
-    let rule_files = match resolve_rule_files(dir, &file.rule_files) {
+    let rule_files = match resolve_rule_files(dir, &file.rule_files, warnings) {
         Ok(f) => f,
         Err(e) => return vec![e],
     };
     let groups = match load_rule_files(&rule_files) {
         Ok(g) => g,
-        Err(errs) => return errs.iter().map(|e| format!("  {e}")).collect(),
+        Err(errs) => return errs.iter().map(|e| e.to_string()).collect(),
     };
     // promtool orders the groups named in group_eval_order first, in that order
     let mut groups: Vec<RuleGroup> = groups;
@@ -179,8 +183,13 @@ fn run(path: &Path) -> Vec<String> {
 }
 
 /// `rule_files` entries relative to the test file's directory; `*` and `?` in the last
-/// path component are expanded (sorted), as Go's `filepath.Glob` would.
-fn resolve_rule_files(dir: &Path, entries: &[String]) -> Result<Vec<PathBuf>, String> {
+/// path component are expanded (sorted), as Go's `filepath.Glob` would. An entry that
+/// matches nothing is a warning, as in promtool.
+fn resolve_rule_files(
+    dir: &Path,
+    entries: &[String],
+    warnings: &mut Vec<String>,
+) -> Result<Vec<PathBuf>, String> {
     let mut out = Vec::new();
     for e in entries {
         let p = Path::new(e);
@@ -194,7 +203,11 @@ fn resolve_rule_files(dir: &Path, entries: &[String]) -> Result<Vec<PathBuf>, St
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         if !name.contains(['*', '?']) {
-            out.push(full);
+            if full.exists() {
+                out.push(full);
+            } else {
+                warnings.push(format!("no file match pattern {e}"));
+            }
             continue;
         }
         let parent = full.parent().unwrap_or(Path::new("."));
@@ -205,6 +218,9 @@ fn resolve_rule_files(dir: &Path, entries: &[String]) -> Result<Vec<PathBuf>, St
             .map(|d| d.path())
             .collect();
         found.sort();
+        if found.is_empty() {
+            warnings.push(format!("no file match pattern {e}"));
+        }
         out.extend(found);
     }
     Ok(out)
@@ -800,6 +816,47 @@ mod tests {
             }
             assert_eq!(got, want, "{name}");
         }
+    }
+
+    #[test]
+    fn rule_file_errors_and_missing_files() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::copy(testdata("bad/expr.yaml"), dir.path().join("bad.yaml")).unwrap();
+        let t = dir.path().join("t.yaml");
+        std::fs::write(
+            &t,
+            "rule_files: [bad.yaml, missing.yaml, 'none-*.yaml']\ntests:\n  - input_series: []\n",
+        )
+        .unwrap();
+        let r = run_test_file(&t);
+        assert!(!r.passed);
+        assert!(
+            r.output
+                .contains("  WARNING: no file match pattern missing.yaml\n"),
+            "{}",
+            r.output
+        );
+        assert!(
+            r.output
+                .contains("  WARNING: no file match pattern none-*.yaml\n"),
+            "{}",
+            r.output
+        );
+        assert!(
+            r.output.contains(
+                "bad.yaml:7: group \"g\", rule 2, \"BrokenExpr\": could not parse expression"
+            ),
+            "{}",
+            r.output
+        );
+        // a test file that is not YAML of the right shape
+        std::fs::write(&t, "tests:\n  - nope: 1\n").unwrap();
+        let r = run_test_file(&t);
+        assert!(
+            !r.passed && r.output.contains("unknown field `nope`"),
+            "{}",
+            r.output
+        );
     }
 
     #[test]
