@@ -360,50 +360,56 @@ WECOM_RULES = """\
             labels: { severity: warning, wecom_mentioned_list: "li" }
             annotations: { summary: "分片 {{ $labels.shard }} 延迟过高，请检查复制链路（{{ $value }} 秒）" }
 """
-SHARDS = [f"sh{i:02d}q" for i in range(40)]
+SHARDS = [f"sh{i:02d}q" for i in range(60)]
 
 
-def test_wecom_markdown_and_text_split_under_limits(lookout_factory, robot_server):
+def test_long_groups_split_under_each_platforms_limit(lookout_factory, robot_server):
     md = robot_server.wecom()
     tx = robot_server.wecom()
+    dd = robot_server.dingtalk()
     lookout = start_lookout(lookout_factory, WECOM_RULES, {
         "route": route("shards"),
         "receivers": [{"name": "shards", "wecom_configs": [
             {"url": md.url, "msg_type": "markdown", "language": "zh"},
             {"url": tx.url, "msg_type": "text", "mentioned_list": ["wang"],
              "mentioned_mobile_list": ["13800000003"]},
-        ]}],
+        ], "dingtalk_configs": [{"url": dd.url}]}],
     })
     write(lookout, [({"__name__": "chat_shard_lag", "shard": s}, 30 + i)
                     for i, s in enumerate(SHARDS)])
 
-    for robot, kind, limit in ((md, "markdown", 4096), (tx, "text", 2048)):
+    # WeCom limits the content (4,096 bytes of markdown, 2,048 of text), DingTalk the whole
+    # JSON body (20,000 bytes).
+    for robot, kind, integ, size, limit in (
+        (md, "markdown", "wecom[0]", lambda m: len(m.content.encode()), 4096),
+        (tx, "text", "wecom[1]", lambda m: len(m.content.encode()), 2048),
+        (dd, "markdown", "dingtalk[0]", lambda m: len(m.raw), 20_000),
+    ):
         def all_there(robot=robot):
             seen = "\n".join(m.content for m in robot.accepted)
-            return all(s in seen for s in SHARDS)
-        robot.wait(all_there, 30, f"all 40 alerts at the {kind} robot")
+            return robot.rejected or all(s in seen for s in SHARDS)
+        robot.wait(all_there, 30, f"all {len(SHARDS)} alerts at {integ}")
         assert robot.rejected == [], robot.summary()
         msgs = robot.accepted
-        assert len(msgs) >= 2, f"40 alerts should not fit in one {kind} message"
+        assert len(msgs) >= 2, f"{len(SHARDS)} alerts should not fit in one {integ} message"
         for m in msgs:
             assert m.msgtype == kind
-            assert len(m.content.encode()) <= limit
+            assert size(m) <= limit
             assert "\ufffd" not in m.content
         # Split at alert boundaries: every alert whole in exactly one message, CJK intact.
         for i, s in enumerate(SHARDS):
             holders = [m for m in msgs if s in m.content]
-            assert len(holders) == 1, f"{s} in {len(holders)} {kind} messages"
+            assert len(holders) == 1, f"{s} in {len(holders)} {integ} messages"
             assert f"分片 {s} 延迟过高，请检查复制链路（{30 + i} 秒）" in holders[0].content
-        integ = f"wecom[{0 if robot is md else 1}]"
         att = wait_until(lambda: attempts_of(lookout, "shards", integ), 5, f"{integ}'s attempt")
         assert [(x["outcome"], x["messages"], x["alerts"]) for x in att] == [
-            ("success", len(msgs), 40)], att
+            ("success", len(msgs), len(SHARDS))], att
     # The text notification mentions (once, in its first message) the users of the config
     # and of the alerts' `wecom_mentioned_list` label, and the config's mobiles.
     first = tx.accepted[0].body["text"]
     assert {"wang", "li"} <= set(first.get("mentioned_list", [])), first
     assert "13800000003" in first.get("mentioned_mobile_list", []), first
-    assert_secrets_hidden(lookout, [md.key, tx.key])
+    assert_secrets_hidden(lookout, [md.key, tx.key, dd.token])
 
 
 ONE_RULE = """\
