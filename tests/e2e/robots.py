@@ -15,6 +15,8 @@ Lookout actually sent.
     msgs[0].body["markdown"]["text"], msgs[0].query["sign"], msgs[0].time
     ding.rejected                             # [Received] with .errcode / .errmsg
     ding.max_in_window(10)                    # most requests seen in any 10 s window
+    ding.wait(lambda: ..., 20, "what")        # wait_until, failing with everything received
+    ding.summary()                            # "+0.000s accepted:200:0:ok, +1.002s ..."
     srv.close()
 
 DingTalk (`POST /robot/send?access_token=T[&timestamp=MS&sign=S]`), checked in this order:
