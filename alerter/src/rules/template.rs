@@ -409,6 +409,9 @@ fn civil(secs: i64) -> (i64, i64, i64, i64, i64, i64) {
     (y, m, d, rem / 3600, (rem / 60) % 60, rem % 60)
 }
 
+/// Largest width or precision `printf` honours.
+const MAX_FORMAT_WIDTH: usize = 1_000;
+
 /// Go's `fmt.Sprintf` for the verbs templates use: `%v %s %d %f %e %g %x %X %q %t %%`
 /// with flags `-+ 0`, width and precision.
 fn sprintf(format: &str, args: &[Val]) -> String {
@@ -442,7 +445,8 @@ fn sprintf(format: &str, args: &[Val]) -> String {
                 p.push(d);
                 chars.next();
             }
-            prec = Some(p.parse().unwrap_or(0));
+            // bounded: a template must not be able to allocate without limit
+            prec = Some(p.parse::<usize>().unwrap_or(0).min(MAX_FORMAT_WIDTH));
         }
         let Some(verb) = chars.next() else {
             out.push_str("%!(NOVERB)");
@@ -495,7 +499,7 @@ fn sprintf(format: &str, args: &[Val]) -> String {
         } else {
             body
         };
-        let width: usize = width.parse().unwrap_or(0);
+        let width: usize = width.parse::<usize>().unwrap_or(0).min(MAX_FORMAT_WIDTH);
         let len = body.chars().count();
         if len < width {
             let pad = width - len;
@@ -1267,7 +1271,6 @@ impl Exec {
                     let v = self.pipe(&bare, dot)?;
                     let items: Vec<(Val, Val)> = match v {
                         Val::Map(m) => m.into_iter().map(|(k, v)| (Val::Str(k), v)).collect(),
-                        Val::Int(n) => (0..n.max(0)).map(|i| (Val::Int(i), Val::Int(i))).collect(),
                         Val::Missing | Val::Nil => Vec::new(),
                         other => return Err(format!("range can't iterate over {}", other.print())),
                     };
@@ -1823,6 +1826,20 @@ mod tests {
         assert!(check("{{ query \"up\" }}").is_ok());
         assert!(expand(
             "{{ query \"up\" }}",
+            &LabelSet::new(),
+            0.0,
+            &LabelSet::new(),
+            ""
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn expansion_is_bounded() {
+        let out = x("{{ printf \"%999999999.999999999f\" $value }}", 1.0);
+        assert!(out.len() <= 2_100, "{}", out.len());
+        assert!(expand(
+            "{{ range 1000000000 }}x{{ end }}",
             &LabelSet::new(),
             0.0,
             &LabelSet::new(),
