@@ -353,7 +353,15 @@ impl Inner {
             Ok(Some(persisted)) => {
                 // the rule file may have changed while Lookout was down: rules take the
                 // state of the persisted rule with the same identity, as on a reload
-                let state = GroupState::carry_over(&persisted, group, group);
+                let mut state = GroupState::carry_over(&persisted, group, group);
+                // the dispatcher's alerts live in memory: hand every restored alert to it at
+                // the first evaluation, as Prometheus (which does not persist when it last
+                // sent) does; its notification log keeps that from paging again
+                for rule in &mut state.rules {
+                    for alert in rule.active.values_mut() {
+                        alert.last_sent_at_ms = None;
+                    }
+                }
                 tracing::info!(group = key, "rule group state restored");
                 state
             }
@@ -710,7 +718,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_restart_keeps_the_pending_for_clock_and_does_not_resend() {
+    async fn a_restart_keeps_firing_alerts_and_hands_them_to_the_dispatcher_again() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let t0 = 1_700_000_000_000;
         let sink = Arc::new(Collect::default());
@@ -734,11 +742,18 @@ mod tests {
         // restored before any evaluation
         let a = only_alert(&m);
         assert_eq!((a.state, a.active_at_ms), ("firing", t0));
-        // still firing from the same start, and not sent again within the resend delay
+        // still firing from the same start, and handed to the (restarted) dispatcher at
+        // the first evaluation; its notification log keeps it from paging again
         m.evaluate_all_at(t0 + 3_610_000).await;
         let a = only_alert(&m);
         assert_eq!((a.state, a.active_at_ms), ("firing", t0));
-        assert_eq!(sink.0.lock().len(), 1, "a restart must not re-send at once");
+        assert_eq!(sink.0.lock().len(), 2);
+        m.evaluate_all_at(t0 + 3_620_000).await;
+        assert_eq!(
+            sink.0.lock().len(),
+            2,
+            "then re-sent after the resend delay only"
+        );
         m.shutdown().await;
     }
 
