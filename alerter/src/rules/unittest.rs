@@ -804,7 +804,7 @@ mod tests {
     #[test]
     fn failures_are_reported_in_promtools_words() {
         // each `X.test.out` is what promtool 2.42 printed for `X.test.yaml`
-        for name in ["failing", "templates"] {
+        for name in ["failing", "templates", "states"] {
             let report = run_test_file(&testdata(&format!("{name}.test.yaml")));
             assert!(!report.passed);
             let expected = std::fs::read_to_string(testdata(&format!("{name}.test.out"))).unwrap();
