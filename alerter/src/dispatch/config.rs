@@ -157,6 +157,16 @@ fn show(v: &Value) -> String {
     }
 }
 
+/// A YAML scalar as the string Go's YAML decoder would make of it (`500` -> "500").
+fn scalar_string(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
 fn check_keys(map: &Mapping, path: &str, known: &[&str], errs: &mut Errors) {
     for k in map.keys() {
         match k.as_str() {
@@ -176,11 +186,11 @@ fn duration_field(
 ) -> Option<Duration> {
     let v = map.get(key)?;
     let p = format!("{path}.{key}");
-    let Some(s) = v.as_str() else {
+    let Some(s) = scalar_string(v) else {
         errs.push(&p, format!("not a duration: {}", show(v)));
         return None;
     };
-    match parse_duration(s) {
+    match parse_duration(&s) {
         Ok(d) if nonzero && d.is_zero() => {
             errs.push(&p, "cannot be zero");
             None
@@ -231,7 +241,7 @@ fn legacy_matchers(v: &Value, path: &str, kind: MatchType, errs: &mut Errors) ->
     };
     let mut out = Vec::new();
     for (k, val) in m {
-        let (Some(name), Some(value)) = (k.as_str(), val.as_str()) else {
+        let (Some(name), Some(value)) = (k.as_str(), scalar_string(val)) else {
             errs.push(path, format!("{}: {} is not a string", show(k), show(val)));
             continue;
         };
@@ -239,7 +249,7 @@ fn legacy_matchers(v: &Value, path: &str, kind: MatchType, errs: &mut Errors) ->
             errs.push(path, format!("invalid label name {name:?}"));
             continue;
         }
-        match Matcher::new(kind, name, value) {
+        match Matcher::new(kind, name, &value) {
             Ok(m) => out.push(m),
             Err(e) => errs.push(&format!("{path}.{name}"), e),
         }
@@ -659,6 +669,18 @@ receivers:
         assert_eq!(cfg.inhibit_rules[1].target[0].kind, MatchType::Regexp);
         assert_eq!(cfg.max_repeat_interval(), Duration::from_secs(3600));
         assert!(parse("null").unwrap().route.is_none());
+        let numeric = parse(
+            "route: { receiver: r, group_wait: 0, routes: [ { match: { code: 500, ok: true } } ] }\nreceivers: [ { name: r } ]",
+        )
+        .unwrap();
+        let root = numeric.route.unwrap();
+        assert_eq!(root.group_wait, Duration::ZERO);
+        let values: Vec<&str> = root.routes[0]
+            .matchers
+            .iter()
+            .map(|m| m.value.as_str())
+            .collect();
+        assert_eq!(values, ["500", "true"]);
         assert!(!AlertingConfig::none().is_configured());
     }
 
