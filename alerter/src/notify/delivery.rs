@@ -311,6 +311,24 @@ async fn run_plain(shared: &Shared, m: &Member) -> Result<Delivered, NotifyError
     }
 }
 
+/// The batch's notifications, one per (receiver, group): when a group was flushed again
+/// while its earlier notification still waited, the newer state stands for both.
+fn distinct_groups(members: &[Member]) -> Vec<Notification> {
+    let mut out: Vec<Notification> = Vec::with_capacity(members.len());
+    for m in members {
+        let n = &m.notification;
+        match out
+            .iter_mut()
+            .find(|o| o.receiver == n.receiver && o.group_key == n.group_key)
+        {
+            Some(o) if n.now_ms >= o.now_ms => *o = n.clone(),
+            Some(_) => {}
+            None => out.push(n.clone()),
+        }
+    }
+    out
+}
+
 /// Sends one batch of a robot (one notification, or several merged into a digest) with
 /// the first member's integration, taking a limiter slot per message posted; a retry
 /// resumes after the last part that arrived.
@@ -326,8 +344,8 @@ async fn run_chat_batch(
     let Some(robot) = integration.chat() else {
         return Err(NotifyError::permanent("not a chat robot"));
     };
-    let digest = members.len() > 1;
-    let notifications: Vec<Notification> = members.iter().map(|m| m.notification.clone()).collect();
+    let notifications = distinct_groups(&members);
+    let digest = notifications.len() > 1;
     let record_all = |attempt, outcome, err: Option<&NotifyError>, messages| {
         for m in &members {
             record(&shared, m, attempt, outcome, err, messages, digest);
@@ -352,7 +370,9 @@ async fn run_chat_batch(
         let mut failure = None;
         while next < messages.len() {
             limiter.slot().await;
-            match robot.post(&messages[next]).await {
+            let result = robot.post(&messages[next]).await;
+            limiter.finish_slot();
+            match result {
                 Ok(()) => {
                     next += 1;
                     posted += 1;

@@ -108,6 +108,17 @@ where
         }
     }
 
+    /// Moves the newest slot's time to now: call when the message's request has finished.
+    /// The platform counts a message when it arrives, somewhere between taking the slot
+    /// and the answer; counting from the answer keeps a slow first request from letting
+    /// the next window start early in the platform's eyes.
+    pub fn finish_slot(&self) {
+        let mut w = self.window.lock();
+        if let Some(last) = w.sent.back_mut() {
+            *last = Instant::now();
+        }
+    }
+
     /// Waits until a slot is free without taking it.
     async fn room(&self) {
         loop {
@@ -277,6 +288,20 @@ mod tests {
         all.sort_unstable();
         all.dedup();
         assert_eq!(all, (0..6).collect::<Vec<_>>());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slot_counts_from_when_its_request_finished() {
+        let l: Arc<Limiter<u32, usize>> = Limiter::new(limit(1, 10));
+        let start = Instant::now();
+        l.slot().await;
+        tokio::time::sleep(Duration::from_secs(2)).await; // a slow request
+        l.finish_slot();
+        l.slot().await;
+        assert_eq!(
+            Instant::now().duration_since(start),
+            Duration::from_secs(12)
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -415,3 +415,47 @@ fn config_errors_name_their_fields() {
     let ok = receiver("name: x\ndingtalk_configs: [{ url: 'https://oapi.dingtalk.com/robot/send?access_token=t', secret: SECx }]");
     assert!(ok.dingtalk_configs[0].validate("p").is_empty());
 }
+
+#[tokio::test]
+async fn a_group_flushed_again_while_waiting_goes_out_once_in_its_newer_state() {
+    let robot = FakeRobot::start(TOKEN).await;
+    let n = notifier(
+        &[config(&robot, "    rate_limit: { messages: 1, per: 3s }\n")],
+        3,
+    );
+    let d = n.integrations("oncall").unwrap().remove(0);
+    d.deliver(&notification(
+        "oncall",
+        "G0",
+        vec![alert("G0", &[], "zero")],
+    ))
+    .await
+    .unwrap();
+    let older = notification(
+        "oncall",
+        "G1",
+        vec![alert("OlderOnly", &[], "summary-of-older")],
+    );
+    let mut newer = notification(
+        "oncall",
+        "G1",
+        vec![
+            alert("OlderOnly", &[], "summary-of-older"),
+            alert("NewlyFiring", &[], "new"),
+        ],
+    );
+    newer.now_ms += 1_000;
+    let (d1, d2) = (Arc::clone(&d), Arc::clone(&d));
+    let a = tokio::spawn(async move { d1.deliver(&older).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let b = tokio::spawn(async move { d2.deliver(&newer).await });
+    a.await.unwrap().unwrap();
+    b.await.unwrap().unwrap();
+    let accepted = robot.accepted();
+    assert_eq!(accepted.len(), 2);
+    let text = accepted[1].1["markdown"]["text"].as_str().unwrap();
+    assert!(text.contains("NewlyFiring"));
+    assert_eq!(text.matches("summary-of-older").count(), 1, "{text}");
+    // one group: not a digest
+    assert!(n.attempts(None, 10).iter().all(|a| !a.digest));
+}
