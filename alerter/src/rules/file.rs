@@ -380,18 +380,11 @@ impl FileParser<'_> {
                 ok = false;
             }
         }
+        // `interval: 0s` means the default, as in Prometheus
         let interval = match m.get("interval") {
             None | Some(Value::Null) => None,
             Some(v) => match self.duration(v) {
-                Ok(d) if d.is_zero() => {
-                    let l = self.key_line("interval", line);
-                    self.error(
-                        l,
-                        format!("group {name:?}: interval must be greater than 0"),
-                    );
-                    ok = false;
-                    None
-                }
+                Ok(d) if d.is_zero() => None,
                 Ok(d) => Some(d),
                 Err(e) => {
                     let l = self.key_line("interval", line);
@@ -403,13 +396,16 @@ impl FileParser<'_> {
         };
         let limit = match m.get("limit") {
             None | Some(Value::Null) => 0,
-            Some(Value::Number(n)) if n.as_u64().is_some() => n.as_u64().unwrap_or(0) as usize,
+            // Prometheus takes any integer; zero or less is no limit
+            Some(Value::Number(n)) if n.as_i64().is_some() => {
+                n.as_i64().unwrap_or(0).max(0) as usize
+            }
             Some(v) => {
                 let l = self.key_line("limit", line);
                 self.error(
                     l,
                     format!(
-                        "group {name:?}: limit: must be a non-negative integer, got {}",
+                        "group {name:?}: limit: must be an integer, got {}",
                         scalar_text(v).unwrap_or_else(|| "a non-scalar".into())
                     ),
                 );

@@ -1420,7 +1420,8 @@ impl Exec {
             "reReplaceAll" => {
                 want(3)?;
                 let re = regex::Regex::new(&args[0].print()).map_err(|e| e.to_string())?;
-                let repl = go_replacement(&args[1].print());
+                // Go's `$1` / `${name}` / `$1x` (the group named `1x`) mean the same here
+                let repl = args[1].print();
                 Val::Str(re.replace_all(&args[2].print(), repl.as_str()).into_owned())
             }
             "graphLink" => {
@@ -1656,12 +1657,6 @@ fn strip_port(s: &str) -> String {
         Some((host, _)) if !host.contains(':') => host.to_string(),
         _ => s.to_string(),
     }
-}
-
-/// Go's `$1`/`${name}` replacement syntax is the regex crate's too; Go treats `$1x` as the
-/// group named `1x`, so the same text means the same here.
-fn go_replacement(s: &str) -> String {
-    s.to_string()
 }
 
 /// Go's `url.QueryEscape`.
