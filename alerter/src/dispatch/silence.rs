@@ -144,8 +144,7 @@ impl Silences {
         }
     }
 
-    /// Silences whose matchers include every filter matcher (same name, operator and
-    /// value), sorted as Alertmanager sorts them: active (ending soonest first), pending
+    /// Silences whose matchers, read as labels, match every filter matcher, sorted as Alertmanager sorts them: active (ending soonest first), pending
     /// (starting soonest first), expired (most recently ended first).
     pub fn list(&self, filter: &[LabelMatcher]) -> Vec<GettableSilence> {
         let now = self.clock.now_ms();
@@ -154,11 +153,15 @@ impl Silences {
             .read()
             .values()
             .filter(|s| {
-                filter.iter().all(|f| {
-                    s.compiled
-                        .iter()
-                        .any(|m| m.name == f.name && m.kind == f.kind && m.value == f.value)
-                })
+                // As Alertmanager: the filter applies to the silence's matchers read as
+                // labels (name -> value or pattern).
+                let as_labels: LabelSet = s
+                    .stored
+                    .matchers
+                    .iter()
+                    .map(|m| (m.name.clone(), m.value.clone()))
+                    .collect();
+                all_match(filter, &as_labels)
             })
             .map(|s| s.gettable(now))
             .collect();
@@ -468,6 +471,8 @@ mod tests {
             assert_eq!(s.expire("zzz"), Err(SilenceError::NotFound));
             let filter = crate::dispatch::matchers::parse_matchers("team=web").unwrap();
             assert_eq!(s.list(&filter).len(), 1);
+            let filter = crate::dispatch::matchers::parse_matchers("team=~\"d.*\"").unwrap();
+            assert_eq!(s.list(&filter).len(), 2);
             db.flush().unwrap();
         }
         let db = StateDb::open(dir.path()).unwrap();
