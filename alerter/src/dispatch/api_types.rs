@@ -372,6 +372,16 @@ mod tests {
         assert!(parse_rfc3339("2024-13-01T00:00:00Z").is_none());
         assert!(parse_rfc3339("2024-01-01 00:00").is_none());
         assert!(parse_rfc3339("2024-01-01T00:00:00").is_none());
+        for junk in [
+            "2024-01-01T00:00:00.é",
+            "２０２４-01-01T00:00:00Z",
+            "2024-01-01T00:00:00+08",
+            "2024-01-01T00:00:00.Z",
+            "2024-01-01T00:00:00+0é:00",
+        ] {
+            assert!(parse_rfc3339(junk).is_none(), "{junk}");
+        }
+        assert!(serde_json::from_str::<Timestamp>("\"yesterday\"").is_err());
     }
 
     #[test]
