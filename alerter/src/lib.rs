@@ -14,6 +14,9 @@
 //!   per-robot rate limiter with digests, and the record of every delivery attempt.
 //! * [`template`]: minijinja message templates, Chinese and English defaults, links back
 //!   to the UI.
+//! * [`service`]: [`service::Alerter`], the pieces above started together over the stores
+//!   (rules -> dispatcher -> notifiers), reloaded together, shut down in order; the rule
+//!   manager ([`rules::manager`]) runs each group on its interval and persists its state.
 //! * [`state`]: the sled database the pieces above persist into.
 //! * [`model`]: the alert and notification types they share.
 
