@@ -3,15 +3,16 @@
 //! DingTalk and WeCom robots accept 20 messages a minute; DingTalk mutes a robot for ten
 //! minutes when that is exceeded. Each robot (keyed by its URL, shared across receivers and
 //! config reloads) gets one [`Limiter`]: a rolling window of the send times of the last
-//! `messages` messages the platform saw (failures included), and one pending batch.
+//! `messages` messages the platform saw (failures included), and the batches waiting.
 //!
-//! A notification is submitted into the pending batch; the batch's runner (one task per
-//! batch) waits for the previous batch to finish and for a free slot in the window, then
-//! takes the batch and sends everything in it as ONE message (a digest when it holds
-//! several), taking one slot per message actually posted (a split message needs several,
-//! a retry needs another). Notifications submitted while a batch waits join it, so under
-//! pressure everything due is merged rather than dropped, and the robot is never asked to
-//! take more than its limit.
+//! A notification submitted while the window has a free slot for it (beyond the batches
+//! already queued) starts a batch of its own and goes out alone. Once the window is
+//! spoken for, it joins the last queued batch instead. Each batch's runner (one task per
+//! batch) waits for the batches before it and for a free slot, then takes its batch and
+//! sends everything in it as ONE message (a digest when it holds several), taking one
+//! slot per message actually posted (a split message needs several, a retry needs
+//! another). So under pressure everything due is merged rather than dropped, and the
+//! robot is never asked to take more than its limit.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -27,7 +28,7 @@ use super::RateLimit;
 /// One robot's limiter. `T` is what is batched, `R` the outcome every member gets.
 pub struct Limiter<T, R> {
     window: Mutex<Window>,
-    pending: Mutex<Option<Batch<T, R>>>,
+    pending: Mutex<Pending<T, R>>,
     /// Held by the batch that is sending: batches go out one after the other.
     sending: tokio::sync::Mutex<()>,
 }
@@ -62,7 +63,14 @@ impl Window {
     }
 }
 
+/// Batches waiting for their turn, oldest first.
+struct Pending<T, R> {
+    next_id: u64,
+    batches: VecDeque<Batch<T, R>>,
+}
+
 struct Batch<T, R> {
+    id: u64,
     items: Vec<T>,
     done: watch::Receiver<Option<R>>,
 }
@@ -79,7 +87,10 @@ where
                 per: limit.per.into(),
                 sent: VecDeque::new(),
             }),
-            pending: Mutex::new(None),
+            pending: Mutex::new(Pending {
+                next_id: 0,
+                batches: VecDeque::new(),
+            }),
             sending: tokio::sync::Mutex::new(()),
         })
     }
@@ -137,10 +148,12 @@ where
         w.sent.len()
     }
 
-    /// Adds `item` to the pending batch and waits for that batch's outcome. When there is
-    /// no pending batch, one is started with `run` as its sender (it gets every item of the
-    /// batch and must call [`Limiter::slot`] before each message it posts). `None` when the
-    /// batch's runner died without an outcome.
+    /// Adds `item` to a batch and waits for that batch's outcome. A new batch (with `run`
+    /// as its sender: it gets every item of the batch and must call [`Limiter::slot`]
+    /// before, and [`Limiter::finish_slot`] after, each message it posts) is started while
+    /// the window still has a free slot for it beyond the batches already waiting; once it
+    /// has not, the item joins the last waiting batch. `None` when the batch's runner died
+    /// without an outcome.
     pub async fn submit<F, Fut>(self: &Arc<Self>, item: T, run: F) -> Option<R>
     where
         F: FnOnce(Vec<T>) -> Fut + Send + 'static,
@@ -148,26 +161,40 @@ where
     {
         let mut done = {
             let mut pending = self.pending.lock();
-            match pending.as_mut() {
-                Some(batch) => {
+            let free = {
+                let mut w = self.window.lock();
+                w.prune(Instant::now());
+                w.messages.saturating_sub(w.sent.len())
+            };
+            let queued = pending.batches.len();
+            match pending.batches.back_mut() {
+                Some(batch) if queued >= free => {
                     batch.items.push(item);
                     batch.done.clone()
                 }
-                None => {
+                _ => {
                     let (tx, rx) = watch::channel(None);
-                    *pending = Some(Batch {
+                    let id = pending.next_id;
+                    pending.next_id += 1;
+                    pending.batches.push_back(Batch {
+                        id,
                         items: vec![item],
                         done: rx.clone(),
                     });
                     let this = Arc::clone(self);
                     tokio::spawn(async move {
+                        // batches go out in order (tokio's mutex is fair)
                         let _sending = this.sending.lock().await;
                         this.room().await;
-                        let items = this
-                            .pending
-                            .lock()
-                            .take()
-                            .map_or_else(Vec::new, |b| b.items);
+                        let items = {
+                            let mut pending = this.pending.lock();
+                            match pending.batches.iter().position(|b| b.id == id) {
+                                Some(i) => {
+                                    pending.batches.remove(i).map_or_else(Vec::new, |b| b.items)
+                                }
+                                None => Vec::new(),
+                            }
+                        };
                         let outcome = run(items).await;
                         let _ = tx.send(Some(outcome));
                     });
@@ -288,6 +315,28 @@ mod tests {
         all.sort_unstable();
         all.dedup();
         assert_eq!(all, (0..6).collect::<Vec<_>>());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn simultaneous_notifications_fill_the_free_slots_then_merge() {
+        let l = Limiter::new(limit(3, 10));
+        let sent: Sent = Arc::default();
+        let tasks: Vec<_> = (0..8u32)
+            .map(|i| {
+                let (l, sent) = (Arc::clone(&l), Arc::clone(&sent));
+                tokio::spawn(async move { submit(&l, &sent, i, 1).await })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let sent = sent.lock();
+        // two alone, the third slot takes everyone else at once: nobody waits a window
+        assert_eq!(sent.len(), 3, "{sent:?}");
+        assert_eq!(sent[0].1, vec![0]);
+        assert_eq!(sent[1].1, vec![1]);
+        assert_eq!(sent[2].1, (2..8).collect::<Vec<u32>>());
+        assert!(sent.iter().all(|(t, _)| *t == sent[0].0));
     }
 
     #[tokio::test(start_paused = true)]
