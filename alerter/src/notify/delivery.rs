@@ -217,7 +217,11 @@ fn record(
             // email has no HTTP status
             m.who.kind != "email"
         }),
-        errcode: err.and_then(|e| e.errcode),
+        // a chat robot's success is its answer `errcode: 0`
+        errcode: match err {
+            Some(e) => e.errcode,
+            None => m.integration.chat().map(|_| 0),
+        },
         errmsg: err.map(|e| e.message.clone()),
         group_key: m.notification.group_key.clone(),
         alerts: m.notification.alerts.len(),

@@ -105,6 +105,7 @@ async fn a_signed_message_with_keyword_and_mentions_is_delivered() {
         (Outcome::Success, 1, Some(200), 1, 1, false)
     );
     assert_eq!(a.integration, "dingtalk[0]");
+    assert_eq!((a.errcode, a.errmsg.as_deref()), (Some(0), None));
 }
 
 #[tokio::test]
