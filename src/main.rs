@@ -179,13 +179,11 @@ fn check_config(file: &Path) -> ExitCode {
 fn test_rules(files: &[PathBuf]) -> ExitCode {
     let mut passed = true;
     for file in files {
-        // the report starts with promtool's `Unit Testing:  FILE` heading
+        // the report is promtool's output for the file: the `Unit Testing:  FILE` heading,
+        // then SUCCESS or FAILED with details; a blank line separates files, as promtool's
         let report = alerter::rules::unittest::run_test_file(file);
-        print!("{}", report.output);
-        if !report.output.is_empty() && !report.output.ends_with('\n') {
-            println!();
-        }
-        println!();
+        let text = report.output.trim_end_matches('\n');
+        println!("{text}\n");
         passed &= report.passed;
     }
     if passed {
