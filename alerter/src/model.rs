@@ -147,7 +147,9 @@ impl Notification {
     }
 
     pub fn firing(&self) -> impl Iterator<Item = &Alert> {
-        self.alerts.iter().filter(|a| !a.is_resolved_at(self.now_ms))
+        self.alerts
+            .iter()
+            .filter(|a| !a.is_resolved_at(self.now_ms))
     }
 
     pub fn resolved(&self) -> impl Iterator<Item = &Alert> {

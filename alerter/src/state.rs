@@ -83,7 +83,11 @@ impl StateTree {
 
     /// The value at `key`; a value that no longer decodes is reported, not ignored.
     pub fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StateError> {
-        match self.tree.get(key).map_err(|e| StateError::new(self.name, e))? {
+        match self
+            .tree
+            .get(key)
+            .map_err(|e| StateError::new(self.name, e))?
+        {
             None => Ok(None),
             Some(bytes) => serde_json::from_slice(&bytes)
                 .map(Some)
@@ -106,10 +110,21 @@ impl StateTree {
             let (k, v) = item.map_err(|e| StateError::new(self.name, e))?;
             match serde_json::from_slice(&v) {
                 Ok(value) => out.push((k.to_vec(), value)),
-                Err(e) => tracing::warn!(tree = self.name, error = %e, "skipping an undecodable state entry"),
+                Err(e) => {
+                    tracing::warn!(tree = self.name, error = %e, "skipping an undecodable state entry")
+                }
             }
         }
         Ok(out)
+    }
+
+    /// Makes this tree's writes durable (sled otherwise flushes every 500 ms). Blocks on
+    /// an fsync: async callers run it on a blocking thread.
+    pub fn flush(&self) -> Result<(), StateError> {
+        self.tree
+            .flush()
+            .map(|_| ())
+            .map_err(|e| StateError::new(self.name, e))
     }
 
     pub fn len(&self) -> usize {

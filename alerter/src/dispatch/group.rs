@@ -259,6 +259,8 @@ impl Job {
             self.clock.now_ms(),
         ) {
             tracing::error!(error = %e, group = %g.key, "writing the notification log failed");
+        } else if let Err(e) = self.nflog.flush().await {
+            tracing::error!(error = %e, group = %g.key, "flushing the notification log failed");
         }
         true
     }

@@ -117,6 +117,18 @@ impl NotificationLog {
         Ok(())
     }
 
+    /// Makes the entries logged so far durable: a crash right after a delivery must not
+    /// deliver it again after the restart.
+    pub async fn flush(&self) -> Result<(), StateError> {
+        let tree = self.tree.clone();
+        tokio::task::spawn_blocking(move || tree.flush())
+            .await
+            .map_err(|e| StateError {
+                what: "nflog".into(),
+                message: format!("flush task failed: {e}"),
+            })?
+    }
+
     /// Drops expired entries; returns how many.
     pub fn gc(&self, now_ms: i64) -> usize {
         let mut entries = self.entries.lock();
