@@ -17,6 +17,7 @@
 //! * [`logs`]: the log record model, [`logs::LogsAppender`] / [`logs::LogsQuerier`], the log
 //!   query language, the body tokenizer and the tantivy schema of the log store.
 //! * [`duration`]: Prometheus duration syntax.
+//! * [`timefmt`]: Gregorian calendar math, RFC 3339 formatting and parsing of Unix times.
 //! * [`testing`]: an in-memory querier for tests of query code.
 
 mod clock;
@@ -29,6 +30,7 @@ pub mod logs;
 pub mod model;
 pub mod promql;
 pub mod testing;
+pub mod timefmt;
 pub mod traces;
 pub mod tsdb;
 pub mod wal;

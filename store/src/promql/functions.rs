@@ -25,6 +25,7 @@ use regex::Regex;
 
 use super::error::PromqlError;
 use crate::model::{Label, Labels, Sample, METRIC_NAME_LABEL};
+use crate::timefmt::{days_in_month, is_leap_year};
 
 /// A range-vector function's input at one evaluation step: the samples of one series in
 /// the window `[range_start_ms, range_end_ms]` (staleness markers already removed, time
@@ -557,10 +558,6 @@ const DAYS_BEFORE: [u64; 13] = [
     365,
 ];
 
-fn is_leap(year: i64) -> bool {
-    year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
-}
-
 /// Go's float64 to int64 conversion on amd64: truncation, and `i64::MIN` for NaN and
 /// anything out of range.
 fn go_f64_to_i64(v: f64) -> i64 {
@@ -599,7 +596,7 @@ impl GoDate {
         let yday = d;
         let mut day = yday;
         let (month, day) = 'md: {
-            if is_leap(year) {
+            if is_leap_year(year) {
                 if day > 31 + 29 - 1 {
                     day -= 1;
                 } else if day == 31 + 29 - 1 {
@@ -629,12 +626,8 @@ impl GoDate {
     }
 
     fn days_in_month(&self) -> u64 {
-        match self.month {
-            2 if is_leap(self.year) => 29,
-            2 => 28,
-            4 | 6 | 9 | 11 => 30,
-            _ => 31,
-        }
+        // month is 1..=12
+        u64::from(days_in_month(self.year, self.month as u32))
     }
 }
 
