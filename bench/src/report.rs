@@ -1,8 +1,11 @@
 //! Results: per-run measurements, medians over repeats, Lookout's ratios against the peers
 //! and the targets, the printed table and the JSON written to `bench/results/`.
 
+use std::path::Path;
+
 use serde::Serialize;
 
+use crate::error::{BenchError, Result};
 use crate::generate::Manifest;
 use crate::nullsink::NullSinkRun;
 use crate::send::SendStats;
@@ -47,8 +50,17 @@ impl Latency {
     }
 }
 
-fn median(mut v: Vec<f64>) -> Option<f64> {
-    v.retain(|x| x.is_finite());
+/// Writes `v` as pretty JSON to `path`, creating its parent directories.
+pub fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| BenchError::io(parent, e))?;
+    }
+    std::fs::write(path, serde_json::to_vec_pretty(v)?).map_err(|e| BenchError::io(path, e))
+}
+
+/// Median of finite values (mean of the middle two for an even count).
+pub fn median(values: &[f64]) -> Option<f64> {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
     if v.is_empty() {
         return None;
     }
@@ -69,8 +81,12 @@ pub struct NullSinkSummary {
 
 impl NullSinkSummary {
     pub fn new(runs: Vec<NullSinkRun>) -> Self {
-        let median_samples_per_cpu_sec =
-            median(runs.iter().map(|r| r.samples_per_cpu_sec).collect());
+        let median_samples_per_cpu_sec = median(
+            &runs
+                .iter()
+                .map(|r| r.samples_per_cpu_sec)
+                .collect::<Vec<_>>(),
+        );
         NullSinkSummary {
             runs,
             median_samples_per_cpu_sec,
@@ -157,7 +173,9 @@ pub struct ServerSummary {
 
 impl ServerSummary {
     pub fn new(server: &str, runs: Vec<ServerRun>, failure: Option<String>) -> Self {
-        let m = |f: &dyn Fn(&ServerRun) -> Option<f64>| median(runs.iter().filter_map(f).collect());
+        let m = |f: &dyn Fn(&ServerRun) -> Option<f64>| {
+            median(&runs.iter().filter_map(f).collect::<Vec<_>>())
+        };
         ServerSummary {
             server: server.to_string(),
             median_samples_per_cpu_sec: m(&|r| Some(r.samples_per_cpu_sec)),
@@ -422,9 +440,10 @@ mod tests {
 
     #[test]
     fn median_of_odd_and_even() {
-        assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
-        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), Some(2.5));
-        assert_eq!(median(vec![]), None);
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), Some(2.5));
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[f64::NAN, 1.0]), Some(1.0));
     }
 
     fn run(server: &str, rate_cpu: f64, bytes: u64, rss: u64) -> ServerRun {

@@ -136,13 +136,6 @@ fn dataset_path(work: &Path) -> PathBuf {
     work.join("dataset.json")
 }
 
-fn write_json<T: serde::Serialize>(path: &Path, v: &T) -> Result<()> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| BenchError::io(parent, e))?;
-    }
-    std::fs::write(path, serde_json::to_vec_pretty(v)?).map_err(|e| BenchError::io(path, e))
-}
-
 /// Lookout's config for the benchmark: its defaults, except a retention long enough that
 /// reusing the data days later does not find it deleted.
 fn lookout_config(work: &Path) -> Result<PathBuf> {
@@ -203,7 +196,7 @@ async fn load_fresh(
         crate::servers::version_of(&bins.lookout, "--version")
     );
     let mut ds = Dataset::new(&params, start_ms, now, loaded_with);
-    write_json(&dataset_path(&args.work_dir), &ds)?;
+    crate::report::write_json(&dataset_path(&args.work_dir), &ds)?;
     tracing::info!(
         series = ds.series,
         samples = ds.samples,
@@ -239,7 +232,7 @@ async fn load_fresh(
     }
     ds.load_wall_secs = started.elapsed().as_secs_f64();
     ds.complete = complete;
-    write_json(&dataset_path(&args.work_dir), &ds)?;
+    crate::report::write_json(&dataset_path(&args.work_dir), &ds)?;
     // stop both: the query phase starts them on their data, as --reuse-data does
     for h in [&mut lookout, &mut prometheus] {
         h.stop(Duration::from_secs(900)).await?;
@@ -384,7 +377,7 @@ pub async fn run(mut args: QueryArgs) -> Result<()> {
         h.stop(Duration::from_secs(900)).await?;
     }
     println!("{}", out.table());
-    write_json(&args.results, &out)?;
+    crate::report::write_json(&args.results, &out)?;
     println!("results written to {}", args.results.display());
     println!(
         "data kept in {}; query it again with: bench/run.sh query --reuse-data{}",

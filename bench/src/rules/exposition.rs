@@ -113,21 +113,6 @@ impl Reading {
     }
 }
 
-/// Median of finite values (mean of the middle two for an even count).
-pub fn median(values: &[f64]) -> Option<f64> {
-    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    Some(if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,13 +159,5 @@ prometheus_rule_evaluations_total{rule_group="/tmp/rules.yaml;checkout"} 200
         assert!(both.all_advanced_since(&prev, 2));
         // a group missing from the exposition is not a complete round
         assert!(!both.all_advanced_since(&prev, 3));
-    }
-
-    #[test]
-    fn medians() {
-        assert_eq!(median(&[]), None);
-        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
-        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), Some(2.5));
-        assert_eq!(median(&[f64::NAN, 1.0]), Some(1.0));
     }
 }

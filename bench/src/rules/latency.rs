@@ -149,13 +149,7 @@ pub async fn run(
         lookout_config: Some(cfg),
         ..bins.clone()
     };
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .map_err(|e| BenchError::Http {
-            url: "-".into(),
-            reason: format!("building client: {e}"),
-        })?;
+    let client = super::client(Duration::from_secs(10))?;
     let mut h = ServerHandle::start_in(ServerKind::Lookout, &dir, &bins)?;
     h.wait_ready(&client, Duration::from_secs(60)).await?;
     wait_evaluating(&h, &client).await?;

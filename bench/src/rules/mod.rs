@@ -165,9 +165,10 @@ impl RulesArgs {
     }
 }
 
-fn client() -> Result<reqwest::Client> {
+/// An HTTP client whose requests give up after `timeout`.
+fn client(timeout: Duration) -> Result<reqwest::Client> {
     reqwest::Client::builder()
-        .timeout(Duration::from_secs(60))
+        .timeout(timeout)
         .build()
         .map_err(|e| BenchError::Http {
             url: "-".into(),
@@ -546,7 +547,7 @@ pub async fn run(mut args: RulesArgs) -> Result<()> {
         lookout: args.lookout_bin.clone(),
         lookout_config: None,
     };
-    let client = client()?;
+    let client = client(Duration::from_secs(60))?;
     let mut eval = Vec::new();
     if !args.latency_only {
         for kind in args.servers.clone() {
@@ -641,11 +642,7 @@ pub async fn run(mut args: RulesArgs) -> Result<()> {
     };
     out.summarize();
     println!("{}", out.table());
-    if let Some(parent) = args.results.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| BenchError::io(parent, e))?;
-    }
-    std::fs::write(&args.results, serde_json::to_vec_pretty(&out)?)
-        .map_err(|e| BenchError::io(&args.results, e))?;
+    crate::report::write_json(&args.results, &out)?;
     println!("results written to {}", args.results.display());
     let eval_failed = out.eval.iter().find_map(|e| e.error.clone());
     match (latency_error, eval_failed) {

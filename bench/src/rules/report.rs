@@ -5,9 +5,8 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::exposition::median;
 use super::latency::LatencyRun;
-use crate::report::Machine;
+use crate::report::{median, Machine};
 
 /// One complete evaluation round: every group evaluated again since the previous one.
 #[derive(Clone, Debug, Serialize)]
