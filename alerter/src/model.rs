@@ -184,23 +184,26 @@ pub trait AlertSink: Send + Sync {
     fn put(&self, alerts: Vec<Alert>);
 }
 
+/// A label set from `(name, value)` pairs: the one test helper every module of the crate
+/// builds its labels with.
+#[cfg(test)]
+pub(crate) fn label_set(pairs: &[(&str, &str)]) -> LabelSet {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn labels(pairs: &[(&str, &str)]) -> LabelSet {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
     #[test]
     fn fingerprint_depends_on_every_label_and_the_split_between_name_and_value() {
-        let a = Fingerprint::of(&labels(&[("a", "bc")]));
-        let b = Fingerprint::of(&labels(&[("ab", "c")]));
+        let a = Fingerprint::of(&label_set(&[("a", "bc")]));
+        let b = Fingerprint::of(&label_set(&[("ab", "c")]));
         assert_ne!(a, b);
-        assert_eq!(a, Fingerprint::of(&labels(&[("a", "bc")])));
+        assert_eq!(a, Fingerprint::of(&label_set(&[("a", "bc")])));
         assert_eq!(a.to_string().len(), 16);
     }
 
@@ -213,7 +216,7 @@ mod tests {
     #[test]
     fn notification_splits_firing_and_resolved_and_finds_common_labels() {
         let alert = |name: &str, end: Option<i64>| Alert {
-            labels: labels(&[("alertname", name), ("team", "db")]),
+            labels: label_set(&[("alertname", name), ("team", "db")]),
             annotations: LabelSet::new(),
             starts_at_ms: 0,
             ends_at_ms: end,
@@ -232,6 +235,6 @@ mod tests {
         assert!(n.is_firing());
         assert_eq!(n.firing().count(), 1);
         assert_eq!(n.resolved().count(), 1);
-        assert_eq!(n.common_labels(), labels(&[("team", "db")]));
+        assert_eq!(n.common_labels(), label_set(&[("team", "db")]));
     }
 }

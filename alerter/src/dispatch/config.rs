@@ -203,6 +203,28 @@ fn duration_field(
     }
 }
 
+/// The items of a list that may be left out (null: none); anything but a list is an error.
+fn list_items<'a>(v: &'a Value, path: &str, errs: &mut Errors) -> &'a [Value] {
+    match v.as_sequence() {
+        Some(seq) => seq,
+        None => {
+            if !v.is_null() {
+                errs.push(path, "must be a list");
+            }
+            &[]
+        }
+    }
+}
+
+/// `v` as a mapping, or an error at `path`.
+fn mapping<'a>(v: &'a Value, path: &str, errs: &mut Errors) -> Option<&'a Mapping> {
+    let map = v.as_mapping();
+    if map.is_none() {
+        errs.push(path, "must be a mapping");
+    }
+    map
+}
+
 fn string_list(v: &Value, path: &str, errs: &mut Errors) -> Vec<String> {
     let Some(seq) = v.as_sequence() else {
         errs.push(path, "must be a list of strings");
@@ -265,10 +287,7 @@ fn parse_route(
     receivers: &HashSet<&str>,
     errs: &mut Errors,
 ) -> Option<Route> {
-    let Some(map) = v.as_mapping() else {
-        errs.push(path, "must be a mapping");
-        return None;
-    };
+    let map = mapping(v, path, errs)?;
     check_keys(
         map,
         path,
@@ -433,17 +452,10 @@ fn parse_route(
 }
 
 fn parse_inhibit_rules(v: &Value, path: &str, errs: &mut Errors) -> Vec<InhibitRule> {
-    let Some(seq) = v.as_sequence() else {
-        if !v.is_null() {
-            errs.push(path, "must be a list");
-        }
-        return Vec::new();
-    };
     let mut out = Vec::new();
-    for (i, item) in seq.iter().enumerate() {
+    for (i, item) in list_items(v, path, errs).iter().enumerate() {
         let p = format!("{path}[{i}]");
-        let Some(map) = item.as_mapping() else {
-            errs.push(&p, "must be a mapping");
+        let Some(map) = mapping(item, &p, errs) else {
             continue;
         };
         check_keys(
@@ -519,31 +531,19 @@ fn entries<T: DeserializeOwned>(map: &Mapping, key: &str, path: &str, errs: &mut
         return Vec::new();
     };
     let p = format!("{path}.{key}");
-    let Some(seq) = v.as_sequence() else {
-        if !v.is_null() {
-            errs.push(&p, "must be a list");
-        }
-        return Vec::new();
-    };
-    seq.iter()
+    list_items(v, &p, errs)
+        .iter()
         .enumerate()
         .filter_map(|(i, item)| deserialize_entry(item, &format!("{p}[{i}]"), errs))
         .collect()
 }
 
 fn parse_receivers(v: &Value, path: &str, errs: &mut Errors) -> Vec<ReceiverConfig> {
-    let Some(seq) = v.as_sequence() else {
-        if !v.is_null() {
-            errs.push(path, "must be a list");
-        }
-        return Vec::new();
-    };
     let mut out: Vec<ReceiverConfig> = Vec::new();
     let mut seen = HashSet::new();
-    for (i, item) in seq.iter().enumerate() {
+    for (i, item) in list_items(v, path, errs).iter().enumerate() {
         let p = format!("{path}[{i}]");
-        let Some(map) = item.as_mapping() else {
-            errs.push(&p, "must be a mapping");
+        let Some(map) = mapping(item, &p, errs) else {
             continue;
         };
         check_keys(

@@ -64,14 +64,11 @@ pub fn inhibited_by<'a>(
 mod tests {
     use super::*;
     use crate::dispatch::matchers::parse_matchers;
-    use crate::model::Evidence;
+    use crate::model::{label_set, Evidence};
 
     fn alert(pairs: &[(&str, &str)], ends: Option<i64>) -> Alert {
         Alert {
-            labels: pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            labels: label_set(pairs),
             annotations: LabelSet::new(),
             starts_at_ms: 0,
             ends_at_ms: ends,

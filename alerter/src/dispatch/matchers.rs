@@ -244,13 +244,7 @@ pub fn parse_matcher(s: &str) -> Result<Matcher, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn ls(pairs: &[(&str, &str)]) -> LabelSet {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::model::label_set;
 
     #[test]
     fn parses_every_operator_quoted_and_unquoted() {
@@ -293,12 +287,12 @@ mod tests {
     #[test]
     fn regexes_are_anchored_and_missing_labels_are_empty() {
         let m = parse_matcher(r#"team=~"db|infra""#).unwrap();
-        assert!(m.matches_labels(&ls(&[("team", "db")])));
-        assert!(!m.matches_labels(&ls(&[("team", "dbx")])));
+        assert!(m.matches_labels(&label_set(&[("team", "db")])));
+        assert!(!m.matches_labels(&label_set(&[("team", "dbx")])));
         let ne = parse_matcher(r#"team!="db""#).unwrap();
-        assert!(ne.matches_labels(&ls(&[])));
+        assert!(ne.matches_labels(&label_set(&[])));
         let empty = parse_matcher(r#"team="""#).unwrap();
-        assert!(empty.matches_labels(&ls(&[])));
+        assert!(empty.matches_labels(&label_set(&[])));
         assert_eq!(
             matchers_string(&parse_matchers("a=b,c=~d").unwrap()),
             r#"{a="b",c=~"d"}"#

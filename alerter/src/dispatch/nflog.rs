@@ -175,61 +175,34 @@ mod tests {
             timestamp_ms: ts,
             expires_at_ms: i64::MAX,
         };
-        let nu = Entry::needs_update;
-        assert!(nu(None, &set(&[1]), &set(&[]), true, repeat, 0));
-        assert!(!nu(None, &set(&[]), &set(&[1]), true, repeat, 0));
-        let prev = e(&[1, 2], &[], 0);
-        assert!(!nu(
-            Some(&prev),
-            &set(&[1, 2]),
-            &set(&[]),
-            true,
-            repeat,
-            50_000
-        ));
-        assert!(nu(
-            Some(&prev),
-            &set(&[1, 2, 3]),
-            &set(&[]),
-            true,
-            repeat,
-            50_000
-        ));
+        // Whether a flush of these firing and resolved alerts at `now` is sent, after `prev`.
+        let nu = |prev: Option<&Entry>,
+                  firing: &[u64],
+                  resolved: &[u64],
+                  send_resolved: bool,
+                  now: i64| {
+            Entry::needs_update(
+                prev,
+                &set(firing),
+                &set(resolved),
+                send_resolved,
+                repeat,
+                now,
+            )
+        };
+        assert!(nu(None, &[1], &[], true, 0));
+        assert!(!nu(None, &[], &[1], true, 0));
+        let both_firing = e(&[1, 2], &[], 0);
+        let prev = Some(&both_firing);
+        assert!(!nu(prev, &[1, 2], &[], true, 50_000));
+        assert!(nu(prev, &[1, 2, 3], &[], true, 50_000));
         // One resolved: only with send_resolved before the repeat interval.
-        assert!(nu(
-            Some(&prev),
-            &set(&[1]),
-            &set(&[2]),
-            true,
-            repeat,
-            50_000
-        ));
-        assert!(!nu(
-            Some(&prev),
-            &set(&[1]),
-            &set(&[2]),
-            false,
-            repeat,
-            50_000
-        ));
-        assert!(nu(
-            Some(&prev),
-            &set(&[1]),
-            &set(&[2]),
-            false,
-            repeat,
-            100_000
-        ));
+        assert!(nu(prev, &[1], &[2], true, 50_000));
+        assert!(!nu(prev, &[1], &[2], false, 50_000));
+        assert!(nu(prev, &[1], &[2], false, 100_000));
         // All resolved: always, unless nothing was firing before.
-        assert!(nu(Some(&prev), &set(&[]), &set(&[1, 2]), false, repeat, 1));
-        assert!(!nu(
-            Some(&e(&[], &[1], 0)),
-            &set(&[]),
-            &set(&[1, 2]),
-            true,
-            repeat,
-            1
-        ));
+        assert!(nu(prev, &[], &[1, 2], false, 1));
+        assert!(!nu(Some(&e(&[], &[1], 0)), &[], &[1, 2], true, 1));
     }
 
     #[test]

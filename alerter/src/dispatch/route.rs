@@ -102,6 +102,7 @@ pub fn group_key(route_id: &str, group_labels: &LabelSet) -> String {
 mod tests {
     use super::*;
     use crate::dispatch::matchers::parse_matchers;
+    use crate::model::label_set;
 
     fn route(receiver: &str, matchers: &str, cont: bool, routes: Vec<Route>) -> Route {
         Route {
@@ -115,13 +116,6 @@ mod tests {
             routes,
             id: String::new(),
         }
-    }
-
-    fn ls(pairs: &[(&str, &str)]) -> LabelSet {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
     }
 
     #[test]
@@ -150,22 +144,22 @@ mod tests {
                 .collect()
         };
         assert_eq!(
-            names(&ls(&[("team", "db"), ("severity", "critical")])),
+            names(&label_set(&[("team", "db"), ("severity", "critical")])),
             ["db", "db-crit"]
         );
-        assert_eq!(names(&ls(&[("team", "db")])), ["db", "db-late"]);
-        assert_eq!(names(&ls(&[("team", "web")])), ["web"]);
+        assert_eq!(names(&label_set(&[("team", "db")])), ["db", "db-late"]);
+        assert_eq!(names(&label_set(&[("team", "web")])), ["web"]);
         assert_eq!(
-            names(&ls(&[("team", "web"), ("page", "yes")])),
+            names(&label_set(&[("team", "web"), ("page", "yes")])),
             ["web-page"]
         );
-        assert_eq!(names(&ls(&[("team", "x")])), ["default"]);
+        assert_eq!(names(&label_set(&[("team", "x")])), ["default"]);
         assert_eq!(
             root.routes[3].routes[0].id,
             r#"{}/{team="web"}/3/{page="yes"}/0"#
         );
         assert_eq!(
-            group_key(&root.id, &ls(&[("alertname", "A"), ("b", "c")])),
+            group_key(&root.id, &label_set(&[("alertname", "A"), ("b", "c")])),
             r#"{}:{alertname="A", b="c"}"#
         );
     }

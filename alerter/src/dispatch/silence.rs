@@ -336,6 +336,7 @@ fn can_update(prev: &Silence, compiled: &[LabelMatcher], next: &StoredSilence, n
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::label_set;
 
     fn m(name: &str, value: &str, is_regex: bool, is_equal: bool) -> Matcher {
         Matcher {
@@ -355,13 +356,6 @@ mod tests {
             created_by: "me".into(),
             comment: "c".into(),
         }
-    }
-
-    fn labels(pairs: &[(&str, &str)]) -> LabelSet {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
     }
 
     #[test]
@@ -433,10 +427,12 @@ mod tests {
             assert_eq!(g.starts_at, Timestamp(now));
             assert_eq!(g.status.state, SilenceState::Active);
             assert_eq!(
-                s.silenced_by(&labels(&[("team", "db")]), now),
+                s.silenced_by(&label_set(&[("team", "db")]), now),
                 vec![id.clone()]
             );
-            assert!(s.silenced_by(&labels(&[("team", "web")]), now).is_empty());
+            assert!(s
+                .silenced_by(&label_set(&[("team", "web")]), now)
+                .is_empty());
             // Same matchers, same start, later end: updated in place.
             assert_eq!(
                 s.upsert(post(Some(&id), ms.clone(), now, now + 2000))

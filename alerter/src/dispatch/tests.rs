@@ -13,7 +13,7 @@ use super::api_types::{
 };
 use super::config::AlertingConfig;
 use super::{Clock, Deliver, Dispatcher, Integrations};
-use crate::model::{Alert, AlertSink, Evidence, LabelSet, Notification};
+use crate::model::{label_set, Alert, AlertSink, Evidence, LabelSet, Notification};
 use crate::notify::{Delivered, FailureKind, NotifyError};
 use crate::state::StateDb;
 
@@ -132,19 +132,12 @@ fn simple_config(extra_route: &str, extra: &str) -> Arc<AlertingConfig> {
     ))
 }
 
-fn labels(pairs: &[(&str, &str)]) -> LabelSet {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
 /// A firing alert as rule evaluation sends it, started `started_ago` before `now`, ending
 /// at `now + ends_in`.
 fn alert(clock: &Clock, pairs: &[(&str, &str)], started_ago_ms: i64, ends_in_ms: i64) -> Alert {
     let now = clock.now_ms();
     Alert {
-        labels: labels(pairs),
+        labels: label_set(pairs),
         annotations: LabelSet::new(),
         starts_at_ms: now - started_ago_ms,
         ends_at_ms: Some(now + ends_in_ms),
@@ -152,6 +145,11 @@ fn alert(clock: &Clock, pairs: &[(&str, &str)], started_ago_ms: i64, ends_in_ms:
         generator_url: String::new(),
         evidence: Evidence::default(),
     }
+}
+
+/// A firing alert that starts now and ends in an hour.
+fn firing(clock: &Clock, pairs: &[(&str, &str)]) -> Alert {
+    alert(clock, pairs, 0, 3_600_000)
 }
 
 async fn at(clock: &Clock, ms: i64) {
@@ -165,22 +163,21 @@ fn start(cfg: Arc<AlertingConfig>, n: FakeNotifier, db: StateDb, clock: &Clock) 
         .unwrap()
 }
 
+/// A dispatcher on a temporary state store, its clock at `BASE_MS`.
+fn start_fresh(cfg: Arc<AlertingConfig>, n: FakeNotifier) -> (Clock, Arc<Dispatcher>) {
+    let clock = Clock::tokio_at(BASE_MS);
+    let d = start(cfg, n, StateDb::temporary().unwrap(), &clock);
+    (clock, d)
+}
+
 #[tokio::test(start_paused = true)]
 async fn group_wait_then_group_interval_then_repeat_interval() {
-    let clock = Clock::tokio_at(BASE_MS);
     let f = Fake::new("webhook[0]", true);
-    let d = start(
+    let (clock, d) = start_fresh(
         simple_config("", ""),
         FakeNotifier::default().with("default", &[&f]),
-        StateDb::temporary().unwrap(),
-        &clock,
     );
-    d.put(vec![alert(
-        &clock,
-        &[("alertname", "A"), ("i", "1")],
-        0,
-        3_600_000,
-    )]);
+    d.put(vec![firing(&clock, &[("alertname", "A"), ("i", "1")])]);
     at(&clock, 900).await;
     assert_eq!(f.count(), 0, "nothing before group_wait");
     at(&clock, 1100).await;
@@ -189,17 +186,12 @@ async fn group_wait_then_group_interval_then_repeat_interval() {
     {
         let sent = f.sent.lock();
         assert_eq!(sent[0].group_key, r#"{}:{alertname="A"}"#);
-        assert_eq!(sent[0].group_labels, labels(&[("alertname", "A")]));
+        assert_eq!(sent[0].group_labels, label_set(&[("alertname", "A")]));
         assert_eq!(sent[0].external_url, "http://lookout:9800");
     }
     // A second alert of the group waits for the next group_interval tick (t = 3 s).
     at(&clock, 1500).await;
-    d.put(vec![alert(
-        &clock,
-        &[("alertname", "A"), ("i", "2")],
-        0,
-        3_600_000,
-    )]);
+    d.put(vec![firing(&clock, &[("alertname", "A"), ("i", "2")])]);
     at(&clock, 2900).await;
     assert_eq!(f.count(), 1);
     at(&clock, 3100).await;
@@ -225,13 +217,10 @@ async fn group_wait_then_group_interval_then_repeat_interval() {
 
 #[tokio::test(start_paused = true)]
 async fn an_alert_older_than_group_wait_flushes_a_new_group_at_once() {
-    let clock = Clock::tokio_at(BASE_MS);
     let f = Fake::new("webhook[0]", true);
-    let d = start(
+    let (clock, d) = start_fresh(
         simple_config("", ""),
         FakeNotifier::default().with("default", &[&f]),
-        StateDb::temporary().unwrap(),
-        &clock,
     );
     d.put(vec![alert(
         &clock,
@@ -246,17 +235,14 @@ async fn an_alert_older_than_group_wait_flushes_a_new_group_at_once() {
 
 #[tokio::test(start_paused = true)]
 async fn resolved_alerts_go_only_to_send_resolved_integrations() {
-    let clock = Clock::tokio_at(BASE_MS);
     let sr = Fake::new("webhook[0]", true);
     let nsr = Fake::new("email[0]", false);
-    let d = start(
+    let (clock, d) = start_fresh(
         simple_config("", ""),
         FakeNotifier::default().with("default", &[&sr, &nsr]),
-        StateDb::temporary().unwrap(),
-        &clock,
     );
     d.put(vec![
-        alert(&clock, &[("alertname", "A"), ("i", "1")], 0, 3_600_000),
+        firing(&clock, &[("alertname", "A"), ("i", "1")]),
         alert(&clock, &[("alertname", "A"), ("i", "2")], 0, 2_500),
     ]);
     at(&clock, 1100).await;
@@ -289,7 +275,6 @@ async fn resolved_alerts_go_only_to_send_resolved_integrations() {
 
 #[tokio::test(start_paused = true)]
 async fn continue_sends_to_every_matching_route() {
-    let clock = Clock::tokio_at(BASE_MS);
     let (def, db, db2) = (
         Fake::new("webhook[0]", true),
         Fake::new("webhook[0]", true),
@@ -300,21 +285,11 @@ async fn continue_sends_to_every_matching_route() {
         .with("default", &[&def])
         .with("db", &[&db])
         .with("db2", &[&db2]);
-    let d = start(
-        simple_config(routes, ""),
-        n,
-        StateDb::temporary().unwrap(),
-        &clock,
-    );
+    let (clock, d) = start_fresh(simple_config(routes, ""), n);
     d.put(vec![
-        alert(&clock, &[("alertname", "A"), ("team", "db")], 0, 3_600_000),
-        alert(
-            &clock,
-            &[("alertname", "B"), ("team", "infra")],
-            0,
-            3_600_000,
-        ),
-        alert(&clock, &[("alertname", "C"), ("team", "web")], 0, 3_600_000),
+        firing(&clock, &[("alertname", "A"), ("team", "db")]),
+        firing(&clock, &[("alertname", "B"), ("team", "infra")]),
+        firing(&clock, &[("alertname", "C"), ("team", "web")]),
     ]);
     at(&clock, 1100).await;
     assert_eq!((db.count(), db2.count(), def.count()), (1, 2, 1));
@@ -334,49 +309,37 @@ async fn continue_sends_to_every_matching_route() {
 
 #[tokio::test(start_paused = true)]
 async fn inhibited_alerts_are_not_notified_and_listed_as_suppressed() {
-    let clock = Clock::tokio_at(BASE_MS);
     let f = Fake::new("webhook[0]", true);
     let inhibit = "inhibit_rules:\n  - source_matchers: ['severity=\"critical\"']\n    target_matchers: ['severity=\"warning\"']\n    equal: [service]\n";
     let cfg = config(&format!(
         "route:\n  receiver: default\n  group_by: ['...']\n  group_wait: 1s\n  group_interval: 2s\n{RECEIVERS}{inhibit}"
     ));
-    let d = start(
-        cfg,
-        FakeNotifier::default().with("default", &[&f]),
-        StateDb::temporary().unwrap(),
-        &clock,
-    );
-    let crit = alert(
+    let (clock, d) = start_fresh(cfg, FakeNotifier::default().with("default", &[&f]));
+    let crit = firing(
         &clock,
         &[
             ("alertname", "Down"),
             ("severity", "critical"),
             ("service", "api"),
         ],
-        0,
-        3_600_000,
     );
     d.put(vec![
         crit.clone(),
-        alert(
+        firing(
             &clock,
             &[
                 ("alertname", "Slow"),
                 ("severity", "warning"),
                 ("service", "api"),
             ],
-            0,
-            3_600_000,
         ),
-        alert(
+        firing(
             &clock,
             &[
                 ("alertname", "Slow"),
                 ("severity", "warning"),
                 ("service", "db"),
             ],
-            0,
-            3_600_000,
         ),
     ]);
     at(&clock, 1100).await;
@@ -439,13 +402,10 @@ fn silence(name: &str, value: &str, start: i64, end: i64) -> PostableSilence {
 
 #[tokio::test(start_paused = true)]
 async fn silenced_alerts_are_held_back_until_the_silence_expires() {
-    let clock = Clock::tokio_at(BASE_MS);
     let f = Fake::new("webhook[0]", true);
-    let d = start(
+    let (clock, d) = start_fresh(
         simple_config("", ""),
         FakeNotifier::default().with("default", &[&f]),
-        StateDb::temporary().unwrap(),
-        &clock,
     );
     let now = clock.now_ms();
     let id = d
@@ -453,8 +413,8 @@ async fn silenced_alerts_are_held_back_until_the_silence_expires() {
         .upsert(silence("alertname", "A", now, now + 3_600_000))
         .unwrap();
     d.put(vec![
-        alert(&clock, &[("alertname", "A")], 0, 3_600_000),
-        alert(&clock, &[("alertname", "B")], 0, 3_600_000),
+        firing(&clock, &[("alertname", "A")]),
+        firing(&clock, &[("alertname", "B")]),
     ]);
     at(&clock, 1100).await;
     assert_eq!(f.count(), 1);
@@ -479,7 +439,6 @@ async fn silenced_alerts_are_held_back_until_the_silence_expires() {
 
 #[tokio::test(start_paused = true)]
 async fn a_failed_delivery_is_retried_at_the_next_tick_and_a_slow_one_blocks_no_other_group() {
-    let clock = Clock::tokio_at(BASE_MS);
     let flaky = Fake::new("dingtalk[0]", true);
     flaky.failures.store(1, Ordering::SeqCst);
     let slow = Arc::new(Fake {
@@ -490,20 +449,10 @@ async fn a_failed_delivery_is_retried_at_the_next_tick_and_a_slow_one_blocks_no_
     let n = FakeNotifier::default()
         .with("default", &[&flaky])
         .with("db", &[&slow]);
-    let d = start(
-        simple_config(routes, ""),
-        n,
-        StateDb::temporary().unwrap(),
-        &clock,
-    );
+    let (clock, d) = start_fresh(simple_config(routes, ""), n);
     d.put(vec![
-        alert(
-            &clock,
-            &[("alertname", "Slow"), ("team", "db")],
-            0,
-            3_600_000,
-        ),
-        alert(&clock, &[("alertname", "A")], 0, 3_600_000),
+        firing(&clock, &[("alertname", "Slow"), ("team", "db")]),
+        firing(&clock, &[("alertname", "A")]),
     ]);
     at(&clock, 1100).await;
     assert_eq!(flaky.count(), 0, "the first attempt failed");
@@ -518,7 +467,7 @@ async fn the_notification_log_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Clock::tokio_at(BASE_MS);
     let first = Fake::new("webhook[0]", true);
-    let a = alert(&clock, &[("alertname", "A")], 0, 3_600_000);
+    let a = firing(&clock, &[("alertname", "A")]);
     {
         let db = StateDb::open(dir.path()).unwrap();
         let d = start(
@@ -554,23 +503,12 @@ async fn the_notification_log_survives_a_restart() {
 
 #[tokio::test(start_paused = true)]
 async fn a_reload_regroups_without_notifying_twice() {
-    let clock = Clock::tokio_at(BASE_MS);
     let (def, db) = (Fake::new("webhook[0]", true), Fake::new("webhook[0]", true));
     let n = FakeNotifier::default()
         .with("default", &[&def])
         .with("db", &[&db]);
-    let d = start(
-        simple_config("", ""),
-        n,
-        StateDb::temporary().unwrap(),
-        &clock,
-    );
-    d.put(vec![alert(
-        &clock,
-        &[("alertname", "A"), ("team", "db")],
-        0,
-        3_600_000,
-    )]);
+    let (clock, d) = start_fresh(simple_config("", ""), n);
+    d.put(vec![firing(&clock, &[("alertname", "A"), ("team", "db")])]);
     at(&clock, 1100).await;
     assert_eq!(def.count(), 1);
     d.apply_config(simple_config("", ""));
@@ -595,17 +533,11 @@ async fn a_reload_regroups_without_notifying_twice() {
 
 #[tokio::test(start_paused = true)]
 async fn posted_alerts_get_alertmanager_defaults_and_bad_ones_are_named() {
-    let clock = Clock::tokio_at(BASE_MS);
     let f = Fake::new("webhook[0]", true);
     let cfg = config(&format!(
         "global: {{ resolve_timeout: 1m }}\nroute:\n  receiver: default\n  group_wait: 1s\n  group_interval: 2s\n{RECEIVERS}"
     ));
-    let d = start(
-        cfg,
-        FakeNotifier::default().with("default", &[&f]),
-        StateDb::temporary().unwrap(),
-        &clock,
-    );
+    let (clock, d) = start_fresh(cfg, FakeNotifier::default().with("default", &[&f]));
     let body = r#"[
         {"labels": {"alertname": "Ext", "job": "x"}, "annotations": {"summary": "s"}, "generatorURL": "http://prom/graph"},
         {"labels": {}},
@@ -669,14 +601,8 @@ async fn posted_alerts_get_alertmanager_defaults_and_bad_ones_are_named() {
 
 #[tokio::test(start_paused = true)]
 async fn without_an_alerting_section_alerts_are_listed_and_nothing_is_sent() {
-    let clock = Clock::tokio_at(BASE_MS);
-    let d = start(
-        Arc::new(AlertingConfig::none()),
-        FakeNotifier::default(),
-        StateDb::temporary().unwrap(),
-        &clock,
-    );
-    d.put(vec![alert(&clock, &[("alertname", "A")], 0, 3_600_000)]);
+    let (clock, d) = start_fresh(Arc::new(AlertingConfig::none()), FakeNotifier::default());
+    d.put(vec![firing(&clock, &[("alertname", "A")])]);
     at(&clock, 5000).await;
     let listed = d.alerts(&AlertFilter::default());
     assert_eq!(listed.len(), 1);
@@ -688,7 +614,7 @@ async fn without_an_alerting_section_alerts_are_listed_and_nothing_is_sent() {
 fn merging_keeps_the_earliest_start_and_a_real_end_over_a_timeout() {
     use super::{merge, Stored};
     let base = |start: i64, end: i64, updated: i64| Alert {
-        labels: labels(&[("alertname", "A")]),
+        labels: label_set(&[("alertname", "A")]),
         annotations: LabelSet::new(),
         starts_at_ms: start,
         ends_at_ms: Some(end),
@@ -714,22 +640,16 @@ fn merging_keeps_the_earliest_start_and_a_real_end_over_a_timeout() {
 
 #[tokio::test(start_paused = true)]
 async fn groups_list_each_aggregation_group_with_its_receiver() {
-    let clock = Clock::tokio_at(BASE_MS);
     let f = Fake::new("webhook[0]", true);
     let routes = "  routes:\n    - { receiver: db, matchers: ['team=\"db\"'], continue: true }\n";
     let n = FakeNotifier::default()
         .with("default", &[&f])
         .with("db", &[&f]);
-    let d = start(
-        simple_config(routes, ""),
-        n,
-        StateDb::temporary().unwrap(),
-        &clock,
-    );
+    let (clock, d) = start_fresh(simple_config(routes, ""), n);
     d.put(vec![
-        alert(&clock, &[("alertname", "A"), ("team", "db")], 0, 3_600_000),
-        alert(&clock, &[("alertname", "A"), ("team", "web")], 0, 3_600_000),
-        alert(&clock, &[("alertname", "B"), ("team", "web")], 0, 3_600_000),
+        firing(&clock, &[("alertname", "A"), ("team", "db")]),
+        firing(&clock, &[("alertname", "A"), ("team", "web")]),
+        firing(&clock, &[("alertname", "B"), ("team", "web")]),
     ]);
     let groups = d.groups(&AlertFilter::default());
     let shape: Vec<(String, String, usize)> = groups
@@ -759,20 +679,14 @@ async fn groups_list_each_aggregation_group_with_its_receiver() {
 
 #[tokio::test(start_paused = true)]
 async fn gauges_count_alerts_and_silences_by_state() {
-    let clock = Clock::tokio_at(BASE_MS);
-    let d = start(
-        simple_config("", ""),
-        FakeNotifier::default(),
-        StateDb::temporary().unwrap(),
-        &clock,
-    );
+    let (clock, d) = start_fresh(simple_config("", ""), FakeNotifier::default());
     let now = clock.now_ms();
     d.silences()
         .upsert(silence("alertname", "Quiet", now, now + 3_600_000))
         .unwrap();
     d.put(vec![
-        alert(&clock, &[("alertname", "Loud")], 0, 3_600_000),
-        alert(&clock, &[("alertname", "Quiet")], 0, 3_600_000),
+        firing(&clock, &[("alertname", "Loud")]),
+        firing(&clock, &[("alertname", "Quiet")]),
     ]);
     // The gauges are process-wide (tests run in parallel): check what sets them.
     assert_eq!(d.inner.alert_counts(), (1, 1));
@@ -791,7 +705,7 @@ async fn gauges_count_alerts_and_silences_by_state() {
         "{text}"
     );
     let before = super::ALERTS_RECEIVED.get();
-    d.put(vec![alert(&clock, &[("alertname", "Loud")], 0, 3_600_000)]);
+    d.put(vec![firing(&clock, &[("alertname", "Loud")])]);
     assert!(super::ALERTS_RECEIVED.get() > before);
     d.shutdown().await;
 }

@@ -776,14 +776,19 @@ mod tests {
             .enumerate()
             .filter_map(|(i, v)| v.map(|v| Sample::new(i as i64 * MIN, v)))
             .collect();
+        append_series(&s, "m", samples);
+        s
+    }
+
+    /// Appends the series `name{job="a"}` with these samples.
+    fn append_series(s: &SharedStore, name: &str, samples: Vec<Sample>) {
         s.append(MetricBatch {
             series: vec![Series {
-                labels: Labels::from_pairs([("__name__", "m"), ("job", "a")]),
+                labels: Labels::from_pairs([("__name__", name), ("job", "a")]),
                 samples,
             }],
             metadata: Vec::new(),
         });
-        s
     }
 
     struct Run {
@@ -1039,13 +1044,7 @@ groups:
         expr: '{__name__=~"m|n"}'
 "#;
         let s = store_with(&[Some(10.0)]);
-        s.append(MetricBatch {
-            series: vec![Series {
-                labels: Labels::from_pairs([("__name__", "n"), ("job", "a")]),
-                samples: vec![Sample::new(0, 1.0)],
-            }],
-            metadata: Vec::new(),
-        });
+        append_series(&s, "n", vec![Sample::new(0, 1.0)]);
         let mut r = Run::new(s, yaml);
         let out = r.eval(0);
         assert_eq!(r.written("job:m:doubled"), vec![(None, 20.0)]);
@@ -1083,13 +1082,7 @@ groups:
         labels: { x: fixed }
 "#;
         let s = store_with(&[Some(1.0)]);
-        s.append(MetricBatch {
-            series: vec![Series {
-                labels: Labels::from_pairs([("__name__", "n"), ("job", "a")]),
-                samples: vec![Sample::new(0, 1.0)],
-            }],
-            metadata: Vec::new(),
-        });
+        append_series(&s, "n", vec![Sample::new(0, 1.0)]);
         let mut r = Run::new(s, yaml);
         let out = r.eval(0);
         assert_eq!(out.rules[0].health, Health::Err);

@@ -19,6 +19,8 @@
 
 use std::collections::BTreeMap;
 
+use store::timefmt::DateTime;
+
 use crate::model::LabelSet;
 
 /// Checks a template's syntax (rule files are checked at load time).
@@ -382,31 +384,13 @@ fn humanize_timestamp(v: f64) -> Result<String, String> {
     let ms_total = (ns as i64) / 1_000_000;
     let secs = ms_total.div_euclid(1000);
     let millis = ms_total.rem_euclid(1000);
-    let (y, mo, d, h, mi, s) = civil(secs);
+    let date_time = DateTime::from_unix_secs(secs).format(' ');
     let frac = if millis == 0 {
         String::new()
     } else {
         format!(".{millis:03}").trim_end_matches('0').to_string()
     };
-    Ok(format!(
-        "{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}{frac} +0000 UTC"
-    ))
-}
-
-/// Calendar fields of a Unix time (UTC), Howard Hinnant's algorithm.
-fn civil(secs: i64) -> (i64, i64, i64, i64, i64, i64) {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d, rem / 3600, (rem / 60) % 60, rem % 60)
+    Ok(format!("{date_time}{frac} +0000 UTC"))
 }
 
 /// Largest width or precision `printf` honours.
@@ -1678,21 +1662,15 @@ fn query_escape(s: &str) -> String {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    fn ls(pairs: &[(&str, &str)]) -> LabelSet {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::model::label_set;
 
     fn x(src: &str, value: f64) -> String {
-        let labels = ls(&[
+        let labels = label_set(&[
             ("job", "api"),
             ("instance", "host:9090"),
             ("service", "pay"),
         ]);
-        let ext = ls(&[("cluster", "prod")]);
+        let ext = label_set(&[("cluster", "prod")]);
         expand(src, &labels, value, &ext, "http://lookout:9800/prefix").unwrap()
     }
 
