@@ -3,7 +3,7 @@
 //! big-endian (time ms, sequence) keys so key order is time order; the last 10,000 survive.
 
 use std::collections::VecDeque;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -65,10 +65,10 @@ pub struct Attempt {
     pub digest: bool,
 }
 
-/// Formats Unix milliseconds as RFC 3339 with milliseconds.
+/// Formats Unix milliseconds as RFC 3339 with milliseconds (`2006-01-02T15:04:05.000Z`);
+/// times before the epoch print as the epoch.
 pub fn rfc3339_ms(ms: i64) -> String {
-    let t = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
-    humantime::format_rfc3339_millis(t).to_string()
+    store::timefmt::format_rfc3339_millis(ms.max(0))
 }
 
 pub fn now_ms() -> i64 {

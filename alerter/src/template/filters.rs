@@ -5,6 +5,8 @@
 //! Lookout message as in an Alertmanager one: `humanize` uses SI prefixes with four
 //! significant digits, times are UTC.
 
+use store::timefmt::DateTime;
+
 /// Prometheus's `humanize`: SI prefixes (k, M, G... for |v| >= 1; m, u, n... below), four
 /// significant digits. `1234.5` -> `1.234k`, `0.0042` -> `4.2m`.
 pub fn humanize(v: f64) -> String {
@@ -95,59 +97,13 @@ pub fn duration(ms: i64) -> String {
 
 /// Unix milliseconds as `2006-01-02 15:04:05 UTC`.
 pub fn time(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
+    let date_time = DateTime::from_unix_secs(ms.div_euclid(1000)).format(' ');
+    format!("{date_time} UTC")
 }
 
-/// Unix milliseconds as RFC 3339 in UTC with second precision (`2006-01-02T15:04:05Z`),
-/// as Alertmanager's JSON carries times.
-pub fn rfc3339(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let frac = ms.rem_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    let base = format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    );
-    if frac == 0 {
-        format!("{base}Z")
-    } else {
-        format!("{base}.{frac:03}Z")
-    }
-}
-
-/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar
-/// (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    // d is in 1..=31 and m in 1..=12 by construction.
-    (
-        y,
-        u32::try_from(m).unwrap_or(1),
-        u32::try_from(d).unwrap_or(1),
-    )
-}
+/// Unix milliseconds as RFC 3339 in UTC with second precision (`2006-01-02T15:04:05Z`,
+/// `.250`-style milliseconds only when not zero), as Alertmanager's JSON carries times.
+pub use store::timefmt::format_rfc3339_millis_if_nonzero as rfc3339;
 
 #[cfg(test)]
 mod tests {
@@ -179,8 +135,5 @@ mod tests {
         assert_eq!(time(0), "1970-01-01 00:00:00 UTC");
         assert_eq!(time(1_136_214_245_000), "2006-01-02 15:04:05 UTC");
         assert_eq!(time(1_709_210_096_000), "2024-02-29 12:34:56 UTC");
-        assert_eq!(rfc3339(1_136_214_245_000), "2006-01-02T15:04:05Z");
-        assert_eq!(rfc3339(1_136_214_245_250), "2006-01-02T15:04:05.250Z");
-        assert_eq!(rfc3339(-62_135_596_800_000), "0001-01-01T00:00:00Z");
     }
 }
