@@ -1,13 +1,25 @@
 //! What the chat robots (DingTalk, WeCom) share: posting one JSON message and reading the
-//! platform's answer, which is success only for HTTP 200 with `errcode == 0`.
+//! platform's answer, which is success only for HTTP 200 with `errcode == 0`; packing a
+//! rendered document into messages (and halving them when the platform finds one too long);
+//! and the [`Integration`] every robot is.
 
+use std::sync::Arc;
+
+use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::{ChatRobot, Delivered, FailureKind, NotifyError};
+use super::split::{self, Doc};
+use super::{
+    ChatMessage, ChatRobot, Delivered, FailureKind, Integration, Mentions, NotifyError, Origin,
+};
 use crate::model::Notification;
 
 /// The longest excerpt of an unexpected answer body kept in an error.
 const EXCERPT: usize = 200;
+
+/// The smallest text budget a message is packed under: a part that would need less cannot
+/// be split again.
+pub(crate) const MIN_BUDGET: usize = 200;
 
 #[derive(Deserialize)]
 struct Answer {
@@ -16,48 +28,166 @@ struct Answer {
     errmsg: String,
 }
 
-/// Posts `body` to `url` and reads the answer. `classify` says whether a non-zero errcode
-/// is worth retrying. `secrets` (token, key, signing secret) are scrubbed from every
-/// message that could quote them.
-pub(crate) async fn post_json(
-    http: &reqwest::Client,
-    url: &str,
-    body: &serde_json::Value,
-    classify: fn(i64) -> FailureKind,
-    secrets: &[&str],
-) -> Result<(), NotifyError> {
-    let answer = http
-        .post(url)
-        .json(body)
-        .send()
-        .await
-        .map_err(NotifyError::from_http)?;
-    let status = answer.status().as_u16();
-    let text = answer.text().await.map_err(|e| {
-        let mut err = NotifyError::from_http(e);
-        err.status = Some(status);
-        err
-    })?;
-    let mut result = read_answer(status, &text, classify);
-    if let Err(e) = &mut result {
-        e.message = scrub(&e.message, secrets);
-    }
-    result
+/// What differs between chat platforms. A robot implementing it (and [`ChatRobot`]) is an
+/// [`Integration`] through the one impl below, and packs and shrinks its messages with
+/// [`pack`] and [`shrink`].
+pub(crate) trait ChatPlatform: ChatRobot {
+    /// [`Integration::kind`]: `dingtalk` or `wecom`.
+    const KIND: &'static str;
+
+    /// The config's `send_resolved`.
+    fn notify_resolved(&self) -> bool;
+
+    /// The size of a text as the platform's limit counts it.
+    fn cost(text: &str) -> usize;
+
+    /// One packed part as it is posted: its shown title, shown text and request body, the
+    /// text mentioning `mentions` the way the platform needs.
+    fn render(
+        &self,
+        title: &str,
+        text: &str,
+        mentions: &Mentions,
+    ) -> (String, String, serde_json::Value);
 }
 
-/// Renders and posts every message of `notifications`, one request each, no retries and no
-/// rate limiting (delivery adds those): [`super::Integration::send`] of a chat robot.
-pub(crate) async fn send_all(
-    robot: &dyn ChatRobot,
-    notifications: &[Notification],
-) -> Result<Delivered, NotifyError> {
-    let messages = robot.messages(notifications)?;
-    for m in &messages {
-        robot.post(m).await?;
+#[async_trait]
+impl<R: ChatPlatform> Integration for R {
+    fn kind(&self) -> &'static str {
+        R::KIND
     }
-    Ok(Delivered {
-        messages: messages.len(),
-    })
+
+    fn send_resolved(&self) -> bool {
+        self.notify_resolved()
+    }
+
+    fn robot(&self) -> Option<String> {
+        Some(self.robot_key())
+    }
+
+    /// Renders and posts every message, one request each, no retries and no rate limiting
+    /// (delivery adds those).
+    async fn send(&self, notifications: &[Notification]) -> Result<Delivered, NotifyError> {
+        let messages = self.messages(notifications)?;
+        for m in &messages {
+            self.post(m).await?;
+        }
+        Ok(Delivered {
+            messages: messages.len(),
+        })
+    }
+
+    fn chat(&self) -> Option<&dyn ChatRobot> {
+        Some(self)
+    }
+}
+
+/// `sections` of `doc` packed into messages of at most `budget` (as the platform counts)
+/// each. Only the first part mentions `m`, and only when `first`: one ping per
+/// notification.
+pub(crate) fn pack<R: ChatPlatform>(
+    robot: &R,
+    doc: &Arc<Doc>,
+    sections: Vec<String>,
+    budget: usize,
+    first: bool,
+    m: &Mentions,
+) -> Vec<ChatMessage> {
+    let sub = Doc {
+        title: doc.title.clone(),
+        header: doc.header.clone(),
+        sections,
+        footer: doc.footer.clone(),
+    };
+    split::pack(&sub, budget, &R::cost)
+        .into_iter()
+        .enumerate()
+        .map(|(i, part)| {
+            let first = first && i == 0;
+            let none = Mentions::default();
+            let (title, text, body) =
+                robot.render(&part.title, &part.text, if first { m } else { &none });
+            ChatMessage {
+                title,
+                text,
+                body,
+                origin: Origin {
+                    doc: Arc::clone(doc),
+                    sections: part.sections,
+                    budget,
+                    first,
+                    mentions: m.clone(),
+                },
+            }
+        })
+        .collect()
+}
+
+/// [`ChatRobot::shrink`]: the message packed again under half its budget, or `None` below
+/// [`MIN_BUDGET`].
+pub(crate) fn shrink<R: ChatPlatform>(
+    robot: &R,
+    message: &ChatMessage,
+) -> Option<Vec<ChatMessage>> {
+    let o = &message.origin;
+    let budget = o.budget / 2;
+    if budget < MIN_BUDGET {
+        return None;
+    }
+    Some(pack(
+        robot,
+        &o.doc,
+        o.sections.clone(),
+        budget,
+        o.first,
+        &o.mentions,
+    ))
+}
+
+/// How a robot posts: the shared HTTP client, the platform's reading of a non-zero errcode,
+/// and the secrets (token, key, signing secret) scrubbed from every message that could
+/// quote them.
+pub(crate) struct Poster {
+    http: reqwest::Client,
+    classify: fn(i64) -> FailureKind,
+    secrets: Vec<String>,
+}
+
+impl Poster {
+    pub fn new(
+        http: reqwest::Client,
+        classify: fn(i64) -> FailureKind,
+        secrets: Vec<String>,
+    ) -> Self {
+        Poster {
+            http,
+            classify,
+            secrets,
+        }
+    }
+
+    /// Posts `body` to `url` and reads the answer: exactly one request.
+    pub async fn post(&self, url: &str, body: &serde_json::Value) -> Result<(), NotifyError> {
+        let answer = self
+            .http
+            .post(url)
+            .json(body)
+            .send()
+            .await
+            .map_err(NotifyError::from_http)?;
+        let status = answer.status().as_u16();
+        let text = answer.text().await.map_err(|e| {
+            let mut err = NotifyError::from_http(e);
+            err.status = Some(status);
+            err
+        })?;
+        let mut result = read_answer(status, &text, self.classify);
+        if let Err(e) = &mut result {
+            let secrets: Vec<&str> = self.secrets.iter().map(String::as_str).collect();
+            e.message = scrub(&e.message, &secrets);
+        }
+        result
+    }
 }
 
 /// The outcome an answer (`status`, body `text`) stands for.

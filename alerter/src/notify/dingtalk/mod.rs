@@ -23,11 +23,11 @@ use sha2::Sha256;
 pub(crate) use config::is_mobile;
 pub use config::{DingTalkConfig, MIN_MAX_BYTES, PLATFORM_MAX_BYTES};
 
-use super::robot::{self, post_json, query_secrets};
-use super::split::{self, json_len, Doc};
+use super::robot::{self, query_secrets, ChatPlatform, Poster, MIN_BUDGET};
+use super::split::{json_len, Doc};
 use super::{
-    dedup, label_values, BuildContext, ChatMessage, ChatRobot, Delivered, FailureKind, Integration,
-    Mentions, NotifyError, Origin, RateLimit,
+    dedup, label_values, BuildContext, ChatMessage, ChatRobot, FailureKind, Mentions, NotifyError,
+    RateLimit,
 };
 use crate::model::Notification;
 use crate::template::{Format, Templates};
@@ -38,10 +38,9 @@ pub const TOO_LONG: i64 = 460_101;
 /// A DingTalk robot built from its config.
 pub struct DingTalk {
     cfg: DingTalkConfig,
-    http: reqwest::Client,
     templates: Templates,
-    /// Token and signing secret, scrubbed from error messages.
-    secrets: Vec<String>,
+    /// Posts with the token and signing secret scrubbed from error messages.
+    poster: Poster,
 }
 
 impl fmt::Debug for DingTalk {
@@ -91,9 +90,8 @@ impl DingTalk {
         }
         DingTalk {
             templates: Templates::new(ctx.language),
-            http: ctx.http.clone(),
+            poster: Poster::new(ctx.http.clone(), classify, secrets),
             cfg,
-            secrets,
         }
     }
 
@@ -139,53 +137,7 @@ impl DingTalk {
         self.cfg
             .max_message_bytes
             .saturating_sub(skeleton + keyword + mention + 16)
-            .max(200)
-    }
-
-    /// Parts of `doc` (`sections` of it) as messages; the first carries the mentions when
-    /// `first`.
-    fn pack(
-        &self,
-        doc: &Arc<Doc>,
-        sections: Vec<String>,
-        budget: usize,
-        first: bool,
-        m: &Mentions,
-    ) -> Vec<ChatMessage> {
-        let sub = Doc {
-            title: doc.title.clone(),
-            header: doc.header.clone(),
-            sections,
-            footer: doc.footer.clone(),
-        };
-        split::pack(&sub, budget, &json_len)
-            .into_iter()
-            .enumerate()
-            .map(|(i, part)| {
-                let first = first && i == 0;
-                let none = Mentions::default();
-                let mentions = if first { m } else { &none };
-                let title = self.with_keyword(&part.title, " ");
-                let mut text = self.with_keyword(&part.text, "\n\n");
-                let line = mention_line(mentions);
-                if !line.is_empty() {
-                    text.push_str("\n\n");
-                    text.push_str(&line);
-                }
-                ChatMessage {
-                    body: Self::body(&title, &text, mentions),
-                    title,
-                    text,
-                    origin: Origin {
-                        doc: Arc::clone(doc),
-                        sections: part.sections,
-                        budget,
-                        first,
-                        mentions: m.clone(),
-                    },
-                }
-            })
-            .collect()
+            .max(MIN_BUDGET)
     }
 
     /// The URL to post to, signed when a secret is set.
@@ -230,51 +182,45 @@ impl ChatRobot for DingTalk {
         });
         let m = self.mentions(notifications);
         let budget = self.budget(&doc, &m);
-        Ok(self.pack(&doc, r.sections, budget, true, &m))
+        Ok(robot::pack(self, &doc, r.sections, budget, true, &m))
     }
 
     fn shrink(&self, message: &ChatMessage) -> Option<Vec<ChatMessage>> {
-        let o = &message.origin;
-        let budget = o.budget / 2;
-        if budget < 200 {
-            return None;
-        }
-        Some(self.pack(&o.doc, o.sections.clone(), budget, o.first, &o.mentions))
+        robot::shrink(self, message)
     }
 
     async fn post(&self, message: &ChatMessage) -> Result<(), NotifyError> {
-        let secrets: Vec<&str> = self.secrets.iter().map(String::as_str).collect();
-        post_json(
-            &self.http,
-            &self.signed_url(),
-            &message.body,
-            classify,
-            &secrets,
-        )
-        .await
+        self.poster.post(&self.signed_url(), &message.body).await
     }
 }
 
-#[async_trait]
-impl Integration for DingTalk {
-    fn kind(&self) -> &'static str {
-        "dingtalk"
-    }
+impl ChatPlatform for DingTalk {
+    const KIND: &'static str = "dingtalk";
 
-    fn send_resolved(&self) -> bool {
+    fn notify_resolved(&self) -> bool {
         self.cfg.send_resolved
     }
 
-    fn robot(&self) -> Option<String> {
-        Some(self.robot_key())
+    fn cost(text: &str) -> usize {
+        json_len(text)
     }
 
-    async fn send(&self, notifications: &[Notification]) -> Result<Delivered, NotifyError> {
-        robot::send_all(self, notifications).await
-    }
-
-    fn chat(&self) -> Option<&dyn ChatRobot> {
-        Some(self)
+    /// The keyword in title and text (when they lack it), the mention line last.
+    fn render(
+        &self,
+        title: &str,
+        text: &str,
+        mentions: &Mentions,
+    ) -> (String, String, serde_json::Value) {
+        let title = self.with_keyword(title, " ");
+        let mut text = self.with_keyword(text, "\n\n");
+        let line = mention_line(mentions);
+        if !line.is_empty() {
+            text.push_str("\n\n");
+            text.push_str(&line);
+        }
+        let body = Self::body(&title, &text, mentions);
+        (title, text, body)
     }
 }
 

@@ -16,11 +16,11 @@ use serde_json::json;
 
 pub use config::{WeComConfig, WeComMsgType};
 
-use super::robot::{self, post_json, query_secrets};
-use super::split::{self, utf8_len, Doc};
+use super::robot::{self, query_secrets, ChatPlatform, Poster, MIN_BUDGET};
+use super::split::{utf8_len, Doc};
 use super::{
-    dedup, label_values, BuildContext, ChatMessage, ChatRobot, Delivered, FailureKind, Integration,
-    Mentions, NotifyError, Origin, RateLimit,
+    dedup, label_values, BuildContext, ChatMessage, ChatRobot, FailureKind, Mentions, NotifyError,
+    RateLimit,
 };
 use crate::model::Notification;
 use crate::template::{Format, Templates};
@@ -28,9 +28,9 @@ use crate::template::{Format, Templates};
 /// A WeCom robot built from its config.
 pub struct WeCom {
     cfg: WeComConfig,
-    http: reqwest::Client,
     templates: Templates,
-    secrets: Vec<String>,
+    /// Posts with the key scrubbed from error messages.
+    poster: Poster,
 }
 
 impl fmt::Debug for WeCom {
@@ -53,9 +53,8 @@ fn classify(errcode: i64) -> FailureKind {
 impl WeCom {
     pub fn new(cfg: WeComConfig, ctx: &BuildContext) -> Self {
         WeCom {
-            secrets: query_secrets(cfg.url.expose()),
+            poster: Poster::new(ctx.http.clone(), classify, query_secrets(cfg.url.expose())),
             templates: Templates::new(ctx.language),
-            http: ctx.http.clone(),
             cfg,
         }
     }
@@ -119,43 +118,6 @@ impl WeCom {
             }
         }
     }
-
-    fn pack(
-        &self,
-        doc: &Arc<Doc>,
-        sections: Vec<String>,
-        budget: usize,
-        first: bool,
-        m: &Mentions,
-    ) -> Vec<ChatMessage> {
-        let sub = Doc {
-            title: doc.title.clone(),
-            header: doc.header.clone(),
-            sections,
-            footer: doc.footer.clone(),
-        };
-        split::pack(&sub, budget, &utf8_len)
-            .into_iter()
-            .enumerate()
-            .map(|(i, part)| {
-                let first = first && i == 0;
-                let none = Mentions::default();
-                let (text, body) = self.body(&part.text, if first { m } else { &none });
-                ChatMessage {
-                    title: part.title,
-                    text,
-                    body,
-                    origin: Origin {
-                        doc: Arc::clone(doc),
-                        sections: part.sections,
-                        budget,
-                        first,
-                        mentions: m.clone(),
-                    },
-                }
-            })
-            .collect()
-    }
 }
 
 #[async_trait]
@@ -195,57 +157,38 @@ impl ChatRobot for WeCom {
             .msg_type
             .max_bytes()
             .saturating_sub(mention_room)
-            .max(200);
-        Ok(self.pack(&doc, r.sections, budget, true, &m))
+            .max(MIN_BUDGET);
+        Ok(robot::pack(self, &doc, r.sections, budget, true, &m))
     }
 
     fn shrink(&self, message: &ChatMessage) -> Option<Vec<ChatMessage>> {
-        let o = &message.origin;
-        if o.budget / 2 < 200 {
-            return None;
-        }
-        Some(self.pack(
-            &o.doc,
-            o.sections.clone(),
-            o.budget / 2,
-            o.first,
-            &o.mentions,
-        ))
+        robot::shrink(self, message)
     }
 
     async fn post(&self, message: &ChatMessage) -> Result<(), NotifyError> {
-        let secrets: Vec<&str> = self.secrets.iter().map(String::as_str).collect();
-        post_json(
-            &self.http,
-            self.cfg.url.expose(),
-            &message.body,
-            classify,
-            &secrets,
-        )
-        .await
+        self.poster.post(self.cfg.url.expose(), &message.body).await
     }
 }
 
-#[async_trait]
-impl Integration for WeCom {
-    fn kind(&self) -> &'static str {
-        "wecom"
-    }
+impl ChatPlatform for WeCom {
+    const KIND: &'static str = "wecom";
 
-    fn send_resolved(&self) -> bool {
+    fn notify_resolved(&self) -> bool {
         self.cfg.send_resolved
     }
 
-    fn robot(&self) -> Option<String> {
-        Some(self.robot_key())
+    fn cost(text: &str) -> usize {
+        utf8_len(text)
     }
 
-    async fn send(&self, notifications: &[Notification]) -> Result<Delivered, NotifyError> {
-        robot::send_all(self, notifications).await
-    }
-
-    fn chat(&self) -> Option<&dyn ChatRobot> {
-        Some(self)
+    fn render(
+        &self,
+        title: &str,
+        text: &str,
+        mentions: &Mentions,
+    ) -> (String, String, serde_json::Value) {
+        let (text, body) = self.body(text, mentions);
+        (title.to_string(), text, body)
     }
 }
 
