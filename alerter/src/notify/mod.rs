@@ -18,7 +18,7 @@ pub mod notifier;
 mod robot;
 pub mod split;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 pub mod webhook;
 pub mod wecom;
 

@@ -263,7 +263,7 @@ pub fn test_notification(receiver: &str, language: Language, external_url: &str)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::notify::testing::{notification, notifier, receiver, FakeRobot, Script};
+    use crate::notify::testing::{notifier, one_alert, receiver, FakeRobot, Script};
     use crate::notify::Outcome;
 
     #[tokio::test]
@@ -334,13 +334,7 @@ mod tests {
         ));
         let n = notifier(&[r], 3);
         let d = n.integrations("hook").unwrap().remove(0);
-        d.deliver(&notification(
-            "hook",
-            "A",
-            vec![crate::notify::testing::alert("A", &[], "s")],
-        ))
-        .await
-        .unwrap();
+        d.deliver(&one_alert("hook")).await.unwrap();
         let outcomes: Vec<Outcome> = n
             .attempts(None, 10)
             .iter()

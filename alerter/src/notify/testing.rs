@@ -1,5 +1,7 @@
-//! Test helpers: a fake DingTalk/WeCom robot (an axum server on 127.0.0.1:0 that checks
-//! signatures, keywords and sizes and answers with the platforms' codes) and notifications.
+//! Test helpers shared by the notifier's tests (and the templates'): a fake DingTalk/WeCom
+//! robot (an axum server on 127.0.0.1:0 that checks signatures, keywords and sizes and
+//! answers with the platforms' codes), label sets, alerts and notifications, and notifiers
+//! with fast retries.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -85,6 +87,24 @@ impl FakeRobot {
 
     pub fn answers(&self) -> Vec<i64> {
         self.state.lock().answers.clone()
+    }
+
+    /// Asserts every alert of `alerts` is in exactly one accepted message (a split loses
+    /// and repeats none), `text` being where a body holds the message text.
+    pub fn assert_each_alert_in_one_message(
+        &self,
+        alerts: &[Alert],
+        text: impl Fn(&Value) -> &str,
+    ) {
+        let accepted = self.accepted();
+        for a in alerts {
+            let name = a.name();
+            let count = accepted
+                .iter()
+                .filter(|(_, body)| text(body).contains(name))
+                .count();
+            assert_eq!(count, 1, "{name} is in {count} messages");
+        }
     }
 }
 
@@ -230,6 +250,26 @@ pub fn notification(receiver: &str, group: &str, alerts: Vec<Alert>) -> Notifica
         external_url: "http://lookout.example:9800".into(),
         now_ms: 1_700_000_060_000,
     }
+}
+
+/// A notification to `receiver` of one firing alert `A`: for tests of how delivery goes
+/// rather than of what the message says.
+pub fn one_alert(receiver: &str) -> Notification {
+    notification(receiver, "A", vec![alert("A", &[], "s")])
+}
+
+/// A fake robot accepting `token`; a notifier (fast retries, at most `max_attempts`) over
+/// the one receiver `config` makes for it; and that receiver's first integration.
+pub async fn robot_notifier(
+    token: &str,
+    max_attempts: u32,
+    config: impl FnOnce(&FakeRobot) -> super::ReceiverConfig,
+) -> (FakeRobot, Arc<super::Notifier>, Arc<super::Delivery>) {
+    let robot = FakeRobot::start(token).await;
+    let r = config(&robot);
+    let n = notifier(std::slice::from_ref(&r), max_attempts);
+    let d = n.integrations(&r.name).unwrap().remove(0);
+    (robot, n, d)
 }
 
 /// The `receivers:` entry parsed from YAML.

@@ -1,17 +1,11 @@
 //! Renders of every format in both languages, escaping, links, digests and overrides.
 
 use super::*;
-use crate::model::{Alert, Evidence, LabelSet};
+use crate::model::{Alert, Evidence};
+use crate::notify::testing::labels;
 
 const NOW: i64 = 1_136_214_545_000; // 2006-01-02 15:09:05 UTC
 const START: i64 = 1_136_214_245_000; // 2006-01-02 15:04:05 UTC
-
-fn labels(pairs: &[(&str, &str)]) -> LabelSet {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
 
 fn firing(name: &str, service: &str) -> Alert {
     Alert {

@@ -4,8 +4,10 @@
 use std::time::Duration;
 
 use super::*;
-use crate::notify::testing::{alert, notification, notifier, receiver, FakeRobot, Script};
-use crate::notify::{Attempt, Outcome};
+use crate::notify::testing::{
+    alert, notification, notifier, one_alert, receiver, robot_notifier, FakeRobot, Script,
+};
+use crate::notify::{Attempt, Delivery, Notifier, Outcome};
 
 const TOKEN: &str = "tok3n-abcdef";
 const SECRET: &str = "SECsup3rs3cret";
@@ -15,6 +17,12 @@ fn config(robot: &FakeRobot, extra: &str) -> crate::notify::ReceiverConfig {
         "name: oncall\ndingtalk_configs:\n  - url: {}\n{extra}",
         robot.dingtalk_url(TOKEN)
     ))
+}
+
+/// The fake robot, the notifier and the integration of receiver `oncall`, whose one
+/// DingTalk config has `extra` YAML lines.
+async fn setup(extra: &str, max_attempts: u32) -> (FakeRobot, Arc<Notifier>, Arc<Delivery>) {
+    robot_notifier(TOKEN, max_attempts, |robot| config(robot, extra)).await
 }
 
 fn outcomes(attempts: &[Attempt]) -> Vec<Outcome> {
@@ -38,22 +46,14 @@ fn signature_matches_dingtalks_reference_algorithm() {
 
 #[tokio::test]
 async fn a_signed_message_with_keyword_and_mentions_is_delivered() {
-    let robot = FakeRobot::start(TOKEN).await;
+    let (robot, n, d) = setup(&format!(
+                "    secret: {SECRET}\n    keyword: 告警\n    at_mobiles: ['13800000000']\n    at_user_ids: [u1]\n"
+            ), 3).await;
     {
         let mut s = robot.state.lock();
         s.secret = Some(SECRET.into());
         s.keyword = Some("告警".into());
     }
-    let n = notifier(
-        &[config(
-            &robot,
-            &format!(
-                "    secret: {SECRET}\n    keyword: 告警\n    at_mobiles: ['13800000000']\n    at_user_ids: [u1]\n"
-            ),
-        )],
-        3,
-    );
-    let d = n.integrations("oncall").unwrap().remove(0);
     assert_eq!(
         (d.name(), d.receiver(), d.kind()),
         ("dingtalk[0]", "oncall", "dingtalk")
@@ -110,14 +110,9 @@ async fn a_signed_message_with_keyword_and_mentions_is_delivered() {
 
 #[tokio::test]
 async fn a_bad_signature_is_permanent_one_attempt() {
-    let robot = FakeRobot::start(TOKEN).await;
+    let (robot, n, d) = setup("    secret: SECwrong\n", 5).await;
     robot.state.lock().secret = Some(SECRET.into());
-    let n = notifier(&[config(&robot, "    secret: SECwrong\n")], 5);
-    let d = n.integrations("oncall").unwrap().remove(0);
-    let e = d
-        .deliver(&notification("oncall", "A", vec![alert("A", &[], "s")]))
-        .await
-        .unwrap_err();
+    let e = d.deliver(&one_alert("oncall")).await.unwrap_err();
     assert_eq!(
         (e.kind, e.errcode, e.status),
         (FailureKind::Permanent, Some(310000), Some(200))
@@ -131,27 +126,18 @@ async fn a_bad_signature_is_permanent_one_attempt() {
 
 #[tokio::test]
 async fn a_missing_keyword_is_permanent() {
-    let robot = FakeRobot::start(TOKEN).await;
+    let (robot, _, d) = setup("", 5).await;
     robot.state.lock().keyword = Some("LOOKOUT-KW".into());
-    let n = notifier(&[config(&robot, "")], 5);
-    let d = n.integrations("oncall").unwrap().remove(0);
-    let e = d
-        .deliver(&notification("oncall", "A", vec![alert("A", &[], "s")]))
-        .await
-        .unwrap_err();
+    let e = d.deliver(&one_alert("oncall")).await.unwrap_err();
     assert_eq!((e.kind, e.errcode), (FailureKind::Permanent, Some(310000)));
     assert_eq!(robot.answers().len(), 1, "no retry storm");
 }
 
 #[tokio::test]
 async fn transient_failures_are_retried_until_delivered_once() {
-    let robot = FakeRobot::start(TOKEN).await;
+    let (robot, n, d) = setup("", 5).await;
     robot.state.lock().script = [Script::Http(500), Script::Http(503)].into();
-    let n = notifier(&[config(&robot, "")], 5);
-    let d = n.integrations("oncall").unwrap().remove(0);
-    d.deliver(&notification("oncall", "A", vec![alert("A", &[], "s")]))
-        .await
-        .unwrap();
+    d.deliver(&one_alert("oncall")).await.unwrap();
     assert_eq!(robot.accepted().len(), 1);
     let attempts = n.attempts(None, 10);
     assert_eq!(
@@ -167,14 +153,9 @@ async fn transient_failures_are_retried_until_delivered_once() {
 
 #[tokio::test]
 async fn retries_stop_at_the_attempt_limit() {
-    let robot = FakeRobot::start(TOKEN).await;
+    let (robot, n, d) = setup("", 3).await;
     robot.state.lock().script = std::iter::repeat_n(Script::Http(502), 10).collect();
-    let n = notifier(&[config(&robot, "")], 3);
-    let d = n.integrations("oncall").unwrap().remove(0);
-    let e = d
-        .deliver(&notification("oncall", "A", vec![alert("A", &[], "s")]))
-        .await
-        .unwrap_err();
+    let e = d.deliver(&one_alert("oncall")).await.unwrap_err();
     assert_eq!((e.kind, e.status), (FailureKind::Transient, Some(502)));
     assert_eq!(robot.answers().len(), 3);
     assert_eq!(
@@ -186,25 +167,23 @@ async fn retries_stop_at_the_attempt_limit() {
 #[tokio::test]
 async fn other_errcodes_are_permanent_and_quota_and_too_fast_too() {
     for code in [90030, 130101, 300001, 400013] {
-        let robot = FakeRobot::start(TOKEN).await;
+        let (robot, _, d) = setup("", 5).await;
         robot.state.lock().script = [Script::Errcode(code, "nope")].into();
-        let n = notifier(&[config(&robot, "")], 5);
-        let d = n.integrations("oncall").unwrap().remove(0);
-        let e = d
-            .deliver(&notification("oncall", "A", vec![alert("A", &[], "s")]))
-            .await
-            .unwrap_err();
+        let e = d.deliver(&one_alert("oncall")).await.unwrap_err();
         assert_eq!((e.kind, e.errcode), (FailureKind::Permanent, Some(code)));
         assert_eq!(robot.answers().len(), 1);
     }
 }
 
+/// Where a DingTalk body holds the message text.
+fn markdown_text(body: &serde_json::Value) -> &str {
+    body["markdown"]["text"].as_str().unwrap()
+}
+
 #[tokio::test]
 async fn long_messages_are_split_at_alert_boundaries_under_the_limit() {
-    let robot = FakeRobot::start(TOKEN).await;
+    let (robot, _, d) = setup("    max_message_bytes: 2000\n", 3).await;
     robot.state.lock().max_body = Some(2000);
-    let n = notifier(&[config(&robot, "    max_message_bytes: 2000\n")], 3);
-    let d = n.integrations("oncall").unwrap().remove(0);
     let alerts: Vec<_> = (0..12)
         .map(|i| {
             alert(
@@ -215,7 +194,7 @@ async fn long_messages_are_split_at_alert_boundaries_under_the_limit() {
         })
         .collect();
     let delivered = d
-        .deliver(&notification("oncall", "Disk", alerts))
+        .deliver(&notification("oncall", "Disk", alerts.clone()))
         .await
         .unwrap();
     let accepted = robot.accepted();
@@ -227,27 +206,18 @@ async fn long_messages_are_split_at_alert_boundaries_under_the_limit() {
         let title = body["markdown"]["title"].as_str().unwrap();
         assert!(title.ends_with(&format!("({}/{total})", i + 1)), "{title}");
     }
-    for i in 0..12 {
-        let name = format!("磁盘告警{i:02}");
-        let count = accepted
-            .iter()
-            .filter(|(_, b)| b["markdown"]["text"].as_str().unwrap().contains(&name))
-            .count();
-        assert_eq!(count, 1, "{name}");
-    }
+    robot.assert_each_alert_in_one_message(&alerts, markdown_text);
 }
 
 #[tokio::test]
 async fn too_long_for_the_platform_splits_smaller_once() {
-    let robot = FakeRobot::start(TOKEN).await;
+    let (robot, n, d) = setup("    max_message_bytes: 6000\n", 3).await;
     robot.state.lock().max_body = Some(3000);
-    let n = notifier(&[config(&robot, "    max_message_bytes: 6000\n")], 3);
-    let d = n.integrations("oncall").unwrap().remove(0);
     let alerts: Vec<_> = (0..8)
         .map(|i| alert(&format!("Alert{i}"), &[], &"x".repeat(300)))
         .collect();
     let delivered = d
-        .deliver(&notification("oncall", "G", alerts))
+        .deliver(&notification("oncall", "G", alerts.clone()))
         .await
         .unwrap();
     let answers = robot.answers();
@@ -260,23 +230,12 @@ async fn too_long_for_the_platform_splits_smaller_once() {
         vec![Outcome::Retrying, Outcome::Success]
     );
     assert_eq!(attempts[1].errcode, Some(TOO_LONG));
-    for i in 0..8 {
-        let name = format!("Alert{i}");
-        assert!(robot
-            .accepted()
-            .iter()
-            .any(|(_, b)| b["markdown"]["text"].as_str().unwrap().contains(&name)));
-    }
+    robot.assert_each_alert_in_one_message(&alerts, markdown_text);
 }
 
 #[tokio::test]
 async fn over_the_rate_limit_notifications_wait_and_go_out_as_one_digest() {
-    let robot = FakeRobot::start(TOKEN).await;
-    let n = notifier(
-        &[config(&robot, "    rate_limit: { messages: 1, per: 3s }\n")],
-        3,
-    );
-    let d = n.integrations("oncall").unwrap().remove(0);
+    let (robot, n, d) = setup("    rate_limit: { messages: 1, per: 3s }\n", 3).await;
     let start = std::time::Instant::now();
     let first = d
         .deliver(&notification(
@@ -360,10 +319,7 @@ async fn secrets_stay_out_of_errors_debug_and_attempts() {
     ));
     let n = notifier(std::slice::from_ref(&r), 2);
     let d = n.integrations("oncall").unwrap().remove(0);
-    let e = d
-        .deliver(&notification("oncall", "A", vec![alert("A", &[], "s")]))
-        .await
-        .unwrap_err();
+    let e = d.deliver(&one_alert("oncall")).await.unwrap_err();
     assert_eq!(e.kind, FailureKind::Transient);
     let shown = [
         e.to_string(),
@@ -419,12 +375,7 @@ fn config_errors_name_their_fields() {
 
 #[tokio::test]
 async fn a_group_flushed_again_while_waiting_goes_out_once_in_its_newer_state() {
-    let robot = FakeRobot::start(TOKEN).await;
-    let n = notifier(
-        &[config(&robot, "    rate_limit: { messages: 1, per: 3s }\n")],
-        3,
-    );
-    let d = n.integrations("oncall").unwrap().remove(0);
+    let (robot, n, d) = setup("    rate_limit: { messages: 1, per: 3s }\n", 3).await;
     d.deliver(&notification(
         "oncall",
         "G0",

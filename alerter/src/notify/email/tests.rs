@@ -9,7 +9,8 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use super::*;
-use crate::model::{Alert, Evidence, LabelSet, Notification};
+use crate::model::{Alert, Evidence, Notification};
+use crate::notify::testing::labels;
 use crate::template::Language;
 
 /// What the server saw in one mail transaction.
@@ -106,13 +107,6 @@ async fn smtp_server(script: Script) -> (SocketAddr, mpsc::UnboundedReceiver<Rec
         }
     });
     (addr, rx)
-}
-
-fn labels(pairs: &[(&str, &str)]) -> LabelSet {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
 }
 
 fn notification() -> Notification {

@@ -10,6 +10,7 @@ use axum::Router;
 
 use super::*;
 use crate::model::{Alert, Evidence};
+use crate::notify::testing::labels;
 use crate::template::Language;
 
 #[derive(Default)]
@@ -57,13 +58,6 @@ async fn server(answers: Vec<(u16, &'static str)>) -> (SocketAddr, Arc<Hook>) {
         let _ = axum::serve(listener, app).await;
     });
     (addr, hook)
-}
-
-fn labels(pairs: &[(&str, &str)]) -> LabelSet {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
 }
 
 const NOW: i64 = 1_136_214_545_000; // 2006-01-02T15:09:05Z

@@ -2,8 +2,10 @@
 //! answer classification.
 
 use super::*;
-use crate::notify::testing::{alert, notification, notifier, receiver, FakeRobot, Script};
-use crate::notify::Outcome;
+use crate::notify::testing::{
+    alert, notification, notifier, one_alert, receiver, robot_notifier, FakeRobot, Script,
+};
+use crate::notify::{Delivery, Notifier, Outcome};
 
 const KEY: &str = "k3y-0123456789";
 
@@ -14,11 +16,15 @@ fn config(robot: &FakeRobot, extra: &str) -> crate::notify::ReceiverConfig {
     ))
 }
 
+/// The fake robot, the notifier and the integration of receiver `team`, whose one WeCom
+/// config has `extra` YAML lines.
+async fn setup(extra: &str, max_attempts: u32) -> (FakeRobot, Arc<Notifier>, Arc<Delivery>) {
+    robot_notifier(KEY, max_attempts, |robot| config(robot, extra)).await
+}
+
 #[tokio::test]
 async fn markdown_messages_mention_users_in_the_content() {
-    let robot = FakeRobot::start(KEY).await;
-    let n = notifier(&[config(&robot, "    mentioned_list: [zhangsan]\n")], 3);
-    let d = n.integrations("team").unwrap().remove(0);
+    let (robot, _, d) = setup("    mentioned_list: [zhangsan]\n", 3).await;
     let alerts = vec![alert(
         "HighLatency",
         &[("wecom_mentioned_list", "lisi,zhangsan")],
@@ -39,15 +45,8 @@ async fn markdown_messages_mention_users_in_the_content() {
 
 #[tokio::test]
 async fn text_messages_carry_mention_lists_and_split_under_2048_bytes() {
-    let robot = FakeRobot::start(KEY).await;
-    let n = notifier(
-        &[config(
-            &robot,
-            "    msg_type: text\n    mentioned_list: ['@all']\n    mentioned_mobile_list: ['13800000000']\n",
-        )],
-        3,
-    );
-    let d = n.integrations("team").unwrap().remove(0);
+    let extra = "    msg_type: text\n    mentioned_list: ['@all']\n    mentioned_mobile_list: ['13800000000']\n";
+    let (robot, _, d) = setup(extra, 3).await;
     let alerts: Vec<_> = (0..15)
         .map(|i| {
             alert(
@@ -58,7 +57,7 @@ async fn text_messages_carry_mention_lists_and_split_under_2048_bytes() {
         })
         .collect();
     let delivered = d
-        .deliver(&notification("team", "Queue", alerts))
+        .deliver(&notification("team", "Queue", alerts.clone()))
         .await
         .unwrap();
     let accepted = robot.accepted();
@@ -83,24 +82,12 @@ async fn text_messages_carry_mention_lists_and_split_under_2048_bytes() {
             );
         }
     }
-    for i in 0..15 {
-        let name = format!("队列积压{i:02}");
-        assert_eq!(
-            accepted
-                .iter()
-                .filter(|(_, b)| b["text"]["content"].as_str().unwrap().contains(&name))
-                .count(),
-            1,
-            "{name}"
-        );
-    }
+    robot.assert_each_alert_in_one_message(&alerts, |b| b["text"]["content"].as_str().unwrap());
 }
 
 #[tokio::test]
 async fn markdown_stays_under_4096_bytes() {
-    let robot = FakeRobot::start(KEY).await;
-    let n = notifier(&[config(&robot, "")], 3);
-    let d = n.integrations("team").unwrap().remove(0);
+    let (robot, _, d) = setup("", 3).await;
     let alerts: Vec<_> = (0..30)
         .map(|i| {
             alert(
@@ -123,13 +110,9 @@ async fn markdown_stays_under_4096_bytes() {
 
 #[tokio::test]
 async fn rate_limited_45009_is_retried_invalid_key_93000_is_not() {
-    let robot = FakeRobot::start(KEY).await;
+    let (robot, n, d) = setup("", 3).await;
     robot.state.lock().script = [Script::Errcode(45009, "api freq out of limit")].into();
-    let n = notifier(&[config(&robot, "")], 3);
-    let d = n.integrations("team").unwrap().remove(0);
-    d.deliver(&notification("team", "A", vec![alert("A", &[], "s")]))
-        .await
-        .unwrap();
+    d.deliver(&one_alert("team")).await.unwrap();
     let attempts = n.attempts(None, 10);
     assert_eq!(
         attempts.iter().rev().map(|a| a.outcome).collect::<Vec<_>>(),
@@ -143,10 +126,7 @@ async fn rate_limited_45009_is_retried_invalid_key_93000_is_not() {
     ));
     let n = notifier(&[bad], 3);
     let d = n.integrations("team").unwrap().remove(0);
-    let e = d
-        .deliver(&notification("team", "A", vec![alert("A", &[], "s")]))
-        .await
-        .unwrap_err();
+    let e = d.deliver(&one_alert("team")).await.unwrap_err();
     assert_eq!((e.kind, e.errcode), (FailureKind::Permanent, Some(93000)));
     assert_eq!(n.attempts(None, 10).len(), 1);
     assert!(!format!("{e:?}{d:?}").contains("wrong-key-42"));
