@@ -827,6 +827,18 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// `req` with `Authorization: Bearer <token>`.
+    fn with_token(req: Request<Body>, token: &str) -> Request<Body> {
+        let (mut parts, body) = req.into_parts();
+        parts.headers.insert(
+            "authorization",
+            format!("Bearer {token}")
+                .parse()
+                .unwrap_or_else(|e| panic!("{e}")),
+        );
+        Request::from_parts(parts, body)
+    }
+
     #[tokio::test]
     async fn before_the_store_opens_health_is_up_ready_and_ingest_are_503() {
         let (http, otlp, readiness) = apps(&[], &[]);
@@ -879,29 +891,23 @@ mod tests {
             send(http.clone(), get_req("/")).await.status(),
             StatusCode::UNAUTHORIZED
         );
-        let with = |path: &str, token: &str| {
-            Request::get(path)
-                .header("authorization", format!("Bearer {token}"))
-                .body(Body::empty())
-                .unwrap_or_else(|e| panic!("{e}"))
-        };
         assert_eq!(
-            send(http.clone(), with("/metrics", "query-t"))
+            send(http.clone(), with_token(get_req("/metrics"), "query-t"))
                 .await
                 .status(),
             StatusCode::OK
         );
         // an ingest token does not open the query side, nor the reverse
         assert_eq!(
-            send(http.clone(), with("/metrics", "ingest-t"))
+            send(http.clone(), with_token(get_req("/metrics"), "ingest-t"))
                 .await
                 .status(),
             StatusCode::UNAUTHORIZED
         );
         let write = Request::post("/api/v1/write")
-            .header("authorization", "Bearer query-t")
             .body(Body::empty())
             .unwrap_or_else(|e| panic!("{e}"));
+        let write = with_token(write, "query-t");
         assert_eq!(send(http, write).await.status(), StatusCode::UNAUTHORIZED);
         let otlp_req = Request::post("/v1/metrics")
             .header("content-type", "application/json")
@@ -1013,29 +1019,24 @@ mod tests {
             send(http.clone(), push()).await.status(),
             StatusCode::UNAUTHORIZED
         );
-        let with = |req: Request<Body>, token: &str| {
-            let (mut parts, body) = req.into_parts();
-            parts.headers.insert(
-                "authorization",
-                format!("Bearer {token}")
-                    .parse()
-                    .unwrap_or_else(|e| panic!("{e}")),
-            );
-            Request::from_parts(parts, body)
-        };
         // the right token gets past auth to the (still opening) store
         assert_eq!(
-            send(http.clone(), with(get_req("/api/v1/logs/query"), "query-t"))
-                .await
-                .status(),
+            send(
+                http.clone(),
+                with_token(get_req("/api/v1/logs/query"), "query-t")
+            )
+            .await
+            .status(),
             StatusCode::SERVICE_UNAVAILABLE
         );
         assert_eq!(
-            send(http.clone(), with(push(), "query-t")).await.status(),
+            send(http.clone(), with_token(push(), "query-t"))
+                .await
+                .status(),
             StatusCode::UNAUTHORIZED
         );
         assert_eq!(
-            send(http, with(push(), "ingest-t")).await.status(),
+            send(http, with_token(push(), "ingest-t")).await.status(),
             StatusCode::SERVICE_UNAVAILABLE
         );
         let otlp_logs = Request::post("/v1/logs")
@@ -1133,18 +1134,16 @@ mod tests {
     #[tokio::test]
     async fn reload_and_the_alerting_api_are_behind_the_query_tokens() {
         let (http, _, _) = apps(&[], &["query-t"]);
-        let reload = |token: Option<&str>| {
-            let mut req = Request::post("/-/reload");
-            if let Some(t) = token {
-                req = req.header("authorization", format!("Bearer {t}"));
-            }
-            req.body(Body::empty()).unwrap_or_else(|e| panic!("{e}"))
+        let reload = || {
+            Request::post("/-/reload")
+                .body(Body::empty())
+                .unwrap_or_else(|e| panic!("{e}"))
         };
         assert_eq!(
-            send(http.clone(), reload(None)).await.status(),
+            send(http.clone(), reload()).await.status(),
             StatusCode::UNAUTHORIZED
         );
-        let resp = send(http.clone(), reload(Some("query-t"))).await;
+        let resp = send(http.clone(), with_token(reload(), "query-t")).await;
         assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
         let body = axum::body::to_bytes(resp.into_body(), 1 << 16)
             .await
@@ -1154,12 +1153,10 @@ mod tests {
             send(http.clone(), get_req("/api/v1/rules")).await.status(),
             StatusCode::UNAUTHORIZED
         );
-        let rules = Request::get("/api/v1/rules")
-            .header("authorization", "Bearer query-t")
-            .body(Body::empty())
-            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
-            send(http, rules).await.status(),
+            send(http, with_token(get_req("/api/v1/rules"), "query-t"))
+                .await
+                .status(),
             StatusCode::SERVICE_UNAVAILABLE
         );
     }
