@@ -9,6 +9,7 @@ use axum::extract::{FromRequest, Request};
 use axum::http::{header, Method};
 use promql_parser::parser::Expr;
 use store::promql::parse as parse_promql;
+use store::timefmt::{parse_rfc3339_millis, parse_rfc3339_nanos};
 use store::LabelMatcher;
 
 use crate::error::ApiError;
@@ -102,7 +103,7 @@ pub fn parse_time(text: &str) -> Result<i64, String> {
         }
         return Ok(ms as i64);
     }
-    parse_rfc3339(text).ok_or_else(bad)
+    parse_rfc3339_millis(text).ok_or_else(bad)
 }
 
 /// A time parameter that may be absent.
@@ -140,98 +141,6 @@ pub fn parse_time_nanos(text: &str) -> Result<i128, String> {
         return parse_time(text).map(|ms| i128::from(ms) * 1_000_000);
     }
     parse_rfc3339_nanos(text).ok_or_else(bad)
-}
-
-/// Parses `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)` into milliseconds since the epoch.
-fn parse_rfc3339(text: &str) -> Option<i64> {
-    i64::try_from(parse_rfc3339_nanos(text)?.div_euclid(1_000_000)).ok()
-}
-
-/// Parses `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)` into nanoseconds since the epoch.
-fn parse_rfc3339_nanos(text: &str) -> Option<i128> {
-    let b = text.as_bytes();
-    if b.len() < 20
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || !matches!(b[10], b'T' | b't')
-        || b[13] != b':'
-        || b[16] != b':'
-    {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let s = text.get(r)?;
-        if !s.bytes().all(|c| c.is_ascii_digit()) {
-            return None;
-        }
-        s.parse().ok()
-    };
-    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&month)
-        || day < 1
-        || day > days_in_month(year, month)
-        || hour > 23
-        || minute > 59
-        || second > 59
-    {
-        return None;
-    }
-    let mut rest = &text[19..];
-    let mut nanos = 0i64;
-    if let Some(frac) = rest.strip_prefix('.') {
-        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 || digits > 9 {
-            return None;
-        }
-        let padded = format!("{:0<9}", &frac[..digits]);
-        nanos = padded.parse().ok()?;
-        rest = &frac[digits..];
-    }
-    let offset_secs = match rest {
-        "Z" | "z" => 0,
-        _ => {
-            let rb = rest.as_bytes();
-            if rb.len() != 6 || rb[3] != b':' {
-                return None;
-            }
-            let sign = match rb[0] {
-                b'+' => 1,
-                b'-' => -1,
-                _ => return None,
-            };
-            // `rest` is the last six bytes of `text`; `num` insists on ASCII digits
-            let at = text.len() - rest.len();
-            let (h, m) = (num(at + 1..at + 3)?, num(at + 4..at + 6)?);
-            if h > 23 || m > 59 {
-                return None;
-            }
-            sign * (h * 3600 + m * 60)
-        }
-    };
-    let days = days_from_civil(year, month, day);
-    let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset_secs;
-    Some(i128::from(secs) * 1_000_000_000 + i128::from(nanos))
-}
-
-fn days_in_month(year: i64, month: i64) -> i64 {
-    match month {
-        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 /// Parses a duration as Prometheus does: float seconds or a Prometheus duration string.

@@ -9,34 +9,7 @@ use serde::Serialize;
 use store::logs::{FieldSummary, HistogramBucket, LogRecord, Severity};
 
 /// `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ` for Unix nanoseconds.
-pub fn rfc3339_nanos(unix_nanos: u64) -> String {
-    let secs = unix_nanos / 1_000_000_000;
-    let nanos = unix_nanos % 1_000_000_000;
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// The proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's
-/// algorithm).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
+pub use store::timefmt::format_rfc3339_nanos as rfc3339_nanos;
 
 /// One record as the API answers it.
 #[derive(Serialize)]
@@ -204,18 +177,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rfc3339_with_nanoseconds() {
-        assert_eq!(rfc3339_nanos(0), "1970-01-01T00:00:00.000000000Z");
-        assert_eq!(
-            rfc3339_nanos(1_435_781_451_781_000_123),
-            "2015-07-01T20:10:51.781000123Z"
-        );
-        assert_eq!(
-            rfc3339_nanos(1_709_164_800_000_000_000),
-            "2024-02-29T00:00:00.000000000Z"
-        );
-        assert_eq!(rfc3339_nanos(u64::MAX), "2554-07-21T23:34:33.709551615Z");
-        // round trip through the parameter parser
+    fn rfc3339_round_trips_through_the_parameter_parser() {
         for t in [1u64, 951_782_400_999_999_999, 4_102_444_800_000_000_000] {
             assert_eq!(
                 crate::params::parse_time_nanos(&rfc3339_nanos(t)),
