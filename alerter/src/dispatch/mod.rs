@@ -152,6 +152,18 @@ struct Core {
     groups: HashMap<GroupId, Arc<AggrGroup>>,
 }
 
+impl Core {
+    /// Fingerprints of the stored alerts that inhibit `a` now under `cfg`'s inhibit rules.
+    fn inhibitors(&self, cfg: &AlertingConfig, a: &Alert, now: i64) -> Vec<Fingerprint> {
+        inhibit::inhibited_by(
+            &cfg.inhibit_rules,
+            &a.labels,
+            self.alerts.values().map(|s| &s.alert),
+            now,
+        )
+    }
+}
+
 pub(crate) struct Inner {
     config: RwLock<Arc<AlertingConfig>>,
     notifier: Arc<dyn Integrations>,
@@ -492,13 +504,7 @@ impl Inner {
             .iter()
             .filter(|a| {
                 !self.silences.silenced_by(&a.labels, now).is_empty()
-                    || !inhibit::inhibited_by(
-                        &cfg.inhibit_rules,
-                        &a.labels,
-                        core.alerts.values().map(|s| &s.alert),
-                        now,
-                    )
-                    .is_empty()
+                    || !core.inhibitors(&cfg, a, now).is_empty()
             })
             .map(Alert::fingerprint)
             .collect()
@@ -555,15 +561,11 @@ impl Inner {
 
     fn status(&self, core: &Core, cfg: &AlertingConfig, a: &Alert, now: i64) -> AlertStatus {
         let silenced_by = self.silences.silenced_by(&a.labels, now);
-        let inhibited_by: Vec<String> = inhibit::inhibited_by(
-            &cfg.inhibit_rules,
-            &a.labels,
-            core.alerts.values().map(|s| &s.alert),
-            now,
-        )
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+        let inhibited_by: Vec<String> = core
+            .inhibitors(cfg, a, now)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         let state = if silenced_by.is_empty() && inhibited_by.is_empty() {
             AlertState::Active
         } else {
