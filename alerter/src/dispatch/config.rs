@@ -225,6 +225,27 @@ fn mapping<'a>(v: &'a Value, path: &str, errs: &mut Errors) -> Option<&'a Mappin
     map
 }
 
+/// `parse` of each mapping in the list `v` (with its path `path[i]`, its keys checked
+/// against `known`); items that are not mappings, and those `parse` gives up on, are left
+/// out. Errors come in list order.
+fn list_of_mappings<T>(
+    v: &Value,
+    path: &str,
+    known: &[&str],
+    errs: &mut Errors,
+    mut parse: impl FnMut(&Mapping, &str, &mut Errors) -> Option<T>,
+) -> Vec<T> {
+    let mut out = Vec::new();
+    for (i, item) in list_items(v, path, errs).iter().enumerate() {
+        let p = format!("{path}[{i}]");
+        if let Some(map) = mapping(item, &p, errs) {
+            check_keys(map, &p, known, errs);
+            out.extend(parse(map, &p, errs));
+        }
+    }
+    out
+}
+
 fn string_list(v: &Value, path: &str, errs: &mut Errors) -> Vec<String> {
     let Some(seq) = v.as_sequence() else {
         errs.push(path, "must be a list of strings");
@@ -452,67 +473,60 @@ fn parse_route(
 }
 
 fn parse_inhibit_rules(v: &Value, path: &str, errs: &mut Errors) -> Vec<InhibitRule> {
-    let mut out = Vec::new();
-    for (i, item) in list_items(v, path, errs).iter().enumerate() {
-        let p = format!("{path}[{i}]");
-        let Some(map) = mapping(item, &p, errs) else {
-            continue;
-        };
-        check_keys(
-            map,
-            &p,
-            &[
-                "source_matchers",
-                "target_matchers",
-                "source_match",
-                "source_match_re",
-                "target_match",
-                "target_match_re",
-                "equal",
-            ],
-            errs,
-        );
-        let mut source = Vec::new();
-        let mut target = Vec::new();
-        for (key, is_source, kind) in [
-            ("source_match", true, MatchType::Equal),
-            ("source_match_re", true, MatchType::Regexp),
-            ("target_match", false, MatchType::Equal),
-            ("target_match_re", false, MatchType::Regexp),
-        ] {
-            if let Some(v) = map.get(key) {
-                let ms = legacy_matchers(v, &format!("{p}.{key}"), kind, errs);
-                if is_source {
-                    source.extend(ms);
-                } else {
-                    target.extend(ms);
-                }
+    let known = [
+        "source_matchers",
+        "target_matchers",
+        "source_match",
+        "source_match_re",
+        "target_match",
+        "target_match_re",
+        "equal",
+    ];
+    list_of_mappings(v, path, &known, errs, |map, p, errs| {
+        Some(parse_inhibit_rule(map, p, errs))
+    })
+}
+
+fn parse_inhibit_rule(map: &Mapping, p: &str, errs: &mut Errors) -> InhibitRule {
+    let mut source = Vec::new();
+    let mut target = Vec::new();
+    for (key, is_source, kind) in [
+        ("source_match", true, MatchType::Equal),
+        ("source_match_re", true, MatchType::Regexp),
+        ("target_match", false, MatchType::Equal),
+        ("target_match_re", false, MatchType::Regexp),
+    ] {
+        if let Some(v) = map.get(key) {
+            let ms = legacy_matchers(v, &format!("{p}.{key}"), kind, errs);
+            if is_source {
+                source.extend(ms);
+            } else {
+                target.extend(ms);
             }
         }
-        if let Some(v) = map.get("source_matchers") {
-            source.extend(matchers_field(v, &format!("{p}.source_matchers"), errs));
-        }
-        if let Some(v) = map.get("target_matchers") {
-            target.extend(matchers_field(v, &format!("{p}.target_matchers"), errs));
-        }
-        let mut equal = Vec::new();
-        if let Some(v) = map.get("equal") {
-            let ep = format!("{p}.equal");
-            for (j, n) in string_list(v, &ep, errs).into_iter().enumerate() {
-                if is_valid_label_name(&n) {
-                    equal.push(n);
-                } else {
-                    errs.push(&format!("{ep}[{j}]"), format!("invalid label name {n:?}"));
-                }
-            }
-        }
-        out.push(InhibitRule {
-            source,
-            target,
-            equal,
-        });
     }
-    out
+    if let Some(v) = map.get("source_matchers") {
+        source.extend(matchers_field(v, &format!("{p}.source_matchers"), errs));
+    }
+    if let Some(v) = map.get("target_matchers") {
+        target.extend(matchers_field(v, &format!("{p}.target_matchers"), errs));
+    }
+    let mut equal = Vec::new();
+    if let Some(v) = map.get("equal") {
+        let ep = format!("{p}.equal");
+        for (j, n) in string_list(v, &ep, errs).into_iter().enumerate() {
+            if is_valid_label_name(&n) {
+                equal.push(n);
+            } else {
+                errs.push(&format!("{ep}[{j}]"), format!("invalid label name {n:?}"));
+            }
+        }
+    }
+    InhibitRule {
+        source,
+        target,
+        equal,
+    }
 }
 
 fn deserialize_entry<T: DeserializeOwned>(v: &Value, path: &str, errs: &mut Errors) -> Option<T> {
@@ -539,25 +553,15 @@ fn entries<T: DeserializeOwned>(map: &Mapping, key: &str, path: &str, errs: &mut
 }
 
 fn parse_receivers(v: &Value, path: &str, errs: &mut Errors) -> Vec<ReceiverConfig> {
-    let mut out: Vec<ReceiverConfig> = Vec::new();
+    let known = [
+        "name",
+        "dingtalk_configs",
+        "wecom_configs",
+        "email_configs",
+        "webhook_configs",
+    ];
     let mut seen = HashSet::new();
-    for (i, item) in list_items(v, path, errs).iter().enumerate() {
-        let p = format!("{path}[{i}]");
-        let Some(map) = mapping(item, &p, errs) else {
-            continue;
-        };
-        check_keys(
-            map,
-            &p,
-            &[
-                "name",
-                "dingtalk_configs",
-                "wecom_configs",
-                "email_configs",
-                "webhook_configs",
-            ],
-            errs,
-        );
+    list_of_mappings(v, path, &known, errs, |map, p, errs| {
         let name = match map.get("name") {
             Some(Value::String(s)) if !s.is_empty() => s.clone(),
             _ => {
@@ -565,7 +569,7 @@ fn parse_receivers(v: &Value, path: &str, errs: &mut Errors) -> Vec<ReceiverConf
                     &format!("{p}.name"),
                     "missing (every receiver needs a name)",
                 );
-                continue;
+                return None;
             }
         };
         if !seen.insert(name.clone()) {
@@ -576,15 +580,14 @@ fn parse_receivers(v: &Value, path: &str, errs: &mut Errors) -> Vec<ReceiverConf
         }
         let receiver = ReceiverConfig {
             name,
-            dingtalk_configs: entries(map, "dingtalk_configs", &p, errs),
-            wecom_configs: entries(map, "wecom_configs", &p, errs),
-            email_configs: entries(map, "email_configs", &p, errs),
-            webhook_configs: entries(map, "webhook_configs", &p, errs),
+            dingtalk_configs: entries(map, "dingtalk_configs", p, errs),
+            wecom_configs: entries(map, "wecom_configs", p, errs),
+            email_configs: entries(map, "email_configs", p, errs),
+            webhook_configs: entries(map, "webhook_configs", p, errs),
         };
-        validate_receiver(&receiver, &p, errs);
-        out.push(receiver);
-    }
-    out
+        validate_receiver(&receiver, p, errs);
+        Some(receiver)
+    })
 }
 
 /// Every plug-in's own checks (URLs, mentions, rate limits, template sources, ...).
