@@ -16,7 +16,7 @@ use parking_lot::Mutex;
 use serde_json::{json, Value};
 use sha2::Sha256;
 
-use crate::model::{Alert, Evidence, LabelSet, Notification};
+use crate::model::{Alert, Evidence, Notification};
 
 /// What the fake does with the next request.
 #[derive(Clone, Debug)]
@@ -216,12 +216,8 @@ async fn webhook(
     (StatusCode::OK, Json(json!({})))
 }
 
-pub fn labels(pairs: &[(&str, &str)]) -> LabelSet {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
+/// The crate's one label-set test helper, under the name these tests use.
+pub(crate) use crate::model::label_set as labels;
 
 pub fn alert(name: &str, extra: &[(&str, &str)], summary: &str) -> Alert {
     let mut l = labels(&[("alertname", name), ("severity", "critical")]);
