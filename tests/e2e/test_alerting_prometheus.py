@@ -127,31 +127,15 @@ class RulePrometheus(Prometheus):
     """Debian's Prometheus 2.42 receiving remote-write and evaluating `rule_file` every 1s."""
 
     def __init__(self, workdir: Path, rule_file: Path):  # noqa: D107 - base handles the process
-        binary = shutil.which("prometheus")
-        if binary is None:
-            pytest.fail("`prometheus` is not installed (scripts/test installs Debian's package)")
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = workdir / "prometheus.yml"
-        config.write_text(json.dumps({
-            "global": {"evaluation_interval": "1s", "scrape_interval": "1m"},
-            "rule_files": [str(rule_file)],
-        }))
-        self.log_path = workdir / "prometheus.log"
-        self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={config}",
-                f"--storage.tsdb.path={workdir / 'prom-data'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-                "--web.enable-remote-write-receiver",
-                "--log.level=warn",
-            ],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
+        self._launch(
+            workdir,
+            json.dumps({
+                "global": {"evaluation_interval": "1s", "scrape_interval": "1m"},
+                "rule_files": [str(rule_file)],
+            }),
+            ["--web.enable-remote-write-receiver", "--log.level=warn"],
         )
-        wait_until(self._ready, timeout=30, what="prometheus /-/ready")
 
 
 def alerts_of(base: str) -> dict[frozenset, dict]:

@@ -36,7 +36,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from helpers import Lookout, fmt_ts, free_port, remote_write, wait_until
+from helpers import Lookout, fmt_ts, free_port, remote_write
 from test_remote_write import Prometheus
 
 DATA_FILE = Path(__file__).with_name("promql_compliance.yaml")
@@ -271,28 +271,12 @@ class ReceivingPrometheus(Prometheus):
     """Debian's Prometheus with an empty TSDB, scraping nothing, receiving remote-write."""
 
     def __init__(self, workdir: Path):  # noqa: D107 - same process handling as the base
-        binary = shutil.which("prometheus")
-        if binary is None:
-            pytest.fail("`prometheus` is not installed (scripts/test installs Debian's package)")
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = workdir / "prometheus.yml"
-        config.write_text('{"global": {"evaluation_interval": "1m"}}')
-        self.log_path = workdir / "prometheus.log"
-        self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={config}",
-                f"--storage.tsdb.path={workdir / 'prom-data'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-                "--web.enable-remote-write-receiver",
-                "--log.level=warn",
-            ],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
+        self._launch(
+            workdir,
+            '{"global": {"evaluation_interval": "1m"}}',
+            ["--web.enable-remote-write-receiver", "--log.level=warn"],
         )
-        wait_until(self._ready, timeout=30, what="prometheus /-/ready")
 
 
 class Env:

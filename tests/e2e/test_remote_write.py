@@ -19,14 +19,10 @@ class Prometheus:
     """A real Prometheus on a free port, scraping itself and remote-writing to Lookout."""
 
     def __init__(self, workdir, remote_write_url: str):
-        binary = shutil.which("prometheus")
-        if binary is None:
-            pytest.fail("`prometheus` is not installed (scripts/test installs Debian's package)")
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = workdir / "prometheus.yml"
         # JSON is YAML. Short intervals keep the test fast.
-        config.write_text(
+        self._launch(
+            workdir,
             f"""{{
   "global": {{"scrape_interval": "1s", "evaluation_interval": "1s"}},
   "scrape_configs": [{{"job_name": "prom", "static_configs": [{{"targets": ["127.0.0.1:{self.port}"]}}]}}],
@@ -35,8 +31,20 @@ class Prometheus:
     "queue_config": {{"batch_send_deadline": "200ms", "min_backoff": "50ms", "max_backoff": "1s"}},
     "metadata_config": {{"send_interval": "2s"}}
   }}]
-}}"""
+}}""",
+            ["--log.level=info"],
         )
+
+    def _launch(self, workdir, config_text: str, flags: list[str]) -> None:
+        """Starts Prometheus on `self.port` with `config_text` as its config file, its TSDB and
+        log in `workdir` and `flags` added, and waits until it is ready. Subclasses that set
+        their own config call this from their `__init__`."""
+        binary = shutil.which("prometheus")
+        if binary is None:
+            pytest.fail("`prometheus` is not installed (scripts/test installs Debian's package)")
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = workdir / "prometheus.yml"
+        config.write_text(config_text)
         self.log_path = workdir / "prometheus.log"
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
@@ -45,7 +53,7 @@ class Prometheus:
                 f"--config.file={config}",
                 f"--storage.tsdb.path={workdir / 'prom-data'}",
                 f"--web.listen-address=127.0.0.1:{self.port}",
-                "--log.level=info",
+                *flags,
             ],
             stdout=self._log,
             stderr=subprocess.STDOUT,

@@ -264,13 +264,18 @@ def post_alerts(server: Lookout, alerts: Any, raw: str | bytes | None = None) ->
     return requests.post(f"{server.http}/api/v2/alerts", json=alerts, timeout=10)
 
 
-def get_alerts(server: Lookout, params: Any = None) -> list[dict]:
-    """`GET /api/v2/alerts`: Alertmanager answers a bare JSON list."""
-    r = requests.get(f"{server.http}/api/v2/alerts", params=params, timeout=10)
+def _get_list(server: Lookout, path: str, params: Any = None) -> list[dict]:
+    """`GET path` on the v2 API, which answers a bare JSON list (as Alertmanager's does)."""
+    r = requests.get(f"{server.http}{path}", params=params, timeout=10)
     assert r.status_code == 200, (r.status_code, r.text)
     body = r.json()
     assert isinstance(body, list), body
     return body
+
+
+def get_alerts(server: Lookout, params: Any = None) -> list[dict]:
+    """`GET /api/v2/alerts`."""
+    return _get_list(server, "/api/v2/alerts", params)
 
 
 def am_alert_by_name(server: Lookout, alertname: str) -> dict | None:
@@ -313,11 +318,8 @@ def get_silence(server: Lookout, sid: str) -> requests.Response:
 
 
 def list_silences(server: Lookout, params: Any = None) -> list[dict]:
-    r = requests.get(f"{server.http}/api/v2/silences", params=params, timeout=10)
-    assert r.status_code == 200, (r.status_code, r.text)
-    body = r.json()
-    assert isinstance(body, list), body
-    return body
+    """`GET /api/v2/silences`."""
+    return _get_list(server, "/api/v2/silences", params)
 
 
 def delete_silence(server: Lookout, sid: str) -> requests.Response:
