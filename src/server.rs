@@ -397,6 +397,19 @@ fn alerting_config(config: &Config) -> Arc<AlertingConfig> {
         .unwrap_or_else(|| Arc::new(AlertingConfig::none()))
 }
 
+/// The alerter's options from the config: its state in `data_dir`, links to `external_url`.
+fn alerter_options(config: &Config, data_dir: PathBuf, external_url: String) -> AlerterOptions {
+    AlerterOptions {
+        data_dir,
+        external_url,
+        external_labels: config.global.external_labels.clone(),
+        evaluation_interval: config.global.evaluation_interval,
+        rule_files: config.rule_file_paths.clone(),
+        alerting: alerting_config(config),
+        engine: config.query.clone(),
+    }
+}
+
 /// Reloads on every SIGHUP, as Prometheus does.
 fn spawn_reload_on_hangup(reload: Arc<Reload>) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
@@ -677,15 +690,11 @@ pub async fn run(config: Config, source: ConfigSource) -> anyhow::Result<()> {
 
     let alerter_dir = config.storage.data_dir.join("alerter");
     let started_alerter = Alerter::start(
-        AlerterOptions {
-            data_dir: alerter_dir.clone(),
-            external_url: external_url(&config, services.reload.default_external_url.get()),
-            external_labels: config.global.external_labels.clone(),
-            evaluation_interval: config.global.evaluation_interval,
-            rule_files: config.rule_file_paths.clone(),
-            alerting: alerting_config(&config),
-            engine: config.query.clone(),
-        },
+        alerter_options(
+            &config,
+            alerter_dir.clone(),
+            external_url(&config, services.reload.default_external_url.get()),
+        ),
         services.store.clone(),
         services.store.clone(),
         services.logs.clone(),
@@ -1199,15 +1208,11 @@ mod tests {
         .unwrap_or_else(|e| panic!("{e}"));
         assert!(services.store.cell.set(store.clone()).is_ok());
         let alerter = Alerter::start(
-            AlerterOptions {
-                data_dir: dir.path().join("data/alerter"),
-                external_url: external_url(&config, None),
-                external_labels: config.global.external_labels.clone(),
-                evaluation_interval: config.global.evaluation_interval,
-                rule_files: config.rule_file_paths.clone(),
-                alerting: alerting_config(&config),
-                engine: config.query.clone(),
-            },
+            alerter_options(
+                &config,
+                dir.path().join("data/alerter"),
+                external_url(&config, None),
+            ),
             services.store.clone(),
             services.store.clone(),
             services.logs.clone(),
