@@ -1029,18 +1029,40 @@ fn expand_glob(base_dir: &Path, pattern: &str) -> Result<Vec<PathBuf>, String> {
     Ok(out)
 }
 
+/// `*` (any run) and `?` (one character) over whole names. Greedy with one backtrack
+/// point, so it stays linear-ish in the name's length whatever the pattern (a naive
+/// recursive matcher is exponential on patterns such as `*a*a*a*b`).
 fn wildcard_match(pattern: &str, name: &str) -> bool {
-    fn go(p: &[char], n: &[char]) -> bool {
-        match p.split_first() {
-            None => n.is_empty(),
-            Some(('*', rest)) => (0..=n.len()).any(|i| go(rest, &n[i..])),
-            Some(('?', rest)) => !n.is_empty() && go(rest, &n[1..]),
-            Some((ch, rest)) => n.first() == Some(ch) && go(rest, &n[1..]),
-        }
-    }
     let p: Vec<char> = pattern.chars().collect();
     let n: Vec<char> = name.chars().collect();
-    go(&p, &n)
+    let (mut pi, mut ni) = (0, 0);
+    // the last `*` seen and the name position it is currently taken to end at
+    let mut star: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        match p.get(pi) {
+            Some('*') => {
+                star = Some((pi, ni));
+                pi += 1;
+            }
+            Some('?') => {
+                pi += 1;
+                ni += 1;
+            }
+            Some(ch) if *ch == n[ni] => {
+                pi += 1;
+                ni += 1;
+            }
+            _ => match star {
+                Some((sp, sn)) => {
+                    pi = sp + 1;
+                    ni = sn + 1;
+                    star = Some((sp, sn + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    p[pi..].iter().all(|ch| *ch == '*')
 }
 
 /// The `alerting:` section, validated by the alerter (every problem at once, each naming
@@ -1445,5 +1467,17 @@ mod tests {
         assert!(wildcard_match("*.yaml", "a.yaml"));
         assert!(wildcard_match("r?.yml", "r1.yml"));
         assert!(!wildcard_match("*.yaml", "a.yml"));
+    }
+
+    #[test]
+    fn wildcards_match_whole_names_and_stay_fast_on_many_stars() {
+        assert!(wildcard_match("*.yaml", "a.yaml"));
+        assert!(wildcard_match("rules-?.y*l", "rules-1.yaml"));
+        assert!(wildcard_match("*", ""));
+        assert!(!wildcard_match("*.yaml", "a.yml"));
+        assert!(!wildcard_match("a?", "a"));
+        assert!(wildcard_match("*a*b", "xxaxxaxb"));
+        let long = "a".repeat(200);
+        assert!(!wildcard_match("*a*a*a*a*a*a*a*a*a*a*b", &long));
     }
 }

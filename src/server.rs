@@ -767,6 +767,9 @@ pub async fn run(config: Config, source: ConfigSource) -> anyhow::Result<()> {
             ),
         }
     }
+    // no reload (SIGHUP, or a /-/reload that outlived the drain) may restart scraping or
+    // rule evaluation from here on: the reload lock is held until the process exits
+    let _no_more_reloads = services.reload.lock.lock().await;
     scrape.shutdown().await;
     // rule evaluation writes into the metrics store: stopped before it closes
     alerter.shutdown().await;

@@ -135,9 +135,10 @@ impl StateTree {
         self.tree.is_empty()
     }
 
-    /// Removes the first (smallest-key) entries until at most `keep` remain.
-    pub fn trim_to(&self, keep: usize) -> Result<(), StateError> {
-        while self.tree.len() > keep {
+    /// Removes the `count` first (smallest-key) entries. Callers track their own count:
+    /// sled's `len()` walks the whole tree.
+    pub fn remove_oldest(&self, count: usize) -> Result<(), StateError> {
+        for _ in 0..count {
             if self
                 .tree
                 .pop_min()
@@ -156,14 +157,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn values_round_trip_and_trim_keeps_the_newest() {
+    fn values_round_trip_and_removing_the_oldest_keeps_the_newest() {
         let db = StateDb::temporary().unwrap();
         let t = db.tree("t").unwrap();
         for i in 0u64..5 {
             t.put(&i.to_be_bytes(), &format!("v{i}")).unwrap();
         }
         assert_eq!(t.get::<String>(&3u64.to_be_bytes()).unwrap().unwrap(), "v3");
-        t.trim_to(2).unwrap();
+        t.remove_oldest(3).unwrap();
         let left: Vec<String> = t.entries().unwrap().into_iter().map(|(_, v)| v).collect();
         assert_eq!(left, vec!["v3", "v4"]);
     }

@@ -375,8 +375,13 @@ impl Dispatcher {
                 g.stop();
             }
         }
-        if let Err(e) = self.inner.db.flush() {
-            tracing::error!(error = %e, "flushing the alerter state at shutdown failed");
+        let db = self.inner.db.clone();
+        match tokio::task::spawn_blocking(move || db.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "flushing the alerter state at shutdown failed")
+            }
+            Err(e) => tracing::error!(error = %e, "the alerter state flush task failed"),
         }
     }
 }

@@ -127,7 +127,7 @@ impl AttemptLog {
             Err(e) => tracing::warn!(error = %e, "persisting a notification attempt failed"),
         }
         if inner.on_disk > KEEP + TRIM_SLACK {
-            match self.tree.trim_to(KEEP) {
+            match self.tree.remove_oldest(inner.on_disk - KEEP) {
                 Ok(()) => inner.on_disk = KEEP,
                 Err(e) => tracing::warn!(error = %e, "trimming the notification attempts failed"),
             }

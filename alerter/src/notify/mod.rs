@@ -77,12 +77,6 @@ pub trait Integration: Send + Sync {
     /// Whether resolved alerts are notified (`send_resolved`).
     fn send_resolved(&self) -> bool;
 
-    /// For chat robots, the robot's identity for rate limiting (its URL without query
-    /// secrets beyond the key/token that names the robot); `None` when not rate limited.
-    fn robot(&self) -> Option<String> {
-        None
-    }
-
     /// Sends one message for `notifications` (one notification; several when the rate
     /// limiter merged them into a digest), split into several messages when too long.
     /// Exactly one attempt: no retries here.

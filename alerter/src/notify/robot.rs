@@ -61,10 +61,6 @@ impl<R: ChatPlatform> Integration for R {
         self.notify_resolved()
     }
 
-    fn robot(&self) -> Option<String> {
-        Some(self.robot_key())
-    }
-
     /// Renders and posts every message, one request each, no retries and no rate limiting
     /// (delivery adds those).
     async fn send(&self, notifications: &[Notification]) -> Result<Delivered, NotifyError> {

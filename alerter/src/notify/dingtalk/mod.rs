@@ -76,11 +76,18 @@ pub fn sign(secret: &str, timestamp_ms: i64) -> String {
 }
 
 fn classify(errcode: i64) -> FailureKind {
-    // Every DingTalk code but success is permanent: 130101 mutes the robot for ten
-    // minutes (retries would only fail), 90030 lasts the day, 310000/300001 are config.
-    let _ = errcode;
-    FailureKind::Permanent
+    // -1 is DingTalk's "system busy": try again. Every other code is permanent: 130101
+    // mutes the robot for ten minutes (retries would only fail), 90030 lasts the day,
+    // 310000/300001 are config.
+    if errcode == SYSTEM_BUSY {
+        FailureKind::Transient
+    } else {
+        FailureKind::Permanent
+    }
 }
+
+/// DingTalk's answer when it is overloaded.
+const SYSTEM_BUSY: i64 = -1;
 
 impl DingTalk {
     pub fn new(cfg: DingTalkConfig, ctx: &BuildContext) -> Self {

@@ -411,3 +411,12 @@ async fn a_group_flushed_again_while_waiting_goes_out_once_in_its_newer_state() 
     // one group: not a digest
     assert!(n.attempts(None, 10).iter().all(|a| !a.digest));
 }
+
+#[test]
+fn only_system_busy_is_retried_every_other_code_is_permanent() {
+    use crate::notify::FailureKind;
+    assert_eq!(super::classify(-1), FailureKind::Transient);
+    for code in [130101, 90030, 310000, 300001, 460101] {
+        assert_eq!(super::classify(code), FailureKind::Permanent, "{code}");
+    }
+}
