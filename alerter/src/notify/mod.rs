@@ -27,6 +27,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use store::duration::PromDuration;
+use store::error::error_chain;
 
 use crate::model::Notification;
 use crate::template::Language;
@@ -177,18 +178,6 @@ impl NotifyError {
         let e = e.without_url();
         NotifyError::transient(format!("{what}: {}", error_chain(&e)))
     }
-}
-
-/// An error and its sources on one line (reqwest's Display hides the cause).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 /// `rate_limit: { messages: N, per: DURATION }` of a chat robot: at most `messages` in any

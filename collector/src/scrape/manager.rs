@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
+use store::error::error_chain;
 use store::{Labels, MetricBatch, MetricsAppender};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -377,18 +378,6 @@ fn describe(e: reqwest::Error, target: &Target) -> String {
     } else {
         error_chain(&e.without_url())
     }
-}
-
-/// An error and its sources on one line: reqwest's own message rarely names the cause.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 fn unix_ms() -> i64 {
