@@ -237,6 +237,8 @@ pub struct LazySeries {
 
 enum LazySource {
     Loaded(Vec<Sample>),
+    /// One series of a selection held in memory and shared (a remembered selection).
+    Shared(std::sync::Arc<[Series]>, usize),
     Deferred(Box<dyn SampleSource>),
 }
 
@@ -246,6 +248,15 @@ impl LazySeries {
         LazySeries {
             labels: series.labels,
             source: LazySource::Loaded(series.samples),
+        }
+    }
+
+    /// Series `index` of `all`, which stays shared (only the labels are copied).
+    pub fn shared(all: std::sync::Arc<[Series]>, index: usize) -> Self {
+        let labels = all.get(index).map(|s| s.labels.clone()).unwrap_or_default();
+        LazySeries {
+            labels,
+            source: LazySource::Shared(all, index),
         }
     }
 
@@ -264,6 +275,7 @@ impl LazySeries {
     ) -> Result<&'a [Sample]> {
         match &self.source {
             LazySource::Loaded(samples) => Ok(samples),
+            LazySource::Shared(all, index) => Ok(all.get(*index).map_or(&[], |s| &s.samples)),
             LazySource::Deferred(source) => {
                 buf.clear();
                 source.load(cache, buf)?;

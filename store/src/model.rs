@@ -38,8 +38,12 @@ impl Label {
 
 /// A label set, always sorted by name with unique names and no empty values
 /// (an empty value means "label absent", as in Prometheus).
+///
+/// Shared: a clone is a reference count, not a copy. A query hands the same series' labels
+/// from the store to the selector, the function and the aggregation, and a rule group's
+/// queries share their selections, so label sets are cloned far more often than built.
 #[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Labels(Vec<Label>);
+pub struct Labels(std::sync::Arc<[Label]>);
 
 impl Labels {
     /// Builds a label set: sorts by name, drops empty values, and for a repeated name keeps
@@ -55,7 +59,7 @@ impl Labels {
                 _ => out.push(l),
             }
         }
-        Labels(out)
+        Labels(out.into())
     }
 
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
@@ -90,12 +94,16 @@ impl Labels {
         &self.0
     }
 
+    /// The labels as a vector of their own (a copy).
     pub fn into_vec(self) -> Vec<Label> {
-        self.0
+        self.0.to_vec()
     }
 
     /// A copy without the given label names.
     pub fn without(&self, names: &[&str]) -> Labels {
+        if !self.0.iter().any(|l| names.contains(&l.name.as_str())) {
+            return self.clone();
+        }
         Labels(
             self.0
                 .iter()

@@ -19,12 +19,13 @@
 //! thread. [`GroupState`] is what the manager persists between evaluations and restarts.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use store::logs::{HistogramRequest, LogQuery, LogsQuerier};
 use store::model::{stale_nan, Label, Labels, MetricBatch, Sample, Series, METRIC_NAME_LABEL};
-use store::promql::{Engine, Value};
+use store::promql::{Engine, MemoQuerier, Value};
 use store::traces::{TraceQuery, TracesQuerier};
 
 use super::file::{AlertCondition, AlertingRule, RecordingRule, Rule, RuleGroup};
@@ -244,6 +245,7 @@ impl GroupState {
 }
 
 /// What evaluation needs besides the group and its state.
+#[derive(Clone, Copy)]
 pub struct EvalContext<'a> {
     pub engine: &'a Engine,
     pub logs: Option<&'a dyn LogsQuerier>,
@@ -279,6 +281,14 @@ pub fn eval_group(
 ) -> GroupEvalOutcome {
     let started = Instant::now();
     state.align(group);
+    // every rule of the group reads through one memo, so a selection several rules share is
+    // read and decoded once; what a rule writes is forgotten before the next rule reads
+    let memo = Arc::new(MemoQuerier::new(ctx.engine.querier().clone()));
+    let engine = ctx.engine.with_querier(memo.clone());
+    let ctx = &EvalContext {
+        engine: &engine,
+        ..*ctx
+    };
     let mut outcome = GroupEvalOutcome::default();
     for (rule, rs) in group.rules.iter().zip(state.rules.iter_mut()) {
         let rule_started = Instant::now();
@@ -296,6 +306,7 @@ pub fn eval_group(
                         .extend(alerts_to_send(r, rs, ctx, t_ms));
                 }
                 let batch = with_stale_markers(series, rs, t_ms);
+                memo.forget_matching(&batch.series);
                 if !batch.series.is_empty() {
                     if let Err(e) = write(batch) {
                         // as Prometheus: an append failure is logged, the rule stays healthy
@@ -1065,6 +1076,33 @@ groups:
             Some("vector contains metrics with the same labelset after applying rule labels")
         );
         assert_eq!(out.failures, 1);
+    }
+
+    #[test]
+    fn a_selection_read_before_a_recording_rule_writes_is_read_again_after() {
+        // the group's queries share their selections; the first rule reads
+        // `{__name__=~"m|job:m:tripled"}` before the second writes `job:m:tripled`, and the
+        // third reads the same selection again and must see what was written
+        let yaml = r#"
+groups:
+  - name: g
+    rules:
+      - record: before
+        expr: count({__name__=~"m|job:m:tripled"})
+      - record: job:m:tripled
+        expr: m * 3
+      - record: after
+        expr: count({__name__=~"m|job:m:tripled"})
+      - record: unrelated
+        expr: count({__name__=~"m|job:m:tripled"} offset 1m)
+"#;
+        let s = store_with(&[Some(10.0), Some(10.0)]);
+        let mut r = Run::new(s, yaml);
+        r.eval(MIN);
+        assert_eq!(r.written("before"), vec![(None, 1.0)]);
+        assert_eq!(r.written("job:m:tripled"), vec![(None, 30.0)]);
+        assert_eq!(r.written("after"), vec![(None, 2.0)]);
+        assert_eq!(r.written("unrelated"), vec![(None, 1.0)]);
     }
 
     #[test]

@@ -22,6 +22,7 @@ mod binary;
 mod error;
 mod eval;
 pub(crate) mod functions;
+mod memo;
 mod selector;
 pub mod value;
 
@@ -36,6 +37,7 @@ use crate::model::{Labels, Sample, Series};
 use eval::EvalValue;
 
 pub use error::{PromqlError, PromqlErrorKind};
+pub use memo::MemoQuerier;
 /// The matcher sets of a parsed selector (one per `or` alternative), with the metric name
 /// added; used by the series and label APIs for `match[]`.
 pub use selector::matcher_sets as selector_matcher_sets;
@@ -350,6 +352,17 @@ impl Engine {
 
     pub fn options(&self) -> &EngineOptions {
         &self.options
+    }
+
+    /// The store this engine reads.
+    pub fn querier(&self) -> &Arc<dyn MetricsQuerier> {
+        &self.querier
+    }
+
+    /// An engine with the same options over another querier (a [`MemoQuerier`] around
+    /// this one's, say).
+    pub fn with_querier(&self, querier: Arc<dyn MetricsQuerier>) -> Engine {
+        Engine::new(querier, self.options.clone())
     }
 
     /// Evaluates `query` at `time_ms`.

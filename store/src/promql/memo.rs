@@ -1,0 +1,323 @@
+//! [`MemoQuerier`]: a querier that reads each distinct selection once.
+//!
+//! A rule group evaluates many queries at one instant, and real rule files select the same
+//! series over and over (`rate(x{job="a"}[5m])` in the ratio, the recording rule and three
+//! alerts). Wrapped around the store for one group evaluation, the memo answers a repeated
+//! selection (same matchers, same time bounds) from the series it decoded the first time,
+//! so index lookups, head snapshots and chunk decoding happen once per selection instead
+//! of once per rule.
+//!
+//! Whoever writes between queries (a recording rule's output, read by later rules of the
+//! same group) calls [`MemoQuerier::forget_matching`] with what was written, so no later
+//! query reads a remembered selection those series belong to. What the memo holds is
+//! bounded ([`MemoQuerier::MAX_HELD_SAMPLES`]); past the bound, selections are read and
+//! not remembered.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use rayon::prelude::*;
+
+use crate::contract::{LabelMatcher, LazySeries, MatchOp, MetricsQuerier, ReadCache};
+use crate::error::Result;
+use crate::model::{Labels, MetricMetadata, Series};
+
+/// Selections below this many series are decoded on the calling thread.
+const PARALLEL_DECODE_MIN_SERIES: usize = 64;
+
+/// See the module docs.
+pub struct MemoQuerier {
+    inner: Arc<dyn MetricsQuerier>,
+    memo: Mutex<Memo>,
+    max_held_samples: usize,
+}
+
+#[derive(Default)]
+struct Memo {
+    entries: HashMap<String, Remembered>,
+    held_samples: usize,
+}
+
+struct Remembered {
+    matchers: Vec<LabelMatcher>,
+    series: Arc<[Series]>,
+    samples: usize,
+}
+
+impl MemoQuerier {
+    /// Most samples remembered at once (16 bytes each, plus the series' labels).
+    pub const MAX_HELD_SAMPLES: usize = 4_000_000;
+
+    pub fn new(inner: Arc<dyn MetricsQuerier>) -> Self {
+        MemoQuerier {
+            inner,
+            memo: Mutex::new(Memo::default()),
+            max_held_samples: Self::MAX_HELD_SAMPLES,
+        }
+    }
+
+    /// Drops every remembered selection that any of `written` belongs to, so the next
+    /// query reads it again and sees what was written.
+    pub fn forget_matching(&self, written: &[Series]) {
+        if written.is_empty() {
+            return;
+        }
+        let mut memo = self.memo.lock();
+        let mut freed = 0;
+        memo.entries.retain(|_, r| {
+            let stale = written
+                .iter()
+                .any(|s| r.matchers.iter().all(|m| m.matches_labels(&s.labels)));
+            if stale {
+                freed += r.samples;
+            }
+            !stale
+        });
+        memo.held_samples -= freed;
+    }
+
+    /// The selection's series: remembered, or read (and remembered while within bounds).
+    fn selection(&self, matchers: &[LabelMatcher], mint: i64, maxt: i64) -> Result<Arc<[Series]>> {
+        let key = memo_key(matchers, mint, maxt);
+        if let Some(r) = self.memo.lock().entries.get(&key) {
+            return Ok(r.series.clone());
+        }
+        let series: Arc<[Series]> =
+            decode_all(self.inner.select_lazy(matchers, mint, maxt)?)?.into();
+        let samples = series.iter().map(|s| s.samples.len()).sum::<usize>();
+        let mut memo = self.memo.lock();
+        if memo.held_samples + samples <= self.max_held_samples {
+            memo.held_samples += samples;
+            let replaced = memo.entries.insert(
+                key,
+                Remembered {
+                    matchers: matchers.to_vec(),
+                    series: series.clone(),
+                    samples,
+                },
+            );
+            // two threads may read the same selection at once; the later one replaces
+            if let Some(r) = replaced {
+                memo.held_samples -= r.samples;
+            }
+        }
+        Ok(series)
+    }
+}
+
+/// Matchers and bounds as one string; names and values are length-prefixed, so no two
+/// different selections share a key whatever their labels contain.
+fn memo_key(matchers: &[LabelMatcher], mint: i64, maxt: i64) -> String {
+    let mut key = format!("{mint} {maxt}");
+    for m in matchers {
+        let op = match m.op {
+            MatchOp::Equal => "=",
+            MatchOp::NotEqual => "!=",
+            MatchOp::RegexMatch => "=~",
+            MatchOp::RegexNoMatch => "!~",
+        };
+        let _ = write!(
+            key,
+            " {}:{}{op}{}:{}",
+            m.name.len(),
+            m.name,
+            m.value.len(),
+            m.value
+        );
+    }
+    key
+}
+
+/// Reads every series' samples, on both cores when there are many.
+fn decode_all(lazy: Vec<LazySeries>) -> Result<Vec<Series>> {
+    let decode = |(cache, buf): &mut (ReadCache, Vec<_>), s: &LazySeries| -> Result<Series> {
+        let samples = s.load(cache, buf)?.to_vec();
+        Ok(Series {
+            labels: s.labels.clone(),
+            samples,
+        })
+    };
+    if lazy.len() < PARALLEL_DECODE_MIN_SERIES {
+        let mut scratch = (ReadCache::new(), Vec::new());
+        return lazy.iter().map(|s| decode(&mut scratch, s)).collect();
+    }
+    lazy.par_iter()
+        .map_init(|| (ReadCache::new(), Vec::new()), decode)
+        .collect()
+}
+
+impl MetricsQuerier for MemoQuerier {
+    fn select(&self, matchers: &[LabelMatcher], mint: i64, maxt: i64) -> Result<Vec<Series>> {
+        Ok(self.selection(matchers, mint, maxt)?.to_vec())
+    }
+
+    fn select_lazy(
+        &self,
+        matchers: &[LabelMatcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<LazySeries>> {
+        let series = self.selection(matchers, mint, maxt)?;
+        Ok((0..series.len())
+            .map(|i| LazySeries::shared(series.clone(), i))
+            .collect())
+    }
+
+    fn series(&self, sets: &[Vec<LabelMatcher>], mint: i64, maxt: i64) -> Result<Vec<Labels>> {
+        self.inner.series(sets, mint, maxt)
+    }
+
+    fn label_names(&self, sets: &[Vec<LabelMatcher>], mint: i64, maxt: i64) -> Result<Vec<String>> {
+        self.inner.label_names(sets, mint, maxt)
+    }
+
+    fn label_values(
+        &self,
+        name: &str,
+        sets: &[Vec<LabelMatcher>],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<String>> {
+        self.inner.label_values(name, sets, mint, maxt)
+    }
+
+    fn metadata(&self) -> Result<Vec<MetricMetadata>> {
+        self.inner.metadata()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::model::Sample;
+    use crate::testing::MemQuerier;
+
+    /// A querier that counts the selections that reach it.
+    struct Counting {
+        inner: MemQuerier,
+        selects: AtomicUsize,
+    }
+
+    impl MetricsQuerier for Counting {
+        fn select(&self, m: &[LabelMatcher], mint: i64, maxt: i64) -> Result<Vec<Series>> {
+            self.selects.fetch_add(1, Ordering::SeqCst);
+            self.inner.select(m, mint, maxt)
+        }
+        fn series(&self, s: &[Vec<LabelMatcher>], a: i64, b: i64) -> Result<Vec<Labels>> {
+            self.inner.series(s, a, b)
+        }
+        fn label_names(&self, s: &[Vec<LabelMatcher>], a: i64, b: i64) -> Result<Vec<String>> {
+            self.inner.label_names(s, a, b)
+        }
+        fn label_values(
+            &self,
+            n: &str,
+            s: &[Vec<LabelMatcher>],
+            a: i64,
+            b: i64,
+        ) -> Result<Vec<String>> {
+            self.inner.label_values(n, s, a, b)
+        }
+        fn metadata(&self) -> Result<Vec<MetricMetadata>> {
+            self.inner.metadata()
+        }
+    }
+
+    fn series(name: &str, job: &str, samples: &[(i64, f64)]) -> Series {
+        Series {
+            labels: Labels::from_pairs([("__name__", name), ("job", job)]),
+            samples: samples.iter().map(|&(t, v)| Sample::new(t, v)).collect(),
+        }
+    }
+
+    fn counting(series: &[Series]) -> Arc<Counting> {
+        let mut inner = MemQuerier::default();
+        for s in series {
+            inner.series.insert(s.labels.clone(), s.samples.clone());
+        }
+        Arc::new(Counting {
+            inner,
+            selects: AtomicUsize::new(0),
+        })
+    }
+
+    fn eq(name: &str, value: &str) -> LabelMatcher {
+        LabelMatcher::new(name, MatchOp::Equal, value).unwrap()
+    }
+
+    fn load(memo: &MemoQuerier, m: &[LabelMatcher], mint: i64, maxt: i64) -> Vec<Series> {
+        let mut cache = ReadCache::new();
+        let mut buf = Vec::new();
+        memo.select_lazy(m, mint, maxt)
+            .unwrap()
+            .iter()
+            .map(|s| Series {
+                labels: s.labels.clone(),
+                samples: s.load(&mut cache, &mut buf).unwrap().to_vec(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_repeated_selection_is_read_once_and_answers_the_same() {
+        let data = [
+            series("up", "a", &[(0, 1.0), (15, 1.0)]),
+            series("up", "b", &[(0, 0.0)]),
+        ];
+        let store = counting(&data);
+        let memo = MemoQuerier::new(store.clone());
+        let up = [eq("__name__", "up")];
+        let first = load(&memo, &up, 0, 30);
+        assert_eq!(first, data.to_vec());
+        assert_eq!(load(&memo, &up, 0, 30), first);
+        assert_eq!(memo.select(&up, 0, 30).unwrap(), first);
+        assert_eq!(store.selects.load(Ordering::SeqCst), 1);
+        // other bounds or other matchers are other selections
+        assert_eq!(
+            load(&memo, &up, 10, 30),
+            vec![series("up", "a", &[(15, 1.0)])]
+        );
+        assert_eq!(load(&memo, &[eq("job", "b")], 0, 30), vec![data[1].clone()]);
+        assert_eq!(store.selects.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn writing_a_series_forgets_only_the_selections_it_belongs_to() {
+        let store = counting(&[
+            series("up", "a", &[(0, 1.0)]),
+            series("x", "a", &[(0, 2.0)]),
+        ]);
+        let memo = MemoQuerier::new(store.clone());
+        let up = [eq("__name__", "up")];
+        let x = [eq("__name__", "x")];
+        load(&memo, &up, 0, 30);
+        load(&memo, &x, 0, 30);
+        memo.forget_matching(&[series("up", "c", &[(0, 1.0)])]);
+        load(&memo, &up, 0, 30);
+        load(&memo, &x, 0, 30);
+        assert_eq!(
+            store.selects.load(Ordering::SeqCst),
+            3,
+            "only `up` is read again"
+        );
+    }
+
+    #[test]
+    fn selections_past_the_bound_are_read_every_time() {
+        let big: Vec<(i64, f64)> = (0..10).map(|i| (i, 1.0)).collect();
+        let store = counting(&[series("up", "a", &big)]);
+        let memo = MemoQuerier {
+            max_held_samples: 9,
+            ..MemoQuerier::new(store.clone())
+        };
+        let up = [eq("__name__", "up")];
+        assert_eq!(load(&memo, &up, 0, 30)[0].samples.len(), 10);
+        assert_eq!(load(&memo, &up, 0, 30)[0].samples.len(), 10);
+        assert_eq!(store.selects.load(Ordering::SeqCst), 2);
+        assert_eq!(memo.memo.lock().held_samples, 0);
+    }
+}
