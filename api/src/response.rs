@@ -23,8 +23,13 @@ pub fn format_float(f: f64) -> String {
 
 /// [`format_float`] appended to `out` without an allocation of its own (the hot path of
 /// query answers: one call per point).
+///
+/// Go finds the shortest round-trip digits with Ryū, rounding a tie to even, and so does
+/// the `ryu` crate (Rust's `Display` rounds such a tie up: `233115890514796.125` is
+/// `…796.12` in Prometheus and in `ryu`, `…796.13` in `Display`). Only the layout differs:
+/// `ryu` writes `1.0`, `1e16` and `1e-7` where Go writes `1`, `10000000000000000` and
+/// `1e-07`, so the digits are re-laid out here.
 pub fn write_float(out: &mut String, f: f64) {
-    use std::fmt::Write;
     if f.is_nan() {
         out.push_str("NaN");
         return;
@@ -33,25 +38,47 @@ pub fn write_float(out: &mut String, f: f64) {
         out.push_str(if f > 0.0 { "+Inf" } else { "-Inf" });
         return;
     }
+    let mut buf = ryu::Buffer::new();
+    let shortest = buf.format_finite(f);
+    let Some((mantissa, exp)) = shortest.split_once('e') else {
+        out.push_str(shortest.strip_suffix(".0").unwrap_or(shortest));
+        return;
+    };
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let (negative, mantissa) = match mantissa.strip_prefix('-') {
+        Some(m) => (true, m),
+        None => (false, mantissa),
+    };
+    if negative {
+        out.push('-');
+    }
     let abs = f.abs();
-    if abs != 0.0 && !(1e-6..1e21).contains(&abs) {
-        // Rust gives the same shortest digits but writes the exponent as `e21`/`e-7`;
-        // Go writes a sign and at least two digits
-        let s = format!("{f:e}");
-        match s.split_once('e') {
-            Some((mantissa, exp)) => {
-                let (sign, digits) = match exp.strip_prefix('-') {
-                    Some(d) => ('-', d),
-                    None => ('+', exp),
-                };
-                let _ = write!(out, "{mantissa}e{sign}{digits:0>2}");
-            }
-            None => out.push_str(&s),
+    if !(1e-6..1e21).contains(&abs) {
+        // Go's exponent form: a sign and at least two digits
+        out.push_str(mantissa);
+        out.push_str(if exp < 0 { "e-" } else { "e+" });
+        if exp.abs() < 10 {
+            out.push('0');
         }
+        out.push_str(itoa::Buffer::new().format(exp.abs()));
         return;
     }
-    // Rust's Display is the shortest round-trip form without an exponent, as Go's 'f', -1
-    let _ = write!(out, "{f}");
+    // plain notation: the digits with the decimal point moved by `exp`
+    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    let point = 1 + exp; // digits before the decimal point
+    if point <= 0 {
+        out.push_str("0.");
+        out.extend(std::iter::repeat_n('0', point.unsigned_abs() as usize));
+        out.push_str(&digits);
+    } else if point as usize >= digits.len() {
+        out.push_str(&digits);
+        out.extend(std::iter::repeat_n('0', point as usize - digits.len()));
+    } else {
+        let (int, frac) = digits.split_at(point as usize);
+        out.push_str(int);
+        out.push('.');
+        out.push_str(frac);
+    }
 }
 
 /// Prometheus's timestamp encoding: Unix seconds, with a three-digit millisecond fraction
@@ -64,15 +91,18 @@ pub fn format_timestamp(ms: i64) -> String {
 
 /// [`format_timestamp`] appended to `out`.
 pub fn write_timestamp(out: &mut String, ms: i64) {
-    use std::fmt::Write;
-    let sign = if ms < 0 { "-" } else { "" };
+    if ms < 0 {
+        out.push('-');
+    }
     let abs = ms.unsigned_abs();
     let (secs, frac) = (abs / 1000, abs % 1000);
-    let _ = if frac == 0 {
-        write!(out, "{sign}{secs}")
-    } else {
-        write!(out, "{sign}{secs}.{frac:03}")
-    };
+    out.push_str(itoa::Buffer::new().format(secs));
+    if frac != 0 {
+        // three digits, leading zeros kept: 5 ms is `.005`
+        out.push('.');
+        let digits = [frac / 100, frac / 10 % 10, frac % 10];
+        out.extend(digits.iter().map(|&d| char::from(b'0' + d as u8)));
+    }
 }
 
 fn push_point(out: &mut String, ts: i64, value: f64) {
@@ -243,11 +273,84 @@ mod tests {
     }
 
     #[test]
+    fn floats_are_go_shortest_round_trip_digits() {
+        // written by Prometheus 2.42 for these scalars (`/api/v1/query?query=<literal>`):
+        // a tie rounds to even, unlike Rust's `Display`
+        let tie = f64::from_bits(0x42ea_8090_bb0f_6d84); // exactly 233115890514796.125
+        assert_eq!("233115890514796.125".parse::<f64>(), Ok(tie));
+        assert_eq!(format_float(tie), "233115890514796.12");
+        assert_eq!(format_float(2192957440.0000005), "2192957440.0000005");
+        assert_eq!(format_float(1e15), "1000000000000000");
+        assert_eq!(format_float(1e16), "10000000000000000");
+        assert_eq!(format_float(-2.5e-6), "-0.0000025");
+        assert_eq!(format_float(-1.5e-7), "-1.5e-07");
+        assert_eq!(format_float(1.2345e123), "1.2345e+123");
+        assert_eq!(format_float(5e-324), "5e-324");
+        // any value: the same number of digits as `Display` (both shortest), the same
+        // notation, and parsed back, the same bits
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let digit_count = |s: &str| {
+            let m = s.split('e').next().unwrap_or(s);
+            m.trim_start_matches(['-', '0', '.'])
+                .chars()
+                .filter(char::is_ascii_digit)
+                .count()
+        };
+        for i in 0..300_000u64 {
+            let f = match i % 4 {
+                0 => f64::from_bits(next()),
+                1 => (next() % 1_000_000_000) as f64 / 1000.0,
+                2 => (next() % 10_000) as f64 / 3.0,
+                _ => 1.0 / ((next() % 100_000) as f64 + 1.0),
+            };
+            if !f.is_finite() {
+                continue;
+            }
+            let ours = format_float(f);
+            assert_eq!(
+                ours.parse::<f64>().ok().map(f64::to_bits),
+                Some(f.to_bits()),
+                "{ours}"
+            );
+            let abs = f.abs();
+            let display = if abs != 0.0 && !(1e-6..1e21).contains(&abs) {
+                format!("{f:e}")
+            } else {
+                format!("{f}")
+            };
+            let plain_ours = !ours.contains('e');
+            assert_eq!(plain_ours, !display.contains('e'), "{ours} vs {display}");
+            // trailing zeros of a plain integer are not digits of the mantissa
+            let trim = |s: &str| -> String {
+                if s.contains('.') || s.contains('e') {
+                    s.to_string()
+                } else {
+                    s.trim_end_matches('0').to_string()
+                }
+            };
+            assert_eq!(
+                digit_count(&trim(&ours)),
+                digit_count(&trim(&display)),
+                "{ours} vs {display}"
+            );
+        }
+    }
+
+    #[test]
     fn timestamps_match_prometheus() {
         assert_eq!(format_timestamp(1_435_781_451_781), "1435781451.781");
         assert_eq!(format_timestamp(1_435_781_451_000), "1435781451");
         assert_eq!(format_timestamp(1_005), "1.005");
         assert_eq!(format_timestamp(-1_500), "-1.500");
+        assert_eq!(format_timestamp(1_050), "1.050");
+        assert_eq!(format_timestamp(0), "0");
+        assert_eq!(format_timestamp(-999), "-0.999");
     }
 
     #[test]

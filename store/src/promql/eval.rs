@@ -749,19 +749,31 @@ impl Evaluator<'_> {
             }
         }
         let drop = functions::drops_metric_name(name);
+        let with_resets = functions::uses_counter_resets(name);
         let per_series = |samples: &[Sample], labels: &Labels| -> Option<StepSeries> {
             let mut values = vec![None; times.len()];
             let mut any = false;
+            // found once for all the steps' overlapping windows
+            let resets = if with_resets {
+                functions::counter_resets(samples)
+            } else {
+                Vec::new()
+            };
             for ((slot, &t), a) in values.iter_mut().zip(&times).zip(&step_args) {
-                let (window, start, end) = range.window(samples, t);
+                let (positions, start, end) = range.window_positions(samples, t);
+                let window = samples.get(positions.clone()).unwrap_or(&[]);
                 if window.is_empty() {
                     continue;
                 }
+                // the resets between two samples of the window: after its first sample
+                let lo = resets.partition_point(|r| r.index <= positions.start);
+                let hi = resets.partition_point(|r| r.index < positions.end);
                 let input = functions::RangeArgs {
                     samples: window,
                     range_start_ms: start,
                     range_end_ms: end,
                     args: a,
+                    resets: with_resets.then(|| resets.get(lo..hi).unwrap_or(&[])),
                 };
                 *slot = functions::eval_range_function(name, &input);
                 any |= slot.is_some();
@@ -1074,11 +1086,21 @@ impl RangeValue {
     /// The part of a series' `samples` (staleness markers removed) in the window of the step
     /// at `t`, `[t - range, t]` after `@`/`offset`, and the window bounds.
     pub fn window<'a>(&self, samples: &'a [Sample], t: i64) -> (&'a [Sample], i64, i64) {
+        let (positions, from, read_at) = self.window_positions(samples, t);
+        (samples.get(positions).unwrap_or(&[]), from, read_at)
+    }
+
+    /// [`RangeValue::window`] as positions in `samples`.
+    pub fn window_positions(
+        &self,
+        samples: &[Sample],
+        t: i64,
+    ) -> (std::ops::Range<usize>, i64, i64) {
         let read_at = self.shift.apply(t);
         let from = read_at.saturating_sub(self.range_ms);
         let start = samples.partition_point(|s| s.timestamp_ms < from);
         let end = samples.partition_point(|s| s.timestamp_ms <= read_at);
-        (samples.get(start..end).unwrap_or(&[]), from, read_at)
+        (start..end.max(start), from, read_at)
     }
 }
 

@@ -36,6 +36,37 @@ pub struct RangeArgs<'a> {
     pub range_start_ms: i64,
     pub range_end_ms: i64,
     pub args: &'a [f64],
+    /// For `rate`/`increase`, the counter resets between two samples of the window, found
+    /// once per series ([`counter_resets`]) instead of by scanning every window; `None`:
+    /// scan.
+    pub resets: Option<&'a [CounterReset]>,
+}
+
+/// A sample lower than the one before it: a counter reset, and the value before it
+/// (which `rate` adds back).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CounterReset {
+    /// Position of the lower sample in the series.
+    pub index: usize,
+    pub before: f64,
+}
+
+/// Every counter reset of a series' samples, in order.
+pub fn counter_resets(samples: &[Sample]) -> Vec<CounterReset> {
+    samples
+        .windows(2)
+        .enumerate()
+        .filter(|(_, w)| w[1].value < w[0].value)
+        .map(|(i, w)| CounterReset {
+            index: i + 1,
+            before: w[0].value,
+        })
+        .collect()
+}
+
+/// Whether a range function reads [`RangeArgs::resets`].
+pub fn uses_counter_resets(name: &str) -> bool {
+    matches!(name, "rate" | "increase")
 }
 
 const RANGE_FUNCTIONS: &[&str] = &[
@@ -263,12 +294,26 @@ fn extrapolated_rate(input: &RangeArgs<'_>, is_counter: bool, is_rate: bool) -> 
     let last = s.last()?;
     let mut result = last.value - first.value;
     if is_counter {
-        let mut prev = 0.0;
-        for x in s {
-            if x.value < prev {
-                result += prev;
+        // Prometheus compares the first sample with 0, then each with the one before, and
+        // adds the value before every drop, in that order (kept, so the sum is bit-identical)
+        match input.resets {
+            Some(resets) => {
+                if first.value < 0.0 {
+                    result += 0.0;
+                }
+                for r in resets {
+                    result += r.before;
+                }
             }
-            prev = x.value;
+            None => {
+                let mut prev = 0.0;
+                for x in s {
+                    if x.value < prev {
+                        result += prev;
+                    }
+                    prev = x.value;
+                }
+            }
         }
     }
     let mut duration_to_start =
@@ -880,16 +925,44 @@ mod tests {
             .collect()
     }
 
+    /// Evaluated both ways for `rate`/`increase`: scanning the window for counter resets,
+    /// and with the resets found beforehand; the two must agree to the bit.
     fn range(name: &str, s: &[Sample], start: i64, end: i64, args: &[f64]) -> Option<f64> {
-        eval_range_function(
-            name,
-            &RangeArgs {
-                samples: s,
-                range_start_ms: start,
-                range_end_ms: end,
-                args,
-            },
-        )
+        let eval = |resets| {
+            eval_range_function(
+                name,
+                &RangeArgs {
+                    samples: s,
+                    range_start_ms: start,
+                    range_end_ms: end,
+                    args,
+                    resets,
+                },
+            )
+        };
+        let scanned = eval(None);
+        if uses_counter_resets(name) {
+            let found = counter_resets(s);
+            assert_eq!(
+                eval(Some(&found)).map(f64::to_bits),
+                scanned.map(f64::to_bits),
+                "{name} over {s:?}"
+            );
+        }
+        scanned
+    }
+
+    #[test]
+    fn counter_resets_are_the_drops_and_the_value_before_each() {
+        let s = series(&[5.0, 1.0, 2.0, f64::NAN, 1.0, 0.5, 7.0, 3.0]);
+        let found: Vec<(usize, f64)> = counter_resets(&s)
+            .iter()
+            .map(|r| (r.index, r.before))
+            .collect();
+        // NaN is never lower or higher: neither 2 -> NaN nor NaN -> 1 is a reset
+        assert_eq!(found, vec![(1, 5.0), (5, 1.0), (7, 7.0)]);
+        let got = range("increase", &s, 0, 7 * 60_000, &[]);
+        assert!(got.is_some());
     }
 
     /// `m[10m]` evaluated at 5m.
