@@ -34,6 +34,7 @@ pub mod timefmt;
 pub mod traces;
 pub mod tsdb;
 pub mod wal;
+mod zstd_pages;
 
 pub use contract::{
     AppendReport, LabelMatcher, MatchOp, MetricsAppender, MetricsQuerier, RejectReason,

@@ -585,7 +585,7 @@ impl Block {
         self.chunks_file
             .read_exact_at(&mut buf, pm.file_offset)
             .map_err(|e| StoreError::io(&path, e))?;
-        let raw = zstd::bulk::decompress(&buf, pm.raw_len as usize)
+        let raw = crate::zstd_pages::decompress(&buf, pm.raw_len as usize)
             .map_err(|e| corrupt(&path, format!("page {page} does not decompress: {e}")))?;
         if raw.len() != pm.raw_len as usize {
             return Err(corrupt(

@@ -506,7 +506,7 @@ fn read_raw(file: &File, path: &Path, s: &Section, limit: u64, what: &str) -> Re
             format!("{what} at {} fails its checksum", s.offset),
         ));
     }
-    let raw = zstd::bulk::decompress(&compressed, s.raw_len as usize).map_err(|e| {
+    let raw = crate::zstd_pages::decompress(&compressed, s.raw_len as usize).map_err(|e| {
         corrupt(
             path,
             format!("{what} at {} does not decompress: {e}", s.offset),
