@@ -2,6 +2,12 @@
 //! rate limiter (chat robots), one [`Integration`] attempt at a time, classifying failures,
 //! retrying transient ones with exponential backoff and jitter, recording every attempt
 //! (attempts log, `lookout_notifications_total`) and the latency.
+//!
+//! A robot may be shared by integrations of several receivers. Its limiter only merges
+//! notifications of integrations whose messages would be rendered alike (the robot's
+//! [`ChatRobot::batch_class`](super::ChatRobot::batch_class)); a digest then mentions
+//! everyone any of its members would have mentioned. Every failure's message is cleaned
+//! ([`clean_message`](super::clean_message)) before it is logged, recorded or returned.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +18,7 @@ use tokio::time::Instant;
 
 use super::attempts::{now_ms, rfc3339_ms, Attempt, AttemptLog, Outcome};
 use super::limiter::Limiter;
-use super::{metrics, ChatMessage, Delivered, FailureKind, Integration, NotifyError};
+use super::{metrics, ChatMessage, Delivered, FailureKind, Integration, Mentions, NotifyError};
 use crate::model::Notification;
 use crate::template::Language;
 
@@ -174,11 +180,13 @@ impl Delivery {
             collected: Arc::default(),
         };
         let collected = Arc::clone(&member.collected);
-        let result = match &self.limiter {
-            Some(limiter) if self.integration.chat().is_some() => {
+        let result = match (&self.limiter, self.integration.chat()) {
+            (Some(limiter), Some(robot)) => {
                 let (shared, l) = (Arc::clone(&self.shared), Arc::clone(limiter));
                 limiter
-                    .submit(member, move |members| run_chat_batch(shared, l, members))
+                    .submit(member, robot.batch_class(), move |members| {
+                        run_chat_batch(shared, l, members)
+                    })
                     .await
                     .unwrap_or_else(|| {
                         Err(NotifyError::transient(
@@ -282,6 +290,7 @@ async fn run_plain(shared: &Shared, m: &Member) -> Result<Delivered, NotifyError
             .integration
             .send(std::slice::from_ref(&m.notification))
             .await
+            .map_err(|e| e.cleaned(&[]))
         {
             Ok(d) => {
                 record(
@@ -333,9 +342,28 @@ fn distinct_groups(members: &[Member]) -> Vec<Notification> {
     out
 }
 
-/// Sends one batch of a robot (one notification, or several merged into a digest) with
-/// the first member's integration, taking a limiter slot per message posted; a retry
-/// resumes after the last part that arrived.
+/// Who a batch's message mentions: everyone each member's integration would mention for
+/// its group, in the group's newest state (the one the message shows).
+fn batch_mentions(members: &[Member], notifications: &[Notification]) -> Mentions {
+    let mut all = Mentions::default();
+    for m in members {
+        let Some(robot) = m.integration.chat() else {
+            continue;
+        };
+        let n = &m.notification;
+        let shown = notifications
+            .iter()
+            .find(|o| o.receiver == n.receiver && o.group_key == n.group_key)
+            .unwrap_or(n);
+        all.merge(robot.mentions(std::slice::from_ref(shown)));
+    }
+    all
+}
+
+/// Sends one batch of a robot (one notification, or several merged into a digest),
+/// rendered by the first member's integration (the limiter batches only integrations
+/// that render alike) and mentioning everyone any member would, taking a limiter slot per
+/// message posted; a retry resumes after the last part that arrived.
 async fn run_chat_batch(
     shared: Arc<Shared>,
     limiter: Arc<RobotLimiter>,
@@ -355,9 +383,11 @@ async fn run_chat_batch(
             record(&shared, m, attempt, outcome, err, messages, digest);
         }
     };
-    let mut messages: Vec<ChatMessage> = match robot.messages(&notifications) {
+    let mentions = batch_mentions(&members, &notifications);
+    let mut messages: Vec<ChatMessage> = match robot.messages(&notifications, &mentions) {
         Ok(m) => m,
         Err(e) => {
+            let e = e.cleaned(&[]);
             record_all(1, Outcome::Failed, Some(&e), 0);
             for m in &members {
                 log_failure(m, &e, 1, true);
@@ -374,7 +404,10 @@ async fn run_chat_batch(
         let mut failure = None;
         while next < messages.len() {
             limiter.slot().await;
-            let result = robot.post(&messages[next]).await;
+            let result = robot
+                .post(&messages[next])
+                .await
+                .map_err(|e| e.cleaned(&[]));
             limiter.finish_slot();
             match result {
                 Ok(()) => {

@@ -7,12 +7,16 @@
 //!
 //! A notification submitted while the window has a free slot for it (beyond the batches
 //! already queued) starts a batch of its own and goes out alone. Once the window is
-//! spoken for, it joins the last queued batch instead. Each batch's runner (one task per
-//! batch) waits for the batches before it and for a free slot, then takes its batch and
-//! sends everything in it as ONE message (a digest when it holds several), taking one
-//! slot per message actually posted (a split message needs several, a retry needs
-//! another). So under pressure everything due is merged rather than dropped, and the
-//! robot is never asked to take more than its limit.
+//! spoken for, it joins the last queued batch of its *class* instead: integrations sharing
+//! a robot may be configured so that one rendering would be wrong for another (another
+//! signing secret, keyword, message type or language), and those never share a message;
+//! a notification with no batch of its class waiting starts one. Each batch's runner (one
+//! task per batch) waits for the batches before it and for a free slot, then takes its
+//! batch and sends everything in it as ONE message (a digest when it holds several),
+//! taking one slot per message actually posted (a split message needs several, a retry
+//! needs another). So under pressure everything due is merged rather than dropped, at
+//! most one batch per class waits beyond the free slots, and the robot is never asked to
+//! take more than its limit.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -71,6 +75,8 @@ struct Pending<T, R> {
 
 struct Batch<T, R> {
     id: u64,
+    /// Only items of one class share a batch.
+    class: String,
     items: Vec<T>,
     done: watch::Receiver<Option<R>>,
 }
@@ -152,9 +158,9 @@ where
     /// as its sender: it gets every item of the batch and must call [`Limiter::slot`]
     /// before, and [`Limiter::finish_slot`] after, each message it posts) is started while
     /// the window still has a free slot for it beyond the batches already waiting; once it
-    /// has not, the item joins the last waiting batch. `None` when the batch's runner died
-    /// without an outcome.
-    pub async fn submit<F, Fut>(self: &Arc<Self>, item: T, run: F) -> Option<R>
+    /// has not, the item joins the last waiting batch of the same `class`, or starts one
+    /// when none waits. `None` when the batch's runner died without an outcome.
+    pub async fn submit<F, Fut>(self: &Arc<Self>, item: T, class: &str, run: F) -> Option<R>
     where
         F: FnOnce(Vec<T>) -> Fut + Send + 'static,
         Fut: Future<Output = R> + Send + 'static,
@@ -167,17 +173,23 @@ where
                 w.messages.saturating_sub(w.sent.len())
             };
             let queued = pending.batches.len();
-            match pending.batches.back_mut() {
-                Some(batch) if queued >= free => {
+            let joinable = if queued >= free {
+                pending.batches.iter_mut().rev().find(|b| b.class == class)
+            } else {
+                None
+            };
+            match joinable {
+                Some(batch) => {
                     batch.items.push(item);
                     batch.done.clone()
                 }
-                _ => {
+                None => {
                     let (tx, rx) = watch::channel(None);
                     let id = pending.next_id;
                     pending.next_id += 1;
                     pending.batches.push_back(Batch {
                         id,
+                        class: class.to_string(),
                         items: vec![item],
                         done: rx.clone(),
                     });
@@ -223,8 +235,19 @@ mod tests {
 
     /// Submits `item`; the batch sends `parts` messages, recording the batch per message.
     async fn submit(l: &Arc<Limiter<u32, usize>>, sent: &Sent, item: u32, parts: usize) -> usize {
+        submit_in(l, sent, item, "c", parts).await
+    }
+
+    /// [`submit`] of an item of `class`.
+    async fn submit_in(
+        l: &Arc<Limiter<u32, usize>>,
+        sent: &Sent,
+        item: u32,
+        class: &str,
+        parts: usize,
+    ) -> usize {
         let (l2, sent2) = (Arc::clone(l), Arc::clone(sent));
-        l.submit(item, move |items: Vec<u32>| async move {
+        l.submit(item, class, move |items: Vec<u32>| async move {
             for _ in 0..parts {
                 l2.slot().await;
                 sent2.lock().push((Instant::now(), items.clone()));
@@ -337,6 +360,41 @@ mod tests {
         assert_eq!(sent[1].1, vec![1]);
         assert_eq!(sent[2].1, (2..8).collect::<Vec<u32>>());
         assert!(sent.iter().all(|(t, _)| *t == sent[0].0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_items_of_one_class_share_a_batch_and_each_batch_takes_its_slots() {
+        let l = Limiter::new(limit(1, 10));
+        let sent: Sent = Arc::default();
+        let start = Instant::now();
+        let tasks: Vec<_> = [
+            (0u32, "a"),
+            (1, "a"),
+            (2, "b"),
+            (3, "a"),
+            (4, "b"),
+            (5, "c"),
+        ]
+        .into_iter()
+        .map(|(i, class)| {
+            let (l, sent) = (Arc::clone(&l), Arc::clone(&sent));
+            tokio::spawn(async move { submit_in(&l, &sent, i, class, 1).await })
+        })
+        .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let sent = sent.lock();
+        // the one free slot is spoken for by the first batch, which everything of its
+        // class joins; each other class waits in a batch of its own, in the order it came
+        let batches: Vec<Vec<u32>> = sent.iter().map(|(_, b)| b.clone()).collect();
+        assert_eq!(batches, vec![vec![0, 1, 3], vec![2, 4], vec![5]]);
+        let at: Vec<Duration> = sent.iter().map(|(t, _)| t.duration_since(start)).collect();
+        assert_eq!(
+            at,
+            [0, 10, 20].map(Duration::from_secs).to_vec(),
+            "a slot each"
+        );
     }
 
     #[tokio::test(start_paused = true)]

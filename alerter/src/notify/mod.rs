@@ -57,7 +57,9 @@ pub struct NotifyError {
     pub status: Option<u16>,
     /// The platform's `errcode`, when it sent one.
     pub errcode: Option<i64>,
-    /// The platform's `errmsg`, or what went wrong (never containing a secret).
+    /// The platform's `errmsg`, or what went wrong: shown in logs, the attempts API and the
+    /// UI, so never containing a secret, and [`clean_message`]d (each integration scrubs
+    /// its own secrets; delivery cleans every message again).
     pub message: String,
 }
 
@@ -121,10 +123,27 @@ pub(crate) struct Origin {
 
 /// Who a chat message @mentions.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub(crate) struct Mentions {
+pub struct Mentions {
     pub user_ids: Vec<String>,
     pub mobiles: Vec<String>,
     pub all: bool,
+}
+
+impl Mentions {
+    /// Adds everyone `other` mentions (a digest pings whoever any of its members would).
+    pub fn merge(&mut self, other: Mentions) {
+        self.user_ids = dedup(
+            std::mem::take(&mut self.user_ids)
+                .into_iter()
+                .chain(other.user_ids),
+        );
+        self.mobiles = dedup(
+            std::mem::take(&mut self.mobiles)
+                .into_iter()
+                .chain(other.mobiles),
+        );
+        self.all |= other.all;
+    }
 }
 
 /// The message-level interface of a rate-limited chat robot.
@@ -136,8 +155,24 @@ pub trait ChatRobot: Send + Sync {
     /// The robot's rate limit.
     fn rate_limit(&self) -> RateLimit;
 
-    /// Renders `notifications` into messages within the platform's size limit.
-    fn messages(&self, notifications: &[Notification]) -> Result<Vec<ChatMessage>, NotifyError>;
+    /// Everything that shapes a message besides its mentions (kind, signing secret,
+    /// keyword, message type, language, templates, size limit), as an opaque key:
+    /// notifications of integrations sharing a robot are merged into one digest only when
+    /// their keys are equal, since one rendering would be wrong (or refused) for the
+    /// other. Holds no secret in the clear.
+    fn batch_class(&self) -> &str;
+
+    /// Who a message for `notifications` mentions by this integration's config: its own
+    /// list and the users the alerts' labels name.
+    fn mentions(&self, notifications: &[Notification]) -> Mentions;
+
+    /// Renders `notifications` into messages within the platform's size limit, the first
+    /// one mentioning `mentions`.
+    fn messages(
+        &self,
+        notifications: &[Notification],
+        mentions: &Mentions,
+    ) -> Result<Vec<ChatMessage>, NotifyError>;
 
     /// Splits a message the platform refused as too long into smaller ones (at alert
     /// boundaries), or `None` when it cannot get smaller.
@@ -164,6 +199,12 @@ impl NotifyError {
             errcode: None,
             message: message.into(),
         }
+    }
+
+    /// This error with its message fit to show: see [`clean_message`].
+    pub fn cleaned(mut self, secrets: &[String]) -> Self {
+        self.message = clean_message(&self.message, secrets);
+        self
     }
 
     /// A reqwest error as a transient failure, with the URL (and so the token) removed.
@@ -301,6 +342,106 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// The longest error message kept, in bytes: a failure's message goes to the log, the
+/// attempts API (`/api/v1/notifications`) and the UI, and an endpoint's answer can be
+/// anything.
+pub const MAX_ERROR_BYTES: usize = 512;
+
+/// Shorter values are not scrubbed: replacing `1` or `abc` everywhere would garble
+/// messages without protecting anything worth the name.
+const MIN_SECRET_CHARS: usize = 4;
+
+/// Whatever of `url` may be a credential, for [`clean_message`]: the query values (DingTalk's
+/// `access_token`, WeCom's `key`, a webhook's token), the userinfo (user and password), and
+/// path segments that look like tokens (Slack- or Discord-style hook URLs put them there:
+/// 16 characters or more, or 8 or more mixing letters and digits), each both as written
+/// (percent-encoded, as a server echoing the URL shows it) and decoded. An unparsable URL is
+/// a secret as a whole.
+pub fn url_secrets(url: &str) -> Vec<String> {
+    let Ok(u) = reqwest::Url::parse(url) else {
+        return vec![url.to_string()];
+    };
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    // as written in the URL; each is also kept decoded below
+    let mut raw: Vec<String> = Vec::new();
+    let mut out = Vec::new();
+    if let Some(q) = u.query() {
+        for pair in q.split('&') {
+            let value = pair.split_once('=').map_or(pair, |(_, v)| v);
+            raw.push(value.to_string());
+            // in a query `+` also stands for a space
+            out.push(decode(&value.replace('+', " ")));
+        }
+    }
+    raw.push(u.username().to_string());
+    raw.extend(u.password().map(String::from));
+    let token_like = |seg: &str| {
+        let n = seg.chars().count();
+        n >= 16
+            || (n >= 8
+                && seg.chars().any(|c| c.is_ascii_digit())
+                && seg.chars().any(|c| c.is_alphabetic()))
+    };
+    raw.extend(
+        u.path_segments()
+            .into_iter()
+            .flatten()
+            .filter(|seg| token_like(seg))
+            .map(String::from),
+    );
+    for s in raw {
+        let decoded = decode(&s);
+        out.push(s);
+        out.push(decoded);
+    }
+    out.retain(|s| s.chars().count() >= MIN_SECRET_CHARS);
+    dedup(out)
+}
+
+/// `message` made fit to show wherever a failure is shown: every `secret` (of at least
+/// four characters, longest first) replaced by `<secret>`, control characters and bidi
+/// overrides (which could forge log lines or reorder what the UI shows) by spaces, and at
+/// most [`MAX_ERROR_BYTES`] bytes, cut at a character boundary and ending with `…`.
+/// Secrets go before the cut, so no prefix of one survives it. Cleaning twice changes
+/// nothing more.
+pub fn clean_message(message: &str, secrets: &[String]) -> String {
+    let mut secrets: Vec<&str> = secrets
+        .iter()
+        .map(String::as_str)
+        .filter(|s| s.chars().count() >= MIN_SECRET_CHARS)
+        .collect();
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    let mut out = message.to_string();
+    for s in secrets {
+        out = out.replace(s, "<secret>");
+    }
+    let out: String = out
+        .chars()
+        .map(|c| {
+            let bidi = matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
+            if c.is_control() || bidi {
+                ' '
+            } else {
+                c
+            }
+        })
+        .collect();
+    let out = out.trim();
+    if out.len() <= MAX_ERROR_BYTES {
+        return out.to_string();
+    }
+    const ELLIPSIS: &str = "…";
+    let mut cut = MAX_ERROR_BYTES - ELLIPSIS.len();
+    while !out.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}{ELLIPSIS}", &out[..cut])
+}
+
 /// Checks the template overrides' sources at `path`.
 pub fn validate_templates(t: &TemplateOverrides, path: &str) -> Vec<String> {
     let mut errors = Vec::new();
@@ -371,4 +512,81 @@ pub struct TemplateOverrides {
 
 pub(crate) fn default_true() -> bool {
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_secrets_are_the_query_values_userinfo_and_token_like_path_segments() {
+        let s = url_secrets(
+            "https://bot:p%40ss-word@hooks.example.com/services/T0A1B2C3D/hook/abcdefghijklmnopqrstuvwx?access_token=a%2Bb%2Fcdef&x=1",
+        );
+        for want in [
+            "a%2Bb%2Fcdef",
+            "a+b/cdef",
+            "p%40ss-word",
+            "p@ss-word",
+            "T0A1B2C3D",
+            "abcdefghijklmnopqrstuvwx",
+        ] {
+            assert!(s.contains(&want.to_string()), "{want} not in {s:?}");
+        }
+        // short values, plain words and the host are not secrets
+        for not in ["1", "bot", "services", "hook", "hooks.example.com"] {
+            assert!(!s.contains(&not.to_string()), "{not} in {s:?}");
+        }
+        assert_eq!(url_secrets("not a url"), vec!["not a url".to_string()]);
+    }
+
+    #[test]
+    fn cleaned_messages_hide_secrets_control_characters_and_stop_at_512_bytes() {
+        let secrets = vec!["tok3n".to_string(), "tok3n-longer".to_string(), "ab".into()];
+        // the longer secret first: no tail of it survives
+        assert_eq!(
+            clean_message(
+                "bad tok3n-longer, tok3n\r\nab\u{1b}[0m\u{202e}x\t",
+                &secrets
+            ),
+            "bad <secret>, <secret>  ab [0m x"
+        );
+        let long = format!("{}{}", "a".repeat(510), "é".repeat(10));
+        let cut = clean_message(&long, &[]);
+        assert!(cut.len() <= MAX_ERROR_BYTES && cut.ends_with('…'), "{cut}");
+        assert_eq!(cut, format!("{}…", "a".repeat(509)));
+        let cjk = "错".repeat(400);
+        let cut = clean_message(&cjk, &[]);
+        assert_eq!(cut, format!("{}…", "错".repeat(169)));
+        assert_eq!(
+            clean_message(&cut, &[]),
+            cut,
+            "cleaning twice changes nothing"
+        );
+        // a secret straddling the cut is gone before the cut, not half shown
+        let straddling = format!("{}tok3n-longer", "a".repeat(505));
+        assert!(!clean_message(&straddling, &secrets).contains("tok3"));
+    }
+
+    #[test]
+    fn a_digest_mentions_the_union_of_its_members() {
+        let mut m = Mentions {
+            user_ids: vec!["u1".into()],
+            mobiles: vec!["1".into(), "2".into()],
+            all: false,
+        };
+        m.merge(Mentions {
+            user_ids: vec!["u2".into(), "u1".into()],
+            mobiles: vec!["2".into(), "3".into()],
+            all: true,
+        });
+        assert_eq!(
+            m,
+            Mentions {
+                user_ids: vec!["u1".into(), "u2".into()],
+                mobiles: vec!["1".into(), "2".into(), "3".into()],
+                all: true,
+            }
+        );
+    }
 }

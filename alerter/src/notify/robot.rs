@@ -64,7 +64,7 @@ impl<R: ChatPlatform> Integration for R {
     /// Renders and posts every message, one request each, no retries and no rate limiting
     /// (delivery adds those).
     async fn send(&self, notifications: &[Notification]) -> Result<Delivered, NotifyError> {
-        let messages = self.messages(notifications)?;
+        let messages = self.messages(notifications, &self.mentions(notifications))?;
         for m in &messages {
             self.post(m).await?;
         }
@@ -140,9 +140,22 @@ pub(crate) fn shrink<R: ChatPlatform>(
     ))
 }
 
+/// A digest of `secret` for a [`ChatRobot::batch_class`]: equal secrets give equal
+/// digests, and the key never holds the secret itself.
+pub(crate) fn secret_digest(secret: Option<&str>) -> String {
+    use sha2::{Digest, Sha256};
+    match secret {
+        Some(s) => Sha256::digest(s.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+        None => "-".into(),
+    }
+}
+
 /// How a robot posts: the shared HTTP client, the platform's reading of a non-zero errcode,
-/// and the secrets (token, key, signing secret) scrubbed from every message that could
-/// quote them.
+/// and the secrets (token, key, signing secret) scrubbed from every error message (which
+/// [`clean_message`](super::clean_message) also bounds).
 pub(crate) struct Poster {
     http: reqwest::Client,
     classify: fn(i64) -> FailureKind,
@@ -163,7 +176,7 @@ impl Poster {
     }
 
     /// Posts `body` to `url` and reads the answer: exactly one request.
-    pub async fn post(&self, url: &str, body: &serde_json::Value) -> Result<(), NotifyError> {
+    async fn try_post(&self, url: &str, body: &serde_json::Value) -> Result<(), NotifyError> {
         let answer = self
             .http
             .post(url)
@@ -177,12 +190,14 @@ impl Poster {
             err.status = Some(status);
             err
         })?;
-        let mut result = read_answer(status, &text, self.classify);
-        if let Err(e) = &mut result {
-            let secrets: Vec<&str> = self.secrets.iter().map(String::as_str).collect();
-            e.message = scrub(&e.message, &secrets);
-        }
-        result
+        read_answer(status, &text, self.classify)
+    }
+
+    /// [`Poster::try_post`] with its error message cleaned.
+    pub async fn post(&self, url: &str, body: &serde_json::Value) -> Result<(), NotifyError> {
+        self.try_post(url, body)
+            .await
+            .map_err(|e| e.cleaned(&self.secrets))
     }
 }
 
@@ -235,27 +250,10 @@ fn excerpt(text: &str) -> String {
     }
 }
 
-/// `message` with every (non-trivial) secret replaced by `<secret>`.
-pub(crate) fn scrub(message: &str, secrets: &[&str]) -> String {
-    let mut out = message.to_string();
-    for s in secrets {
-        if s.len() >= 4 {
-            out = out.replace(s, "<secret>");
-        }
-    }
-    out
-}
-
-/// The values of the URL's query parameters (tokens and keys), for [`scrub`].
-pub(crate) fn query_secrets(url: &str) -> Vec<String> {
-    reqwest::Url::parse(url)
-        .map(|u| u.query_pairs().map(|(_, v)| v.into_owned()).collect())
-        .unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::notify::{clean_message, url_secrets};
 
     fn dingtalk(code: i64) -> FailureKind {
         if code == 130101 {
@@ -303,11 +301,19 @@ mod tests {
 
     #[test]
     fn secrets_are_scrubbed() {
-        let secrets = query_secrets("http://h/robot/send?access_token=abcdef123");
-        let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+        let secrets = url_secrets("http://h/robot/send?access_token=abcdef123");
         assert_eq!(
-            scrub("token abcdef123 is not exist", &refs),
+            clean_message("token abcdef123 is not exist", &secrets),
             "token <secret> is not exist"
         );
+    }
+
+    #[test]
+    fn equal_secrets_share_a_class_key_that_never_shows_them() {
+        let a = secret_digest(Some("SECabcdef"));
+        assert_eq!(a, secret_digest(Some("SECabcdef")));
+        assert_ne!(a, secret_digest(Some("SECabcdeg")));
+        assert_ne!(a, secret_digest(None));
+        assert!(!a.contains("abcdef"));
     }
 }

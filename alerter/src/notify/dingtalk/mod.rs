@@ -23,11 +23,11 @@ use sha2::Sha256;
 pub(crate) use config::is_mobile;
 pub use config::{DingTalkConfig, MIN_MAX_BYTES, PLATFORM_MAX_BYTES};
 
-use super::robot::{self, query_secrets, ChatPlatform, Poster, MIN_BUDGET};
+use super::robot::{self, secret_digest, ChatPlatform, Poster, MIN_BUDGET};
 use super::split::{json_len, Doc};
 use super::{
-    dedup, label_values, BuildContext, ChatMessage, ChatRobot, FailureKind, Mentions, NotifyError,
-    RateLimit,
+    dedup, label_values, url_secrets, BuildContext, ChatMessage, ChatRobot, FailureKind, Mentions,
+    NotifyError, RateLimit,
 };
 use crate::model::Notification;
 use crate::template::{Format, Templates};
@@ -41,6 +41,8 @@ pub struct DingTalk {
     templates: Templates,
     /// Posts with the token and signing secret scrubbed from error messages.
     poster: Poster,
+    /// [`ChatRobot::batch_class`].
+    class: String,
 }
 
 impl fmt::Debug for DingTalk {
@@ -91,32 +93,29 @@ const SYSTEM_BUSY: i64 = -1;
 
 impl DingTalk {
     pub fn new(cfg: DingTalkConfig, ctx: &BuildContext) -> Self {
-        let mut secrets = query_secrets(cfg.url.expose());
+        let mut secrets = url_secrets(cfg.url.expose());
         if let Some(s) = &cfg.secret {
             secrets.push(s.expose().to_string());
         }
+        // the mentions and their labels stay out: a digest carries every member's
+        let t = &cfg.templates;
+        let class = format!(
+            "{:?}",
+            (
+                Self::KIND,
+                secret_digest(cfg.secret.as_ref().map(|s| s.expose())),
+                &cfg.keyword,
+                t.language.unwrap_or(ctx.language),
+                &t.title,
+                &t.text,
+                cfg.max_message_bytes,
+            )
+        );
         DingTalk {
             templates: Templates::new(ctx.language),
             poster: Poster::new(ctx.http.clone(), classify, secrets),
+            class,
             cfg,
-        }
-    }
-
-    fn mentions(&self, notifications: &[Notification]) -> Mentions {
-        let mobiles = self.cfg.at_mobiles.iter().cloned().chain(
-            label_values(notifications, &self.cfg.at_mobiles_label)
-                .into_iter()
-                .filter(|m| config::is_mobile(m)),
-        );
-        let user_ids = self.cfg.at_user_ids.iter().cloned().chain(
-            label_values(notifications, &self.cfg.at_user_ids_label)
-                .into_iter()
-                .filter(|u| !u.contains(char::is_whitespace)),
-        );
-        Mentions {
-            mobiles: dedup(mobiles),
-            user_ids: dedup(user_ids),
-            all: self.cfg.is_at_all,
         }
     }
 
@@ -176,7 +175,33 @@ impl ChatRobot for DingTalk {
         self.cfg.rate_limit
     }
 
-    fn messages(&self, notifications: &[Notification]) -> Result<Vec<ChatMessage>, NotifyError> {
+    fn batch_class(&self) -> &str {
+        &self.class
+    }
+
+    fn mentions(&self, notifications: &[Notification]) -> Mentions {
+        let mobiles = self.cfg.at_mobiles.iter().cloned().chain(
+            label_values(notifications, &self.cfg.at_mobiles_label)
+                .into_iter()
+                .filter(|m| config::is_mobile(m)),
+        );
+        let user_ids = self.cfg.at_user_ids.iter().cloned().chain(
+            label_values(notifications, &self.cfg.at_user_ids_label)
+                .into_iter()
+                .filter(|u| !u.contains(char::is_whitespace)),
+        );
+        Mentions {
+            mobiles: dedup(mobiles),
+            user_ids: dedup(user_ids),
+            all: self.cfg.is_at_all,
+        }
+    }
+
+    fn messages(
+        &self,
+        notifications: &[Notification],
+        mentions: &Mentions,
+    ) -> Result<Vec<ChatMessage>, NotifyError> {
         let r = self
             .templates
             .render(Format::DingTalkMarkdown, notifications, &self.cfg.templates)
@@ -187,9 +212,8 @@ impl ChatRobot for DingTalk {
             sections: Vec::new(),
             footer: r.footer,
         });
-        let m = self.mentions(notifications);
-        let budget = self.budget(&doc, &m);
-        Ok(robot::pack(self, &doc, r.sections, budget, true, &m))
+        let budget = self.budget(&doc, mentions);
+        Ok(robot::pack(self, &doc, r.sections, budget, true, mentions))
     }
 
     fn shrink(&self, message: &ChatMessage) -> Option<Vec<ChatMessage>> {

@@ -420,3 +420,172 @@ fn only_system_busy_is_retried_every_other_code_is_permanent() {
         assert_eq!(super::classify(code), FailureKind::Permanent, "{code}");
     }
 }
+
+/// An integration, the group it notifies and the alert's extra labels.
+type Waiting = (
+    Arc<Delivery>,
+    &'static str,
+    Vec<(&'static str, &'static str)>,
+);
+
+/// Delivers a notification of group `G0` through `first` (taking the robot's one slot),
+/// then each of `waiting` (integration, group, extra labels) 100 ms apart while that slot
+/// is still taken, and waits for all of them.
+async fn saturate_then_deliver(first: &Arc<Delivery>, waiting: Vec<Waiting>) {
+    first
+        .deliver(&notification(
+            first.receiver(),
+            "G0",
+            vec![alert("G0", &[], "zero")],
+        ))
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for (d, group, labels) in waiting {
+        tasks.push(tokio::spawn(async move {
+            let n = notification(d.receiver(), group, vec![alert(group, &labels, "s")]);
+            d.deliver(&n).await
+        }));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_digest_on_a_shared_robot_mentions_everyone_each_member_would() {
+    let robot = FakeRobot::start(TOKEN).await;
+    let url = robot.dingtalk_url(TOKEN);
+    let receivers = [
+        receiver(&format!(
+            "name: a\ndingtalk_configs: [{{ url: '{url}', at_mobiles: ['13800000001'], rate_limit: {{ messages: 1, per: 3s }} }}]"
+        )),
+        receiver(&format!(
+            "name: b\ndingtalk_configs: [{{ url: '{url}', at_mobiles: ['13800000002'], at_user_ids: [ub], is_at_all: true, at_user_ids_label: owner }}]"
+        )),
+    ];
+    let n = notifier(&receivers, 3);
+    let a = n.integrations("a").unwrap().remove(0);
+    let b = n.integrations("b").unwrap().remove(0);
+    saturate_then_deliver(
+        &a,
+        vec![
+            (Arc::clone(&a), "G1", vec![]),
+            (Arc::clone(&b), "G2", vec![("owner", "lbl-user")]),
+        ],
+    )
+    .await;
+    let accepted = robot.accepted();
+    assert_eq!(accepted.len(), 2, "one alone, then one digest");
+    let body = &accepted[1].1;
+    let text = markdown_text(body);
+    assert!(text.contains("G1") && text.contains("G2"), "{text}");
+    let strings = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        strings(&body["at"]["atMobiles"]),
+        vec!["13800000001", "13800000002"]
+    );
+    assert_eq!(strings(&body["at"]["atUserIds"]), vec!["ub", "lbl-user"]);
+    assert_eq!(body["at"]["isAtAll"], true);
+    for m in ["@13800000001", "@13800000002", "@ub", "@lbl-user"] {
+        assert!(text.contains(m), "{m} missing from {text}");
+    }
+    let digested = n
+        .attempts(None, 10)
+        .into_iter()
+        .filter(|a| a.digest)
+        .count();
+    assert_eq!(digested, 2);
+}
+
+#[tokio::test]
+async fn members_that_would_render_differently_never_share_a_message() {
+    let robot = FakeRobot::start(TOKEN).await;
+    let url = robot.dingtalk_url(TOKEN);
+    let receivers = [
+        receiver(&format!(
+            "name: a\ndingtalk_configs: [{{ url: '{url}', language: en, rate_limit: {{ messages: 1, per: 3s }} }}]"
+        )),
+        receiver(&format!(
+            "name: b\ndingtalk_configs: [{{ url: '{url}', language: zh }}]"
+        )),
+    ];
+    let n = notifier(&receivers, 3);
+    let a = n.integrations("a").unwrap().remove(0);
+    let b = n.integrations("b").unwrap().remove(0);
+    let start = std::time::Instant::now();
+    saturate_then_deliver(
+        &a,
+        vec![
+            (Arc::clone(&a), "G1", vec![]),
+            (Arc::clone(&b), "G2", vec![]),
+            (Arc::clone(&a), "G3", vec![]),
+        ],
+    )
+    .await;
+    let texts: Vec<String> = robot
+        .accepted()
+        .iter()
+        .map(|(_, body)| markdown_text(body).to_string())
+        .collect();
+    assert_eq!(texts.len(), 3, "{texts:#?}");
+    // a's two waiting groups merge; b's goes alone, in its own language, a slot later
+    assert!(
+        texts[1].contains("G1") && texts[1].contains("G3"),
+        "{}",
+        texts[1]
+    );
+    assert!(!texts[1].contains("G2") && texts[1].contains("FIRING"));
+    assert!(
+        texts[2].contains("G2") && !texts[2].contains("G1"),
+        "{}",
+        texts[2]
+    );
+    assert!(texts[2].contains("告警"), "{}", texts[2]);
+    assert!(
+        start.elapsed() >= Duration::from_millis(5900),
+        "a slot each"
+    );
+}
+
+#[test]
+fn only_what_changes_the_rendering_separates_batch_classes() {
+    let ctx = BuildContext::new(crate::template::Language::En);
+    let class = |extra: &str| {
+        let r = receiver(&format!(
+            "name: x\ndingtalk_configs: [{{ url: 'http://h/robot/send?access_token={TOKEN}'{extra} }}]"
+        ));
+        DingTalk::new(r.dingtalk_configs[0].clone(), &ctx)
+            .batch_class()
+            .to_string()
+    };
+    let base = class("");
+    // mentions, their labels, send_resolved and the rate limit do not change the text
+    for same in [
+        ", at_mobiles: ['138'], is_at_all: true",
+        ", at_user_ids: [u], at_user_ids_label: owner, at_mobiles_label: m",
+        ", send_resolved: false, rate_limit: { messages: 10, per: 1m }",
+        ", language: en",
+    ] {
+        assert_eq!(class(same), base, "{same}");
+    }
+    for differs in [
+        ", secret: SEC1234",
+        ", keyword: 告警",
+        ", language: zh",
+        ", title: 'custom'",
+        ", text: 'custom'",
+        ", max_message_bytes: 5000",
+    ] {
+        assert_ne!(class(differs), base, "{differs}");
+    }
+    assert_ne!(class(", secret: SEC1234"), class(", secret: SEC5678"));
+    assert!(!class(", secret: SEC1234").contains("SEC1234"));
+}

@@ -38,6 +38,9 @@ pub struct Email {
     templates: Templates,
     /// `Err` only for a config that skipped validation: every send then fails permanently.
     transport: Result<Transport, String>,
+    /// The AUTH password, scrubbed from every error message (a server's answer could
+    /// quote what it was sent).
+    secrets: Vec<String>,
 }
 
 struct Transport {
@@ -116,8 +119,12 @@ fn classify(e: &lettre::transport::smtp::Error) -> NotifyError {
     let mut message = e.to_string();
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
-        message.push_str(": ");
-        message.push_str(&s.to_string());
+        // lettre's own message often already quotes its source (the server's answer)
+        let text = s.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
         source = s.source();
     }
     NotifyError {
@@ -147,6 +154,11 @@ impl Email {
         Email {
             templates: Templates::new(cfg.templates.language.unwrap_or(ctx.language)),
             transport: transport(&cfg),
+            secrets: cfg
+                .auth_password
+                .iter()
+                .map(|p| p.expose().to_string())
+                .collect(),
             cfg,
         }
     }
@@ -215,13 +227,19 @@ impl Integration for Email {
         self.cfg.send_resolved
     }
 
+    /// One SMTP conversation; the error's message is cleaned (no password, no control
+    /// characters from multi-line SMTP answers, bounded length).
     async fn send(&self, notifications: &[Notification]) -> Result<Delivered, NotifyError> {
-        let message = self.message(notifications)?;
-        let t = self
-            .transport
-            .as_ref()
-            .map_err(|e| NotifyError::permanent(format!("email config: {e}")))?;
-        t.smtp.send(message).await.map_err(|e| classify(&e))?;
-        Ok(Delivered { messages: 1 })
+        let send = async {
+            let message = self.message(notifications)?;
+            let t = self
+                .transport
+                .as_ref()
+                .map_err(|e| NotifyError::permanent(format!("email config: {e}")))?;
+            t.smtp.send(message).await.map_err(|e| classify(&e))?;
+            Ok(Delivered { messages: 1 })
+        };
+        send.await
+            .map_err(|e: NotifyError| e.cleaned(&self.secrets))
     }
 }

@@ -381,6 +381,27 @@ async fn smtp_answers_map_to_transient_and_permanent_failures() {
 }
 
 #[tokio::test]
+async fn a_server_quoting_the_password_does_not_put_it_in_the_error() {
+    let (addr, _rx) = smtp_server(Script {
+        auth: true,
+        rcpt: "550 5.7.1 relay denied for lookout/hunter2-pw \x1b[31mgo away",
+        ..OK
+    })
+    .await;
+    let cfg = config(&format!(
+        "{{to: a@example.com, from: l@example.com, smarthost: \"{addr}\", require_tls: false, auth_username: lookout, auth_password: hunter2-pw}}"
+    ));
+    let err = build(&cfg).send(&[notification()]).await.expect_err("550");
+    assert_eq!(err.status, Some(550), "{err:?}");
+    assert!(
+        err.message.contains("relay denied for lookout/<secret>"),
+        "{err:?}"
+    );
+    assert!(!err.message.contains("hunter2"), "{err:?}");
+    assert!(!err.message.contains('\x1b'), "{err:?}");
+}
+
+#[tokio::test]
 async fn required_tls_is_not_skipped_when_the_server_lacks_starttls() {
     let (addr, mut rx) = smtp_server(OK).await;
     let cfg = config(&format!(

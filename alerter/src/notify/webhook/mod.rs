@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{LabelSet, Notification};
-use crate::notify::{BuildContext, Delivered, FailureKind, Integration, NotifyError};
+use crate::notify::{url_secrets, BuildContext, Delivered, FailureKind, Integration, NotifyError};
 use crate::template::filters::rfc3339;
 
 pub use config::WebhookConfig;
@@ -105,6 +105,9 @@ pub fn message(n: &Notification, max_alerts: usize) -> WebhookMessage {
 pub struct Webhook {
     cfg: WebhookConfig,
     http: reqwest::Client,
+    /// What of the URL may be a token, scrubbed from every error message (an endpoint may
+    /// echo the request line in its answer).
+    secrets: Vec<String>,
 }
 
 impl fmt::Debug for Webhook {
@@ -130,12 +133,21 @@ fn snippet(body: &str) -> String {
 impl Webhook {
     pub fn new(cfg: WebhookConfig, ctx: &BuildContext) -> Self {
         Webhook {
+            secrets: url_secrets(cfg.url.expose()),
             cfg,
             http: ctx.http.clone(),
         }
     }
 
+    /// Posts `body`: exactly one request, its error message cleaned (no URL secrets, no
+    /// control characters, bounded length), since it ends up in logs, the API and the UI.
     async fn post(&self, body: &WebhookMessage) -> Result<(), NotifyError> {
+        self.try_post(body)
+            .await
+            .map_err(|e| e.cleaned(&self.secrets))
+    }
+
+    async fn try_post(&self, body: &WebhookMessage) -> Result<(), NotifyError> {
         let resp = self
             .http
             .post(self.cfg.url.expose())
@@ -159,10 +171,6 @@ impl Webhook {
             message.push_str(": ");
             message.push_str(&text);
         }
-        // The URL's token must not leak through an echoing server.
-        for secret in url_secrets(self.cfg.url.expose()) {
-            message = message.replace(&secret, "<secret>");
-        }
         Err(NotifyError {
             kind,
             status: Some(code.as_u16()),
@@ -170,17 +178,6 @@ impl Webhook {
             message,
         })
     }
-}
-
-/// The query values and password of a URL (what may be a token), at least 4 characters.
-fn url_secrets(url: &str) -> Vec<String> {
-    let Ok(u) = reqwest::Url::parse(url) else {
-        return Vec::new();
-    };
-    let mut out: Vec<String> = u.query_pairs().map(|(_, v)| v.into_owned()).collect();
-    out.extend(u.password().map(String::from));
-    out.retain(|s| s.len() >= 4);
-    out
 }
 
 #[async_trait]

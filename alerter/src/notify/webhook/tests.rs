@@ -16,7 +16,7 @@ use crate::template::Language;
 #[derive(Default)]
 struct Hook {
     /// Answers to give, in order (then 200).
-    answers: Mutex<Vec<(u16, &'static str)>>,
+    answers: Mutex<Vec<(u16, String)>>,
     /// (content type, body) of every request.
     got: Mutex<Vec<(String, serde_json::Value)>>,
 }
@@ -25,7 +25,7 @@ async fn handler(
     State(hook): State<Arc<Hook>>,
     headers: HeaderMap,
     body: String,
-) -> (StatusCode, &'static str) {
+) -> (StatusCode, String) {
     let ct = headers
         .get("content-type")
         .and_then(|v| v.to_str().ok())
@@ -35,16 +35,21 @@ async fn handler(
     hook.got.lock().expect("lock").push((ct, json));
     let mut answers = hook.answers.lock().expect("lock");
     let (code, text) = if answers.is_empty() {
-        (200, "ok")
+        (200, "ok".to_string())
     } else {
         answers.remove(0)
     };
     (StatusCode::from_u16(code).unwrap_or(StatusCode::OK), text)
 }
 
-async fn server(answers: Vec<(u16, &'static str)>) -> (SocketAddr, Arc<Hook>) {
+async fn server(answers: Vec<(u16, &str)>) -> (SocketAddr, Arc<Hook>) {
     let hook = Arc::new(Hook {
-        answers: Mutex::new(answers),
+        answers: Mutex::new(
+            answers
+                .into_iter()
+                .map(|(c, t)| (c, t.to_string()))
+                .collect(),
+        ),
         ..Hook::default()
     });
     let app = Router::new()
@@ -207,6 +212,45 @@ async fn answers_map_to_transient_and_permanent_failures() {
     let err = webhook(free, "").send(&n).await.expect_err("refused");
     assert_eq!(err.kind, FailureKind::Transient, "{err:?}");
     assert!(!err.message.contains("s3cr3t"), "{err:?}");
+}
+
+#[tokio::test]
+async fn error_messages_are_bounded_printable_and_never_show_the_urls_secrets() {
+    // an endpoint echoing the request line (the token as written, percent-encoded, and
+    // decoded) and the basic-auth password, with terminal escapes and line breaks
+    let echo = "POST /hook?token=s3cr3t%2Btok%2Fen HTTP/1.1\r\nAuthorization: pa55w0rd-xyz\r\ntoken s3cr3t+tok/en\x1b[31m\u{202e}!";
+    let long = "🔥".repeat(300);
+    let (addr, _hook) = server(vec![
+        (500, echo),
+        (502, long.as_str()),
+        (404, "no such hook"),
+    ])
+    .await;
+    let cfg: WebhookConfig = serde_yaml::from_str(&format!(
+        "{{url: 'http://lookout:pa55w0rd-xyz@{addr}/hook?token=s3cr3t%2Btok%2Fen'}}"
+    ))
+    .expect("config");
+    let w = cfg.build(&BuildContext::new(Language::En));
+    let n = [notification()];
+    let err = w.send(&n).await.expect_err("500");
+    let m = &err.message;
+    assert_eq!((err.kind, err.status), (FailureKind::Transient, Some(500)));
+    assert_eq!(
+        m,
+        "HTTP 500: POST /hook?token=<secret> HTTP/1.1  Authorization: <secret>  token <secret> [31m !"
+    );
+    // 800 bytes of answer: cut on a character boundary
+    let err = w.send(&n).await.expect_err("502");
+    let m = &err.message;
+    assert!(
+        m.len() <= crate::notify::MAX_ERROR_BYTES,
+        "{} bytes",
+        m.len()
+    );
+    assert!(m.starts_with("HTTP 502: 🔥🔥") && m.ends_with("🔥…"), "{m}");
+    // short answers are kept as they are
+    let err = w.send(&n).await.expect_err("404");
+    assert_eq!(err.message, "HTTP 404: no such hook");
 }
 
 #[test]

@@ -16,11 +16,11 @@ use serde_json::json;
 
 pub use config::{WeComConfig, WeComMsgType};
 
-use super::robot::{self, query_secrets, ChatPlatform, Poster, MIN_BUDGET};
+use super::robot::{self, ChatPlatform, Poster, MIN_BUDGET};
 use super::split::{utf8_len, Doc};
 use super::{
-    dedup, label_values, BuildContext, ChatMessage, ChatRobot, FailureKind, Mentions, NotifyError,
-    RateLimit,
+    dedup, label_values, url_secrets, BuildContext, ChatMessage, ChatRobot, FailureKind, Mentions,
+    NotifyError, RateLimit,
 };
 use crate::model::Notification;
 use crate::template::{Format, Templates};
@@ -31,6 +31,8 @@ pub struct WeCom {
     templates: Templates,
     /// Posts with the key scrubbed from error messages.
     poster: Poster,
+    /// [`ChatRobot::batch_class`].
+    class: String,
 }
 
 impl fmt::Debug for WeCom {
@@ -52,9 +54,22 @@ fn classify(errcode: i64) -> FailureKind {
 
 impl WeCom {
     pub fn new(cfg: WeComConfig, ctx: &BuildContext) -> Self {
+        // the mentions and their labels stay out: a digest carries every member's
+        let t = &cfg.templates;
+        let class = format!(
+            "{:?}",
+            (
+                Self::KIND,
+                cfg.msg_type,
+                t.language.unwrap_or(ctx.language),
+                &t.title,
+                &t.text,
+            )
+        );
         WeCom {
-            poster: Poster::new(ctx.http.clone(), classify, query_secrets(cfg.url.expose())),
+            poster: Poster::new(ctx.http.clone(), classify, url_secrets(cfg.url.expose())),
             templates: Templates::new(ctx.language),
+            class,
             cfg,
         }
     }
@@ -63,24 +78,6 @@ impl WeCom {
         match self.cfg.msg_type {
             WeComMsgType::Markdown => Format::WeComMarkdown,
             WeComMsgType::Text => Format::WeComText,
-        }
-    }
-
-    fn mentions(&self, notifications: &[Notification]) -> Mentions {
-        let users = self.cfg.mentioned_list.iter().cloned().chain(
-            label_values(notifications, &self.cfg.mentioned_list_label)
-                .into_iter()
-                .filter(|u| !u.contains(char::is_whitespace) && !u.contains(['<', '>'])),
-        );
-        let mobiles = self.cfg.mentioned_mobile_list.iter().cloned().chain(
-            label_values(notifications, &self.cfg.mentioned_mobile_list_label)
-                .into_iter()
-                .filter(|m| crate::notify::dingtalk::is_mobile(m)),
-        );
-        Mentions {
-            user_ids: dedup(users),
-            mobiles: dedup(mobiles),
-            all: false,
         }
     }
 
@@ -130,7 +127,33 @@ impl ChatRobot for WeCom {
         self.cfg.rate_limit
     }
 
-    fn messages(&self, notifications: &[Notification]) -> Result<Vec<ChatMessage>, NotifyError> {
+    fn batch_class(&self) -> &str {
+        &self.class
+    }
+
+    fn mentions(&self, notifications: &[Notification]) -> Mentions {
+        let users = self.cfg.mentioned_list.iter().cloned().chain(
+            label_values(notifications, &self.cfg.mentioned_list_label)
+                .into_iter()
+                .filter(|u| !u.contains(char::is_whitespace) && !u.contains(['<', '>'])),
+        );
+        let mobiles = self.cfg.mentioned_mobile_list.iter().cloned().chain(
+            label_values(notifications, &self.cfg.mentioned_mobile_list_label)
+                .into_iter()
+                .filter(|m| crate::notify::dingtalk::is_mobile(m)),
+        );
+        Mentions {
+            user_ids: dedup(users),
+            mobiles: dedup(mobiles),
+            all: false,
+        }
+    }
+
+    fn messages(
+        &self,
+        notifications: &[Notification],
+        mentions: &Mentions,
+    ) -> Result<Vec<ChatMessage>, NotifyError> {
         let r = self
             .templates
             .render(self.format(), notifications, &self.cfg.templates)
@@ -147,9 +170,9 @@ impl ChatRobot for WeCom {
             sections: Vec::new(),
             footer: r.footer,
         });
-        let m = self.mentions(notifications);
+        let m = mentions;
         let mention_room = match self.cfg.msg_type {
-            WeComMsgType::Markdown => Self::markdown_mentions(&m).len() + 2,
+            WeComMsgType::Markdown => Self::markdown_mentions(m).len() + 2,
             WeComMsgType::Text => 0,
         };
         let budget = self
@@ -158,7 +181,7 @@ impl ChatRobot for WeCom {
             .max_bytes()
             .saturating_sub(mention_room)
             .max(MIN_BUDGET);
-        Ok(robot::pack(self, &doc, r.sections, budget, true, &m))
+        Ok(robot::pack(self, &doc, r.sections, budget, true, m))
     }
 
     fn shrink(&self, message: &ChatMessage) -> Option<Vec<ChatMessage>> {

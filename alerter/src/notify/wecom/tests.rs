@@ -150,3 +150,25 @@ fn config_errors_name_their_fields() {
     }
     assert_eq!(errors.len(), 5, "{errors:?}");
 }
+
+#[test]
+fn message_type_language_and_templates_separate_batch_classes_mentions_do_not() {
+    let ctx = BuildContext::new(crate::template::Language::En);
+    let class = |extra: &str| {
+        let r = receiver(&format!(
+            "name: x\nwecom_configs: [{{ url: 'http://h/cgi-bin/webhook/send?key={KEY}'{extra} }}]"
+        ));
+        WeCom::new(r.wecom_configs[0].clone(), &ctx)
+            .batch_class()
+            .to_string()
+    };
+    let base = class("");
+    assert_eq!(
+        class(", mentioned_list: [u], mentioned_list_label: owner"),
+        base
+    );
+    for differs in [", msg_type: text", ", language: zh", ", text: 'custom'"] {
+        assert_ne!(class(differs), base, "{differs}");
+    }
+    assert!(!base.contains(KEY));
+}
