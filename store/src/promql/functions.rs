@@ -403,9 +403,25 @@ fn linear_regression(s: &[Sample], intercept_ms: i64) -> (f64, f64) {
     (slope, intercept)
 }
 
-/// avg_over_time: an incremental mean with Kahan compensation, keeping an infinite mean
-/// once reached (unless a NaN or an infinity of the other sign arrives).
+/// avg_over_time: the mean of a window. A compensated sum divided once is what Prometheus 3 computes and
+/// agrees with 2.42's running mean to rounding (2.42 divides twice per sample, which made
+/// this function most of an `avg_over_time` range query); when the sum overflows or meets
+/// an infinity, 2.42's running mean gives the answer, as it does there.
 fn avg_over_time(s: &[Sample]) -> f64 {
+    let (mut sum, mut c) = (0.0f64, 0.0f64);
+    for x in s {
+        (sum, c) = kahan_sum_inc(x.value, sum, c);
+    }
+    if sum.is_finite() {
+        return (sum + c) / s.len() as f64;
+    }
+    running_mean(s)
+}
+
+/// Prometheus 2.42's `avg_over_time`: a compensated running mean, which never overflows,
+/// keeping an infinite mean once reached (unless a NaN or an infinity of the other sign
+/// arrives).
+fn running_mean(s: &[Sample]) -> f64 {
     let (mut mean, mut count, mut c) = (0.0f64, 0.0f64, 0.0f64);
     for x in s {
         let v = x.value;
@@ -971,6 +987,32 @@ mod tests {
     }
 
     const M: &[f64] = &[1.0, 4.0, 2.0, 8.0, 3.0];
+
+    #[test]
+    fn the_summed_mean_agrees_with_the_running_mean_of_2_42() {
+        let mut x: u64 = 42;
+        let mut next = move || {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (x >> 11) as f64 / (1u64 << 53) as f64
+        };
+        for n in 1..200 {
+            let scale = 10f64.powi((n % 30) - 10);
+            let s = series(&(0..n).map(|_| (next() - 0.3) * scale).collect::<Vec<_>>());
+            let (fast, slow) = (avg_over_time(&s), running_mean(&s));
+            assert!((fast - slow).abs() <= 1e-12 * fast.abs().max(slow.abs()), "{fast} {slow}");
+        }
+        // overflow and infinities take 2.42's path and answer as it does
+        for values in [
+            &[f64::INFINITY, 1.0][..],
+            &[f64::INFINITY, f64::NEG_INFINITY],
+            &[f64::MAX, f64::MAX, 1.0],
+            &[1.0, f64::NAN],
+        ] {
+            let s = series(values);
+            let (fast, slow) = (avg_over_time(&s), running_mean(&s));
+            assert_eq!(fast.to_bits(), slow.to_bits(), "{values:?}");
+        }
+    }
 
     #[test]
     fn over_time_functions_match_prometheus() {
