@@ -14,6 +14,9 @@
 //!   marker, so they end at once instead of lingering for the lookback window.
 //! * A failing rule (query error, limit, duplicate label sets) reports `health: err` and its
 //!   error; the other rules still run.
+//! * A state read back after a restart has its `for` clocks restored at the first
+//!   evaluation as Prometheus's `RestoreForState` restores them ([`OUTAGE_TOLERANCE`],
+//!   [`FOR_GRACE_PERIOD`]); see [`GroupState::restore_for_state`].
 //!
 //! Evaluation is synchronous (the PromQL engine is); the manager runs it on a blocking
 //! thread. [`GroupState`] is what the manager persists between evaluations and restarts.
@@ -40,6 +43,16 @@ pub const RESEND_DELAY: Duration = Duration::from_secs(60);
 pub const TRACE_LOOKBEHIND: Duration = Duration::from_secs(15 * 60);
 /// Most example trace ids an alert carries.
 pub const MAX_TRACE_IDS: usize = 3;
+
+/// A restored `for` clock only counts if Lookout was down at most this long: after a longer
+/// outage every restored pending and firing alert starts over as new. Prometheus's
+/// `--rules.alert.for-outage-tolerance`, at its default.
+pub const OUTAGE_TOLERANCE: Duration = Duration::from_secs(60 * 60);
+/// A restored pending alert fires no sooner than this after the restart (its condition is
+/// seen again on fresh data first), for rules whose `for` is at least this long; rules with
+/// a shorter `for` wait their whole `for` again. Prometheus's
+/// `--rules.alert.for-grace-period`, at its default.
+pub const FOR_GRACE_PERIOD: Duration = Duration::from_secs(10 * 60);
 
 pub const ALERTS_METRIC: &str = "ALERTS";
 pub const ALERTS_FOR_STATE_METRIC: &str = "ALERTS_FOR_STATE";
@@ -86,6 +99,11 @@ pub struct ActiveAlert {
     pub keep_firing_since_ms: Option<i64>,
     #[serde(default)]
     pub evidence: Evidence,
+    /// Receivers last heard of this alert firing, before an outage longer than
+    /// [`OUTAGE_TOLERANCE`] restarted its `for` clock: if it goes away before it fires
+    /// again, its resolution is still sent (instead of the pending alert vanishing).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub firing_before_outage: bool,
 }
 
 impl ActiveAlert {
@@ -185,6 +203,10 @@ pub struct GroupState {
     pub last_evaluation_ms: Option<i64>,
     #[serde(default)]
     pub evaluation_duration: Duration,
+    /// Set when the state was read back after a restart: the next evaluation restores the
+    /// `for` clocks first ([`GroupState::restore_for_state`]). Not persisted.
+    #[serde(skip)]
+    pub restore_pending: bool,
 }
 
 impl GroupState {
@@ -198,6 +220,7 @@ impl GroupState {
                 .collect(),
             last_evaluation_ms: None,
             evaluation_duration: Duration::ZERO,
+            restore_pending: false,
         }
     }
 
@@ -230,6 +253,7 @@ impl GroupState {
     fn align_from(&mut self, old: &GroupState) {
         self.last_evaluation_ms = old.last_evaluation_ms;
         self.evaluation_duration = old.evaluation_duration;
+        self.restore_pending = old.restore_pending;
         let mut taken = vec![false; old.rules.len()];
         for rs in &mut self.rules {
             if let Some(i) =
@@ -240,6 +264,99 @@ impl GroupState {
                 *rs = old.rules[i].clone();
                 rs.identity = identity;
             }
+        }
+    }
+
+    /// Restores the `for` clocks of a state read back after a restart, at the first
+    /// evaluation after it (`t_ms`), as Prometheus 2.42's `Group.RestoreForState`; Lookout
+    /// went down at the last evaluation before the restart.
+    ///
+    /// * Down longer than [`OUTAGE_TOLERANCE`] (or never evaluated): nothing is restored.
+    ///   Pending alerts are dropped and come back as new if their condition still holds.
+    ///   Firing ones become pending from `t_ms` (flagged [`ActiveAlert::firing_before_outage`]),
+    ///   so they fire again only after a whole `for`, and a resolution is still sent if
+    ///   they are gone.
+    /// * Otherwise firing alerts keep firing from their old start. Prometheus does the same
+    ///   when `for` is at least the grace period; for a shorter `for` it lets them go pending
+    ///   again, which would resolve and re-page an alert the dispatcher already announced.
+    ///   Lookout keeps them firing: the dispatcher gets them again at this evaluation and its
+    ///   notification log keeps that from paging twice.
+    /// * Pending alerts of rules whose `for` is shorter than [`FOR_GRACE_PERIOD`] start over
+    ///   (they wait their whole `for` again, which is shorter than the grace period).
+    /// * Other pending alerts keep the time they had spent pending before the outage (the
+    ///   downtime does not count: their start moves later by it), except that one which
+    ///   would then fire within the grace period fires exactly the grace period after `t_ms`.
+    ///
+    /// Every firing or resolved alert kept is handed to the (restarted, empty) dispatcher
+    /// again at this evaluation, as Prometheus resends after a restart.
+    pub fn restore_for_state(&mut self, group: &RuleGroup, t_ms: i64) {
+        self.restore_pending = false;
+        let down_at = self
+            .last_evaluation_ms
+            .filter(|&d| t_ms.saturating_sub(d) <= ms(OUTAGE_TOLERANCE));
+        let grace = ms(FOR_GRACE_PERIOD);
+        for (rule, rs) in group.rules.iter().zip(self.rules.iter_mut()) {
+            let Rule::Alerting(rule) = rule else {
+                continue;
+            };
+            let hold = ms(rule.for_);
+            rs.active.retain(|_, a| {
+                a.last_sent_at_ms = None;
+                let restart_clock = |a: &mut ActiveAlert| {
+                    a.state = AlertState::Pending;
+                    a.active_at_ms = t_ms;
+                    a.keep_firing_since_ms = None;
+                };
+                match (a.state, down_at) {
+                    // resolved, kept for re-sending its resolution
+                    (AlertState::Inactive, _) => true,
+                    (AlertState::Firing, Some(_)) => true,
+                    (AlertState::Firing, None) => {
+                        restart_clock(a);
+                        a.firing_before_outage = true;
+                        true
+                    }
+                    (AlertState::Pending, Some(down_at)) if hold >= grace => {
+                        let remaining = hold - (down_at - a.active_at_ms);
+                        if remaining <= 0 {
+                            // `for` was shortened while Lookout was down: fires now
+                        } else if remaining < grace {
+                            a.active_at_ms = t_ms + grace - hold;
+                        } else {
+                            a.active_at_ms += t_ms.saturating_sub(down_at).max(0);
+                        }
+                        true
+                    }
+                    (AlertState::Pending, _) if a.firing_before_outage => {
+                        restart_clock(a);
+                        true
+                    }
+                    (AlertState::Pending, _) => false,
+                }
+            });
+        }
+    }
+
+    /// Staleness markers at `t_ms` for the series this state's rules wrote at their last
+    /// evaluation that no rule of `successor` (the group's state after a reload) still
+    /// claims: the output of rules a reload removed, or of every rule when the whole group
+    /// was removed (`successor` None). As Prometheus's `staleSeries`, so those series end
+    /// at the reload instead of lingering for the lookback window.
+    pub fn stale_markers_after(&self, successor: Option<&GroupState>, t_ms: i64) -> MetricBatch {
+        let claimed: BTreeSet<&LabelSet> = successor
+            .into_iter()
+            .flat_map(|s| s.rules.iter())
+            .flat_map(|rs| rs.previous_series.iter())
+            .collect();
+        let mut seen = BTreeSet::new();
+        let gone = self
+            .rules
+            .iter()
+            .flat_map(|rs| rs.previous_series.iter())
+            .filter(|l| !claimed.contains(l) && seen.insert(*l));
+        MetricBatch {
+            series: gone.map(|l| stale_series(l, t_ms)).collect(),
+            metadata: Vec::new(),
         }
     }
 }
@@ -281,6 +398,9 @@ pub fn eval_group(
 ) -> GroupEvalOutcome {
     let started = Instant::now();
     state.align(group);
+    if state.restore_pending {
+        state.restore_for_state(group, t_ms);
+    }
     // every rule of the group reads through one memo, so a selection several rules share is
     // read and decoded once; what a rule writes is forgotten before the next rule reads
     let memo = Arc::new(MemoQuerier::new(ctx.engine.querier().clone()));
@@ -338,16 +458,20 @@ fn with_stale_markers(series: Vec<Series>, rs: &mut RuleState, t_ms: i64) -> Met
     let mut out = series;
     for old in &rs.previous_series {
         if !now_set.contains(old) {
-            out.push(Series {
-                labels: to_labels(old),
-                samples: vec![Sample::new(t_ms, stale_nan())],
-            });
+            out.push(stale_series(old, t_ms));
         }
     }
     rs.previous_series = now;
     MetricBatch {
         series: out,
         metadata: Vec::new(),
+    }
+}
+
+fn stale_series(labels: &LabelSet, t_ms: i64) -> Series {
+    Series {
+        labels: to_labels(labels),
+        samples: vec![Sample::new(t_ms, stale_nan())],
     }
 }
 
@@ -484,6 +608,7 @@ fn eval_alerting(
                 valid_until_ms: None,
                 keep_firing_since_ms: None,
                 evidence: Evidence::default(),
+                firing_before_outage: false,
             },
         );
     }
@@ -512,7 +637,9 @@ fn eval_alerting(
                 let since = *a.keep_firing_since_ms.get_or_insert(t_ms);
                 keep_firing = t_ms - since < keep_for;
             }
-            if a.state == AlertState::Pending
+            // a pending alert that was firing before an outage resolves (receivers last
+            // heard it firing) instead of vanishing
+            if (a.state == AlertState::Pending && !a.firing_before_outage)
                 || a.resolved_at_ms.is_some_and(|r| t_ms - r > retention)
             {
                 remove.push(fp.clone());
@@ -531,6 +658,7 @@ fn eval_alerting(
         if a.state == AlertState::Pending && t_ms - a.active_at_ms >= hold {
             a.state = AlertState::Firing;
             a.fired_at_ms = Some(t_ms);
+            a.firing_before_outage = false;
             a.evidence = evidence(rule, a, ctx, t_ms);
         }
         if returned.contains(fp) {
@@ -852,6 +980,28 @@ mod tests {
             self.eval_with(t, None, None)
         }
 
+        /// A restart: a new run from the state as persisted and read back.
+        fn restarted(&self) -> Run {
+            let json = serde_json::to_string(&self.state).unwrap();
+            let mut state: GroupState = serde_json::from_str(&json).unwrap();
+            state.restore_pending = true;
+            Run {
+                engine: Engine::new(self.store.clone(), EngineOptions::default()),
+                group: self.group.clone(),
+                state,
+                store: self.store.clone(),
+                written: Vec::new(),
+            }
+        }
+
+        /// The only alert of the first rule.
+        fn alert(&self) -> &ActiveAlert {
+            let mut all = self.state.rules[0].active.values();
+            let a = all.next().expect("an alert");
+            assert!(all.next().is_none(), "{:?}", self.state.rules[0].active);
+            a
+        }
+
         fn alert_states(&self) -> Vec<AlertState> {
             self.state.rules[0]
                 .active
@@ -1036,6 +1186,167 @@ groups:
         s.rules[0].active.values_mut().next().unwrap().value = f64::NAN;
         let back: GroupState = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
         assert!(back.rules[0].active.values().next().unwrap().value.is_nan());
+    }
+
+    const FOR_1H: &str = r#"
+groups:
+  - name: g
+    rules:
+      - alert: Slow
+        expr: m > 5
+        for: 1h
+"#;
+
+    #[test]
+    fn a_restored_pending_clock_skips_the_downtime_and_waits_the_grace_period() {
+        let mut r = Run::new(store_with(&[Some(10.0); 200]), FOR_1H);
+        r.eval(0);
+        r.eval(10 * MIN);
+        // down at 10m after 10m pending, back at 30m: 50m left (more than the grace
+        // period), counted from the restart: fires at 80m, not 60m
+        let mut a = r.restarted();
+        a.eval(30 * MIN);
+        assert_eq!(
+            (a.alert().state, a.alert().active_at_ms),
+            (AlertState::Pending, 20 * MIN)
+        );
+        assert_eq!(a.written(ALERTS_FOR_STATE_METRIC), vec![(None, 1200.0)]);
+        a.eval(79 * MIN);
+        assert_eq!(a.alert().state, AlertState::Pending);
+        assert_eq!(a.eval(80 * MIN).alerts_to_send.len(), 1);
+        assert_eq!(a.alert().state, AlertState::Firing);
+
+        // down at 55m, back at 56m: 5m left, less than the grace period: fires the grace
+        // period (10m) after the restart
+        r.eval(55 * MIN);
+        let mut b = r.restarted();
+        b.eval(56 * MIN);
+        assert_eq!(b.alert().active_at_ms, 56 * MIN + 10 * MIN - 60 * MIN);
+        b.eval(65 * MIN);
+        assert_eq!(b.alert().state, AlertState::Pending);
+        b.eval(66 * MIN);
+        assert_eq!(b.alert().state, AlertState::Firing);
+    }
+
+    #[test]
+    fn after_an_outage_longer_than_the_tolerance_alerts_start_over() {
+        let tolerance = ms(OUTAGE_TOLERANCE);
+        let mut r = Run::new(store_with(&[Some(10.0); 300]), FOR_1H);
+        r.eval(0);
+        r.eval(10 * MIN);
+        // back exactly the tolerance after going down: restored (10m spent)
+        let mut a = r.restarted();
+        a.eval(10 * MIN + tolerance);
+        assert_eq!(a.alert().active_at_ms, tolerance);
+        // a minute later: not restored, pending from the restart
+        let mut b = r.restarted();
+        b.eval(11 * MIN + tolerance);
+        assert_eq!(
+            (b.alert().state, b.alert().active_at_ms),
+            (AlertState::Pending, 11 * MIN + tolerance)
+        );
+
+        // firing before a 2h outage and still true: pending again from the restart, not sent
+        // until it fires again a whole `for` later
+        assert_eq!(r.eval(60 * MIN).alerts_to_send.len(), 1);
+        let mut c = r.restarted();
+        assert!(c.eval(180 * MIN).alerts_to_send.is_empty());
+        assert_eq!(
+            (c.alert().state, c.alert().active_at_ms),
+            (AlertState::Pending, 180 * MIN)
+        );
+        assert_eq!(
+            c.written(ALERTS_METRIC),
+            vec![(Some("pending".into()), 1.0)]
+        );
+        assert!(c.eval(239 * MIN).alerts_to_send.is_empty());
+        let out = c.eval(240 * MIN);
+        assert_eq!(out.alerts_to_send.len(), 1);
+        assert_eq!(out.alerts_to_send[0].starts_at_ms, 240 * MIN);
+        assert!(!c.alert().firing_before_outage);
+
+        // firing before the outage and gone after it: its resolution is sent (the
+        // receivers last heard it firing)
+        let mut values = vec![Some(10.0); 61];
+        values.resize(300, None);
+        let mut r = Run::new(store_with(&values), FOR_1H);
+        r.eval(0);
+        assert_eq!(r.eval(60 * MIN).alerts_to_send.len(), 1);
+        let mut d = r.restarted();
+        let out = d.eval(180 * MIN);
+        assert_eq!(out.alerts_to_send.len(), 1, "{out:?}");
+        assert_eq!(out.alerts_to_send[0].starts_at_ms, 60 * MIN);
+        assert_eq!(out.alerts_to_send[0].ends_at_ms, Some(180 * MIN));
+        assert_eq!(d.alert().state, AlertState::Inactive);
+    }
+
+    #[test]
+    fn a_short_for_clock_starts_over_at_a_restart_and_firing_alerts_keep_firing() {
+        let mut r = Run::new(store_with(&[Some(10.0); 10]), FOR_2M);
+        r.eval(0);
+        // `for` (2m) is shorter than the grace period: it is waited again from the restart
+        let mut a = r.restarted();
+        a.eval(MIN);
+        assert_eq!(
+            (a.alert().state, a.alert().active_at_ms),
+            (AlertState::Pending, MIN)
+        );
+        a.eval(2 * MIN);
+        assert_eq!(a.alert().state, AlertState::Pending);
+        assert_eq!(a.eval(3 * MIN).alerts_to_send.len(), 1);
+        // a firing alert keeps firing from its old start, and is handed to the dispatcher
+        // again at the first evaluation (whose notification log keeps it from paging twice)
+        let mut b = a.restarted();
+        let out = b.eval(4 * MIN);
+        assert_eq!(
+            (b.alert().state, b.alert().active_at_ms),
+            (AlertState::Firing, MIN)
+        );
+        assert_eq!(out.alerts_to_send.len(), 1);
+        assert_eq!(out.alerts_to_send[0].starts_at_ms, 3 * MIN);
+        assert!(b.eval(5 * MIN).alerts_to_send.is_empty());
+    }
+
+    #[test]
+    fn stale_markers_after_a_reload_cover_only_series_no_rule_claims_any_more() {
+        let yaml = r#"
+groups:
+  - name: g
+    rules:
+      - record: kept
+        expr: m + 0
+      - record: removed
+        expr: m * 2
+"#;
+        let mut r = Run::new(store_with(&[Some(1.0)]), yaml);
+        r.eval(0);
+        let kept_only = group(
+            r#"
+groups:
+  - name: g
+    rules:
+      - record: kept
+        expr: m + 0
+"#,
+        );
+        let names = |b: &MetricBatch| -> Vec<String> {
+            assert!(b.series.iter().all(|s| s.samples.len() == 1
+                && is_stale_nan(s.samples[0].value)
+                && s.samples[0].timestamp_ms == 5));
+            b.series
+                .iter()
+                .map(|s| s.labels.metric_name().unwrap_or_default().to_string())
+                .collect()
+        };
+        let next = GroupState::carry_over(&r.state, &r.group, &kept_only);
+        assert_eq!(
+            names(&r.state.stale_markers_after(Some(&next), 5)),
+            ["removed"]
+        );
+        assert_eq!(
+            names(&r.state.stale_markers_after(None, 5)),
+            ["kept", "removed"]
+        );
     }
 
     #[test]

@@ -11,8 +11,14 @@
 //! recording-rule samples and `ALERTS`/`ALERTS_FOR_STATE` through the metrics appender. The
 //! group's [`GroupState`] is written to the `rules` tree of the state database after every
 //! evaluation and read back at start, so a restart keeps pending `for` clocks and firing
-//! alerts; the dispatcher's notification log keeps the restart from paging twice. Alerts
-//! the evaluation says to send go to the [`AlertSink`] (the dispatcher), which never blocks.
+//! alerts, restored at the first evaluation as Prometheus restores them (an outage
+//! tolerance and a grace period: [`GroupState::restore_for_state`]); the dispatcher's
+//! notification log keeps the restart from paging twice. Alerts the evaluation says to send
+//! go to the [`AlertSink`] (the dispatcher), which never blocks.
+//!
+//! A group's evaluations never overlap: the scheduled one and [`RuleManager::evaluate_all_at`]
+//! take the group's evaluation lock. A reload that removes a group, or rules of a group,
+//! writes staleness markers for the series they wrote last, as Prometheus does.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -172,6 +178,9 @@ struct GroupRun {
     group: Arc<RuleGroup>,
     interval: Duration,
     state: Mutex<GroupState>,
+    /// Held for a whole evaluation (state, writes, hand-over to the sink), so a scheduled
+    /// and a manual evaluation never interleave.
+    eval_lock: tokio::sync::Mutex<()>,
     stop: watch::Sender<bool>,
     task: Mutex<Option<JoinHandle<()>>>,
 }
@@ -249,10 +258,17 @@ impl RuleManager {
     }
 
     /// Applies new rule groups and settings: unchanged groups keep running; changed ones
-    /// are stopped, their state carried over rule by rule (as Prometheus: same name,
-    /// expression and labels), and restarted; removed ones are stopped and forgotten.
+    /// are stopped, their state carried over rule by rule (as Prometheus: same name and
+    /// labels), and restarted; removed ones are stopped and forgotten. The series of removed
+    /// rules and groups get staleness markers at the time of the reload.
+    ///
+    /// Unlike Prometheus, which writes a removed group's markers two intervals later so a
+    /// rule moved to another group has written first (the late markers are then rejected as
+    /// out of order), the markers are written at once: such a moved series reads as absent
+    /// until its new group's first evaluation, at most one interval.
     pub async fn update(&self, groups: Vec<RuleGroup>, settings: RuleSettings) {
         let _guard = self.update_lock.lock().await;
+        let reload_ms = now_ms();
         let settings_changed = *self.inner.settings.read() != settings;
         *self.inner.settings.write() = settings;
         let old: BTreeMap<String, Arc<GroupRun>> = self
@@ -277,7 +293,13 @@ impl RuleManager {
                 }
                 Some(run) => {
                     run.stop().await;
-                    let state = GroupState::carry_over(&run.state.lock(), &run.group, &group);
+                    let (state, stale) = {
+                        let old = run.state.lock();
+                        let state = GroupState::carry_over(&old, &run.group, &group);
+                        let stale = old.stale_markers_after(Some(&state), reload_ms);
+                        (state, stale)
+                    };
+                    self.inner.write_stale(&key, stale).await;
                     kept.insert(key.clone(), false);
                     runs.push(self.inner.spawn(key, Arc::new(group), state));
                 }
@@ -291,6 +313,8 @@ impl RuleManager {
         for (key, run) in &old {
             if !kept.contains_key(key) {
                 run.stop().await;
+                let stale = run.state.lock().stale_markers_after(None, reload_ms);
+                self.inner.write_stale(key, stale).await;
                 self.inner.forget(key);
             }
         }
@@ -313,10 +337,17 @@ impl RuleManager {
         }
     }
 
-    /// Evaluates every group once at `t_ms`, now, outside its schedule (tests and tools).
+    /// Evaluates every group once at `t_ms`, now, outside its schedule (tests, here and in
+    /// the API crate). Serialised with reloads (so it never evaluates a group a reload is
+    /// replacing) and, per group, with the scheduled evaluation (the group's evaluation
+    /// lock); stopped groups are skipped.
     pub async fn evaluate_all_at(&self, t_ms: i64) {
+        let _guard = self.update_lock.lock().await;
         let runs: Vec<Arc<GroupRun>> = self.groups.read().clone();
         for run in runs {
+            if *run.stop.borrow() {
+                continue;
+            }
             self.inner.clone().evaluate(run, t_ms).await;
         }
     }
@@ -354,14 +385,11 @@ impl Inner {
                 // the rule file may have changed while Lookout was down: rules take the
                 // state of the persisted rule with the same identity, as on a reload
                 let mut state = GroupState::carry_over(&persisted, group, group);
-                // the dispatcher's alerts live in memory: hand every restored alert to it at
-                // the first evaluation, as Prometheus (which does not persist when it last
-                // sent) does; its notification log keeps that from paging again
-                for rule in &mut state.rules {
-                    for alert in rule.active.values_mut() {
-                        alert.last_sent_at_ms = None;
-                    }
-                }
+                // the first evaluation restores the `for` clocks (outage tolerance, grace
+                // period) and hands every kept alert to the dispatcher, whose alerts live in
+                // memory, as Prometheus (which does not persist when it last sent) does; the
+                // notification log keeps that from paging again
+                state.restore_pending = true;
                 tracing::info!(group = key, "rule group state restored");
                 state
             }
@@ -388,6 +416,28 @@ impl Inner {
                 if let Err(e) = self.tree.remove(&key) {
                     tracing::warn!(error = %e, "removing stale rule state");
                 }
+            }
+        }
+    }
+
+    /// Appends staleness markers of a reload (see [`RuleManager::update`]). Rejections are
+    /// expected when another rule wrote the series since, as in Prometheus, and not errors.
+    async fn write_stale(&self, key: &str, batch: MetricBatch) {
+        let markers = batch.series.len();
+        if markers == 0 {
+            return;
+        }
+        match self.sources.appender.append(batch).await {
+            Ok(report) => {
+                tracing::debug!(
+                    group = key,
+                    markers,
+                    rejected = report.rejected_total(),
+                    "staleness markers for removed rules written"
+                );
+            }
+            Err(e) => {
+                tracing::warn!(group = key, markers, error = %e, "writing staleness markers for removed rules failed");
             }
         }
     }
@@ -421,6 +471,7 @@ impl Inner {
             group,
             interval,
             state: Mutex::new(state),
+            eval_lock: tokio::sync::Mutex::new(()),
             stop,
             task: Mutex::new(None),
         });
@@ -450,8 +501,11 @@ impl Inner {
         }
     }
 
-    /// One evaluation of `run` at `t_ms`: on a blocking thread, then the alerts to the sink.
+    /// One evaluation of `run` at `t_ms`: on a blocking thread, then the alerts to the sink,
+    /// all under the group's evaluation lock.
     async fn evaluate(self: Arc<Self>, run: Arc<GroupRun>, t_ms: i64) {
+        let held = run.clone();
+        let _turn = held.eval_lock.lock().await;
         let runtime = tokio::runtime::Handle::current();
         let inner = self.clone();
         let key = run.key.clone();
@@ -629,6 +683,40 @@ mod tests {
         }
     }
 
+    /// Keeps every series appended.
+    #[derive(Default)]
+    struct Recording(Mutex<Vec<store::model::Series>>);
+
+    #[async_trait]
+    impl MetricsAppender for Recording {
+        async fn append(&self, batch: MetricBatch) -> store::Result<AppendReport> {
+            self.0.lock().extend(batch.series);
+            Ok(AppendReport::default())
+        }
+    }
+
+    /// Takes a while per append and records how many appends ran at once.
+    #[derive(Default)]
+    struct Slow {
+        in_flight: std::sync::atomic::AtomicUsize,
+        most: std::sync::atomic::AtomicUsize,
+        appends: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait]
+    impl MetricsAppender for Slow {
+        async fn append(&self, _: MetricBatch) -> store::Result<AppendReport> {
+            use std::sync::atomic::Ordering::SeqCst;
+            let now = self.in_flight.fetch_add(1, SeqCst) + 1;
+            self.most.fetch_max(now, SeqCst);
+            // called on the evaluation's blocking thread
+            std::thread::sleep(Duration::from_millis(5));
+            self.in_flight.fetch_sub(1, SeqCst);
+            self.appends.fetch_add(1, SeqCst);
+            Ok(AppendReport::default())
+        }
+    }
+
     #[derive(Default)]
     struct Collect(Mutex<Vec<Alert>>);
 
@@ -674,6 +762,15 @@ mod tests {
     }
 
     fn start(db: &StateDb, text: &str, sink: Arc<Collect>, appender: Arc<Counting>) -> RuleManager {
+        start_with(db, text, sink, appender)
+    }
+
+    fn start_with(
+        db: &StateDb,
+        text: &str,
+        sink: Arc<Collect>,
+        appender: Arc<dyn MetricsAppender>,
+    ) -> RuleManager {
         RuleManager::start(
             groups(text),
             settings(),
@@ -758,7 +855,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_pending_clock_survives_a_restart() {
+    async fn a_pending_clock_survives_a_restart_without_counting_the_downtime() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let t0 = 1_700_000_000_000;
         let sink = Arc::new(Collect::default());
@@ -770,15 +867,131 @@ mod tests {
             db.flush().unwrap_or_else(|e| panic!("{e}"));
         }
         let db = StateDb::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
-        // restarted with an edited file: the rule keeps its state by identity
+        // restarted with an edited file: the rule keeps its state by identity; the 30 min
+        // Lookout was down do not count towards `for` (as Prometheus's RestoreForState)
         let m = start(&db, TWO, sink.clone(), Arc::default());
         m.evaluate_all_at(t0 + 1_800_000).await;
         let a = only_alert(&m);
-        assert_eq!((a.state, a.active_at_ms), ("pending", t0));
+        assert_eq!((a.state, a.active_at_ms), ("pending", t0 + 1_800_000));
         m.evaluate_all_at(t0 + 3_600_000).await;
+        assert_eq!(only_alert(&m).state, "pending");
+        m.evaluate_all_at(t0 + 5_400_000).await;
         assert_eq!(only_alert(&m).state, "firing");
         assert_eq!(sink.0.lock().len(), 1);
         m.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn after_a_long_outage_a_firing_alert_starts_over() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let t0 = 1_700_000_000_000;
+        let hour = 3_600_000;
+        let sink = Arc::new(Collect::default());
+        {
+            let db = StateDb::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+            let m = start(&db, ONE, sink.clone(), Arc::default());
+            m.evaluate_all_at(t0).await;
+            m.evaluate_all_at(t0 + hour).await;
+            assert_eq!(only_alert(&m).state, "firing");
+            assert_eq!(sink.0.lock().len(), 1);
+            m.shutdown().await;
+            db.flush().unwrap_or_else(|e| panic!("{e}"));
+        }
+        // down for 2 hours, more than the outage tolerance: the `for` clock starts again
+        let db = StateDb::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        let m = start(&db, ONE, sink.clone(), Arc::default());
+        m.evaluate_all_at(t0 + 3 * hour).await;
+        let a = only_alert(&m);
+        assert_eq!((a.state, a.active_at_ms), ("pending", t0 + 3 * hour));
+        assert_eq!(sink.0.lock().len(), 1, "nothing sent while pending");
+        m.evaluate_all_at(t0 + 4 * hour).await;
+        assert_eq!(only_alert(&m).state, "firing");
+        assert_eq!(sink.0.lock().len(), 2);
+        m.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_reload_marks_the_series_of_removed_rules_and_groups_stale() {
+        let db = StateDb::temporary().unwrap_or_else(|e| panic!("{e}"));
+        let before = "groups:
+  - name: g
+    interval: 1h
+    rules:
+      - record: kept
+        expr: vector(1)
+      - record: removed
+        expr: vector(2)
+      - alert: RemovedAlert
+        expr: vector(1) > 0
+        labels: { severity: page }
+  - name: h
+    interval: 1h
+    rules:
+      - record: removed_group
+        expr: vector(3)
+";
+        let after = "groups:
+  - name: g
+    interval: 1h
+    rules:
+      - record: kept
+        expr: vector(1)
+";
+        let appender = Arc::new(Recording::default());
+        let m = start_with(&db, before, Arc::default(), appender.clone());
+        m.evaluate_all_at(1_700_000_000_000).await;
+        appender.0.lock().clear();
+        let from = now_ms();
+        m.update(groups(after), settings()).await;
+        let to = now_ms();
+        let written = std::mem::take(&mut *appender.0.lock());
+        let mut stale: Vec<String> = written
+            .iter()
+            .map(|s| {
+                assert_eq!(s.samples.len(), 1, "{s:?}");
+                let sample = &s.samples[0];
+                assert!(store::model::is_stale_nan(sample.value), "{s:?}");
+                assert!((from..=to).contains(&sample.timestamp_ms), "{s:?}");
+                let alertname = s.labels.get("alertname").unwrap_or_default();
+                format!("{}{alertname}", s.labels.metric_name().unwrap_or_default())
+            })
+            .collect();
+        stale.sort();
+        assert_eq!(
+            stale,
+            [
+                "ALERTSRemovedAlert",
+                "ALERTS_FOR_STATERemovedAlert",
+                "removed",
+                "removed_group"
+            ]
+        );
+        m.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn manual_and_scheduled_evaluations_of_a_group_never_overlap() {
+        let db = StateDb::temporary().unwrap_or_else(|e| panic!("{e}"));
+        let fast = "groups:
+  - name: fast
+    interval: 10ms
+    rules:
+      - record: one
+        expr: vector(1)
+";
+        let appender = Arc::new(Slow::default());
+        let m = start_with(&db, fast, Arc::default(), appender.clone());
+        let manual = 40;
+        for _ in 0..manual {
+            m.evaluate_all_at(now_ms()).await;
+        }
+        m.shutdown().await;
+        use std::sync::atomic::Ordering::SeqCst;
+        assert!(
+            appender.appends.load(SeqCst) > manual,
+            "scheduled evaluations ran too"
+        );
+        assert_eq!(appender.most.load(SeqCst), 1, "evaluations overlapped");
     }
 
     #[tokio::test]
