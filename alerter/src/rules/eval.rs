@@ -50,7 +50,7 @@ pub const MAX_TRACE_IDS: usize = 3;
 pub const OUTAGE_TOLERANCE: Duration = Duration::from_secs(60 * 60);
 /// A restored pending alert fires no sooner than this after the restart (its condition is
 /// seen again on fresh data first), for rules whose `for` is at least this long; rules with
-/// a shorter `for` wait their whole `for` again. Prometheus's
+/// a shorter `for` go on with the time they had spent pending. Prometheus's
 /// `--rules.alert.for-grace-period`, at its default.
 pub const FOR_GRACE_PERIOD: Duration = Duration::from_secs(10 * 60);
 
@@ -281,11 +281,12 @@ impl GroupState {
     ///   again, which would resolve and re-page an alert the dispatcher already announced.
     ///   Lookout keeps them firing: the dispatcher gets them again at this evaluation and its
     ///   notification log keeps that from paging twice.
-    /// * Pending alerts of rules whose `for` is shorter than [`FOR_GRACE_PERIOD`] start over
-    ///   (they wait their whole `for` again, which is shorter than the grace period).
-    /// * Other pending alerts keep the time they had spent pending before the outage (the
-    ///   downtime does not count: their start moves later by it), except that one which
-    ///   would then fire within the grace period fires exactly the grace period after `t_ms`.
+    /// * Pending alerts keep the time they had spent pending before the outage (the downtime
+    ///   does not count: their start moves later by it), except that one of a rule whose
+    ///   `for` is at least [`FOR_GRACE_PERIOD`] and which would then fire within the grace
+    ///   period fires exactly the grace period after `t_ms`. Prometheus forgets the clocks
+    ///   of rules with a shorter `for` (they wait their whole `for` again); Lookout keeps
+    ///   them, since a restart must not forget a pending `for` clock.
     ///
     /// Every firing or resolved alert kept is handed to the (restarted, empty) dispatcher
     /// again at this evaluation, as Prometheus resends after a restart.
@@ -316,11 +317,11 @@ impl GroupState {
                         a.firing_before_outage = true;
                         true
                     }
-                    (AlertState::Pending, Some(down_at)) if hold >= grace => {
+                    (AlertState::Pending, Some(down_at)) => {
                         let remaining = hold - (down_at - a.active_at_ms);
                         if remaining <= 0 {
                             // `for` was shortened while Lookout was down: fires now
-                        } else if remaining < grace {
+                        } else if hold >= grace && remaining < grace {
                             a.active_at_ms = t_ms + grace - hold;
                         } else {
                             a.active_at_ms += t_ms.saturating_sub(down_at).max(0);
@@ -1281,19 +1282,27 @@ groups:
     }
 
     #[test]
-    fn a_short_for_clock_starts_over_at_a_restart_and_firing_alerts_keep_firing() {
+    fn a_short_for_clock_goes_on_after_a_restart_and_firing_alerts_keep_firing() {
         let mut r = Run::new(store_with(&[Some(10.0); 10]), FOR_2M);
         r.eval(0);
-        // `for` (2m) is shorter than the grace period: it is waited again from the restart
+        // `for` (2m) is shorter than the grace period: the minute spent pending before the
+        // outage (down at 0, back at 1m) still counts, the downtime does not
         let mut a = r.restarted();
         a.eval(MIN);
         assert_eq!(
             (a.alert().state, a.alert().active_at_ms),
             (AlertState::Pending, MIN)
         );
-        a.eval(2 * MIN);
-        assert_eq!(a.alert().state, AlertState::Pending);
         assert_eq!(a.eval(3 * MIN).alerts_to_send.len(), 1);
+        // pending for 30 s when it went down at 30 s, back at 1m: fires at 2m30s, not 3m
+        let mut p = Run::new(store_with(&[Some(10.0); 10]), FOR_2M);
+        p.eval(0);
+        p.eval(MIN / 2);
+        let mut q = p.restarted();
+        q.eval(MIN);
+        assert_eq!(q.alert().active_at_ms, MIN / 2);
+        assert_eq!(q.alert().state, AlertState::Pending);
+        assert_eq!(q.eval(5 * MIN / 2).alerts_to_send.len(), 1);
         // a firing alert keeps firing from its old start, and is handed to the dispatcher
         // again at the first evaluation (whose notification log keeps it from paging twice)
         let mut b = a.restarted();
