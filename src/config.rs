@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alerter::dispatch::config::AlertingConfig;
+use alerter::rules::file::RuleGroup;
 
 use collector::logs::LogLimits;
 use collector::otlp::traces::TraceLimits;
@@ -195,8 +196,11 @@ pub struct Config {
     pub global: GlobalConfig,
     pub scrape_configs: Vec<ScrapeConfig>,
     /// The files `rule_files` names now (its globs are relative to the config file's
-    /// directory), each parsed and validated.
+    /// directory), each once, by its [`rule_file_key`].
     pub rule_file_paths: Vec<PathBuf>,
+    /// Their groups, parsed and validated here once and handed to the alerter as they are;
+    /// each group's `file` is its file's [`rule_file_key`].
+    pub rule_groups: Vec<RuleGroup>,
     /// The validated `alerting:` section (Alertmanager's configuration); `None` without
     /// one: rules are evaluated and listed, nothing is notified. Its secrets are
     /// [`alerter::model::Secret`]s, so `Debug` of the config never prints them.
@@ -850,7 +854,7 @@ fn parse(text: &str, base_dir: &Path, overrides: &Overrides) -> Result<Config, V
         line_of("scrape_configs"),
         &global,
     );
-    let rule_file_paths = rule_files(
+    let (rule_file_paths, rule_groups) = rule_files(
         &mut c,
         map.get("rule_files"),
         line_of("rule_files"),
@@ -872,6 +876,7 @@ fn parse(text: &str, base_dir: &Path, overrides: &Overrides) -> Result<Config, V
             global,
             scrape_configs,
             rule_file_paths,
+            rule_groups,
             alerting,
         })
     } else {
@@ -940,14 +945,17 @@ fn scrape_configs(
     configs
 }
 
+/// Expands `rule_files`, then reads and validates every file once: their paths (by
+/// [`rule_file_key`]) and groups. Problems are reported in the rule file at their line,
+/// under the path as written in the config (joined to its directory).
 fn rule_files(
     c: &mut Collector<'_>,
     value: Option<&Value>,
     section_line: Option<usize>,
     base_dir: &Path,
-) -> Vec<PathBuf> {
+) -> (Vec<PathBuf>, Vec<RuleGroup>) {
     let patterns: Vec<String> = match value {
-        None | Some(Value::Null) => return Vec::new(),
+        None | Some(Value::Null) => return (Vec::new(), Vec::new()),
         Some(v) => match serde_yaml::from_value(v.clone()) {
             Ok(p) => p,
             Err(e) => {
@@ -955,40 +963,98 @@ fn rule_files(
                     section_line,
                     format!("rule_files must be a list of file names or globs: {e}"),
                 );
-                return Vec::new();
+                return (Vec::new(), Vec::new());
             }
         },
     };
-    let mut paths: Vec<PathBuf> = Vec::new();
+    // (the path as written, its key); a file named twice (`a.yaml` and `./a.yaml`) once
+    let mut files: Vec<(PathBuf, PathBuf)> = Vec::new();
     for pattern in &patterns {
         let line = locate(c.text, pattern, section_line).or(section_line);
         match expand_glob(base_dir, pattern) {
             Err(e) => c.push(line, format!("rule_files: {pattern:?}: {e}")),
-            Ok(files) => {
-                for file in files {
-                    if !paths.contains(&file) {
-                        paths.push(file);
+            Ok(found) => {
+                for file in found {
+                    let key = rule_file_key(&file);
+                    if !files.iter().any(|(_, k)| *k == key) {
+                        files.push((file, key));
                     }
                 }
             }
         }
     }
-    // every rule file fully parsed and checked (PromQL, durations, templates); problems
-    // are reported in the rule file at their line
-    if let Err(errors) = alerter::rules::file::load_rule_files(&paths) {
-        for e in errors {
-            let mut message = e.message;
-            for secret in &c.secrets {
-                message = message.replace(secret.as_str(), "<secret>");
+    let written: Vec<PathBuf> = files.iter().map(|(w, _)| w.clone()).collect();
+    // every rule file fully parsed and checked (PromQL, durations, templates), read through
+    // the path as written so its errors name that path
+    let groups = match alerter::rules::file::load_rule_files(&written) {
+        Ok(mut groups) => {
+            for group in &mut groups {
+                if let Some((_, key)) = files.iter().find(|(w, _)| *w == group.file) {
+                    group.file = key.clone();
+                }
             }
-            c.errors.push(ConfigError {
-                file: Some(e.file),
-                line: e.line,
-                message,
-            });
+            groups
+        }
+        Err(errors) => {
+            for e in errors {
+                let mut message = e.message;
+                for secret in &c.secrets {
+                    message = message.replace(secret.as_str(), "<secret>");
+                }
+                c.errors.push(ConfigError {
+                    file: Some(e.file),
+                    line: e.line,
+                    message,
+                });
+            }
+            Vec::new()
+        }
+    };
+    (files.into_iter().map(|(_, key)| key).collect(), groups)
+}
+
+/// The one name of a rule file, whatever the config's spelling of it: the path made
+/// absolute (against the working directory) and cleaned lexically (`.` dropped, `..` taking
+/// the previous component away), as Go's `filepath.Abs` does for Prometheus. Rule group
+/// state is kept under `file;group`, so `rules/*.yaml`, `./rules/*.yaml` and the absolute
+/// path must give one key, or editing the spelling loses the `for` clocks.
+///
+/// Symbolic links are deliberately not resolved (no `fs::canonicalize`): a Kubernetes
+/// ConfigMap volume links each file through `..data` to a timestamped directory that is
+/// replaced on every update, so the resolved path would change, and the clocks be lost,
+/// exactly when the rules are edited.
+pub fn rule_file_key(path: &Path) -> PathBuf {
+    let absolute = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        match std::env::current_dir() {
+            Ok(cwd) => cwd.join(path),
+            // no working directory (it was deleted): the path as it is is the best name left
+            Err(_) => path.to_path_buf(),
+        }
+    };
+    let mut clean = PathBuf::new();
+    for component in absolute.components() {
+        match component {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                // `..` at the root stays at the root; in a relative path (no working
+                // directory) a leading `..` is kept
+                let at_root = clean.parent().is_none() && clean.has_root();
+                let kept_parent = matches!(
+                    clean.components().next_back(),
+                    None | Some(std::path::Component::ParentDir)
+                );
+                if kept_parent && !clean.has_root() {
+                    clean.push("..");
+                } else if !at_root {
+                    clean.pop();
+                }
+            }
+            other => clean.push(other.as_os_str()),
         }
     }
-    paths
+    clean
 }
 
 /// Expands a rule-file pattern: `*` and `?` in the file name only, as Prometheus's common
@@ -1428,6 +1494,23 @@ mod tests {
         )
         .unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(ok.rule_file_paths, vec![dir.path().join("good.yaml")]);
+        // parsed here, once: the alerter is handed these groups
+        assert_eq!(ok.rule_groups.len(), 1);
+        assert_eq!(ok.rule_groups[0].file, dir.path().join("good.yaml"));
+        // errors name the file as the config spells it, not its key
+        let errs = match parse(
+            "rule_files: ['./bad.yaml']\n",
+            dir.path(),
+            &Overrides::default(),
+        ) {
+            Ok(_) => panic!("bad.yaml should fail"),
+            Err(e) => e,
+        };
+        assert_eq!(
+            errs.iter().map(|e| e.file.clone()).collect::<Vec<_>>(),
+            [Some(dir.path().join("./bad.yaml"))],
+            "{errs:?}"
+        );
         let errs = match parse(
             "rule_files: ['*.yaml']\n",
             dir.path(),
@@ -1451,6 +1534,127 @@ mod tests {
         assert!(
             rendered.contains(&format!("{}:", dir.path().join("bad.yaml").display())),
             "{rendered}"
+        );
+    }
+
+    fn write(path: &Path, text: &str) {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).unwrap_or_else(|e| panic!("{e}"));
+        }
+        std::fs::write(path, text).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    fn parse_in(text: &str, base_dir: &Path) -> Config {
+        parse(text, base_dir, &Overrides::default()).unwrap_or_else(|e| panic!("{text}: {e:?}"))
+    }
+
+    const ONE_GROUP: &str =
+        "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: up == 0\n        for: 5m\n";
+
+    #[test]
+    fn rule_file_keys_are_absolute_and_clean() {
+        let key = |p: &str| rule_file_key(Path::new(p));
+        assert_eq!(
+            key("/etc/lookout/./rules/../rules/a.yaml"),
+            PathBuf::from("/etc/lookout/rules/a.yaml")
+        );
+        assert_eq!(key("/../a.yaml"), PathBuf::from("/a.yaml"));
+        assert_eq!(
+            key("/etc//lookout/a.yaml"),
+            PathBuf::from("/etc/lookout/a.yaml")
+        );
+        let cwd = std::env::current_dir().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(key("./rules/a.yaml"), cwd.join("rules/a.yaml"));
+        assert_eq!(
+            key("../x/a.yaml"),
+            cwd.parent().unwrap_or(&cwd).join("x/a.yaml")
+        );
+    }
+
+    /// Rule group state is kept under `file;group`: however the config spells the file, and
+    /// wherever the config file is read from, a group has one key.
+    #[test]
+    fn a_rule_file_has_one_key_whatever_its_spelling() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        write(&dir.path().join("rules/a.yaml"), ONE_GROUP);
+        let expected = format!("{};g", dir.path().join("rules/a.yaml").display());
+        let abs = dir.path().join("rules/a.yaml").display().to_string();
+        // the config file's directory as a path relative to the working directory, as when
+        // Lookout is started with `--config conf/lookout.yaml`
+        let cwd = std::env::current_dir().unwrap_or_else(|e| panic!("{e}"));
+        let up = "../".repeat(cwd.components().count().saturating_sub(1));
+        let relative_dir = PathBuf::from(format!(
+            "{up}{}",
+            dir.path().display().to_string().trim_start_matches('/')
+        ));
+        assert!(
+            relative_dir.is_relative() && relative_dir.is_dir(),
+            "{relative_dir:?}"
+        );
+        for (patterns, base_dir) in [
+            ("['rules/*.yaml']", dir.path().to_path_buf()),
+            ("['./rules/*.yaml']", dir.path().to_path_buf()),
+            ("['rules/a.yaml']", dir.path().join("rules/..")),
+            (&format!("['{abs}']") as &str, PathBuf::from("/")),
+            ("['rules/../rules/a.y?ml']", dir.path().to_path_buf()),
+            ("['./rules/a.yaml']", relative_dir.clone()),
+        ] {
+            let c = parse_in(&format!("rule_files: {patterns}\n"), &base_dir);
+            let keys: Vec<String> = c.rule_groups.iter().map(RuleGroup::key).collect();
+            assert_eq!(
+                keys,
+                std::slice::from_ref(&expected),
+                "{patterns} in {base_dir:?}"
+            );
+            assert_eq!(c.rule_file_paths, [dir.path().join("rules/a.yaml")]);
+        }
+        // two spellings of one file in one config: the file (and its group) once
+        let c = parse_in(
+            &format!("rule_files: ['rules/a.yaml', './rules/*.yaml', '{abs}']\n"),
+            dir.path(),
+        );
+        assert_eq!(c.rule_file_paths.len(), 1, "{:?}", c.rule_file_paths);
+        assert_eq!(c.rule_groups.len(), 1);
+    }
+
+    /// A Kubernetes ConfigMap volume links each file through `..data` to a timestamped
+    /// directory swapped on every update: the key follows the path, not the link's target,
+    /// or every edit of the rules would lose their `for` clocks.
+    #[test]
+    fn a_rule_file_key_survives_a_configmap_update() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let d = dir.path();
+        write(&d.join("..2024_01_01_v1/alerts.yaml"), ONE_GROUP);
+        std::os::unix::fs::symlink("..2024_01_01_v1", d.join("..data"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        std::os::unix::fs::symlink("..data/alerts.yaml", d.join("alerts.yaml"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let before = parse_in("rule_files: ['*.yaml']\n", d);
+        assert_eq!(before.rule_file_paths, [d.join("alerts.yaml")]);
+
+        write(
+            &d.join("..2024_01_02_v2/alerts.yaml"),
+            &ONE_GROUP.replace("for: 5m", "for: 10m"),
+        );
+        std::os::unix::fs::symlink("..2024_01_02_v2", d.join("..data_tmp"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::rename(d.join("..data_tmp"), d.join("..data")).unwrap_or_else(|e| panic!("{e}"));
+        let after = parse_in("rule_files: ['*.yaml']\n", d);
+        assert_ne!(
+            after.rule_groups, before.rule_groups,
+            "the new content is read"
+        );
+        assert_eq!(
+            after
+                .rule_groups
+                .iter()
+                .map(RuleGroup::key)
+                .collect::<Vec<_>>(),
+            before
+                .rule_groups
+                .iter()
+                .map(RuleGroup::key)
+                .collect::<Vec<_>>()
         );
     }
 

@@ -2,7 +2,8 @@
 //! replay), opens the metrics store, then the trace store, then the log store on blocking
 //! threads, starts the alerter over them, then turns ready. Until then ingest answers 503
 //! with `Retry-After` and `/-/ready` 503. SIGHUP and `POST /-/reload` re-read the config
-//! file and rule files (alerting and scrape configs; a bad file keeps the old config). On
+//! file and rule files (alerting and scrape configs; a bad file keeps the old config); one
+//! asked for during start-up is remembered and applied as start-up finishes. On
 //! SIGTERM/SIGINT: stop accepting (graceful shutdown of axum and tonic; live log tails
 //! end), stop scraping, stop the alerter (rule evaluation, then the dispatcher, then its
 //! state), flush trace and log ingest's derived series, close the trace and log stores,
@@ -301,7 +302,9 @@ pub struct ConfigSource {
 }
 
 /// Reloads (SIGHUP and `POST /-/reload`): the config file read again and applied to what
-/// can change while running, the alerter (rules, routes, receivers) and scraping.
+/// can change while running, the alerter (rules, routes, receivers) and scraping. A reload
+/// asked for while Lookout is still starting (the WALs replaying) is remembered and applied
+/// as soon as the alerter and scraping run, so an edit signalled then is not lost.
 #[derive(Default)]
 struct Reload {
     source: OnceLock<ConfigSource>,
@@ -309,15 +312,55 @@ struct Reload {
     default_external_url: OnceLock<String>,
     alerter: api::alerting::AlerterCell,
     scrape: OnceLock<Arc<ScrapeManager>>,
-    /// One reload at a time.
-    lock: tokio::sync::Mutex<()>,
+    /// One reload at a time; held to exit, so no reload starts once shutdown has begun.
+    state: tokio::sync::Mutex<ReloadState>,
+}
+
+/// Whether start-up has finished, and whether a reload was asked for before it had.
+#[derive(Debug, Default)]
+struct ReloadState {
+    started: bool,
+    pending: bool,
+}
+
+/// Why a reload did not happen now.
+#[derive(Debug)]
+enum ReloadError {
+    /// Lookout is still starting: the reload is remembered and applied once it is up.
+    Starting,
+    /// The new config was refused (every error, one per entry); the running one stays.
+    Refused(Vec<String>),
 }
 
 impl Reload {
-    async fn reload(&self) -> Result<(), Vec<String>> {
-        let _guard = self.lock.lock().await;
+    /// Reloads now, or, while Lookout is starting, remembers to once it is up.
+    async fn reload(&self) -> Result<(), ReloadError> {
+        let mut state = self.state.lock().await;
+        if !state.started {
+            state.pending = true;
+            return Err(ReloadError::Starting);
+        }
+        self.apply().await.map_err(ReloadError::Refused)
+    }
+
+    /// Start-up has finished (the alerter and scraping run): from now on reloads apply at
+    /// once, and one asked for during start-up is applied now. Under the same lock as
+    /// [`Reload::reload`], so a request cannot slip between the check and the flag.
+    async fn started(&self) {
+        let mut state = self.state.lock().await;
+        state.started = true;
+        if std::mem::take(&mut state.pending) {
+            tracing::info!("applying the reload asked for during start-up");
+            if let Err(errors) = self.apply().await {
+                log_refused(&errors);
+            }
+        }
+    }
+
+    /// Reads the config again and applies it; the caller holds the lock.
+    async fn apply(&self) -> Result<(), Vec<String>> {
         let (Some(source), Some(alerter)) = (self.source.get(), self.alerter.get()) else {
-            return Err(vec!["lookout is starting: nothing to reload yet".into()]);
+            return Err(vec!["lookout is not running: nothing to reload".into()]);
         };
         let loading = source.clone();
         let loaded = tokio::task::spawn_blocking(move || {
@@ -325,14 +368,16 @@ impl Reload {
         })
         .await
         .map_err(|e| vec![format!("reading the config failed: {e}")])?;
-        let config =
+        let mut config =
             loaded.map_err(|e| e.render().lines().map(str::to_string).collect::<Vec<_>>())?;
+        let rule_groups = std::mem::take(&mut config.rule_groups);
+        let group_count = rule_groups.len();
         alerter
             .reload(ReloadConfig {
                 external_url: external_url(&config, self.default_external_url.get()),
                 external_labels: config.global.external_labels.clone(),
                 evaluation_interval: config.global.evaluation_interval,
-                rule_files: config.rule_file_paths.clone(),
+                rule_groups,
                 alerting: alerting_config(&config),
             })
             .await?;
@@ -341,6 +386,7 @@ impl Reload {
         }
         tracing::info!(
             rule_files = config.rule_file_paths.len(),
+            rule_groups = group_count,
             alerting = config.alerting.is_some(),
             scrape_jobs = config.scrape_configs.len(),
             "configuration reloaded"
@@ -349,12 +395,34 @@ impl Reload {
     }
 }
 
+fn log_refused(errors: &[String]) {
+    for error in errors {
+        tracing::error!(%error, "reload refused; keeping the running configuration");
+    }
+}
+
 /// `POST /-/reload`: 200 when applied; 500 with every error, one per line, when the new
-/// config is refused (the old one stays), as Prometheus answers.
+/// config is refused (the old one stays), as Prometheus answers. While Lookout is starting,
+/// 503 with `Retry-After`: the reload is remembered and applied once start-up finishes.
 async fn reload_handler(State(reload): State<Arc<Reload>>) -> Response {
     match reload.reload().await {
         Ok(()) => (StatusCode::OK, "").into_response(),
-        Err(errors) => {
+        Err(ReloadError::Starting) => {
+            tracing::info!(
+                "reload asked for during start-up; it is applied once start-up finishes"
+            );
+            let mut resp = (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "lookout is starting (its WALs are being replayed): the reload will be applied once start-up finishes\n",
+            )
+                .into_response();
+            resp.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(STARTING_RETRY_AFTER_SECS),
+            );
+            resp
+        }
+        Err(ReloadError::Refused(errors)) => {
             tracing::warn!(
                 errors = errors.len(),
                 "reload refused; keeping the running configuration"
@@ -417,10 +485,13 @@ fn spawn_reload_on_hangup(reload: Arc<Reload>) -> anyhow::Result<()> {
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
             tracing::info!(signal = "SIGHUP", "reloading the configuration");
-            if let Err(errors) = reload.reload().await {
-                for error in &errors {
-                    tracing::error!(%error, "reload refused; keeping the running configuration");
-                }
+            match reload.reload().await {
+                Ok(()) => {}
+                Err(ReloadError::Starting) => tracing::info!(
+                    signal = "SIGHUP",
+                    "lookout is starting: the reload is applied once start-up finishes"
+                ),
+                Err(ReloadError::Refused(errors)) => log_refused(&errors),
             }
         }
     });
@@ -689,12 +760,13 @@ pub async fn run(config: Config, source: ConfigSource) -> anyhow::Result<()> {
     let logs_background = logs.spawn_background();
 
     let alerter_dir = config.storage.data_dir.join("alerter");
-    let started_alerter = Alerter::start(
+    let started_alerter = Alerter::start_with_groups(
         alerter_options(
             &config,
             alerter_dir.clone(),
             external_url(&config, services.reload.default_external_url.get()),
         ),
+        config.rule_groups.clone(),
         services.store.clone(),
         services.store.clone(),
         services.logs.clone(),
@@ -725,6 +797,8 @@ pub async fn run(config: Config, source: ConfigSource) -> anyhow::Result<()> {
     ));
     scrape.apply(config.scrape_configs.clone());
     let _ = services.reload.scrape.set(scrape.clone());
+    // a reload asked for during the replay is applied before Lookout reports ready
+    services.reload.started().await;
     readiness.store(true, Ordering::Release);
     telemetry::READY.set(1);
     tracing::info!(
@@ -769,7 +843,7 @@ pub async fn run(config: Config, source: ConfigSource) -> anyhow::Result<()> {
     }
     // no reload (SIGHUP, or a /-/reload that outlived the drain) may restart scraping or
     // rule evaluation from here on: the reload lock is held until the process exits
-    let _no_more_reloads = services.reload.lock.lock().await;
+    let _no_more_reloads = services.reload.state.lock().await;
     scrape.shutdown().await;
     // rule evaluation writes into the metrics store: stopped before it closes
     alerter.shutdown().await;
@@ -1155,12 +1229,17 @@ mod tests {
             send(http.clone(), reload()).await.status(),
             StatusCode::UNAUTHORIZED
         );
+        // still starting: 503, the reload to be applied once start-up finishes
         let resp = send(http.clone(), with_token(reload(), "query-t")).await;
-        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(resp.headers().contains_key(header::RETRY_AFTER));
         let body = axum::body::to_bytes(resp.into_body(), 1 << 16)
             .await
             .unwrap_or_default();
-        assert!(String::from_utf8_lossy(&body).contains("starting"));
+        assert!(
+            String::from_utf8_lossy(&body).contains("applied once start-up finishes"),
+            "{body:?}"
+        );
         assert_eq!(
             send(http.clone(), get_req("/api/v1/rules")).await.status(),
             StatusCode::UNAUTHORIZED
@@ -1173,99 +1252,262 @@ mod tests {
         );
     }
 
-    /// A reload applies new rule files; a broken one is refused with its error and the
-    /// running rules stay.
-    #[tokio::test]
-    async fn reload_applies_rules_and_refuses_a_broken_file() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let rules = dir.path().join("rules.yaml");
-        let write_rules = |names: &[&str]| {
+    /// A config whose `rule_files` names `rules.yaml`, a metrics store, and [`Services`]
+    /// whose reloads read that config: what `run` has while the WALs replay.
+    struct ReloadFixture {
+        dir: tempfile::TempDir,
+        config_path: PathBuf,
+        services: Services,
+        store: Arc<MetricsStore>,
+    }
+
+    impl ReloadFixture {
+        async fn new() -> Self {
+            let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+            let config_path = dir.path().join("lookout.yaml");
+            let fixture = ReloadFixture {
+                config_path: config_path.clone(),
+                services: Services::new(TraceLimits::default(), LogLimits::default())
+                    .expect("trace and log ingest start"),
+                store: {
+                    let metrics_dir = dir.path().join("data/metrics");
+                    tokio::task::spawn_blocking(move || {
+                        MetricsStore::open(MetricsStoreOptions::new(metrics_dir))
+                    })
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"))
+                    .unwrap_or_else(|e| panic!("{e}"))
+                },
+                dir,
+            };
+            fixture.write_rules(&["a"]);
+            fixture.write_config("rules.yaml");
+            assert!(fixture
+                .services
+                .store
+                .cell
+                .set(fixture.store.clone())
+                .is_ok());
+            assert!(fixture
+                .services
+                .reload
+                .source
+                .set(ConfigSource {
+                    path: Some(config_path),
+                    overrides: Overrides::default(),
+                })
+                .is_ok());
+            fixture
+        }
+
+        /// `rules.yaml` with one recording-rule group per name.
+        fn write_rules(&self, names: &[&str]) {
             let mut text = String::from("groups:\n");
             for n in names {
                 text.push_str(&format!(
                     "  - name: {n}\n    interval: 1h\n    rules:\n      - record: {n}:one\n        expr: vector(1)\n"
                 ));
             }
-            std::fs::write(&rules, text).unwrap_or_else(|e| panic!("{e}"));
-        };
-        write_rules(&["a"]);
-        let config_path = dir.path().join("lookout.yaml");
-        std::fs::write(
-            &config_path,
-            format!(
-                "storage: {{ data_dir: {} }}\nrule_files: [rules.yaml]\n",
-                dir.path().join("data").display()
-            ),
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        let config = crate::config::load(Some(&config_path), &Overrides::default())
-            .unwrap_or_else(|e| panic!("{e}"));
-        let services = Services::new(TraceLimits::default(), LogLimits::default())
-            .expect("trace and log ingest start");
-        let metrics_dir = dir.path().join("data/metrics");
-        let store = tokio::task::spawn_blocking(move || {
-            MetricsStore::open(MetricsStoreOptions::new(metrics_dir))
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|e| panic!("{e}"));
-        assert!(services.store.cell.set(store.clone()).is_ok());
-        let alerter = Alerter::start(
-            alerter_options(
-                &config,
-                dir.path().join("data/alerter"),
-                external_url(&config, None),
-            ),
-            services.store.clone(),
-            services.store.clone(),
-            services.logs.clone(),
-            services.traces.clone(),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-        assert!(services.reload.alerter.set(alerter.clone()).is_ok());
-        assert!(services
-            .reload
-            .source
-            .set(ConfigSource {
-                path: Some(config_path),
-                overrides: Overrides::default(),
-            })
-            .is_ok());
-        let names = || -> Vec<String> {
-            alerter
-                .rules()
-                .groups()
-                .into_iter()
-                .map(|g| g.name)
-                .collect()
-        };
-        assert_eq!(names(), ["a"]);
+            std::fs::write(self.dir.path().join("rules.yaml"), text)
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
 
-        write_rules(&["a", "b"]);
-        services
+        /// The config, naming the rule file as `rule_file`.
+        fn write_config(&self, rule_file: &str) {
+            std::fs::write(
+                &self.config_path,
+                format!(
+                    "storage: {{ data_dir: {} }}\nrule_files: ['{rule_file}']\n",
+                    self.dir.path().join("data").display()
+                ),
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        }
+
+        /// Starts the alerter on the config as it is now, as `run` does once the stores
+        /// are open, and hands it to reloads (start-up is not declared finished).
+        async fn start_alerter(&self) -> Arc<Alerter> {
+            self.start_alerter_with(&self.load_config()).await
+        }
+
+        fn load_config(&self) -> Config {
+            crate::config::load(Some(&self.config_path), &Overrides::default())
+                .unwrap_or_else(|e| panic!("{e}"))
+        }
+
+        /// [`ReloadFixture::start_alerter`] on a config loaded earlier.
+        async fn start_alerter_with(&self, config: &Config) -> Arc<Alerter> {
+            let config = config.clone();
+            let alerter = Alerter::start_with_groups(
+                alerter_options(
+                    &config,
+                    self.dir.path().join("data/alerter"),
+                    external_url(&config, None),
+                ),
+                config.rule_groups.clone(),
+                self.services.store.clone(),
+                self.services.store.clone(),
+                self.services.logs.clone(),
+                self.services.traces.clone(),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+            assert!(self.services.reload.alerter.set(alerter.clone()).is_ok());
+            alerter
+        }
+
+        async fn close(self, alerter: Arc<Alerter>) {
+            alerter.shutdown().await;
+            self.store.close().await.unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+
+    /// The names and files of the running rule groups.
+    fn running_groups(alerter: &Alerter) -> Vec<(String, PathBuf)> {
+        alerter
+            .rules()
+            .groups()
+            .into_iter()
+            .map(|g| (g.name, g.file))
+            .collect()
+    }
+
+    fn group_names(alerter: &Alerter) -> Vec<String> {
+        running_groups(alerter).into_iter().map(|g| g.0).collect()
+    }
+
+    /// A reload applies new rule files; a broken one is refused with its error and the
+    /// running rules stay.
+    #[tokio::test]
+    async fn reload_applies_rules_and_refuses_a_broken_file() {
+        let f = ReloadFixture::new().await;
+        let alerter = f.start_alerter().await;
+        f.services.reload.started().await;
+        assert_eq!(group_names(&alerter), ["a"]);
+
+        f.write_rules(&["a", "b"]);
+        f.services
             .reload
             .reload()
             .await
             .unwrap_or_else(|e| panic!("{e:?}"));
-        assert_eq!(names(), ["a", "b"]);
+        assert_eq!(group_names(&alerter), ["a", "b"]);
 
         std::fs::write(
-            &rules,
+            f.dir.path().join("rules.yaml"),
             "groups:\n  - name: c\n    rules:\n      - record: c:one\n        expr: sum(\n",
         )
         .unwrap_or_else(|e| panic!("{e}"));
-        let errors = match services.reload.reload().await {
+        let errors = match f.services.reload.reload().await {
             Ok(()) => panic!("a broken rule file was applied"),
-            Err(e) => e,
+            Err(ReloadError::Starting) => panic!("start-up has finished"),
+            Err(ReloadError::Refused(e)) => e,
         };
         assert!(
             errors.iter().any(|e| e.contains("rules.yaml:")),
             "{errors:?}"
         );
-        assert_eq!(names(), ["a", "b"], "the running rules stay");
-        alerter.shutdown().await;
-        store.close().await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(group_names(&alerter), ["a", "b"], "the running rules stay");
+        f.close(alerter).await;
+    }
+
+    /// A SIGHUP or `POST /-/reload` while the WALs replay is not dropped: it is applied
+    /// as soon as the alerter runs, with the config as it is then.
+    #[tokio::test]
+    async fn a_reload_asked_for_during_start_up_is_applied_once_it_finishes() {
+        let f = ReloadFixture::new().await;
+        // the stores are still opening: nothing to reload into yet
+        assert!(matches!(
+            f.services.reload.reload().await,
+            Err(ReloadError::Starting)
+        ));
+        // the edit the reload was asked for; the alerter starts on the config `run` loaded
+        // before it
+        let alerter = {
+            let alerter = f.start_alerter().await;
+            f.write_rules(&["a", "b"]);
+            alerter
+        };
+        assert_eq!(group_names(&alerter), ["a"]);
+        f.services.reload.started().await;
+        assert_eq!(
+            group_names(&alerter),
+            ["a", "b"],
+            "the pending reload applied"
+        );
+
+        // applied once: later edits wait for the next reload, which applies at once
+        f.write_rules(&["a", "b", "c"]);
+        f.services.reload.started().await;
+        assert_eq!(group_names(&alerter), ["a", "b"]);
+        f.services
+            .reload
+            .reload()
+            .await
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(group_names(&alerter), ["a", "b", "c"]);
+        f.close(alerter).await;
+    }
+
+    /// Rule files are read and validated once, by the config loading, and the alerter runs
+    /// exactly the groups it validated: it reads no file itself, at start or on reload.
+    #[tokio::test]
+    async fn the_alerter_runs_the_groups_the_config_validated() {
+        let f = ReloadFixture::new().await;
+        let config = f.load_config();
+        // the file breaks after it was validated: the alerter starts on what was validated
+        std::fs::write(f.dir.path().join("rules.yaml"), "groups: [ {")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let alerter = f.start_alerter_with(&config).await;
+        assert_eq!(group_names(&alerter), ["a"]);
+        // reload: the groups handed over are applied, their file is not read again
+        let gone = f.dir.path().join("gone.yaml");
+        let groups = alerter::rules::file::parse_rule_file(
+            &gone,
+            "groups:\n  - name: x\n    rules:\n      - record: x:one\n        expr: vector(1)\n",
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        alerter
+            .reload(ReloadConfig {
+                external_url: external_url(&config, None),
+                external_labels: config.global.external_labels.clone(),
+                evaluation_interval: config.global.evaluation_interval,
+                rule_groups: groups,
+                alerting: alerting_config(&config),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(running_groups(&alerter), [("x".to_string(), gone)]);
+        f.close(alerter).await;
+    }
+
+    /// The rule file's spelling in the config does not change its groups' identity, so a
+    /// reload that respells it keeps their state (`for` clocks), and the file is parsed by
+    /// the config loading alone.
+    #[tokio::test]
+    async fn respelling_a_rule_file_keeps_its_groups() {
+        let f = ReloadFixture::new().await;
+        let alerter = f.start_alerter().await;
+        f.services.reload.started().await;
+        let before = running_groups(&alerter);
+        // tempdir() is absolute and clean: the key is the file's path in it
+        let dir = f.dir.path().to_path_buf();
+        assert_eq!(before, [("a".to_string(), dir.join("rules.yaml"))]);
+        for spelling in [
+            "./rules.yaml".to_string(),
+            "sub/../rules.yaml".to_string(),
+            dir.join("rules.yaml").display().to_string(),
+        ] {
+            std::fs::create_dir_all(f.dir.path().join("sub")).unwrap_or_else(|e| panic!("{e}"));
+            f.write_config(&spelling);
+            f.services
+                .reload
+                .reload()
+                .await
+                .unwrap_or_else(|e| panic!("{spelling}: {e:?}"));
+            assert_eq!(running_groups(&alerter), before, "{spelling}");
+        }
+        f.close(alerter).await;
     }
 
     #[tokio::test]

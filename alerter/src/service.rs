@@ -2,10 +2,13 @@
 //!
 //! [`Alerter::start`] opens the state database (`<data_dir>/alerter`), builds the
 //! notifiers, starts the dispatcher over them and the rule manager over the stores, with
-//! the dispatcher as the rules' alert sink. [`Alerter::reload`] validates everything new
-//! before it changes anything, so a bad reload keeps the old config; alert state, `for`
-//! clocks, silences and the notification log survive it. [`Alerter::shutdown`] stops rule
-//! evaluation, lets the dispatcher persist, then flushes the database.
+//! the dispatcher as the rules' alert sink; [`Alerter::start_with_groups`] does the same
+//! with rule groups its caller has already read and validated (the binary's config
+//! loading does, so each file is parsed once). [`Alerter::reload`] takes validated groups
+//! and checks the rest before it changes anything, so a bad reload keeps the old config;
+//! alert state, `for` clocks, silences and the notification log survive it.
+//! [`Alerter::shutdown`] stops rule evaluation, lets the dispatcher persist, then flushes
+//! the database.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -36,7 +39,8 @@ pub struct AlerterOptions {
     pub external_labels: LabelSet,
     /// Interval of rule groups that set none.
     pub evaluation_interval: Duration,
-    /// Rule files (already expanded from the config's globs).
+    /// Rule files (already expanded from the config's globs), read by [`Alerter::start`];
+    /// [`Alerter::start_with_groups`] is given their groups instead.
     pub rule_files: Vec<PathBuf>,
     /// The `alerting:` section, or [`AlertingConfig::none`] without one.
     pub alerting: Arc<AlertingConfig>,
@@ -50,7 +54,9 @@ pub struct ReloadConfig {
     pub external_url: String,
     pub external_labels: LabelSet,
     pub evaluation_interval: Duration,
-    pub rule_files: Vec<PathBuf>,
+    /// The rule files' groups, already read and validated (the config loading that found
+    /// the files did it, so they are not parsed a second time here).
+    pub rule_groups: Vec<RuleGroup>,
     pub alerting: Arc<AlertingConfig>,
 }
 
@@ -129,7 +135,7 @@ async fn load_groups(files: Vec<PathBuf>) -> Result<Vec<RuleGroup>, Vec<RuleFile
 }
 
 impl Alerter {
-    /// Starts everything; see the module docs.
+    /// Reads `opts.rule_files` and starts everything; see the module docs.
     pub async fn start(
         opts: AlerterOptions,
         metrics: Arc<dyn MetricsQuerier>,
@@ -140,6 +146,19 @@ impl Alerter {
         let groups = load_groups(opts.rule_files.clone())
             .await
             .map_err(AlerterError::Rules)?;
+        Self::start_with_groups(opts, groups, metrics, appender, logs, traces).await
+    }
+
+    /// Starts everything with `groups`, read and validated by the caller from
+    /// `opts.rule_files` (which are not read again).
+    pub async fn start_with_groups(
+        opts: AlerterOptions,
+        groups: Vec<RuleGroup>,
+        metrics: Arc<dyn MetricsQuerier>,
+        appender: Arc<dyn MetricsAppender>,
+        logs: Arc<dyn LogsQuerier>,
+        traces: Arc<dyn TracesQuerier>,
+    ) -> Result<Arc<Alerter>, AlerterError> {
         let dir = opts.data_dir.clone();
         let db = tokio::task::spawn_blocking(move || StateDb::open(&dir))
             .await
@@ -189,19 +208,16 @@ impl Alerter {
         }))
     }
 
-    /// Applies a new config and rule files. Everything is checked first: on any error
-    /// nothing changes and every error is returned (`FILE:LINE: message` for rule files).
+    /// Applies a new config and rule groups (validated by the caller). The receivers are
+    /// checked first: on an error nothing changes and every error is returned.
     pub async fn reload(&self, new: ReloadConfig) -> Result<(), Vec<String>> {
-        let groups = load_groups(new.rule_files.clone())
-            .await
-            .map_err(|e| render_rule_errors(&e))?;
         // the notifier checks its receivers before it swaps them in: an error leaves the old
         self.notifier
             .reconfigure(&new.alerting.receivers, new.alerting.language)?;
         self.dispatcher.apply_config(new.alerting.clone());
         self.rules
             .update(
-                groups,
+                new.rule_groups,
                 RuleSettings {
                     external_labels: new.external_labels,
                     external_url: new.external_url,
