@@ -14,6 +14,11 @@ rule, templated annotations (compared verbatim).
 promtool: every `testdata/rules/promtool/*.test.yaml` passes `promtool test rules` and
 `lookout test rules`; `failing/wrong_expectations.test.yaml` fails both (exit 1) with the same
 failures reported.
+
+Prometheus as Lookout's alert source (its `alerting.alertmanagers` pointed at Lookout's
+`POST /api/v2/alerts`), routed to a webhook that takes SLOW_S to answer: a reload while that
+delivery is in flight does not notify a second time, and SIGTERM waits for the delivery,
+logs it, and so does not notify again after the restart.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import subprocess
 import threading
 import time
 from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -402,3 +408,153 @@ def test_failing_file_fails_both():
         assert "HighErrorRatio" in out and "10m" in out, (name, out)
         assert "job:http_requests:rate5m" in out, (name, out)
         assert "1.8333333333333335" in out.replace("E+00", ""), (name, out)
+
+
+# ---- Prometheus as the alert source, a slow receiver -----------------------------------
+
+SLOW_S = 4.0  # how long the receiver takes to answer each notification
+SOURCE_RULES = """\
+groups:
+  - name: alert-source
+    interval: 1s
+    rules:
+      - alert: E2eSlowReceiver
+        expr: vector(1)
+        labels:
+          severity: page
+"""
+
+
+class SlowWebhook:
+    """A webhook receiver that answers each POST SLOW_S after it arrived; records when each
+    arrived and when its answer was written."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/slow"
+        self._lock = threading.Lock()
+        self.arrived: list[tuple[float, dict]] = []
+        self.answered: list[float] = []
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's name
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+                with sink._lock:
+                    sink.arrived.append((time.time(), body))
+                time.sleep(SLOW_S)
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    self.wfile.flush()
+                except OSError:
+                    return  # the sender gave up: not answered
+                with sink._lock:
+                    sink.answered.append(time.time())
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self.arrived)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class SourcePrometheus(Prometheus):
+    """Debian's Prometheus 2.42 firing SOURCE_RULES' alert into `lookout` every second."""
+
+    def __init__(self, workdir: Path, lookout):  # noqa: D107 - base handles the process
+        self.port = free_port()
+        rule_file = workdir / "source.yaml"
+        rule_file.write_text(SOURCE_RULES)
+        target = lookout.http.removeprefix("http://")
+        self._launch(
+            workdir,
+            json.dumps({
+                "global": {"evaluation_interval": "1s", "scrape_interval": "1m"},
+                "rule_files": [str(rule_file)],
+                "alerting": {"alertmanagers": [{"static_configs": [{"targets": [target]}]}]},
+            }),
+            ["--rules.alert.resend-delay=1s", "--log.level=warn"],
+        )
+
+
+def slow_receiver_config(sink: SlowWebhook) -> dict:
+    return {
+        "alerting": {
+            "route": {
+                "receiver": "slow", "group_by": ["alertname"], "group_wait": "1s",
+                "group_interval": "2s", "repeat_interval": "1h",
+            },
+            "receivers": [{"name": "slow", "webhook_configs": [{"url": sink.url, "send_resolved": True}]}],
+        }
+    }
+
+
+def holds_source_alert(lookout) -> bool:
+    r = requests.get(f"{lookout.http}/api/v2/alerts", timeout=2)
+    return r.status_code == 200 and any(
+        a["labels"].get("alertname") == "E2eSlowReceiver" for a in r.json()
+    )
+
+
+def test_reload_during_a_slow_delivery_does_not_notify_twice(lookout_factory, tmp_path):
+    sink = SlowWebhook()
+    lookout = lookout_factory(slow_receiver_config(sink))
+    (tmp_path / "prometheus").mkdir()
+    prom = SourcePrometheus(tmp_path / "prometheus", lookout)
+    try:
+        wait_until(lambda: sink.count() >= 1, timeout=30, what="the first notification")
+        # The reload rebuilds the group, whose alert is older than group_wait: the new group
+        # flushes at once, while the first delivery is still waiting for its answer.
+        r = requests.post(f"{lookout.http}/-/reload", timeout=30)
+        reloaded = time.time()
+        assert r.status_code == 200, (r.status_code, r.text)
+        assert not sink.answered or sink.answered[0] > reloaded, "the reload came too late to race"
+        wait_until(lambda: sink.answered, timeout=SLOW_S + 10, what="the first answer")
+        # group_wait, two group_intervals and a slow answer more: any second notification
+        # would have arrived by now
+        time.sleep(1 + 2 * 2 + 1)
+        assert sink.count() == 1, [body["alerts"] for _, body in sink.arrived]
+    except BaseException:
+        print(prom.log_tail())
+        raise
+    finally:
+        prom.stop()
+        sink.close()
+
+
+def test_sigterm_waits_for_a_slow_delivery_and_logs_it(lookout_factory, tmp_path):
+    sink = SlowWebhook()
+    lookout = lookout_factory(slow_receiver_config(sink))
+    (tmp_path / "prometheus").mkdir()
+    prom = SourcePrometheus(tmp_path / "prometheus", lookout)
+    try:
+        wait_until(lambda: sink.count() >= 1, timeout=30, what="the first notification")
+        code = lookout.stop()
+        exited = time.time()
+        assert code == 0, f"exit {code}\n{lookout.log_tail()}"
+        assert sink.answered and sink.answered[0] <= exited, (
+            f"lookout exited before the receiver answered (answered at {sink.answered}, "
+            f"exited at {exited})"
+        )
+        # After the restart Prometheus re-sends the alert, a new group flushes at once (the
+        # alert is older than group_wait) and finds the notification in the log.
+        lookout.start()
+        wait_until(lambda: holds_source_alert(lookout), timeout=15, what="the alert re-sent by prometheus")
+        time.sleep(1 + 2 * 2 + 1)
+        assert sink.count() == 1, [body["alerts"] for _, body in sink.arrived]
+    except BaseException:
+        print(prom.log_tail())
+        raise
+    finally:
+        prom.stop()
+        sink.close()

@@ -4,7 +4,9 @@
 //! silenced and inhibited alerts, then for each integration of the receiver asks the
 //! notification log whether this firing/resolved set is news (or `repeat_interval` has
 //! passed), delivers in its own task, and logs what was sent. Resolved alerts leave the
-//! group once every integration succeeded; an empty group ends.
+//! group once every integration succeeded; an empty group ends. Each delivery holds its
+//! notification-log key from reading the log to writing it, and is counted until it ends
+//! ([`super::inflight`]), so a reload cannot send it twice and a shutdown waits for it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -14,6 +16,7 @@ use parking_lot::Mutex;
 use tokio::sync::{watch, Notify};
 use tokio::time::{sleep_until, Instant};
 
+use super::inflight::{Deliveries, Running};
 use super::nflog::{Entry, NotificationLog};
 use super::route::Route;
 use super::{Deliver, Inner};
@@ -156,7 +159,15 @@ async fn flush(inner: &Arc<Inner>, g: &Arc<AggrGroup>) {
                 let handles: Vec<_> = list
                     .into_iter()
                     .map(|d| {
+                        let running = inner.deliveries.start(format!(
+                            "group {} receiver {} integration {}",
+                            g.key,
+                            g.opts.receiver,
+                            d.name()
+                        ));
                         let job = Job {
+                            deliveries: inner.deliveries.clone(),
+                            _running: running,
                             nflog: inner.nflog.clone(),
                             clock: inner.clock.clone(),
                             group: g.clone(),
@@ -190,6 +201,9 @@ async fn flush(inner: &Arc<Inner>, g: &Arc<AggrGroup>) {
 
 /// One integration's part of a flush.
 struct Job {
+    deliveries: Arc<Deliveries>,
+    /// Counts this job as in flight for the dispatcher's shutdown until it is dropped.
+    _running: Running,
     nflog: Arc<NotificationLog>,
     clock: super::Clock,
     group: Arc<AggrGroup>,
@@ -215,6 +229,12 @@ impl Job {
             .filter(|a| resolved_at(a))
             .map(|a| a.fingerprint().0)
             .collect();
+        // Held until this job ends: another job for the same key (a reload's new group)
+        // reads the log only after this one has written it.
+        let _key = self
+            .deliveries
+            .lock(super::nflog::key(&g.key, &g.opts.receiver, &name))
+            .await;
         let prev = self.nflog.get(&g.key, &g.opts.receiver, &name);
         if !Entry::needs_update(
             prev.as_ref(),

@@ -6,7 +6,9 @@
 //! groups ([`group`]) per (route, group labels). Each group runs in its own task: it waits
 //! `group_wait`, then flushes every `group_interval`; a flush drops silenced ([`silence`])
 //! and inhibited ([`inhibit`]) alerts, consults the notification log ([`nflog`]) per
-//! integration, and hands the rest to the receiver's integrations.
+//! integration, and hands the rest to the receiver's integrations. Each such delivery runs
+//! in its own task, exclusive per notification-log key and awaited at shutdown
+//! ([`inflight`]).
 //!
 //! Read path: [`Dispatcher::alerts`] and [`Dispatcher::silences`] answer the v2 API in
 //! Alertmanager's JSON ([`api_types`]).
@@ -14,6 +16,7 @@
 pub mod api_types;
 pub mod config;
 pub(crate) mod group;
+mod inflight;
 pub mod inhibit;
 pub mod matchers;
 pub mod nflog;
@@ -39,6 +42,8 @@ use self::api_types::{
 };
 use self::config::AlertingConfig;
 use self::group::{AggrGroup, RouteOpts};
+use self::inflight::Deliveries;
+use self::inhibit::Inhibitor;
 use self::matchers::all_match;
 use self::nflog::NotificationLog;
 pub use self::silence::{SilenceError, Silences};
@@ -79,6 +84,11 @@ static SILENCES: LazyLock<IntGaugeVec> = LazyLock::new(|| {
 /// How often silences, the notification log and resolved alerts are garbage-collected and
 /// the gauges refreshed.
 const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How long shutdown waits for deliveries in flight before it flushes the state without
+/// them: long enough for a webhook or robot call with a retry, short enough for an
+/// orchestrator's termination grace period (30 s by default in Kubernetes).
+const SHUTDOWN_DELIVERY_WAIT: Duration = Duration::from_secs(10);
 
 /// Go's zero `time.Time` (`0001-01-01T00:00:00Z`) in Unix milliseconds.
 const GO_ZERO_TIME_MS: i64 = -62_135_596_800_000;
@@ -152,15 +162,21 @@ struct Core {
     groups: HashMap<GroupId, Arc<AggrGroup>>,
 }
 
+/// Inhibition over the alerts in [`Core`].
+type CoreInhibitor<'a> = Inhibitor<
+    'a,
+    std::iter::Map<
+        std::collections::hash_map::Values<'a, Fingerprint, Stored>,
+        fn(&'a Stored) -> &'a Alert,
+    >,
+>;
+
 impl Core {
-    /// Fingerprints of the stored alerts that inhibit `a` now under `cfg`'s inhibit rules.
-    fn inhibitors(&self, cfg: &AlertingConfig, a: &Alert, now: i64) -> Vec<Fingerprint> {
-        inhibit::inhibited_by(
-            &cfg.inhibit_rules,
-            &a.labels,
-            self.alerts.values().map(|s| &s.alert),
-            now,
-        )
+    /// Inhibition by the stored alerts now under `cfg`'s inhibit rules: build it once per
+    /// call and check every alert of that call against it.
+    fn inhibitor<'a>(&'a self, cfg: &'a AlertingConfig, now: i64) -> CoreInhibitor<'a> {
+        let alert: fn(&'a Stored) -> &'a Alert = |s| &s.alert;
+        Inhibitor::new(&cfg.inhibit_rules, self.alerts.values().map(alert), now)
     }
 }
 
@@ -168,6 +184,8 @@ pub(crate) struct Inner {
     config: RwLock<Arc<AlertingConfig>>,
     notifier: Arc<dyn Integrations>,
     nflog: Arc<NotificationLog>,
+    /// The deliveries under way: per-key exclusion and what shutdown waits for.
+    deliveries: Arc<Deliveries>,
     silences: Silences,
     core: Mutex<Core>,
     external_url: String,
@@ -215,6 +233,7 @@ impl Dispatcher {
             config: RwLock::new(config),
             notifier,
             nflog: Arc::new(nflog),
+            deliveries: Arc::default(),
             silences,
             core: Mutex::new(Core::default()),
             external_url: external_url.into().trim_end_matches('/').to_string(),
@@ -303,10 +322,11 @@ impl Dispatcher {
         let now = self.inner.clock.now_ms();
         let cfg = self.config();
         let core = self.inner.core.lock();
+        let inh = core.inhibitor(&cfg, now);
         let mut out: Vec<GettableAlert> = core
             .alerts
             .values()
-            .filter_map(|s| self.inner.gettable(&core, &cfg, &s.alert, filter, now))
+            .filter_map(|s| self.inner.gettable(&inh, &cfg, &s.alert, filter, now))
             .collect();
         out.sort_by(|a, b| a.fingerprint.cmp(&b.fingerprint));
         out
@@ -318,6 +338,7 @@ impl Dispatcher {
         let now = self.inner.clock.now_ms();
         let cfg = self.config();
         let core = self.inner.core.lock();
+        let inh = core.inhibitor(&cfg, now);
         let mut out = Vec::new();
         for g in core.groups.values() {
             if let Some(re) = &filter.receiver {
@@ -334,7 +355,7 @@ impl Dispatcher {
                         receiver: None,
                         ..filter.clone()
                     };
-                    self.inner.gettable(&core, &cfg, current, &unfiltered, now)
+                    self.inner.gettable(&inh, &cfg, current, &unfiltered, now)
                 })
                 .collect();
             if alerts.is_empty() {
@@ -362,12 +383,24 @@ impl Dispatcher {
         &self.inner.silences
     }
 
-    /// Stops every group and background task and makes the state durable.
+    /// Stops every group and background task, waits for the deliveries in flight (up to
+    /// 10 s) so that what they sent is logged, and makes the state durable.
     pub async fn shutdown(&self) {
         let _ = self.inner.shutdown.send(true);
         let tasks: Vec<JoinHandle<()>> = std::mem::take(&mut *self.inner.tasks.lock());
         for t in tasks {
             let _ = t.await;
+        }
+        // The group tasks have ended, so no new delivery starts; those already spawned
+        // run on their own and log when they finish.
+        let abandoned = self
+            .inner
+            .deliveries
+            .wait_idle(SHUTDOWN_DELIVERY_WAIT)
+            .await;
+        for what in &abandoned {
+            tracing::warn!(delivery = %what, wait = ?SHUTDOWN_DELIVERY_WAIT,
+                "delivery still in flight at shutdown; abandoned, it may be sent again after the restart");
         }
         {
             let mut core = self.inner.core.lock();
@@ -505,11 +538,12 @@ impl Inner {
     pub(crate) fn muted(&self, alerts: &[Alert], now: i64) -> HashSet<Fingerprint> {
         let cfg = self.config.read().clone();
         let core = self.core.lock();
+        let inh = core.inhibitor(&cfg, now);
         alerts
             .iter()
             .filter(|a| {
                 !self.silences.silenced_by(&a.labels, now).is_empty()
-                    || !core.inhibitors(&cfg, a, now).is_empty()
+                    || !inh.inhibited_by(&a.labels).is_empty()
             })
             .map(Alert::fingerprint)
             .collect()
@@ -518,7 +552,7 @@ impl Inner {
     /// The v2 view of an alert when it passes `filter` (never a resolved one).
     fn gettable(
         &self,
-        core: &Core,
+        inh: &CoreInhibitor<'_>,
         cfg: &AlertingConfig,
         a: &Alert,
         filter: &AlertFilter,
@@ -542,7 +576,7 @@ impl Inner {
                 return None;
             }
         }
-        let status = self.status(core, cfg, a, now);
+        let status = self.status(inh, a, now);
         let shown = match status.state {
             AlertState::Active => filter.active,
             AlertState::Unprocessed => filter.unprocessed,
@@ -564,10 +598,10 @@ impl Inner {
         })
     }
 
-    fn status(&self, core: &Core, cfg: &AlertingConfig, a: &Alert, now: i64) -> AlertStatus {
+    fn status(&self, inh: &CoreInhibitor<'_>, a: &Alert, now: i64) -> AlertStatus {
         let silenced_by = self.silences.silenced_by(&a.labels, now);
-        let inhibited_by: Vec<String> = core
-            .inhibitors(cfg, a, now)
+        let inhibited_by: Vec<String> = inh
+            .inhibited_by(&a.labels)
             .iter()
             .map(ToString::to_string)
             .collect();
@@ -605,12 +639,13 @@ impl Inner {
         let now = self.clock.now_ms();
         let cfg = self.config.read().clone();
         let core = self.core.lock();
+        let inh = core.inhibitor(&cfg, now);
         let (mut active, mut suppressed) = (0i64, 0i64);
         for s in core.alerts.values() {
             if s.alert.is_resolved_at(now) {
                 continue;
             }
-            match self.status(&core, &cfg, &s.alert, now).state {
+            match self.status(&inh, &s.alert, now).state {
                 AlertState::Suppressed => suppressed += 1,
                 _ => active += 1,
             }

@@ -54,7 +54,8 @@ impl Entry {
     }
 }
 
-fn key(group_key: &str, receiver: &str, integration: &str) -> String {
+/// The key of an entry, as the log and the per-key delivery locks use it.
+pub(crate) fn key(group_key: &str, receiver: &str, integration: &str) -> String {
     format!("{group_key}\u{1f}{receiver}\u{1f}{integration}")
 }
 

@@ -39,6 +39,17 @@ impl Fake {
         })
     }
 
+    /// An integration whose every delivery takes `delay`.
+    fn slow(name: &str, delay: Duration) -> Arc<Self> {
+        Arc::new(Fake {
+            name: name.into(),
+            send_resolved: true,
+            sent: Mutex::new(Vec::new()),
+            failures: AtomicUsize::new(0),
+            delay,
+        })
+    }
+
     fn count(&self) -> usize {
         self.sent.lock().len()
     }
@@ -441,10 +452,7 @@ async fn silenced_alerts_are_held_back_until_the_silence_expires() {
 async fn a_failed_delivery_is_retried_at_the_next_tick_and_a_slow_one_blocks_no_other_group() {
     let flaky = Fake::new("dingtalk[0]", true);
     flaky.failures.store(1, Ordering::SeqCst);
-    let slow = Arc::new(Fake {
-        delay: Duration::from_secs(600),
-        ..Arc::try_unwrap(Fake::new("wecom[0]", true)).ok().unwrap()
-    });
+    let slow = Fake::slow("wecom[0]", Duration::from_secs(600));
     let routes = "  routes:\n    - { receiver: db, matchers: ['team=\"db\"'] }\n";
     let n = FakeNotifier::default()
         .with("default", &[&flaky])
@@ -529,6 +537,92 @@ async fn a_reload_regroups_without_notifying_twice() {
         "a new route is a new group"
     );
     d.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reload_during_a_delivery_waits_for_it_instead_of_sending_it_again() {
+    let f = Fake::slow("webhook[0]", Duration::from_secs(5));
+    let (clock, d) = start_fresh(
+        simple_config("", ""),
+        FakeNotifier::default().with("default", &[&f]),
+    );
+    d.put(vec![firing(&clock, &[("alertname", "A")])]);
+    // The first flush (1 s) delivers until 6 s. The reload at 2 s makes a new group for
+    // the same key, which flushes at once (its alert is older than group_wait): it must
+    // wait for the old delivery and then find it in the log.
+    at(&clock, 2000).await;
+    assert_eq!(f.count(), 0, "the first delivery is still under way");
+    d.apply_config(simple_config("", ""));
+    at(&clock, 12_000).await;
+    assert_eq!(f.count(), 1, "notified once, not once per group");
+    assert_eq!(d.inner.deliveries.locked_keys(), 0, "no lock left behind");
+    // The log entry the old group wrote still drives the new group's repeat_interval
+    // (10 s after 6 s: the tick at 17 s, delivered at 22 s).
+    at(&clock, 22_500).await;
+    assert_eq!(f.count(), 2);
+    d.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_waits_for_a_delivery_in_flight_and_logs_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Clock::tokio_at(BASE_MS);
+    let a = firing(&clock, &[("alertname", "A")]);
+    let slow = Fake::slow("webhook[0]", Duration::from_secs(5));
+    {
+        let d = start(
+            simple_config("", ""),
+            FakeNotifier::default().with("default", &[&slow]),
+            StateDb::open(dir.path()).unwrap(),
+            &clock,
+        );
+        d.put(vec![a.clone()]);
+        // The flush at 1 s delivers until 6 s; shut down in the middle.
+        at(&clock, 2000).await;
+        let began = tokio::time::Instant::now();
+        d.shutdown().await;
+        assert_eq!(
+            began.elapsed(),
+            Duration::from_secs(4),
+            "until the delivery ended"
+        );
+        assert_eq!(slow.count(), 1);
+        let logged = d
+            .inner
+            .nflog
+            .get(r#"{}:{alertname="A"}"#, "default", "webhook[0]");
+        assert!(logged.is_some(), "the delivery is in the notification log");
+    }
+    // After a restart the notification is not sent again before repeat_interval.
+    let again = Fake::new("webhook[0]", true);
+    let d = start(
+        simple_config("", ""),
+        FakeNotifier::default().with("default", &[&again]),
+        StateDb::open(dir.path()).unwrap(),
+        &clock,
+    );
+    d.put(vec![Alert {
+        updated_at_ms: clock.now_ms(),
+        ..a
+    }]);
+    at(&clock, 12_000).await;
+    assert_eq!(again.count(), 0, "already notified before the restart");
+    d.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_abandons_a_delivery_that_outlasts_its_bound() {
+    let stuck = Fake::slow("webhook[0]", Duration::from_secs(3600));
+    let (clock, d) = start_fresh(
+        simple_config("", ""),
+        FakeNotifier::default().with("default", &[&stuck]),
+    );
+    d.put(vec![firing(&clock, &[("alertname", "A")])]);
+    at(&clock, 2000).await;
+    let began = tokio::time::Instant::now();
+    d.shutdown().await;
+    assert_eq!(began.elapsed(), super::SHUTDOWN_DELIVERY_WAIT);
+    assert_eq!(stuck.count(), 0);
 }
 
 #[tokio::test(start_paused = true)]
