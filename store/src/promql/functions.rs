@@ -992,14 +992,19 @@ mod tests {
     fn the_summed_mean_agrees_with_the_running_mean_of_2_42() {
         let mut x: u64 = 42;
         let mut next = move || {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             (x >> 11) as f64 / (1u64 << 53) as f64
         };
         for n in 1..200 {
             let scale = 10f64.powi((n % 30) - 10);
             let s = series(&(0..n).map(|_| (next() - 0.3) * scale).collect::<Vec<_>>());
             let (fast, slow) = (avg_over_time(&s), running_mean(&s));
-            assert!((fast - slow).abs() <= 1e-12 * fast.abs().max(slow.abs()), "{fast} {slow}");
+            assert!(
+                (fast - slow).abs() <= 1e-12 * fast.abs().max(slow.abs()),
+                "{fast} {slow}"
+            );
         }
         // overflow and infinities take 2.42's path and answer as it does
         for values in [
