@@ -10,8 +10,8 @@
 //! Whoever writes between queries (a recording rule's output, read by later rules of the
 //! same group) calls [`MemoQuerier::forget_matching`] with what was written, so no later
 //! query reads a remembered selection those series belong to. What the memo holds is
-//! bounded ([`MemoQuerier::MAX_HELD_SAMPLES`]); past the bound, selections are read and
-//! not remembered.
+//! bounded ([`MemoQuerier::MAX_HELD_SAMPLES`]); a selection that does not fit is read as
+//! without the memo (lazily, a batch at a time, never decoded whole) and not remembered.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -26,6 +26,8 @@ use crate::model::{Labels, MetricMetadata, Series};
 
 /// Selections below this many series are decoded on the calling thread.
 const PARALLEL_DECODE_MIN_SERIES: usize = 64;
+/// Series decoded between two checks of the memo's room.
+const DECODE_BATCH: usize = 1024;
 
 /// See the module docs.
 pub struct MemoQuerier {
@@ -78,33 +80,65 @@ impl MemoQuerier {
         memo.held_samples -= freed;
     }
 
-    /// The selection's series: remembered, or read (and remembered while within bounds).
-    fn selection(&self, matchers: &[LabelMatcher], mint: i64, maxt: i64) -> Result<Arc<[Series]>> {
+    /// The selection's series: remembered, or read and remembered while the memo has room.
+    /// A selection larger than the room left is never decoded whole: what was decoded
+    /// before it overflowed is handed on in memory, the rest stays lazy (read a batch at a
+    /// time by the evaluator, as without the memo), and nothing is remembered.
+    fn selection(
+        &self,
+        matchers: &[LabelMatcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<LazySeries>> {
         let key = memo_key(matchers, mint, maxt);
         if let Some(r) = self.memo.lock().entries.get(&key) {
-            return Ok(r.series.clone());
+            return Ok(shared(&r.series));
         }
-        let series: Arc<[Series]> =
-            decode_all(self.inner.select_lazy(matchers, mint, maxt)?)?.into();
-        let samples = series.iter().map(|s| s.samples.len()).sum::<usize>();
-        let mut memo = self.memo.lock();
-        if memo.held_samples + samples <= self.max_held_samples {
-            memo.held_samples += samples;
-            let replaced = memo.entries.insert(
-                key,
-                Remembered {
-                    matchers: matchers.to_vec(),
-                    series: series.clone(),
-                    samples,
-                },
-            );
-            // two threads may read the same selection at once; the later one replaces
-            if let Some(r) = replaced {
-                memo.held_samples -= r.samples;
+        let room = self
+            .max_held_samples
+            .saturating_sub(self.memo.lock().held_samples);
+        let mut lazy = self.inner.select_lazy(matchers, mint, maxt)?.into_iter();
+        let mut decoded: Vec<Series> = Vec::new();
+        let mut samples = 0usize;
+        loop {
+            let batch: Vec<LazySeries> = lazy.by_ref().take(DECODE_BATCH).collect();
+            if batch.is_empty() {
+                break;
+            }
+            let more = decode_batch(&batch)?;
+            samples += more.iter().map(|s| s.samples.len()).sum::<usize>();
+            decoded.extend(more);
+            if samples > room {
+                let mut out: Vec<LazySeries> =
+                    decoded.into_iter().map(LazySeries::loaded).collect();
+                out.extend(lazy);
+                return Ok(out);
             }
         }
-        Ok(series)
+        let series: Arc<[Series]> = decoded.into();
+        let mut memo = self.memo.lock();
+        memo.held_samples += samples;
+        let replaced = memo.entries.insert(
+            key,
+            Remembered {
+                matchers: matchers.to_vec(),
+                series: series.clone(),
+                samples,
+            },
+        );
+        // two threads may read the same selection at once; the later one replaces
+        if let Some(r) = replaced {
+            memo.held_samples -= r.samples;
+        }
+        Ok(shared(&series))
     }
+}
+
+/// Every series of a remembered selection, sharing its samples.
+fn shared(series: &Arc<[Series]>) -> Vec<LazySeries> {
+    (0..series.len())
+        .map(|i| LazySeries::shared(series.clone(), i))
+        .collect()
 }
 
 /// Matchers and bounds as one string; names and values are length-prefixed, so no two
@@ -130,8 +164,8 @@ fn memo_key(matchers: &[LabelMatcher], mint: i64, maxt: i64) -> String {
     key
 }
 
-/// Reads every series' samples, on both cores when there are many.
-fn decode_all(lazy: Vec<LazySeries>) -> Result<Vec<Series>> {
+/// Reads a batch of series' samples, on both cores when there are many.
+fn decode_batch(lazy: &[LazySeries]) -> Result<Vec<Series>> {
     let decode = |(cache, buf): &mut (ReadCache, Vec<_>), s: &LazySeries| -> Result<Series> {
         let samples = s.load(cache, buf)?.to_vec();
         Ok(Series {
@@ -150,7 +184,18 @@ fn decode_all(lazy: Vec<LazySeries>) -> Result<Vec<Series>> {
 
 impl MetricsQuerier for MemoQuerier {
     fn select(&self, matchers: &[LabelMatcher], mint: i64, maxt: i64) -> Result<Vec<Series>> {
-        Ok(self.selection(matchers, mint, maxt)?.to_vec())
+        let mut cache = ReadCache::new();
+        let mut buf = Vec::new();
+        self.selection(matchers, mint, maxt)?
+            .into_iter()
+            .map(|s| {
+                let samples = s.load(&mut cache, &mut buf)?.to_vec();
+                Ok(Series {
+                    labels: s.labels,
+                    samples,
+                })
+            })
+            .collect()
     }
 
     fn select_lazy(
@@ -159,10 +204,7 @@ impl MetricsQuerier for MemoQuerier {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<LazySeries>> {
-        let series = self.selection(matchers, mint, maxt)?;
-        Ok((0..series.len())
-            .map(|i| LazySeries::shared(series.clone(), i))
-            .collect())
+        self.selection(matchers, mint, maxt)
     }
 
     fn series(&self, sets: &[Vec<LabelMatcher>], mint: i64, maxt: i64) -> Result<Vec<Labels>> {
@@ -318,6 +360,19 @@ mod tests {
         assert_eq!(load(&memo, &up, 0, 30)[0].samples.len(), 10);
         assert_eq!(load(&memo, &up, 0, 30)[0].samples.len(), 10);
         assert_eq!(store.selects.load(Ordering::SeqCst), 2);
+        assert_eq!(memo.memo.lock().held_samples, 0);
+        // a selection of several decode batches overflowing after the first: every series
+        // still comes back, in order, with its samples
+        let many: Vec<Series> = (0..2 * DECODE_BATCH + 5)
+            .map(|i| series("m", &format!("{i:05}"), &[(0, i as f64), (1, 1.0)]))
+            .collect();
+        let memo = MemoQuerier {
+            max_held_samples: 100,
+            ..MemoQuerier::new(counting(&many))
+        };
+        let m = [eq("__name__", "m")];
+        assert_eq!(load(&memo, &m, 0, 30), many);
+        assert_eq!(memo.select(&m, 0, 30).unwrap(), many);
         assert_eq!(memo.memo.lock().held_samples, 0);
     }
 }
