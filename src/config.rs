@@ -1038,17 +1038,14 @@ pub fn rule_file_key(path: &Path) -> PathBuf {
         match component {
             std::path::Component::CurDir => {}
             std::path::Component::ParentDir => {
-                // `..` at the root stays at the root; in a relative path (no working
-                // directory) a leading `..` is kept
-                let at_root = clean.parent().is_none() && clean.has_root();
-                let kept_parent = matches!(
-                    clean.components().next_back(),
-                    None | Some(std::path::Component::ParentDir)
-                );
-                if kept_parent && !clean.has_root() {
-                    clean.push("..");
-                } else if !at_root {
-                    clean.pop();
+                // takes a name away; `..` at the root stays at the root, and in a relative
+                // path (no working directory) one with no name before it is kept
+                match clean.components().next_back() {
+                    Some(std::path::Component::Normal(_)) => {
+                        clean.pop();
+                    }
+                    _ if clean.has_root() => {}
+                    _ => clean.push(".."),
                 }
             }
             other => clean.push(other.as_os_str()),

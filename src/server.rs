@@ -472,7 +472,6 @@ fn alerter_options(config: &Config, data_dir: PathBuf, external_url: String) -> 
         external_url,
         external_labels: config.global.external_labels.clone(),
         evaluation_interval: config.global.evaluation_interval,
-        rule_files: config.rule_file_paths.clone(),
         alerting: alerting_config(config),
         engine: config.query.clone(),
     }
@@ -760,7 +759,7 @@ pub async fn run(config: Config, source: ConfigSource) -> anyhow::Result<()> {
     let logs_background = logs.spawn_background();
 
     let alerter_dir = config.storage.data_dir.join("alerter");
-    let started_alerter = Alerter::start_with_groups(
+    let started_alerter = Alerter::start(
         alerter_options(
             &config,
             alerter_dir.clone(),
@@ -1338,7 +1337,7 @@ mod tests {
         /// [`ReloadFixture::start_alerter`] on a config loaded earlier.
         async fn start_alerter_with(&self, config: &Config) -> Arc<Alerter> {
             let config = config.clone();
-            let alerter = Alerter::start_with_groups(
+            let alerter = Alerter::start(
                 alerter_options(
                     &config,
                     self.dir.path().join("data/alerter"),

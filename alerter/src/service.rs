@@ -2,9 +2,9 @@
 //!
 //! [`Alerter::start`] opens the state database (`<data_dir>/alerter`), builds the
 //! notifiers, starts the dispatcher over them and the rule manager over the stores, with
-//! the dispatcher as the rules' alert sink; [`Alerter::start_with_groups`] does the same
-//! with rule groups its caller has already read and validated (the binary's config
-//! loading does, so each file is parsed once). [`Alerter::reload`] takes validated groups
+//! the dispatcher as the rules' alert sink. It is given rule groups its caller has already
+//! read and validated (the binary's config loading does, so each file is parsed once), as
+//! is [`Alerter::reload`], which takes validated groups
 //! and checks the rest before it changes anything, so a bad reload keeps the old config;
 //! alert state, `for` clocks, silences and the notification log survive it.
 //! [`Alerter::shutdown`] stops rule evaluation, lets the dispatcher persist, then flushes
@@ -25,7 +25,7 @@ use crate::dispatch::config::AlertingConfig;
 use crate::dispatch::{Deliver, Dispatcher, Integrations};
 use crate::model::{AlertSink, LabelSet, Notification};
 use crate::notify::{Delivered, Delivery, Notifier, NotifierOptions, NotifyError};
-use crate::rules::file::{load_rule_files, RuleFileError, RuleGroup};
+use crate::rules::file::RuleGroup;
 use crate::rules::manager::{RuleManager, RuleSettings, RuleSources};
 use crate::state::{StateDb, StateError};
 
@@ -39,9 +39,6 @@ pub struct AlerterOptions {
     pub external_labels: LabelSet,
     /// Interval of rule groups that set none.
     pub evaluation_interval: Duration,
-    /// Rule files (already expanded from the config's globs), read by [`Alerter::start`];
-    /// [`Alerter::start_with_groups`] is given their groups instead.
-    pub rule_files: Vec<PathBuf>,
     /// The `alerting:` section, or [`AlertingConfig::none`] without one.
     pub alerting: Arc<AlertingConfig>,
     /// Limits of the PromQL engine rules are evaluated with.
@@ -65,21 +62,8 @@ pub struct ReloadConfig {
 pub enum AlerterError {
     #[error(transparent)]
     State(#[from] StateError),
-    #[error("rule files: {}", render_rule_errors(.0).join("; "))]
-    Rules(Vec<RuleFileError>),
     #[error("alerting: {}", .0.join("; "))]
     Config(Vec<String>),
-}
-
-/// `FILE:LINE: message` for each rule-file problem.
-pub fn render_rule_errors(errors: &[RuleFileError]) -> Vec<String> {
-    errors
-        .iter()
-        .map(|e| match e.line {
-            Some(line) => format!("{}:{line}: {}", e.file.display(), e.message),
-            None => format!("{}: {}", e.file.display(), e.message),
-        })
-        .collect()
 }
 
 /// The notifier as the dispatcher sees it: each receiver's integrations.
@@ -122,36 +106,10 @@ pub struct Alerter {
     rules: RuleManager,
 }
 
-/// Loads rule files on a blocking thread (they are read from disk).
-async fn load_groups(files: Vec<PathBuf>) -> Result<Vec<RuleGroup>, Vec<RuleFileError>> {
-    match tokio::task::spawn_blocking(move || load_rule_files(&files)).await {
-        Ok(result) => result,
-        Err(e) => Err(vec![RuleFileError {
-            file: PathBuf::new(),
-            line: None,
-            message: format!("loading rule files failed: {e}"),
-        }]),
-    }
-}
-
 impl Alerter {
-    /// Reads `opts.rule_files` and starts everything; see the module docs.
+    /// Starts everything with `groups`, read and validated by the caller; see the module
+    /// docs.
     pub async fn start(
-        opts: AlerterOptions,
-        metrics: Arc<dyn MetricsQuerier>,
-        appender: Arc<dyn MetricsAppender>,
-        logs: Arc<dyn LogsQuerier>,
-        traces: Arc<dyn TracesQuerier>,
-    ) -> Result<Arc<Alerter>, AlerterError> {
-        let groups = load_groups(opts.rule_files.clone())
-            .await
-            .map_err(AlerterError::Rules)?;
-        Self::start_with_groups(opts, groups, metrics, appender, logs, traces).await
-    }
-
-    /// Starts everything with `groups`, read and validated by the caller from
-    /// `opts.rule_files` (which are not read again).
-    pub async fn start_with_groups(
         opts: AlerterOptions,
         groups: Vec<RuleGroup>,
         metrics: Arc<dyn MetricsQuerier>,

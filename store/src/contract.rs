@@ -267,6 +267,14 @@ impl LazySeries {
         }
     }
 
+    /// The series with its samples in memory of their own (see [`LazySeries::load`]).
+    pub fn to_series(&self, cache: &mut ReadCache, buf: &mut Vec<Sample>) -> Result<Series> {
+        Ok(Series {
+            labels: self.labels.clone(),
+            samples: self.load(cache, buf)?.to_vec(),
+        })
+    }
+
     /// The samples: borrowed when already in memory, else decoded into `buf`.
     pub fn load<'a>(
         &'a self,

@@ -29,6 +29,7 @@ import shutil
 import subprocess
 import threading
 import time
+from contextlib import contextmanager
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -506,24 +507,17 @@ def holds_source_alert(lookout) -> bool:
     )
 
 
-def test_reload_during_a_slow_delivery_does_not_notify_twice(lookout_factory, tmp_path):
+@contextmanager
+def slow_delivery(lookout_factory, tmp_path):
+    """Lookout routing Prometheus's alert to a slow webhook, once the first notification has
+    arrived (its answer still SLOW_S away); yields (lookout, sink)."""
     sink = SlowWebhook()
     lookout = lookout_factory(slow_receiver_config(sink))
     (tmp_path / "prometheus").mkdir()
     prom = SourcePrometheus(tmp_path / "prometheus", lookout)
     try:
         wait_until(lambda: sink.count() >= 1, timeout=30, what="the first notification")
-        # The reload rebuilds the group, whose alert is older than group_wait: the new group
-        # flushes at once, while the first delivery is still waiting for its answer.
-        r = requests.post(f"{lookout.http}/-/reload", timeout=30)
-        reloaded = time.time()
-        assert r.status_code == 200, (r.status_code, r.text)
-        assert not sink.answered or sink.answered[0] > reloaded, "the reload came too late to race"
-        wait_until(lambda: sink.answered, timeout=SLOW_S + 10, what="the first answer")
-        # group_wait, two group_intervals and a slow answer more: any second notification
-        # would have arrived by now
-        time.sleep(1 + 2 * 2 + 1)
-        assert sink.count() == 1, [body["alerts"] for _, body in sink.arrived]
+        yield lookout, sink
     except BaseException:
         print(prom.log_tail())
         raise
@@ -532,13 +526,27 @@ def test_reload_during_a_slow_delivery_does_not_notify_twice(lookout_factory, tm
         sink.close()
 
 
+def assert_notified_once(sink: SlowWebhook) -> None:
+    # group_wait, two group_intervals and a slow answer more: any second notification
+    # would have arrived by now
+    time.sleep(1 + 2 * 2 + 1)
+    assert sink.count() == 1, [body["alerts"] for _, body in sink.arrived]
+
+
+def test_reload_during_a_slow_delivery_does_not_notify_twice(lookout_factory, tmp_path):
+    with slow_delivery(lookout_factory, tmp_path) as (lookout, sink):
+        # The reload rebuilds the group, whose alert is older than group_wait: the new group
+        # flushes at once, while the first delivery is still waiting for its answer.
+        r = requests.post(f"{lookout.http}/-/reload", timeout=30)
+        reloaded = time.time()
+        assert r.status_code == 200, (r.status_code, r.text)
+        assert not sink.answered or sink.answered[0] > reloaded, "the reload came too late to race"
+        wait_until(lambda: sink.answered, timeout=SLOW_S + 10, what="the first answer")
+        assert_notified_once(sink)
+
+
 def test_sigterm_waits_for_a_slow_delivery_and_logs_it(lookout_factory, tmp_path):
-    sink = SlowWebhook()
-    lookout = lookout_factory(slow_receiver_config(sink))
-    (tmp_path / "prometheus").mkdir()
-    prom = SourcePrometheus(tmp_path / "prometheus", lookout)
-    try:
-        wait_until(lambda: sink.count() >= 1, timeout=30, what="the first notification")
+    with slow_delivery(lookout_factory, tmp_path) as (lookout, sink):
         code = lookout.stop()
         exited = time.time()
         assert code == 0, f"exit {code}\n{lookout.log_tail()}"
@@ -550,11 +558,4 @@ def test_sigterm_waits_for_a_slow_delivery_and_logs_it(lookout_factory, tmp_path
         # alert is older than group_wait) and finds the notification in the log.
         lookout.start()
         wait_until(lambda: holds_source_alert(lookout), timeout=15, what="the alert re-sent by prometheus")
-        time.sleep(1 + 2 * 2 + 1)
-        assert sink.count() == 1, [body["alerts"] for _, body in sink.arrived]
-    except BaseException:
-        print(prom.log_tail())
-        raise
-    finally:
-        prom.stop()
-        sink.close()
+        assert_notified_once(sink)

@@ -166,13 +166,7 @@ fn memo_key(matchers: &[LabelMatcher], mint: i64, maxt: i64) -> String {
 
 /// Reads a batch of series' samples, on both cores when there are many.
 fn decode_batch(lazy: &[LazySeries]) -> Result<Vec<Series>> {
-    let decode = |(cache, buf): &mut (ReadCache, Vec<_>), s: &LazySeries| -> Result<Series> {
-        let samples = s.load(cache, buf)?.to_vec();
-        Ok(Series {
-            labels: s.labels.clone(),
-            samples,
-        })
-    };
+    let decode = |(cache, buf): &mut (ReadCache, Vec<_>), s: &LazySeries| s.to_series(cache, buf);
     if lazy.len() < PARALLEL_DECODE_MIN_SERIES {
         let mut scratch = (ReadCache::new(), Vec::new());
         return lazy.iter().map(|s| decode(&mut scratch, s)).collect();
@@ -187,14 +181,8 @@ impl MetricsQuerier for MemoQuerier {
         let mut cache = ReadCache::new();
         let mut buf = Vec::new();
         self.selection(matchers, mint, maxt)?
-            .into_iter()
-            .map(|s| {
-                let samples = s.load(&mut cache, &mut buf)?.to_vec();
-                Ok(Series {
-                    labels: s.labels,
-                    samples,
-                })
-            })
+            .iter()
+            .map(|s| s.to_series(&mut cache, &mut buf))
             .collect()
     }
 
@@ -297,10 +285,7 @@ mod tests {
         memo.select_lazy(m, mint, maxt)
             .unwrap()
             .iter()
-            .map(|s| Series {
-                labels: s.labels.clone(),
-                samples: s.load(&mut cache, &mut buf).unwrap().to_vec(),
-            })
+            .map(|s| s.to_series(&mut cache, &mut buf).unwrap())
             .collect()
     }
 

@@ -300,10 +300,7 @@ async fn flush_then_query_across_block_and_head() {
         let mut buf = Vec::new();
         let read: Vec<Series> = lazy
             .iter()
-            .map(|s| Series {
-                labels: s.labels.clone(),
-                samples: s.load(&mut cache, &mut buf).unwrap().to_vec(),
-            })
+            .map(|s| s.to_series(&mut cache, &mut buf).unwrap())
             .collect();
         assert_eq!(read, eager);
     }
