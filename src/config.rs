@@ -49,7 +49,7 @@ impl fmt::Debug for Secret {
 
 // ---- raw file shapes -------------------------------------------------------------------
 
-const TOP_LEVEL_KEYS: [&str; 8] = [
+const TOP_LEVEL_KEYS: [&str; 9] = [
     "server",
     "storage",
     "limits",
@@ -58,6 +58,7 @@ const TOP_LEVEL_KEYS: [&str; 8] = [
     "scrape_configs",
     "rule_files",
     "alerting",
+    "ui",
 ];
 
 #[derive(Debug, Default, Deserialize)]
@@ -174,6 +175,14 @@ struct RawQuery {
     lookback_delta: Option<PromDuration>,
 }
 
+/// `ui:` — the web UI.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUi {
+    /// `en`, `zh` or `auto` (the browser's `Accept-Language`, the default).
+    language: Option<String>,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawGlobal {
@@ -205,6 +214,14 @@ pub struct Config {
     /// one: rules are evaluated and listed, nothing is notified. Its secrets are
     /// [`alerter::model::Secret`]s, so `Debug` of the config never prints them.
     pub alerting: Option<Arc<AlertingConfig>>,
+    pub ui: UiConfig,
+}
+
+/// The validated `ui:` section.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct UiConfig {
+    /// `None`: follow the browser.
+    pub language: Option<ui::i18n::Lang>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -576,6 +593,20 @@ fn parse(text: &str, base_dir: &Path, overrides: &Overrides) -> Result<Config, V
     let limits: RawLimits = c.section("limits", map.get("limits"), line_of("limits"));
     let global: RawGlobal = c.section("global", map.get("global"), line_of("global"));
     let query: RawQuery = c.section("query", map.get("query"), line_of("query"));
+    let raw_ui: RawUi = c.section("ui", map.get("ui"), line_of("ui"));
+    let ui = UiConfig {
+        language: match raw_ui.language.as_deref().map(str::trim) {
+            None | Some("auto") => None,
+            Some(l @ ("en" | "zh")) => ui::i18n::Lang::parse(l),
+            Some(other) => {
+                c.push(
+                    locate(text, other, line_of("ui")),
+                    format!("ui.language: {other:?} is not one of en, zh, auto"),
+                );
+                None
+            }
+        },
+    };
 
     let server_line = line_of("server");
     let server = ServerConfig {
@@ -878,6 +909,7 @@ fn parse(text: &str, base_dir: &Path, overrides: &Overrides) -> Result<Config, V
             rule_file_paths,
             rule_groups,
             alerting,
+            ui,
         })
     } else {
         Err(c.errors)

@@ -544,6 +544,13 @@ impl Services {
     }
 }
 
+/// How the query side answers: the API's engine options and the UI's.
+#[derive(Clone, Debug, Default)]
+struct QueryOptions {
+    api: api::ApiOptions,
+    ui: ui::UiOptions,
+}
+
 /// The HTTP port's router and the OTLP/HTTP port's router, each side behind its tokens.
 /// Live log tails end when `shutdown` turns `true`.
 fn routers(
@@ -552,16 +559,20 @@ fn routers(
     ingest_tokens: Tokens,
     query_tokens: Tokens,
     limits: collector::IngestLimits,
-    query: api::ApiOptions,
+    query: QueryOptions,
     shutdown: watch::Receiver<bool>,
 ) -> (Router, Router) {
+    let QueryOptions {
+        api: query,
+        ui: ui_options,
+    } = query;
     let sink: Arc<dyn MetricsAppender> = services.store.clone();
     let querier: Arc<dyn MetricsQuerier> = services.store.clone();
     let health = Router::new()
         .route("/-/healthy", get(healthy))
         .route("/-/ready", get(ready))
         .with_state(readiness);
-    let query_side = api::router(querier.clone(), query.clone())
+    let api_side = api::router(querier.clone(), query.clone())
         .merge(api::traces_router(
             services.traces.clone(),
             querier,
@@ -575,8 +586,11 @@ fn routers(
                 .route("/-/reload", post(reload_handler).put(reload_handler))
                 .with_state(services.reload.clone()),
         )
-        .route("/metrics", get(telemetry::metrics))
-        .merge(ui::router())
+        .route("/metrics", get(telemetry::metrics));
+    // the UI's pages read the same APIs in-process while they render
+    let query_side = api_side
+        .clone()
+        .merge(ui::router(api_side, ui_options))
         .layer(from_fn_with_state(query_tokens, auth::require_token));
     let ingest_side = collector::remote_write::router(sink.clone(), limits.clone())
         .merge(collector::loki::router(services.log_ingest.clone()))
@@ -638,8 +652,13 @@ pub async fn run(config: Config, source: ConfigSource) -> anyhow::Result<()> {
         ingest_tokens.clone(),
         query_tokens,
         limits.clone(),
-        api::ApiOptions {
-            engine: config.query.clone(),
+        QueryOptions {
+            api: api::ApiOptions {
+                engine: config.query.clone(),
+            },
+            ui: ui::UiOptions {
+                language: config.ui.language,
+            },
         },
         stop_rx.clone(),
     );
@@ -893,7 +912,7 @@ mod tests {
             tokens(ingest),
             tokens(query),
             collector::IngestLimits::default(),
-            api::ApiOptions::default(),
+            QueryOptions::default(),
             watch::channel(false).1,
         );
         (http, otlp, readiness)
@@ -1147,7 +1166,7 @@ mod tests {
             Tokens::new(Vec::new()),
             Tokens::new(Vec::new()),
             collector::IngestLimits::default(),
-            api::ApiOptions::default(),
+            QueryOptions::default(),
             watch::channel(false).1,
         );
         let metrics_dir = dir.path().join("metrics");

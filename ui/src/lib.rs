@@ -1,22 +1,43 @@
-//! Lookout's web UI (Leptos), served on the HTTP port.
+//! Lookout's web UI: Leptos 0.8 pages rendered by the `lookout` binary, hydrated in the browser.
 //!
-//! Not built yet: the pages arrive with the UI issue. Until then [`router`] serves a plain
-//! landing page that links to the APIs, so the HTTP port's root answers something useful.
+//! The UI is a client of Lookout's own JSON APIs. Every page reads its data with
+//! [`fetch::Api::get_json`]: on the server (feature `ssr`) that call goes straight into the API router
+//! in-process, so the first HTML a browser gets already holds the data; in the browser (feature
+//! `hydrate`) the same call is a `fetch` of the same URL, used when the time range changes or
+//! auto-refresh ticks.
+//!
+//! * [`app`]: the shell, the router and the navigation bar; one route per page.
+//! * [`pages`]: one module per page (services, service map, traces, logs, metrics explorer,
+//!   alerts, dashboards).
+//! * [`time`]: the time range every page shares, as it appears in the URL (`start`, `end`,
+//!   `refresh`), and the range picker.
+//! * [`chart`]: SVG charts drawn by the UI (time series, sparklines, bars) and their ticks.
+//! * [`i18n`]: English and Chinese UI text.
+//! * [`fetch`]: the one data path, server and browser.
+//! * `server` (feature `ssr`): the axum router the binary mounts: pages, the wasm and CSS.
+//!
+//! Building the browser half: `scripts/build-ui` (wasm32 + `wasm-bindgen`); the server embeds
+//! what it built (`build.rs`) and serves SSR-only pages when it was not built.
 
-use axum::response::Html;
-use axum::routing::get;
-use axum::Router;
+pub mod app;
+pub mod chart;
+pub mod fetch;
+pub mod format;
+pub mod i18n;
+pub mod pages;
+pub mod promql;
+pub mod time;
 
-/// Routes owned by the UI.
-pub fn router() -> Router {
-    Router::new().route("/", get(landing))
-}
+#[cfg(feature = "ssr")]
+pub mod server;
 
-async fn landing() -> Html<&'static str> {
-    Html(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Lookout</title></head><body>\
-         <h1>Lookout</h1><p>The web UI is not built yet. APIs: \
-         <a href=\"/api/v1/labels\">/api/v1/labels</a>, \
-         <a href=\"/metrics\">/metrics</a>, <a href=\"/-/ready\">/-/ready</a>.</p></body></html>",
-    )
+#[cfg(feature = "ssr")]
+pub use server::{router, UiOptions};
+
+/// Browser entry point: attaches the reactive system to the server-rendered HTML.
+#[cfg(feature = "hydrate")]
+#[wasm_bindgen::prelude::wasm_bindgen]
+pub fn hydrate() {
+    console_error_panic_hook::set_once();
+    leptos::mount::hydrate_body(app::App);
 }
