@@ -1,6 +1,10 @@
 //! Optional bearer-token auth. Ingest and query endpoints have separate token lists; an
 //! empty list turns auth off for that side. Tokens are compared in constant time and never
 //! logged.
+//!
+//! Browsers cannot send a bearer header on a page load, so the query side also takes the token
+//! from the UI's session cookie ([`SESSION_COOKIE`], set by the sign-in page in `login.rs`), and
+//! a page request without a token is sent to that page instead of getting a JSON 401.
 
 use std::sync::Arc;
 
@@ -38,13 +42,68 @@ impl Tokens {
         })
     }
 
+    /// Whether the request carries an accepted token: as a bearer header, or in the UI's
+    /// session cookie.
     fn allows_headers(&self, headers: &HeaderMap) -> bool {
-        self.allows(
-            headers
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok()),
-        )
+        if !self.enabled() {
+            return true;
+        }
+        let bearer = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        if self.allows(bearer) {
+            return true;
+        }
+        session_token(headers).is_some_and(|t| self.allows(Some(&format!("Bearer {t}"))))
     }
+}
+
+/// The cookie the UI's sign-in page sets; its value is the query token, percent-encoded.
+pub const SESSION_COOKIE: &str = "lookout_token";
+
+/// The token in the session cookie, if the request has one.
+fn session_token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (name, value) = pair.trim().split_once('=')?;
+            (name == SESSION_COOKIE).then(|| percent_decode(value))
+        })
+        .filter(|t| !t.is_empty())
+}
+
+/// Decodes `%XX` escapes (invalid ones are kept as they are).
+pub fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A browser loading a page (not a script calling an API): it is sent to the sign-in page.
+fn is_page_load(req: &Request) -> bool {
+    req.method() == axum::http::Method::GET
+        && !req.uri().path().starts_with("/api/")
+        && req
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/html"))
 }
 
 /// The token of a `Bearer <token>` header value (scheme case-insensitive, as RFC 7235).
@@ -83,6 +142,13 @@ fn unauthorized() -> Response {
 pub async fn require_token(State(tokens): State<Tokens>, req: Request, next: Next) -> Response {
     if tokens.allows_headers(req.headers()) {
         next.run(req).await
+    } else if is_page_load(&req) {
+        let next = req
+            .uri()
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string();
+        crate::login::redirect_to_sign_in(&next)
     } else {
         tracing::debug!(path = %req.uri().path(), "request refused: missing or invalid bearer token");
         unauthorized()
@@ -126,6 +192,28 @@ mod tests {
         assert!(!t.allows(Some("Basic s3cret")));
         assert!(!t.allows(Some("Bearer ")));
         assert!(!t.allows(None));
+    }
+
+    #[test]
+    fn the_session_cookie_carries_the_token() {
+        let t = Tokens::new(vec![Secret::new("s3 cret;x")]);
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("theme=dark; lookout_token=s3%20cret%3Bx"),
+        );
+        assert!(t.allows_headers(&h));
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("lookout_token=wrong"),
+        );
+        assert!(!t.allows_headers(&h));
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("other_token=s3%20cret%3Bx"),
+        );
+        assert!(!t.allows_headers(&h));
+        assert_eq!(percent_decode("a%2Fb%zz%"), "a/b%zz%");
     }
 
     #[test]

@@ -48,7 +48,7 @@ use tokio::task::JoinHandle;
 
 use crate::auth::{self, Tokens};
 use crate::config::{self, Config, Overrides};
-use crate::telemetry;
+use crate::{login, telemetry};
 
 /// How long servers get to finish in-flight requests after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -566,6 +566,7 @@ fn routers(
         api: query,
         ui: ui_options,
     } = query;
+    let query_tokens_for_login = query_tokens.clone();
     let sink: Arc<dyn MetricsAppender> = services.store.clone();
     let querier: Arc<dyn MetricsQuerier> = services.store.clone();
     let health = Router::new()
@@ -598,7 +599,10 @@ fn routers(
             ingest_tokens.clone(),
             auth::require_token,
         ));
-    let http_app = health.merge(ingest_side).merge(query_side);
+    let http_app = health
+        .merge(login::router(query_tokens_for_login))
+        .merge(ingest_side)
+        .merge(query_side);
     let otlp_http_app = collector::otlp::router(sink, limits)
         .merge(collector::otlp::traces::router(
             services.trace_ingest.clone(),
