@@ -325,11 +325,21 @@ pub fn TimePicker() -> impl IntoView {
                     <form class="tp-absolute" method="get" on:submit=apply_absolute>
                         <label>
                             {move || tr("From", "开始")}
-                            <input name="start" node_ref=start_input prop:value=move || range.get().start/>
+                            <input
+                                name="start"
+                                node_ref=start_input
+                                value=move || range.get().start
+                                prop:value=move || range.get().start
+                            />
                         </label>
                         <label>
                             {move || tr("To", "结束")}
-                            <input name="end" node_ref=end_input prop:value=move || range.get().end/>
+                            <input
+                                name="end"
+                                node_ref=end_input
+                                value=move || range.get().end
+                                prop:value=move || range.get().end
+                            />
                         </label>
                         <button type="submit">{move || tr("Apply", "应用")}</button>
                     </form>
