@@ -356,6 +356,114 @@ async fn searchable_within_two_seconds_of_the_ack() {
     bg.await.unwrap();
 }
 
+/// While the indexer is behind, commits are put off, but never beyond `max_commit_delay`
+/// after the first uncommitted record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_delays_commits_at_most_max_commit_delay() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts(dir.path());
+    o.commit_interval = Duration::from_millis(100);
+    o.max_commit_delay = Duration::from_millis(800);
+    // any queued chunk counts as a backlog (an eighth of the limit is one byte)
+    o.max_indexer_queue_bytes = 8;
+    let store = LogStore::open(o).unwrap();
+    let t = now_ns() - HOUR;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let pump = {
+        let (store, stop) = (store.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut n = 1_000u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let records = (n..n + 200).map(|i| rec(i, t + i, "pump", 9)).collect();
+                // refusals (the queue limit is tiny) are expected: retry
+                if store.append_logs(LogBatch { records }).await.is_ok() {
+                    n += 200;
+                }
+                tokio::task::yield_now().await;
+            }
+            n
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for round in 0..3u64 {
+        let t0 = t - SEC;
+        loop {
+            match store
+                .append_logs(LogBatch {
+                    records: vec![rec(round, t0 + round, "probe", 9)],
+                })
+                .await
+            {
+                Ok(_) => break,
+                Err(e) if e.kind() == ErrorKind::Overloaded => {
+                    tokio::time::sleep(Duration::from_millis(1)).await
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        let acked = Instant::now();
+        while search(&store, t0 + round, t0 + round, 1, Direction::Backward).is_empty() {
+            assert!(
+                acked.elapsed() < Duration::from_secs(3),
+                "record not searchable 3 s after its ack with max_commit_delay 0.8 s"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let pumped = pump.await.unwrap();
+    let expected: Vec<u64> = (0..3).chain(1_000..pumped).collect();
+    let got = wait_for(&store, expected.len()).await;
+    assert_exactly_once(&got, expected);
+    store.close().await.unwrap();
+}
+
+/// The background truncation deletes WAL segments only once the indexer committed what
+/// they hold, without asking it to commit; a crash afterwards loses nothing.
+#[tokio::test]
+async fn background_wal_truncation_keeps_every_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = now_ns() - HOUR;
+    let segment = 16 * 1024;
+    {
+        let mut o = opts(dir.path());
+        o.wal_segment_bytes = segment;
+        let store = LogStore::open(o).unwrap();
+        let bg = store.spawn_background();
+        for b in 0..20u64 {
+            append(
+                &store,
+                (b * 50..(b + 1) * 50)
+                    .map(|n| rec(n, t + n * 1000, "a", 9))
+                    .collect(),
+            )
+            .await;
+        }
+        assert_exactly_once(&wait_for(&store, 1000).await, 0..1000);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while store.stats().wal_bytes >= segment {
+            assert!(
+                Instant::now() < deadline,
+                "wal not truncated: {} bytes",
+                store.stats().wal_bytes
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // acknowledged after the truncation, then a crash (no close)
+        append(
+            &store,
+            (1000..1100).map(|n| rec(n, t + n * 1000, "a", 9)).collect(),
+        )
+        .await;
+        bg.abort();
+        let _ = bg.await;
+        drop(store);
+    }
+    let store = open(dir.path());
+    assert_exactly_once(&everything(&store), 0..1100);
+    store.close().await.unwrap();
+}
+
 #[tokio::test]
 async fn tail_subscribers_get_batches_acknowledged_after_subscribing() {
     let dir = tempfile::tempdir().unwrap();

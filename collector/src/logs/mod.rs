@@ -5,7 +5,8 @@
 //! Write path of a push, whatever the protocol ([`LogIngest::ingest`]):
 //! 1. the log-based metric's counters are restored from the metrics store if they are not
 //!    yet ([`metrics::LogMetrics::ready`]); until then pushes are refused as unavailable;
-//! 2. on the blocking pool: inflate, decode and convert (the protocol's converter; the checks
+//! 2. unless the store says it would refuse the push whole ([`LogsAppender::check_accepting`]:
+//!    overloaded, closed), on the blocking pool: inflate, decode and convert (the protocol's converter; the checks
 //!    every protocol shares are in [`record`]: limits, ids, severity, invalid UTF-8);
 //! 3. [`LogsAppender::append_logs`]: on return the accepted records are durable;
 //! 4. the stored records are counted in `lookout_log_records_total` ([`metrics`]);
@@ -155,6 +156,9 @@ impl LogIngest {
         F: FnOnce(&LogLimits, u64) -> Result<ConvertedLogs, IngestError> + Send + 'static,
     {
         self.metrics.ready().await?;
+        // a push the store would refuse whole is refused before it is decoded: under
+        // overload, refused pushes would otherwise cost as much CPU as accepted ones
+        self.logs.check_accepting()?;
         let limits = self.limits.clone();
         let converted = tokio::task::spawn_blocking(move || convert(&limits, now_ns()))
             .await

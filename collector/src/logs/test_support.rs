@@ -71,6 +71,14 @@ impl LogsAppender for RecordingLogs {
         self.batches.lock().push(batch);
         Ok(report)
     }
+
+    /// As the log store: overloaded or unavailable refuses before anything is decoded.
+    fn check_accepting(&self) -> store::Result<()> {
+        match self.mode.get().error("log wal") {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Log ingest over recording stores.

@@ -201,6 +201,38 @@ async fn ingest_converts_on_the_blocking_pool_with_the_limits_and_time() {
     assert_eq!(s.logs.bodies(), vec!["at true"]);
 }
 
+#[tokio::test]
+async fn an_overloaded_store_refuses_before_the_push_is_decoded() {
+    let s = setup(Mode::Overloaded);
+    let decoded = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = decoded.clone();
+    let err = s
+        .ingest
+        .ingest(
+            move |_, _| {
+                flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                Ok(converted(vec![rec("a", 9, "x")]))
+            },
+            "test",
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), axum::http::StatusCode::TOO_MANY_REQUESTS);
+    assert!(err.retryable());
+    assert!(!decoded.load(std::sync::atomic::Ordering::SeqCst));
+    assert!(s.logs.records().is_empty());
+
+    // once the store accepts again, the same push goes through
+    s.logs.set_mode(Mode::Accept);
+    let stored = s
+        .ingest
+        .ingest(|_, _| Ok(converted(vec![rec("a", 9, "x")])), "test")
+        .await
+        .unwrap();
+    assert_eq!(stored.accepted, 1);
+    assert_eq!(s.logs.bodies(), vec!["x"]);
+}
+
 #[test]
 fn heartbeats_staleness_and_priors_follow_the_span_metrics_rules() {
     let cfg = Arc::new(LogMetricsConfig {

@@ -41,6 +41,14 @@ pub struct LogAppendReport {
 #[async_trait]
 pub trait LogsAppender: Send + Sync + 'static {
     async fn append_logs(&self, batch: LogBatch) -> Result<LogAppendReport>;
+
+    /// Whether an append now would be refused as a whole (the store closed, failed or
+    /// overloaded), without appending anything: ingest asks before it spends CPU on
+    /// decoding and converting a push that would only be refused. `Ok` does not promise the
+    /// append succeeds. Appenders that cannot tell answer `Ok` (the default).
+    fn check_accepting(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Order of search results.

@@ -1,6 +1,7 @@
 //! The indexer: one dedicated thread that owns every partition's tantivy `IndexWriter`, adds
-//! acknowledged records to them, commits, and closes (after a final merge, for partitions
-//! whose time is over) writers that went idle. It never runs on the async runtime.
+//! acknowledged records to them, commits (less often while it is behind), and closes (after
+//! a final merge of the small segments, for partitions whose time is over) writers that went
+//! idle. It never runs on the async runtime.
 //!
 //! Appends hand it chunks tagged with their WAL sequence number. Appends finish out of order,
 //! so the indexer keeps a reorder buffer and indexes strictly in sequence order; a sequence
@@ -18,11 +19,12 @@ use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use parking_lot::{Mutex, RwLock};
-use tantivy::index::SegmentMeta;
+use tantivy::index::{SegmentId, SegmentMeta};
 use tantivy::{FutureResult, IndexWriter, TantivyDocument};
 use tokio::sync::oneshot;
 
 use super::codec;
+use super::merge;
 use super::metrics;
 use super::now_ns;
 use super::partition::{self, aligned_start, tv, CommitPayload, Partition, NANOS_PER_SEC};
@@ -35,6 +37,8 @@ use crate::logs::schema::LogSchema;
 const COLD_AFTER_NS: u64 = 60 * NANOS_PER_SEC;
 /// How often idle writers and running merges are checked.
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(1);
+/// How often a put-off commit checks whether the backlog is gone.
+const DEFERRED_COMMIT_CHECK: Duration = Duration::from_millis(100);
 
 /// Acknowledged records on their way to the index.
 pub(super) struct Chunk {
@@ -88,6 +92,9 @@ pub(super) struct Shared {
     pub abort: AtomicBool,
     /// Writers open (for stats).
     pub open_writers: AtomicU64,
+    /// Every record with this sequence number or lower is committed (or was dropped with an
+    /// expired partition): the WAL segments holding only such records may be deleted.
+    pub committed_seq: AtomicU64,
 }
 
 impl Shared {
@@ -184,6 +191,10 @@ pub(super) struct IndexerOptions {
     pub writer_bytes: usize,
     pub max_writers: usize,
     pub commit_interval: Duration,
+    /// Commits are put off while this many bytes wait for the indexer...
+    pub backlog_bytes: u64,
+    /// ... for at most this long after the first uncommitted record.
+    pub max_commit_delay: Duration,
     pub idle_close: Duration,
 }
 
@@ -197,6 +208,8 @@ pub(super) struct Indexer {
     writers: HashMap<u64, Slot>,
     /// When a commit is due (set by the first uncommitted record).
     commit_due: Option<Instant>,
+    /// When the first uncommitted record was indexed.
+    first_uncommitted: Option<Instant>,
     last_maintenance: Instant,
     /// Reused for each record's doc store encoding.
     doc_buf: Vec<u8>,
@@ -211,6 +224,7 @@ impl Indexer {
             pending: BTreeMap::new(),
             writers: HashMap::new(),
             commit_due: None,
+            first_uncommitted: None,
             last_maintenance: Instant::now(),
             doc_buf: Vec::new(),
         }
@@ -248,8 +262,12 @@ impl Indexer {
                 Err(RecvTimeoutError::Disconnected) => break,
             }
             if self.commit_due.is_some_and(|d| Instant::now() >= d) {
-                // a failure is recorded in `shared.failed`
-                let _ = self.commit_all();
+                if self.defer_commit() {
+                    self.commit_due = Some(Instant::now() + DEFERRED_COMMIT_CHECK);
+                } else {
+                    // a failure is recorded in `shared.failed`
+                    let _ = self.commit_all();
+                }
             }
             if self.last_maintenance.elapsed() >= MAINTENANCE_EVERY {
                 self.last_maintenance = Instant::now();
@@ -257,6 +275,19 @@ impl Indexer {
             }
         }
         tracing::debug!("log indexer stopped without close; uncommitted records stay in the wal");
+    }
+
+    /// Whether a due commit is put off: while the indexer is behind (at least
+    /// `backlog_bytes` of acknowledged records wait for it), until the first uncommitted
+    /// record has waited `max_commit_delay`. A commit cuts the segments being built, and
+    /// under a backlog one-second commits made many small segments that merges then
+    /// rewrote; put off, a segment is cut by the writer's memory budget instead. Records
+    /// behind a backlog are late anyway: this adds at most the delay to their wait.
+    fn defer_commit(&self) -> bool {
+        self.shared.queue_bytes.load(Ordering::Relaxed) >= self.opts.backlog_bytes
+            && self
+                .first_uncommitted
+                .is_some_and(|t| t.elapsed() < self.opts.max_commit_delay)
     }
 
     /// Returns false once the indexer must stop.
@@ -389,6 +420,7 @@ impl Indexer {
         self.doc_buf = buf;
         if self.commit_due.is_none() {
             self.commit_due = Some(Instant::now() + self.opts.commit_interval);
+            self.first_uncommitted = Some(Instant::now());
         }
         Ok(())
     }
@@ -475,6 +507,8 @@ impl Indexer {
             }
         }
         self.commit_due = None;
+        self.first_uncommitted = None;
+        self.shared.committed_seq.fetch_max(seq, Ordering::AcqRel);
         Ok(seq)
     }
 
@@ -545,16 +579,12 @@ impl Indexer {
             let cold = now >= slot.partition.end_ns().saturating_add(COLD_AFTER_NS);
             if cold && !slot.merged {
                 slot.merged = true;
-                let ids = slot
-                    .partition
-                    .index
-                    .searchable_segment_ids()
-                    .unwrap_or_default();
+                let ids = final_merge_segments(&slot.partition);
                 if ids.len() > 1 {
                     tracing::info!(
                         partition = start,
                         segments = ids.len(),
-                        "merging cold log partition"
+                        "merging the small segments of a cold log partition"
                     );
                     slot.merge = Some(slot.writer.merge(&ids));
                     continue;
@@ -569,6 +599,26 @@ impl Indexer {
             }
         }
     }
+}
+
+/// The segments a cold partition's final merge merges into one: those under
+/// [`merge::SMALL_SEGMENT_DOCS`] documents (what commits cut short at the end of the
+/// partition's time, or a light load's whole partition). Large segments stay as they are:
+/// merging them would rewrite the whole partition once more for a few dozen segments less
+/// (see [`merge`]).
+fn final_merge_segments(partition: &Partition) -> Vec<SegmentId> {
+    let metas = match partition.index.searchable_segment_metas() {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(partition = partition.start_secs, error = %e, "listing the segments of a cold log partition failed");
+            return Vec::new();
+        }
+    };
+    metas
+        .iter()
+        .filter(|m| m.num_docs() < merge::SMALL_SEGMENT_DOCS)
+        .map(|m| m.id())
+        .collect()
 }
 
 fn commit_slot(slot: &mut Slot, seq: u64) -> Result<()> {

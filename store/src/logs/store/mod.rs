@@ -7,15 +7,20 @@
 //! the [`indexer`] thread and to live-tail subscribers, and the append is acknowledged. The
 //! indexer adds records to the writer of their [`partition`] (one index per
 //! `partition_span` of record time) and commits every `commit_interval`, reloading the
-//! readers, so a record is searchable about one interval after its ack. Appends are refused
-//! as overloaded before the WAL write while the indexer is too far behind.
+//! readers, so a record is searchable about one interval after its ack (while the indexer is
+//! behind, commits are put off up to `max_commit_delay`, so segments are cut by the writer's
+//! memory; the [`merge`] policy then rewrites a record a bounded number of times). Appends
+//! are refused as overloaded before the WAL write while the indexer is too far behind, and
+//! ingest asks ([`LogsAppender::check_accepting`]) before it decodes a push.
 //!
 //! Durability: every partition commit carries the highest sequence number it contains (exact
 //! because the indexer indexes in sequence order). WAL truncation takes the *gate* (appends
-//! hold its read side from taking a sequence number until their chunk is with the indexer),
-//! rotates the WAL, asks the indexer to commit everything, then deletes the WAL segments up
-//! to the rotated one. Replay at open re-indexes exactly the WAL records a partition has not
-//! committed, so a crash at any point loses no acknowledged record and duplicates none.
+//! hold its read side from taking a sequence number until their chunk is with the indexer)
+//! and rotates the WAL; the WAL segments up to the rotated one are deleted once the indexer
+//! has committed every sequence number they hold: in the background on its own commits
+//! (so truncation never cuts segments short), on close and [`LogStore::truncate_wal`] by
+//! asking it to commit. Replay at open re-indexes exactly the WAL records a partition has
+//! not committed, so a crash at any point loses no acknowledged record and duplicates none.
 //!
 //! Read path ([`LogsQuerier`]): [`search`] over the partitions' committed segments, newest
 //! (or oldest) first with early termination; exact histograms from fast fields; field
@@ -25,6 +30,7 @@
 
 mod codec;
 mod indexer;
+mod merge;
 mod metrics;
 mod partition;
 mod search;
@@ -51,7 +57,7 @@ use crate::logs::{
     FieldSummary, FieldsRequest, HistogramBucket, HistogramRequest, LogAppendReport, LogSearch,
     LogsAppender, LogsQuerier,
 };
-use crate::wal::{Wal, MAX_RECORD_BYTES};
+use crate::wal::{SegmentId, Wal, MAX_RECORD_BYTES};
 use codec::PayloadBuilder;
 use indexer::{Chunk, Indexer, IndexerOptions, Msg, Shared, Ticket};
 use partition::{Partition, NANOS_PER_SEC};
@@ -70,6 +76,10 @@ const RETENTION_EVERY: Duration = Duration::from_secs(60);
 /// Covered WAL segments are deleted at least this often (sooner when the WAL outgrows a
 /// segment).
 const TRUNCATE_EVERY: Duration = Duration::from_secs(30);
+/// A WAL of at least this many bytes is truncated once appends have stopped for
+/// [`IDLE_TRUNCATE_AFTER`].
+const IDLE_TRUNCATE_BYTES: u64 = 1024 * 1024;
+const IDLE_TRUNCATE_AFTER: Duration = Duration::from_secs(2);
 /// The gauges that read the disk are refreshed this often.
 const GAUGES_EVERY: Duration = Duration::from_secs(10);
 
@@ -86,12 +96,18 @@ pub struct LogStoreOptions {
     pub max_future: Duration,
     /// Indexed records are committed (made searchable) this often.
     pub commit_interval: Duration,
+    /// While the indexer is behind (an eighth of `max_indexer_queue_bytes` waits for it),
+    /// commits are put off up to this long after the first uncommitted record, so that
+    /// segments are cut by the writer's memory instead of the clock (fewer, larger segments
+    /// for merges to rewrite). Under a normal load the indexer is not behind and records are
+    /// searchable within about `commit_interval`.
+    pub max_commit_delay: Duration,
     /// Record time covered by one partition (whole seconds, at least one).
     pub partition_span: Duration,
     /// Indexing memory of each open partition writer (at least 15 MB, tantivy's minimum).
     pub writer_memory_bytes: usize,
     /// A partition writer that received nothing for this long is closed, after merging the
-    /// partition into one segment if its time is over.
+    /// partition's small segments into one if its time is over.
     pub writer_idle_close: Duration,
     /// Partition writers open at once (late records for older partitions open more; the
     /// least recently written is closed first).
@@ -105,7 +121,8 @@ pub struct LogStoreOptions {
 
 impl LogStoreOptions {
     /// Defaults for a store rooted at `dir`: fsync on every append, 7 days retention, commits
-    /// every second, one-hour partitions, 64 MB writers (at most 3 open), 128 MB of queue.
+    /// every second (put off up to 10 s while the indexer is behind), one-hour partitions,
+    /// 128 MB writers (at most 3 open), 128 MB of queue.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         LogStoreOptions {
             dir: dir.into(),
@@ -113,8 +130,9 @@ impl LogStoreOptions {
             retention: Duration::from_secs(7 * 24 * 3600),
             max_future: Duration::from_secs(3600),
             commit_interval: Duration::from_secs(1),
+            max_commit_delay: Duration::from_secs(10),
             partition_span: Duration::from_secs(3600),
-            writer_memory_bytes: 64 * 1024 * 1024,
+            writer_memory_bytes: 128 * 1024 * 1024,
             writer_idle_close: Duration::from_secs(60),
             max_open_writers: 3,
             max_indexer_queue_bytes: 128 * 1024 * 1024,
@@ -281,6 +299,11 @@ pub struct LogStore {
     maintenance: tokio::sync::Mutex<()>,
     /// Appends since the last WAL truncation.
     appended: AtomicU64,
+    /// When the last append was acknowledged (ns since the epoch).
+    last_append_ns: AtomicU64,
+    /// A background WAL rotation whose segments wait for the indexer's commits: every
+    /// sequence number in them is at most `.0`, and `.1` is the last of them.
+    wal_rotated: Mutex<Option<(u64, SegmentId)>>,
     /// Records re-indexed from the WAL at open.
     replayed: u64,
 }
@@ -312,6 +335,7 @@ impl LogStore {
             failed: Mutex::new(None),
             abort: AtomicBool::new(false),
             open_writers: AtomicU64::new(0),
+            committed_seq: AtomicU64::new(0),
         });
 
         // Replay: keep every WAL record its partition has not committed, grouped by
@@ -375,6 +399,7 @@ impl LogStore {
         let replayed = indexer::index_replayed(&shared, groups, max_seq, opts.writer_memory_bytes)?;
         // every record in the replayed segments is now committed, expired or undecodable
         wal.remove_segments_upto(u64::MAX)?;
+        shared.committed_seq.store(max_seq, Ordering::Release);
         metrics::RECORDS_EXPIRED.inc_by(expired);
         tracing::info!(
             dir = %opts.dir.display(),
@@ -397,6 +422,8 @@ impl LogStore {
                 writer_bytes: opts.writer_memory_bytes,
                 max_writers: opts.max_open_writers,
                 commit_interval: opts.commit_interval,
+                backlog_bytes: (opts.max_indexer_queue_bytes / 8).max(1),
+                max_commit_delay: opts.max_commit_delay,
                 idle_close: opts.writer_idle_close,
             },
             max_seq + 1,
@@ -419,6 +446,8 @@ impl LogStore {
             shutdown: Notify::new(),
             maintenance: tokio::sync::Mutex::new(()),
             appended: AtomicU64::new(0),
+            last_append_ns: AtomicU64::new(0),
+            wal_rotated: Mutex::new(None),
             replayed,
         };
         store.update_gauges();
@@ -579,6 +608,7 @@ impl LogStore {
         });
         let first_err = task.await.map_err(|e| task_failed("log append", e))?;
         self.appended.fetch_add(1, Ordering::Relaxed);
+        self.last_append_ns.store(now_ns(), Ordering::Relaxed);
         metrics::DURATION
             .with_label_values(&["append"])
             .observe(started.elapsed().as_secs_f64());
@@ -619,10 +649,50 @@ impl LogStore {
         tokio::task::spawn_blocking(move || wal.remove_segments_upto(rotated))
             .await
             .map_err(|e| task_failed("log wal cleanup", e))??;
+        // an earlier background rotation is covered too
+        *self.wal_rotated.lock() = None;
         metrics::DURATION
             .with_label_values(&["wal_truncate"])
             .observe(started.elapsed().as_secs_f64());
         Ok(())
+    }
+
+    /// The background's WAL truncation, in two steps that never force a commit (a forced
+    /// commit cuts the segments being built; see [`LogStoreOptions::max_commit_delay`]):
+    /// rotate the WAL, remembering the highest sequence number before the rotation; then,
+    /// on a later call, once the indexer's own commits cover that number, delete the
+    /// segments up to the rotation. Returns whether segments were deleted.
+    async fn truncate_wal_lazily(&self, rotate: bool) -> Result<bool> {
+        let _m = self.maintenance.lock().await;
+        let rotated = *self.wal_rotated.lock();
+        match rotated {
+            Some((upto, segment)) => {
+                if self.shared.committed_seq.load(Ordering::Acquire) < upto {
+                    return Ok(false);
+                }
+                let started = Instant::now();
+                let wal = self.wal.clone();
+                tokio::task::spawn_blocking(move || wal.remove_segments_upto(segment))
+                    .await
+                    .map_err(|e| task_failed("log wal cleanup", e))??;
+                *self.wal_rotated.lock() = None;
+                metrics::DURATION
+                    .with_label_values(&["wal_truncate"])
+                    .observe(started.elapsed().as_secs_f64());
+                Ok(true)
+            }
+            None if rotate => {
+                let (upto, segment) = {
+                    let _gate = self.gate.write().await;
+                    let upto = self.next_seq.load(Ordering::Acquire) - 1;
+                    (upto, self.wal.rotate().await?)
+                };
+                self.appended.store(0, Ordering::Relaxed);
+                *self.wal_rotated.lock() = Some((upto, segment));
+                Ok(false)
+            }
+            None => Ok(false),
+        }
     }
 
     /// Deletes partitions whose end is older than now minus the retention; returns how many.
@@ -677,14 +747,21 @@ impl LogStore {
                 if store.closed.load(Ordering::Acquire) {
                     break;
                 }
-                let wal_full = store.wal.size_bytes() >= store.opts.wal_segment_bytes;
-                let due = last_truncate.elapsed() >= TRUNCATE_EVERY
-                    && store.appended.load(Ordering::Relaxed) > 0;
-                if wal_full || due {
+                let wal_bytes = store.wal.size_bytes();
+                let appended = store.appended.load(Ordering::Relaxed) > 0;
+                let wal_full = wal_bytes >= store.opts.wal_segment_bytes;
+                let due = last_truncate.elapsed() >= TRUNCATE_EVERY && appended;
+                // a burst that ended leaves no large WAL behind for long
+                let idle = appended
+                    && wal_bytes >= IDLE_TRUNCATE_BYTES
+                    && now_ns().saturating_sub(store.last_append_ns.load(Ordering::Relaxed))
+                        >= duration_ns(IDLE_TRUNCATE_AFTER);
+                let rotate = wal_full || due || idle;
+                if rotate {
                     last_truncate = Instant::now();
-                    if let Err(e) = store.truncate_wal().await {
-                        tracing::error!(error = %e, "log wal truncation failed; the wal keeps growing");
-                    }
+                }
+                if let Err(e) = store.truncate_wal_lazily(rotate).await {
+                    tracing::error!(error = %e, "log wal truncation failed; the wal keeps growing");
                 }
                 if last_retention.is_none_or(|t| t.elapsed() >= RETENTION_EVERY) {
                     last_retention = Some(Instant::now());
@@ -808,6 +885,10 @@ fn timed<T>(op: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
 impl LogsAppender for LogStore {
     async fn append_logs(&self, batch: LogBatch) -> Result<LogAppendReport> {
         self.append(batch).await
+    }
+
+    fn check_accepting(&self) -> Result<()> {
+        LogStore::check_accepting(self)
     }
 }
 

@@ -26,6 +26,7 @@ use crate::logs::schema::LogSchema;
 use crate::logs::tokenizer;
 
 use super::codec;
+use super::merge::PartitionMergePolicy;
 
 pub(super) const NANOS_PER_SEC: u64 = 1_000_000_000;
 const TMP_PREFIX: &str = ".tmp-";
@@ -210,11 +211,15 @@ impl Partition {
         })
     }
 
-    /// An index writer with `memory_bytes` of indexing memory.
+    /// An index writer with `memory_bytes` of indexing memory and the partition merge
+    /// policy ([`PartitionMergePolicy`]).
     pub fn writer(&self, memory_bytes: usize) -> Result<IndexWriter<TantivyDocument>> {
-        self.index
+        let writer = self
+            .index
             .writer_with_options(writer_options(memory_bytes))
-            .map_err(|e| tv(&self.dir, e))
+            .map_err(|e| tv(&self.dir, e))?;
+        writer.set_merge_policy(Box::new(PartitionMergePolicy::default()));
+        Ok(writer)
     }
 
     /// Bytes of the partition's files.
