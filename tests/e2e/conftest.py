@@ -4,6 +4,10 @@
 `lookout` is the same with the default config. Every server started in a test is stopped with
 SIGTERM at teardown, and a non-zero exit code fails the test. When a test fails, the tail of
 each server's log is attached to the report.
+
+`browser` is one headless Chromium for the whole session (tests/e2e/browser.py); `page` is a
+fresh tab in it for one test, and fails the test when the page logged a console error or
+threw an uncaught exception (expected ones: `page.allow_errors(regex)`).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import pytest
 from helpers import Lookout, lookout_bin
 
 _SERVERS_KEY = pytest.StashKey[list]()
+_PAGES_KEY = pytest.StashKey[list]()
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -56,6 +61,26 @@ def lookout(lookout_factory) -> Lookout:
     return lookout_factory()
 
 
+@pytest.fixture(scope="session")
+def browser():
+    from browser import Browser
+
+    b = Browser()
+    yield b
+    b.close()
+
+
+@pytest.fixture
+def page(request, browser):
+    p = browser.new_page()
+    request.node.stash[_PAGES_KEY] = [p]
+    yield p
+    errors = p.unexpected_errors()
+    p.close()
+    if errors:
+        pytest.fail("console errors in the browser:\n" + "\n".join(errors), pytrace=False)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
@@ -63,3 +88,5 @@ def pytest_runtest_makereport(item, call):
     if report.failed:
         for server in item.stash.get(_SERVERS_KEY, []):
             report.sections.append((f"{server.name} log ({report.when})", server.log_tail(120)))
+        for p in item.stash.get(_PAGES_KEY, []):
+            report.sections.append((f"browser console ({report.when})", "\n".join(p.messages[-60:])))
