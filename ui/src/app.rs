@@ -87,6 +87,7 @@ fn page_lang() -> Lang {
 pub fn App() -> impl IntoView {
     provide_meta_context();
     provide_context(page_lang());
+    mark_hydrated();
     view! {
         <Title text="Lookout"/>
         <Router>
@@ -98,6 +99,22 @@ pub fn App() -> impl IntoView {
             </Frame>
         </Router>
     }
+}
+
+/// Marks the page interactive once the wasm has hydrated it: `<body data-hydrated="1">`.
+/// Browser tests and the UI benchmark wait for it (an Effect runs only in the browser, after
+/// the first hydration pass).
+fn mark_hydrated() {
+    Effect::new(|_| {
+        #[cfg(all(feature = "hydrate", not(feature = "ssr")))]
+        if let Some(body) = web_sys::window()
+            .and_then(|w| w.document())
+            .and_then(|d| d.query_selector("body").ok().flatten())
+        {
+            // a failed attribute write only delays tests that wait for it; nothing to do here
+            let _ = body.set_attribute("data-hydrated", "1");
+        }
+    });
 }
 
 /// Navigation bar, time picker and the page under them.
