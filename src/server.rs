@@ -190,6 +190,9 @@ impl LogsAppender for LazyLogs {
     async fn append_logs(&self, batch: LogBatch) -> store::Result<LogAppendReport> {
         self.get()?.append_logs(batch).await
     }
+    fn check_accepting(&self) -> store::Result<()> {
+        self.get()?.check_accepting()
+    }
 }
 
 impl LogsQuerier for LazyLogs {
@@ -662,6 +665,7 @@ pub async fn run(config: Config, source: ConfigSource) -> anyhow::Result<()> {
             },
             ui: ui::UiOptions {
                 language: config.ui.language,
+                dashboards_dir: config.ui.dashboards_dir.clone(),
             },
         },
         stop_rx.clone(),

@@ -11,6 +11,7 @@
 //!   alerts, dashboards).
 //! * [`time`]: the time range every page shares, as it appears in the URL (`start`, `end`,
 //!   `refresh`), and the range picker.
+//! * [`dashboards`]: dashboards as code (YAML rows of panels), their loading and checks.
 //! * [`chart`]: SVG charts drawn by the UI (time series, sparklines, bars) and their ticks.
 //! * [`i18n`]: English and Chinese UI text.
 //! * [`fetch`]: the one data path, server and browser.
@@ -19,8 +20,12 @@
 //! Building the browser half: `scripts/build-ui` (wasm32 + `wasm-bindgen`); the server embeds
 //! what it built (`build.rs`) and serves SSR-only pages when it was not built.
 
+// Leptos view types nest deeply (pages with charts inside Suspend blocks).
+#![recursion_limit = "256"]
+
 pub mod app;
 pub mod chart;
+pub mod dashboards;
 pub mod fetch;
 pub mod format;
 pub mod i18n;
