@@ -2,6 +2,7 @@
 //! through [`crate::fetch::Api`] in a resource keyed by the URL and the refresh tick, and
 //! renders inside a `Transition`, so a refresh swaps data without blanking the page.
 
+pub mod logs;
 pub mod services;
 
 use leptos::prelude::*;
