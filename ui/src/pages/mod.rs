@@ -4,6 +4,9 @@
 
 pub mod logs;
 pub mod services;
+pub mod trace;
+pub mod traces;
+pub mod waterfall;
 
 use leptos::prelude::*;
 
