@@ -95,6 +95,8 @@ pub fn App() -> impl IntoView {
                 <Routes fallback=|| view! { <pages::NotFound/> }>
                     <Route path=path!("/") view=pages::services::ServicesPage ssr=SsrMode::Async/>
                     <Route path=path!("/services") view=pages::services::ServicesPage ssr=SsrMode::Async/>
+                    <Route path=path!("/services/:service") view=pages::service::ServicePage ssr=SsrMode::Async/>
+                    <Route path=path!("/map") view=pages::map::MapPage ssr=SsrMode::Async/>
                     <Route path=path!("/traces") view=pages::traces::TracesPage ssr=SsrMode::Async/>
                     <Route path=path!("/traces/:trace_id") view=pages::trace::TracePage ssr=SsrMode::Async/>
                     <Route path=path!("/logs") view=pages::logs::LogsPage ssr=SsrMode::Async/>

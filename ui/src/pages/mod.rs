@@ -3,6 +3,9 @@
 //! renders inside a `Transition`, so a refresh swaps data without blanking the page.
 
 pub mod logs;
+pub mod map;
+pub mod map_layout;
+pub mod service;
 pub mod services;
 pub mod trace;
 pub mod traces;
