@@ -95,6 +95,7 @@ pub fn App() -> impl IntoView {
                 <Routes fallback=|| view! { <pages::NotFound/> }>
                     <Route path=path!("/") view=pages::services::ServicesPage ssr=SsrMode::Async/>
                     <Route path=path!("/services") view=pages::services::ServicesPage ssr=SsrMode::Async/>
+                    <Route path=path!("/alerts") view=pages::alerts::AlertsPage ssr=SsrMode::Async/>
                     <Route path=path!("/services/:service") view=pages::service::ServicePage ssr=SsrMode::Async/>
                     <Route path=path!("/map") view=pages::map::MapPage ssr=SsrMode::Async/>
                     <Route path=path!("/traces") view=pages::traces::TracesPage ssr=SsrMode::Async/>

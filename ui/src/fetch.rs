@@ -1,4 +1,5 @@
-//! The UI's one data path: `GET` a Lookout JSON API and decode it.
+//! The UI's one data path: `GET` a Lookout JSON API and decode it (and, for the few pages
+//! that change state, such as silences, `POST` JSON and `DELETE`).
 //!
 //! On the server the request goes into the API router in-process (no socket, no second auth
 //! check: the page request that got here already passed it). In the browser it is a `fetch`
@@ -44,16 +45,52 @@ impl Api {
         self.get_json::<Envelope<T>>(path).await.map(|e| e.data)
     }
 
-    #[cfg(feature = "ssr")]
+    /// `POST path` with `body` as JSON and decode the JSON answer (errors as [`Api::get_json`]).
+    pub async fn post_json<B: serde::Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, String> {
+        let body =
+            serde_json::to_string(body).map_err(|e| format!("{path}: encoding the body: {e}"))?;
+        let (status, answer) = self.request("POST", path, Some(body)).await?;
+        decode(status, &answer)
+    }
+
+    /// `DELETE path`; any 2xx is success, whatever the body (Alertmanager answers an empty one).
+    pub async fn delete(&self, path: &str) -> Result<(), String> {
+        let (status, answer) = self.request("DELETE", path, None).await?;
+        if (200..300).contains(&status) {
+            return Ok(());
+        }
+        decode::<serde_json::Value>(status, &answer).map(|_| ())
+    }
+
     async fn get(&self, path: &str) -> Result<(u16, Vec<u8>), String> {
+        self.request("GET", path, None).await
+    }
+
+    #[cfg(feature = "ssr")]
+    async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<String>,
+    ) -> Result<(u16, Vec<u8>), String> {
         use tower::ServiceExt;
         let Some(router) = self.router.clone() else {
             return Err("the UI's API router is not configured".into());
         };
-        let req = axum::http::Request::get(path)
-            .header(axum::http::header::ACCEPT, "application/json")
-            .body(axum::body::Body::empty())
-            .map_err(|e| format!("bad request path {path:?}: {e}"))?;
+        let mut req = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header(axum::http::header::ACCEPT, "application/json");
+        if body.is_some() {
+            req = req.header(axum::http::header::CONTENT_TYPE, "application/json");
+        }
+        let req = req
+            .body(body.map_or_else(axum::body::Body::empty, axum::body::Body::from))
+            .map_err(|e| format!("bad request {method} {path:?}: {e}"))?;
         let resp = router
             .oneshot(req)
             .await
@@ -66,24 +103,51 @@ impl Api {
     }
 
     #[cfg(all(feature = "hydrate", not(feature = "ssr")))]
-    async fn get(&self, path: &str) -> Result<(u16, Vec<u8>), String> {
-        let path = path.to_string();
-        send_wrapper::SendWrapper::new(browser_get(path)).await
+    async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<String>,
+    ) -> Result<(u16, Vec<u8>), String> {
+        send_wrapper::SendWrapper::new(browser_request(method.to_string(), path.to_string(), body))
+            .await
     }
 
     #[cfg(not(any(feature = "ssr", feature = "hydrate")))]
-    async fn get(&self, path: &str) -> Result<(u16, Vec<u8>), String> {
-        Err(format!("{path}: the UI was built without a data path"))
+    async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        _body: Option<String>,
+    ) -> Result<(u16, Vec<u8>), String> {
+        Err(format!(
+            "{method} {path}: the UI was built without a data path"
+        ))
     }
 }
 
 #[cfg(all(feature = "hydrate", not(feature = "ssr")))]
-async fn browser_get(path: String) -> Result<(u16, Vec<u8>), String> {
+async fn browser_request(
+    method: String,
+    path: String,
+    body: Option<String>,
+) -> Result<(u16, Vec<u8>), String> {
     use wasm_bindgen::JsCast;
     use wasm_bindgen_futures::JsFuture;
     let window = web_sys::window().ok_or("no window")?;
-    let js = |e: wasm_bindgen::JsValue| format!("{path}: {e:?}");
-    let resp = JsFuture::from(window.fetch_with_str(&path))
+    let js = |e: wasm_bindgen::JsValue| format!("{method} {path}: {e:?}");
+    let init = web_sys::RequestInit::new();
+    init.set_method(&method);
+    let headers = web_sys::Headers::new().map_err(js)?;
+    headers.set("Accept", "application/json").map_err(js)?;
+    if let Some(body) = &body {
+        headers
+            .set("Content-Type", "application/json")
+            .map_err(js)?;
+        init.set_body(&wasm_bindgen::JsValue::from_str(body));
+    }
+    init.set_headers(&headers);
+    let resp = JsFuture::from(window.fetch_with_str_and_init(&path, &init))
         .await
         .map_err(js)?;
     let resp: web_sys::Response = resp.dyn_into().map_err(js)?;

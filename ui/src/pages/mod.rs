@@ -6,6 +6,7 @@ pub mod logs;
 pub mod map;
 pub mod map_layout;
 pub mod service;
+pub mod alerts;
 pub mod services;
 pub mod trace;
 pub mod traces;
