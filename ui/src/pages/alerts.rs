@@ -182,8 +182,7 @@ async fn load(api: Api, key: Key) -> Result<TabData, String> {
             }
             let all: Vec<Attempt> = api.get_data(&path).await?;
             let oldest_read = all.last().and_then(|a| model::api_time(&a.time));
-            let truncated =
-                all.len() >= ATTEMPTS_LIMIT && oldest_read.is_some_and(|t| t > start);
+            let truncated = all.len() >= ATTEMPTS_LIMIT && oldest_read.is_some_and(|t| t > start);
             let attempts = all
                 .into_iter()
                 .filter(|a| model::api_time(&a.time).is_some_and(|t| t >= start && t <= end))

@@ -52,23 +52,37 @@ pub(super) fn keep_params(q: &ParamsMap, keep: &[&'static str]) -> AnyView {
 pub fn view(d: AlertsData, q: &ParamsMap) -> AnyView {
     let filter_text = q.get("filter").unwrap_or_default();
     let state = q.get("state");
-    let (rows, filter_error) =
-        match matchers::parse(&filter_text).and_then(matchers::compile) {
-            Ok(ms) => (
-                d.rows
-                    .into_iter()
-                    .filter(|r| matchers::all_match(&ms, &r.labels))
-                    .collect::<Vec<_>>(),
-                None,
-            ),
-            Err(e) => (d.rows, Some(format!("{}: {e}", tr("Filter not applied", "过滤条件无效")))),
-        };
+    let (rows, filter_error) = match matchers::parse(&filter_text).and_then(matchers::compile) {
+        Ok(ms) => (
+            d.rows
+                .into_iter()
+                .filter(|r| matchers::all_match(&ms, &r.labels))
+                .collect::<Vec<_>>(),
+            None,
+        ),
+        Err(e) => (
+            d.rows,
+            Some(format!("{}: {e}", tr("Filter not applied", "过滤条件无效"))),
+        ),
+    };
     let count = |s: Option<&str>| rows.iter().filter(|r| state_matches(s, r)).count();
     let counts = [
         (None, tr("All", "全部"), count(None)),
-        (Some("firing"), tr("Firing", "触发中"), count(Some("firing"))),
-        (Some("pending"), tr("Pending", "待定"), count(Some("pending"))),
-        (Some("silenced"), tr("Silenced", "已静默"), count(Some("silenced"))),
+        (
+            Some("firing"),
+            tr("Firing", "触发中"),
+            count(Some("firing")),
+        ),
+        (
+            Some("pending"),
+            tr("Pending", "待定"),
+            count(Some("pending")),
+        ),
+        (
+            Some("silenced"),
+            tr("Silenced", "已静默"),
+            count(Some("silenced")),
+        ),
     ];
     let toggles = counts
         .into_iter()
@@ -228,12 +242,17 @@ fn row(r: AlertRow, now: f64, filter: &str) -> impl IntoView {
             &[
                 ("tab", "silences".into()),
                 ("new", "1".into()),
-                ("matchers", matchers::to_filter(&matchers::from_labels(&r.labels))),
+                (
+                    "matchers",
+                    matchers::to_filter(&matchers::from_labels(&r.labels)),
+                ),
             ],
         );
         view! { <a class="button small silence-link" href=href>{tr("Silence", "静默")}</a> }
     });
-    let since_title = r.since.map(|t| format!("{} ({})", format::datetime(t), ago(t, now)));
+    let since_title = r
+        .since
+        .map(|t| format!("{} ({})", format::datetime(t), ago(t, now)));
     view! {
         <tr class=format!("alert-row state-{}", r.state) data-alertname=r.alertname().to_string()>
             <td class="alert-state">
@@ -305,7 +324,10 @@ mod tests {
             r#"{severity=~"page|crit", service="pay"}"#
         );
         // already there: unchanged; unparsable: replaced
-        assert_eq!(add_to_filter(r#"{service="pay"}"#, m.clone()), r#"{service="pay"}"#);
+        assert_eq!(
+            add_to_filter(r#"{service="pay"}"#, m.clone()),
+            r#"{service="pay"}"#
+        );
         assert_eq!(add_to_filter("not a matcher", m), r#"{service="pay"}"#);
     }
 }

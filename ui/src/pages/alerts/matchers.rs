@@ -86,9 +86,7 @@ impl Compiled {
 
     /// Whether `labels` match (a missing label is "").
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
-        let v = labels
-            .get(&self.matcher.name)
-            .map_or("", String::as_str);
+        let v = labels.get(&self.matcher.name).map_or("", String::as_str);
         let hit = match &self.re {
             Some(re) => re.is_match(v),
             None => v == self.matcher.value,
@@ -218,7 +216,11 @@ fn parse_one(s: &str) -> Result<Matcher, String> {
             '\\' if !last => escaped = true,
             '\\' => value.push('\\'),
             '"' if want_close && last => want_close = false,
-            '"' => return Err(format!("matcher {t:?}: unescaped double quote in the value")),
+            '"' => {
+                return Err(format!(
+                    "matcher {t:?}: unescaped double quote in the value"
+                ))
+            }
             c => value.push(c),
         }
     }
@@ -263,7 +265,12 @@ mod tests {
             .collect();
         assert_eq!(
             got,
-            [("a", "=", "b"), ("c", "!=", "d,e"), ("f", "=~", "x|y"), ("g", "!~", "z.*")]
+            [
+                ("a", "=", "b"),
+                ("c", "!=", "d,e"),
+                ("f", "=~", "x|y"),
+                ("g", "!~", "z.*")
+            ]
         );
         // one per line, as the silence form holds them; blank lines are nothing
         let m = parse("alertname=\"HighErrors\"\n\n  service = \"pay\"  \n").unwrap();
@@ -312,7 +319,11 @@ mod tests {
 
     #[test]
     fn matchers_from_labels_select_the_alert() {
-        let l = labels(&[("alertname", "HighErrors"), ("service", "pay"), ("empty", "")]);
+        let l = labels(&[
+            ("alertname", "HighErrors"),
+            ("service", "pay"),
+            ("empty", ""),
+        ]);
         let m = from_labels(&l);
         assert_eq!(
             m,
@@ -325,6 +336,9 @@ mod tests {
         assert_eq!(to_filter(&m), "{alertname=\"HighErrors\", service=\"pay\"}");
         assert!(all_match(&compile(m).unwrap(), &l));
         let json = serde_json::to_string(&Matcher::equal("a", "b")).unwrap();
-        assert_eq!(json, r#"{"name":"a","value":"b","isRegex":false,"isEqual":true}"#);
+        assert_eq!(
+            json,
+            r#"{"name":"a","value":"b","isRegex":false,"isEqual":true}"#
+        );
     }
 }

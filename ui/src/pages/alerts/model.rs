@@ -496,7 +496,10 @@ mod tests {
         assert_eq!(relative(now - 303.0, now), ("5m 3s".to_string(), true));
         assert_eq!(relative(now - 42.9, now), ("42s".to_string(), true));
         assert_eq!(relative(now - 7500.0, now), ("2h 5m".to_string(), true));
-        assert_eq!(relative(now - 3.0 * 86_400.0 - 4.0 * 3600.0 - 59.0, now).0, "3d 4h");
+        assert_eq!(
+            relative(now - 3.0 * 86_400.0 - 4.0 * 3600.0 - 59.0, now).0,
+            "3d 4h"
+        );
         assert_eq!(relative(now + 7200.0, now), ("2h".to_string(), false));
         assert_eq!(relative(now, now), ("0s".to_string(), true));
         assert_eq!(span(900.0), "15m");
@@ -600,7 +603,9 @@ mod tests {
         assert!(!rows[2].silenced() && rows[2].receivers.is_empty());
         assert_eq!(
             rows[0].condition,
-            Some(Condition::PromQl("node_filesystem_avail_bytes < 1e9".into()))
+            Some(Condition::PromQl(
+                "node_filesystem_avail_bytes < 1e9".into()
+            ))
         );
     }
 

@@ -30,7 +30,14 @@ pub fn view(d: NotificationsTab, q: &ParamsMap) -> AnyView {
         (Some("success"), tr("Delivered", "成功")),
     ]
     .into_iter()
-    .map(|(v, label)| toggle("outcome", v, outcome.as_deref(), format!("{label} {}", count(v))))
+    .map(|(v, label)| {
+        toggle(
+            "outcome",
+            v,
+            outcome.as_deref(),
+            format!("{label} {}", count(v)),
+        )
+    })
     .collect_view();
     let clear = (!receiver.is_empty()).then(|| {
         view! { <a class="button" href=with_query(&[("receiver", None)])>{tr("All receivers", "全部接收者")}</a> }

@@ -131,10 +131,7 @@ fn rule_row(r: Rule, now: f64) -> impl IntoView {
         view! { <span class="badge">{tr("record", "记录")}</span> }
     };
     let (path, text) = match &r.logs_expr {
-        Some(l) => (
-            "/logs",
-            l.query.clone(),
-        ),
+        Some(l) => ("/logs", l.query.clone()),
         None => ("/explore", r.query.clone()),
     };
     let query_href = range_link(path, &[("query", text.clone())]);

@@ -167,8 +167,10 @@ pub fn NewSilence(prefill: Prefill, version: RwSignal<u64>) -> impl IntoView {
             .into_iter()
             .map(|(k, v)| (k.into_owned(), v))
             .filter(|(k, _)| {
-                !["new", "matchers", "comment", "duration", "creator", "silence"]
-                    .contains(&k.as_str())
+                ![
+                    "new", "matchers", "comment", "duration", "creator", "silence",
+                ]
+                .contains(&k.as_str())
             })
             .collect();
         let api = api.clone();
@@ -333,7 +335,15 @@ pub fn view(d: SilencesTab, q: &ParamsMap, version: RwSignal<u64>) -> AnyView {
         let rows = list
             .into_iter()
             .take(limit)
-            .map(|s| silence_row(s, d.silenced.get(&s.id).copied().unwrap_or(0), now, marked.as_deref(), version))
+            .map(|s| {
+                silence_row(
+                    s,
+                    d.silenced.get(&s.id).copied().unwrap_or(0),
+                    now,
+                    marked.as_deref(),
+                    version,
+                )
+            })
             .collect_view();
         let body = if total == 0 {
             view! { <div class="empty">{tr("None.", "无。")}</div> }.into_any()
@@ -467,7 +477,8 @@ mod tests {
     #[test]
     fn bad_forms_say_what_is_wrong() {
         let now = 0.0;
-        let err = |m: &str, d: &str, c: &str, cm: &str| build_silence(m, d, c, cm, now).unwrap_err();
+        let err =
+            |m: &str, d: &str, c: &str, cm: &str| build_silence(m, d, c, cm, now).unwrap_err();
         assert!(err("", "2h", "a", "b").contains("at least one matcher"));
         assert!(err("a=\"b", "2h", "a", "b").contains("closing double quote"));
         assert!(err("a=~\"(\"", "2h", "a", "b").contains("invalid regular expression"));
