@@ -19,6 +19,10 @@
 //! OTLP/HTTP), stored size against raw, and term, phrase and trace-id search latency over a
 //! seeded corpus of at least 5 GB, beside `zstd -3` and a plain tantivy indexer of the same
 //! corpus.
+//!
+//! `ui` ([`ui`]) measures the web UI with 50 services, 10k traces and 1M log lines stored:
+//! server time of each page's server-rendered HTML and time to interactive in headless
+//! Chromium.
 
 // tests may unwrap: a panic there is the failure report
 #![cfg_attr(test, allow(clippy::unwrap_used))]
@@ -37,6 +41,7 @@ mod rules;
 mod send;
 mod servers;
 mod traces;
+mod ui;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -85,6 +90,9 @@ enum Cmd {
     /// (their own last-evaluation durations, median of rounds), then Lookout's end-to-end
     /// latency from the remote write of a triggering sample to a fake DingTalk robot.
     Rules(rules::RulesArgs),
+    /// Web UI: 50 services, 10k traces and 1M log lines loaded, then per page the server
+    /// time of its HTML (median/p99 of 20) and the time to interactive in headless Chromium.
+    Ui(ui::UiArgs),
 }
 
 #[derive(Args, Clone)]
@@ -208,6 +216,10 @@ fn main() -> std::process::ExitCode {
         },
         Cmd::Rules(r) => match tokio::runtime::Runtime::new() {
             Ok(rt) => rt.block_on(rules::run(r)),
+            Err(e) => Err(BenchError::io("tokio runtime", e)),
+        },
+        Cmd::Ui(u) => match tokio::runtime::Runtime::new() {
+            Ok(rt) => rt.block_on(ui::run(u)),
             Err(e) => Err(BenchError::io("tokio runtime", e)),
         },
     };
