@@ -181,6 +181,8 @@ struct RawQuery {
 struct RawUi {
     /// `en`, `zh` or `auto` (the browser's `Accept-Language`, the default).
     language: Option<String>,
+    /// A directory of dashboard YAML files (relative to the config file's directory).
+    dashboards_dir: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -222,6 +224,9 @@ pub struct Config {
 pub struct UiConfig {
     /// `None`: follow the browser.
     pub language: Option<ui::i18n::Lang>,
+    /// `ui.dashboards_dir`, joined to the config file's directory: the user's dashboards,
+    /// besides the built-in ones (docs/dashboards.md).
+    pub dashboards_dir: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -606,6 +611,19 @@ fn parse(text: &str, base_dir: &Path, overrides: &Overrides) -> Result<Config, V
                 None
             }
         },
+        dashboards_dir: match raw_ui.dashboards_dir.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(d) => {
+                let dir = base_dir.join(d);
+                if !dir.is_dir() {
+                    c.push(
+                        locate(text, d, line_of("ui")),
+                        format!("ui.dashboards_dir: {} is not a directory", dir.display()),
+                    );
+                }
+                Some(dir)
+            }
+        },
     };
 
     let server_line = line_of("server");
@@ -975,6 +993,22 @@ fn scrape_configs(
         c.push(line, message);
     }
     configs
+}
+
+/// The problems of the dashboard files in `ui.dashboards_dir`, for `lookout check-config`
+/// (serving only logs them: a broken dashboard must not stop Lookout or a reload).
+pub fn dashboard_errors(config: &Config) -> Vec<ConfigError> {
+    let Some(dir) = &config.ui.dashboards_dir else {
+        return Vec::new();
+    };
+    ui::dashboards::load::check_dir(dir)
+        .into_iter()
+        .map(|e| ConfigError {
+            file: Some(PathBuf::from(e.file)),
+            line: e.line,
+            message: e.message,
+        })
+        .collect()
 }
 
 /// Expands `rule_files`, then reads and validates every file once: their paths (by

@@ -40,7 +40,7 @@ struct Cli {
 enum Command {
     /// Run Lookout: ingest, storage, query APIs and UI in one process.
     Serve(ServeArgs),
-    /// Validate a config file and its rule files; print every error, exit 1 if any.
+    /// Validate a config file, its rule files and dashboard files; print every error, exit 1 if any.
     CheckConfig {
         /// The YAML config file to check.
         file: PathBuf,
@@ -165,7 +165,18 @@ fn serve(args: ServeArgs) -> ExitCode {
 
 fn check_config(file: &Path) -> ExitCode {
     match config::load(Some(file), &Overrides::default()) {
-        Ok(_) => {
+        Ok(config) => {
+            // dashboards are checked here, not when loading the config: serving keeps going
+            // (and reloading) with a broken dashboard file, only logging it
+            let errors = config::dashboard_errors(&config);
+            if !errors.is_empty() {
+                let errors = config::ConfigErrors {
+                    file: Some(file.to_path_buf()),
+                    errors,
+                };
+                eprintln!("{}", errors.render());
+                return ExitCode::FAILURE;
+            }
             println!("{}: config is valid", file.display());
             ExitCode::SUCCESS
         }

@@ -95,11 +95,14 @@ pub fn App() -> impl IntoView {
                 <Routes fallback=|| view! { <pages::NotFound/> }>
                     <Route path=path!("/") view=pages::services::ServicesPage ssr=SsrMode::Async/>
                     <Route path=path!("/services") view=pages::services::ServicesPage ssr=SsrMode::Async/>
-                    <Route path=path!("/alerts") view=pages::alerts::AlertsPage ssr=SsrMode::Async/>
                     <Route path=path!("/services/:service") view=pages::service::ServicePage ssr=SsrMode::Async/>
                     <Route path=path!("/map") view=pages::map::MapPage ssr=SsrMode::Async/>
+                    <Route path=path!("/alerts") view=pages::alerts::AlertsPage ssr=SsrMode::Async/>
                     <Route path=path!("/traces") view=pages::traces::TracesPage ssr=SsrMode::Async/>
                     <Route path=path!("/traces/:trace_id") view=pages::trace::TracePage ssr=SsrMode::Async/>
+                    <Route path=path!("/explore") view=pages::explore::ExplorePage ssr=SsrMode::Async/>
+                    <Route path=path!("/dashboards") view=pages::dashboards::DashboardsPage ssr=SsrMode::Async/>
+                    <Route path=path!("/dashboards/:id") view=pages::dashboards::DashboardPage ssr=SsrMode::Async/>
                     <Route path=path!("/logs") view=pages::logs::LogsPage ssr=SsrMode::Async/>
                 </Routes>
             </Frame>

@@ -39,6 +39,8 @@ const FAVICON: &str = include_str!("../style/favicon.svg");
 pub struct UiOptions {
     /// `ui.language`; `None` follows the browser's `Accept-Language`.
     pub language: Option<Lang>,
+    /// `ui.dashboards_dir`: the user's dashboard files, besides the built-in ones.
+    pub dashboards_dir: Option<std::path::PathBuf>,
 }
 
 /// Whether this build embeds the browser half.
@@ -57,6 +59,11 @@ pub fn router(api: Router, opts: UiOptions) -> Router {
         hydrate: assets::HYDRATE,
     };
     let routes = generate_route_list(App);
+    // the dashboards API, for browsers and for the pages rendering in-process
+    let dashboards = crate::dashboards::load::routes(crate::dashboards::load::Dashboards::start(
+        opts.dashboards_dir,
+    ));
+    let api = api.merge(dashboards.clone());
     let context = move || {
         provide_context(ApiRouter(api.clone()));
         provide_context(settings.clone());
@@ -76,6 +83,7 @@ pub fn router(api: Router, opts: UiOptions) -> Router {
         )
         .route("/ui/pkg/{file}", get(pkg_file))
         .with_state(leptos_options)
+        .merge(dashboards)
 }
 
 async fn pkg_file(axum::extract::Path(file): axum::extract::Path<String>) -> Response {

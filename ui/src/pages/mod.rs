@@ -3,10 +3,12 @@
 //! renders inside a `Transition`, so a refresh swaps data without blanking the page.
 
 pub mod logs;
+pub mod dashboards;
+pub mod explore;
+pub mod alerts;
 pub mod map;
 pub mod map_layout;
 pub mod service;
-pub mod alerts;
 pub mod services;
 pub mod trace;
 pub mod traces;
