@@ -374,7 +374,7 @@ pub fn validate(d: &Dashboard, promql: impl Fn(&str) -> Result<(), String>) -> V
             }
             (None, false) => {
                 if let Some(def) = &v.default {
-                    if !v.values.contains(def) && !(v.include_all && def == ALL_VALUE) {
+                    if !(v.values.contains(def) || v.include_all && def == ALL_VALUE) {
                         p.push(format!(
                             "{at}: default {def:?} is not one of its values {:?}",
                             v.values

@@ -36,13 +36,10 @@ const MAX_SERIES: usize = 50;
 #[component]
 pub fn DashboardsPage() -> impl IntoView {
     let api = Api::current();
-    let data = Resource::new(
-        move || tick(),
-        move |_| {
-            let api = api.clone();
-            async move { api.get_data::<DashboardList>("/api/v1/dashboards").await }
-        },
-    );
+    let data = Resource::new(tick, move |_| {
+        let api = api.clone();
+        async move { api.get_data::<DashboardList>("/api/v1/dashboards").await }
+    });
     let view_of = move |d: DashboardList| {
         let problems = (!d.errors.is_empty()).then(|| {
             view! {
@@ -141,11 +138,13 @@ struct LogRecords {
     records: Vec<LogLine>,
 }
 
+/// One series of a stat panel: name, latest value, points.
+type Stat = (String, f64, Vec<(f64, f64)>);
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 enum PanelData {
     Lines(Vec<Series>),
-    /// Per series: name, latest value, points.
-    Stat(Vec<(String, f64, Vec<(f64, f64)>)>),
+    Stat(Vec<Stat>),
     Table(Vec<TableRow>),
     Bars(Vec<(String, f64)>),
     Logs(Vec<LogLine>),
