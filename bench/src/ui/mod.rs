@@ -312,7 +312,7 @@ fn http_err(url: &str, e: impl std::fmt::Display) -> BenchError {
 /// The pages: (name, path and query, server-time target).
 fn pages(names: &[String], trace_id: &str) -> Vec<(String, String, Option<f64>)> {
     let r = "start=now-1h&end=now";
-    let svc = &names[11];
+    let svc = &names[11 % names.len()];
     vec![
         ("services".into(), format!("/services?{r}"), Some(200.0)),
         ("service map".into(), format!("/map?{r}"), Some(200.0)),
