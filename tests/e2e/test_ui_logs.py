@@ -150,7 +150,7 @@ def test_search_finds_the_known_line_and_links_its_trace(server, page):
     assert "span_id" in detail, detail
 
     # a field's top value narrows the query
-    page.click(".logs-fields .field-value", text=SERVICE)
+    page.click(".logs-fields details[data-field=service] .field-value", text=SERVICE)
     url = page.wait_url(lambda u: "service%3A" in u or "service:" in u)
     query = urllib.parse.parse_qs(urllib.parse.urlparse(url).query)["query"][0]
     assert query == f"{NEEDLE} service:{SERVICE}", query

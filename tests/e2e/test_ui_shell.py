@@ -190,3 +190,22 @@ def test_unknown_route_is_a_404_page(server, page):
     page.click("main.page a", text="Back to services")
     page.wait_url(lambda u: u.rstrip("/").endswith(str(server.http_port)) or "/services" in u)
     page.wait_for("main.page h1", text="Services")
+
+
+def test_browser_half_is_gzipped_and_revalidated(server):
+    url = f"{server.http}/ui/pkg/lookout_ui_bg.wasm"
+    r = requests.get(url, headers={"Accept-Encoding": "gzip"}, timeout=10)
+    assert r.status_code == 200, r.status_code
+    assert r.headers["Content-Encoding"] == "gzip", r.headers
+    assert r.content[:4] == b"\0asm"  # requests gunzipped it
+    gz_len = int(r.headers["Content-Length"])
+    plain = requests.get(url, headers={"Accept-Encoding": "identity"}, timeout=10)
+    assert "Content-Encoding" not in plain.headers and plain.content == r.content
+    assert gz_len < len(plain.content) / 2, (gz_len, len(plain.content))
+    etag = r.headers["ETag"]
+    again = requests.get(url, headers={"If-None-Match": etag}, timeout=10)
+    assert again.status_code == 304 and not again.content, again.status_code
+    other = requests.get(url, headers={"If-None-Match": '"stale"'}, timeout=10)
+    assert other.status_code == 200
+    missing = requests.get(f"{server.http}/ui/pkg/nope.js", timeout=10)
+    assert missing.status_code == 404 and "no such UI file" in missing.text

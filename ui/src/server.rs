@@ -69,10 +69,31 @@ pub fn router(api: Router, opts: UiOptions) -> Router {
         provide_context(settings.clone());
     };
     let shell_options = leptos_options.clone();
+    // Any other page load renders the app, whose router shows the "Page not found" page with
+    // status 404; other methods and the machine paths (APIs, Loki push, health) keep an empty 404.
+    let not_found = leptos_axum::render_app_to_stream_with_context(context.clone(), {
+        let o = leptos_options.clone();
+        move || shell(o.clone())
+    });
+    let fallback = move |req: axum::extract::Request| {
+        let not_found = not_found.clone();
+        async move {
+            let path = req.uri().path();
+            let machine_path = ["/api/", "/loki/", "/-/", "/v1/"]
+                .iter()
+                .any(|p| path.starts_with(p));
+            if req.method() == axum::http::Method::GET && !machine_path {
+                not_found(req).await
+            } else {
+                StatusCode::NOT_FOUND.into_response()
+            }
+        }
+    };
     Router::new()
         .leptos_routes_with_context(&leptos_options, routes, context, move || {
             shell(shell_options.clone())
         })
+        .fallback(fallback)
         .route(
             "/ui/lookout.css",
             get(|| async { asset("text/css; charset=utf-8", CSS.as_bytes()) }),
@@ -86,12 +107,42 @@ pub fn router(api: Router, opts: UiOptions) -> Router {
         .merge(dashboards)
 }
 
-async fn pkg_file(axum::extract::Path(file): axum::extract::Path<String>) -> Response {
-    match file.as_str() {
-        "lookout_ui.js" if assets::HYDRATE => asset("text/javascript; charset=utf-8", assets::JS),
-        "lookout_ui_bg.wasm" if assets::HYDRATE => asset("application/wasm", assets::WASM),
-        _ => (StatusCode::NOT_FOUND, "no such UI file").into_response(),
+/// The browser half: revalidated by ETag on every load (it changes with the binary), the wasm
+/// sent gzipped to browsers that accept it.
+async fn pkg_file(
+    axum::extract::Path(file): axum::extract::Path<String>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    if !assets::HYDRATE {
+        return (StatusCode::NOT_FOUND, "this build serves no UI scripts").into_response();
     }
+    let (content_type, plain, gzipped) = match file.as_str() {
+        "lookout_ui.js" => ("text/javascript; charset=utf-8", assets::JS, &[][..]),
+        "lookout_ui_bg.wasm" => ("application/wasm", assets::WASM, assets::WASM_GZ),
+        _ => return (StatusCode::NOT_FOUND, "no such UI file").into_response(),
+    };
+    let header_has = |name: header::HeaderName, needle: &str| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.contains(needle))
+    };
+    let etag = HeaderValue::from_static(assets::ETAG);
+    if header_has(header::IF_NONE_MATCH, assets::ETAG) {
+        let mut resp = StatusCode::NOT_MODIFIED.into_response();
+        resp.headers_mut().insert(header::ETAG, etag);
+        return resp;
+    }
+    let gzip = !gzipped.is_empty() && header_has(header::ACCEPT_ENCODING, "gzip");
+    let mut resp = asset(content_type, if gzip { gzipped } else { plain });
+    let h = resp.headers_mut();
+    h.insert(header::ETAG, etag);
+    h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+    if gzip {
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    resp
 }
 
 fn asset(content_type: &'static str, body: &'static [u8]) -> Response {

@@ -371,7 +371,7 @@ fn QueryError(message: String, query: String) -> AnyView {
 #[component]
 fn HistogramView(h: Histogram) -> AnyView {
     let params = use_query_map();
-    let navigate = StoredValue::new_local(use_navigate());
+    let navigate = StoredValue::new(use_navigate());
     let bars = bars_of(&h.buckets);
     let total: u64 = h.buckets.iter().map(|b| b.count).sum();
     let mut per_sev: Vec<(String, u64)> = SEVERITIES
@@ -477,7 +477,7 @@ fn FieldList(fields: Vec<Field>) -> impl IntoView {
                 })
                 .collect_view();
             view! {
-                <details class="field" open=open>
+                <details class="field" data-field=f.name.clone() open=open>
                     <summary>
                         <span class="field-name mono">{text(f.name.clone())}</span>
                         <span class="field-meta">{format!("{} · {}", f.distinct_values, f.records)}</span>

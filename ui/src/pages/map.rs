@@ -368,14 +368,14 @@ pub fn MapPage() -> impl IntoView {
                         <h2>{e.source.clone()}" → "{e.target.clone()}</h2>
                         <a class="close" href=close.clone() title=tr("Close", "关闭")>"×"</a>
                     </div>
-                    <table class="kv">
+                    <table class="kv"><tbody>
                         <tr><th>{tr("Connection", "连接类型")}</th><td>{if e.connection_type.is_empty() { "-".to_string() } else { e.connection_type.clone() }}</td></tr>
                         <tr><th>{tr("Requests", "请求率")}</th><td class="num">{opt(e.request_rate, format::rate)}</td></tr>
                         <tr><th>{tr("Errors", "错误率")}</th><td class="num">{opt(e.error_rate, format::rate)}</td></tr>
                         <tr><th>{tr("Success rate", "成功率")}</th><td class=format!("num {health}")>{opt(e.success_rate, format::percent)}</td></tr>
                         <tr><th>"p95"</th><td class="num">{opt(e.p95, format::duration_secs)}</td></tr>
                         <tr><th>{tr("Calls in range", "范围内调用数")}</th><td class="num">{opt(e.requests, format::si)}" / "{opt(e.errors, format::si)}" "{tr("failed", "失败")}</td></tr>
-                    </table>
+                    </tbody></table>
                     <p class="edge-links">
                         <a href=traces>{tr("Traces of ", "链路：")}{e.source.clone()}</a>
                         " · "

@@ -2,10 +2,10 @@
 //! through [`crate::fetch::Api`] in a resource keyed by the URL and the refresh tick, and
 //! renders inside a `Transition`, so a refresh swaps data without blanking the page.
 
-pub mod logs;
+pub mod alerts;
 pub mod dashboards;
 pub mod explore;
-pub mod alerts;
+pub mod logs;
 pub mod map;
 pub mod map_layout;
 pub mod service;

@@ -174,7 +174,14 @@ pub fn ServicesPage() -> impl IntoView {
         let headers = COLUMNS
             .iter()
             .map(|(key, en, zh)| {
-                let dir = if *key == sort && desc { "asc" } else { "desc" };
+                // the current column flips; another starts where it reads best (names A to Z,
+                // numbers largest first)
+                let dir = match (*key == sort, desc) {
+                    (true, true) => "asc",
+                    (true, false) => "desc",
+                    (false, _) if *key == "name" => "asc",
+                    (false, _) => "desc",
+                };
                 let href =
                     with_query(&[("sort", Some(key.to_string())), ("dir", Some(dir.into()))]);
                 let mark = if *key == sort {
