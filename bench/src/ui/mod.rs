@@ -210,14 +210,11 @@ pub fn stat(mut xs: Vec<f64>) -> Stat {
 pub struct PageResult {
     pub name: String,
     pub path: String,
-    /// HTTP status of the server-rendered page; pages answering 404 (not in this build) have
-    /// no timings.
-    pub status: u16,
     pub html_bytes: usize,
-    pub server: Option<Stat>,
-    pub interactive: Option<Stat>,
+    pub server: Stat,
+    pub interactive: Stat,
     /// Time to the HTML's first byte inside the browser (navigation start based).
-    pub browser_ttfb: Option<Stat>,
+    pub browser_ttfb: Stat,
     /// Server-time target in ms, for the pages that have one.
     pub server_target_ms: Option<f64>,
     pub interactive_target_ms: f64,
@@ -248,13 +245,7 @@ impl UiResults {
         s.push_str("| page | HTML | server p50 | server p99 | interactive p50 | interactive p99 | targets |\n");
         s.push_str("| --- | ---: | ---: | ---: | ---: | ---: | --- |\n");
         for p in &self.pages {
-            let (Some(sv), Some(ti)) = (p.server, p.interactive) else {
-                s.push_str(&format!(
-                    "| {} (`{}`) | HTTP {} | | | | | not measured |\n",
-                    p.name, p.path, p.status
-                ));
-                continue;
-            };
+            let (sv, ti) = (p.server, p.interactive);
             let mut verdict = Vec::new();
             if let Some(t) = p.server_target_ms {
                 verdict.push(format!(
@@ -309,24 +300,41 @@ fn http_err(url: &str, e: impl std::fmt::Display) -> BenchError {
     }
 }
 
-/// The pages: (name, path and query, server-time target).
-fn pages(names: &[String], trace_id: &str) -> Vec<(String, String, Option<f64>)> {
+/// A page measured: what it is, where, its server-time target, and a text its HTML must hold
+/// (so an empty or failing page is never what gets timed).
+struct Page {
+    name: &'static str,
+    path: String,
+    target_ms: Option<f64>,
+    shows: String,
+}
+
+fn pages(names: &[String], trace_id: &str) -> Vec<Page> {
     let r = "start=now-1h&end=now";
     let svc = &names[11 % names.len()];
+    let page = |name, path: String, target_ms, shows: &str| Page {
+        name,
+        path,
+        target_ms,
+        shows: shows.to_string(),
+    };
     vec![
-        ("services".into(), format!("/services?{r}"), Some(200.0)),
-        ("service map".into(), format!("/map?{r}"), Some(200.0)),
-        ("service".into(), format!("/services/{svc}?{r}"), None),
-        ("traces".into(), format!("/traces?{r}&service={svc}"), None),
-        ("trace".into(), format!("/traces/{trace_id}?{r}"), None),
-        ("logs".into(), format!("/logs?{r}&query=error"), None),
-        (
-            "explore".into(),
+        page("services", format!("/services?{r}"), Some(200.0), &names[0]),
+        page("service map", format!("/map?{r}"), Some(200.0), &names[0]),
+        page("service", format!("/services/{svc}?{r}"), None, "table class=\"grid-table operations"),
+        page("traces", format!("/traces?{r}&service={svc}"), None, "class=\"trace-link\""),
+        page("trace", format!("/traces/{trace_id}?{r}"), None, "wf-row wf-span"),
+        // every line of the hour: the histogram counts 1M records, the newest 100 shown
+        page("logs (all)", format!("/logs?{r}"), None, "handled GET"),
+        page("logs (term)", format!("/logs?{r}&query=failed"), None, "failed to process"),
+        page(
+            "explore",
             format!("/explore?{r}&query=sum%20by%20(service)%20(rate(traces_spanmetrics_calls_total%5B5m%5D))"),
             None,
+            &names[0],
         ),
-        ("alerts".into(), format!("/alerts?{r}"), None),
-        ("dashboards".into(), format!("/dashboards?{r}"), None),
+        page("alerts", format!("/alerts?{r}"), None, "data-tab=\"rules\""),
+        page("dashboards", format!("/dashboards?{r}"), None, "/dashboards/service-overview"),
     ]
 }
 
@@ -516,10 +524,16 @@ async fn measure(
     let chromium_version = browser.version().unwrap_or_default();
     let mut out = Vec::new();
     let outcome: Result<()> = async {
-        for (name, path, target) in pages(names, &trace_id) {
+        for Page {
+            name,
+            path,
+            target_ms: target,
+            shows,
+        } in pages(names, &trace_id)
+        {
+            let name = name.to_string();
             let url = format!("{base}{path}");
             let mut server = Vec::new();
-            let mut status = 0;
             let mut html_bytes = 0;
             for i in 0..args.samples + 2 {
                 let t = Instant::now();
@@ -529,34 +543,22 @@ async fn measure(
                     .send()
                     .await
                     .map_err(|e| http_err(&url, e))?;
-                status = r.status().as_u16();
+                let status = r.status().as_u16();
                 let body = r.bytes().await.map_err(|e| http_err(&url, e))?;
                 let ms = t.elapsed().as_secs_f64() * 1e3;
                 html_bytes = body.len();
-                if status == 404 {
-                    break;
-                }
                 if status != 200 {
                     return Err(http_err(&url, format!("HTTP {status}")));
+                }
+                if i == 0 && !String::from_utf8_lossy(&body).contains(&shows) {
+                    return Err(http_err(
+                        &url,
+                        format!("the page does not show {shows:?}: it would time an empty page"),
+                    ));
                 }
                 if i >= 2 {
                     server.push(ms);
                 }
-            }
-            if status == 404 {
-                tracing::warn!(page = %name, "404: not in this build, not measured");
-                out.push(PageResult {
-                    name,
-                    path,
-                    status,
-                    html_bytes,
-                    server: None,
-                    interactive: None,
-                    browser_ttfb: None,
-                    server_target_ms: target,
-                    interactive_target_ms: 1000.0,
-                });
-                continue;
             }
             let mut tti = Vec::new();
             let mut ttfb = Vec::new();
@@ -574,11 +576,10 @@ async fn measure(
             out.push(PageResult {
                 name,
                 path,
-                status,
                 html_bytes,
-                server: Some(s),
-                interactive: Some(t),
-                browser_ttfb: Some(stat(ttfb)),
+                server: s,
+                interactive: t,
+                browser_ttfb: stat(ttfb),
                 server_target_ms: target,
                 interactive_target_ms: 1000.0,
             });
