@@ -1,6 +1,7 @@
 //! Label matchers in Alertmanager's syntax (`name="v"`, `!=`, `=~`, `!~`, unquoted values,
 //! `{a="b",c="d"}` lists), as `pkg/labels` parses them in Alertmanager 0.25. Regexes are
 //! anchored (`^(?:...)$`) as Alertmanager anchors them; a missing label matches as "".
+//! The syntax itself is the `lookout-matchers` crate's, which the UI shares.
 
 use std::fmt;
 
@@ -8,41 +9,7 @@ use regex::Regex;
 
 use crate::model::LabelSet;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum MatchType {
-    Equal,
-    NotEqual,
-    Regexp,
-    NotRegexp,
-}
-
-impl MatchType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MatchType::Equal => "=",
-            MatchType::NotEqual => "!=",
-            MatchType::Regexp => "=~",
-            MatchType::NotRegexp => "!~",
-        }
-    }
-
-    pub fn is_regex(self) -> bool {
-        matches!(self, MatchType::Regexp | MatchType::NotRegexp)
-    }
-
-    pub fn is_equal(self) -> bool {
-        matches!(self, MatchType::Equal | MatchType::Regexp)
-    }
-
-    pub fn from_flags(is_regex: bool, is_equal: bool) -> Self {
-        match (is_regex, is_equal) {
-            (false, true) => MatchType::Equal,
-            (false, false) => MatchType::NotEqual,
-            (true, true) => MatchType::Regexp,
-            (true, false) => MatchType::NotRegexp,
-        }
-    }
-}
+pub use label_matchers::MatchType;
 
 /// One compiled matcher.
 #[derive(Clone, Debug)]
@@ -97,16 +64,7 @@ impl Matcher {
 
 impl fmt::Display for Matcher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}{}\"", self.name, self.kind.as_str())?;
-        for c in self.value.chars() {
-            match c {
-                '\\' => f.write_str("\\\\")?,
-                '"' => f.write_str("\\\"")?,
-                '\n' => f.write_str("\\n")?,
-                c => write!(f, "{c}")?,
-            }
-        }
-        f.write_str("\"")
+        label_matchers::write_matcher(f, &self.name, self.kind, &self.value)
     }
 }
 
@@ -131,120 +89,25 @@ pub fn is_valid_label_name(name: &str) -> bool {
     chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-fn is_valid_matcher_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    match chars.next() {
-        Some(c) if c.is_ascii_alphabetic() || c == '_' || c == ':' => {}
-        _ => return false,
-    }
-    chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
-}
-
 /// Parses a list of matchers: `{a="b", c!~"d,e"}` or `a=b,c=~"x"` (commas inside quotes
-/// belong to the value), as Alertmanager's `labels.ParseMatchers`.
+/// belong to the value), as Alertmanager's `labels.ParseMatchers`; fails on a bad regex too.
 pub fn parse_matchers(s: &str) -> Result<Vec<Matcher>, String> {
-    let s = s.trim();
-    let s = s.strip_prefix('{').unwrap_or(s);
-    let s = s.strip_suffix('}').unwrap_or(s);
-    let mut tokens = Vec::new();
-    let mut token = String::new();
-    let (mut inside_quotes, mut escaped) = (false, false);
-    for c in s.chars() {
-        match c {
-            ',' if !inside_quotes => {
-                tokens.push(std::mem::take(&mut token));
-                continue;
-            }
-            ',' => escaped = false,
-            '"' => {
-                if escaped {
-                    escaped = false;
-                } else {
-                    inside_quotes = !inside_quotes;
-                }
-            }
-            '\\' => escaped = !escaped,
-            _ => escaped = false,
-        }
-        token.push(c);
-    }
-    if !token.trim().is_empty() {
-        tokens.push(token);
-    }
-    tokens.iter().map(|t| parse_matcher(t)).collect()
-}
-
-/// Parses one matcher `name<op>value`, the value quoted (with `\"`, `\\`, `\n` escapes) or not.
-pub fn parse_matcher(s: &str) -> Result<Matcher, String> {
-    let bad = || format!("bad matcher format: {s}");
-    let t = s.trim();
-    let name_len = t
-        .char_indices()
-        .find(|(_, c)| !(c.is_ascii_alphanumeric() || *c == '_' || *c == ':'))
-        .map_or(t.len(), |(i, _)| i);
-    let name = &t[..name_len];
-    if name.is_empty() || !is_valid_matcher_name(name) {
-        return Err(bad());
-    }
-    let rest = t[name_len..].trim_start();
-    let (kind, rest) = if let Some(r) = rest.strip_prefix("=~") {
-        (MatchType::Regexp, r)
-    } else if let Some(r) = rest.strip_prefix("!=") {
-        (MatchType::NotEqual, r)
-    } else if let Some(r) = rest.strip_prefix("!~") {
-        (MatchType::NotRegexp, r)
-    } else if let Some(r) = rest.strip_prefix('=') {
-        (MatchType::Equal, r)
-    } else {
-        return Err(bad());
-    };
-    let raw = rest.trim();
-    let (raw, mut expect_trailing_quote) = match raw.strip_prefix('"') {
-        Some(r) => (r, true),
-        None => (raw, false),
-    };
-    let mut value = String::new();
-    let mut escaped = false;
-    let n = raw.len();
-    for (i, c) in raw.char_indices() {
-        if escaped {
-            escaped = false;
-            match c {
-                'n' => value.push('\n'),
-                '"' | '\\' => value.push(c),
-                c => {
-                    value.push('\\');
-                    value.push(c);
-                }
-            }
-            continue;
-        }
-        let last = i + c.len_utf8() == n;
-        match c {
-            '\\' if !last => escaped = true,
-            '\\' => value.push('\\'),
-            '"' => {
-                if !expect_trailing_quote || !last {
-                    return Err(format!(
-                        "matcher value contains unescaped double quote: {}",
-                        rest.trim()
-                    ));
-                }
-                expect_trailing_quote = false;
-            }
-            c => value.push(c),
-        }
-    }
-    if expect_trailing_quote {
-        return Err(format!("missing trailing double quote: {}", rest.trim()));
-    }
-    Matcher::new(kind, name, &value)
+    label_matchers::parse_matchers(s)?
+        .into_iter()
+        .map(|p| Matcher::new(p.kind, &p.name, &p.value))
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::label_set;
+
+    fn parse_matcher(s: &str) -> Result<Matcher, String> {
+        let mut all = parse_matchers(s)?;
+        assert_eq!(all.len(), 1, "{s}");
+        Ok(all.remove(0))
+    }
 
     #[test]
     fn parses_every_operator_quoted_and_unquoted() {

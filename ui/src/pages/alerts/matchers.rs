@@ -1,13 +1,14 @@
 //! Label matchers in Alertmanager's syntax (`name="v"`, `!=`, `=~`, `!~`, unquoted values,
 //! `{a="b",c="d"}` lists), as the alerts page's filter box and the silence form take them.
-//! The parser follows the alerter's (Alertmanager 0.25's `labels.ParseMatchers`), so what
-//! the page accepts the API accepts too; regexes are anchored, and a missing label matches
-//! as "". It runs the same on the server and in the browser, so a filtered page hydrates
-//! to the same rows.
+//! The syntax is the `lookout-matchers` crate's, the alerter's own (Alertmanager 0.25's
+//! `labels.ParseMatchers`), so what the page accepts the API accepts too; regexes are
+//! anchored, and a missing label matches as "". It runs the same on the server and in the
+//! browser, so a filtered page hydrates to the same rows.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
+use label_matchers::MatchType;
 use regex_lite::Regex;
 use serde::{Deserialize, Serialize};
 
@@ -27,14 +28,8 @@ fn default_true() -> bool {
 }
 
 impl Matcher {
-    /// The operator: `=`, `!=`, `=~` or `!~`.
-    pub fn op(&self) -> &'static str {
-        match (self.is_regex, self.is_equal) {
-            (false, true) => "=",
-            (false, false) => "!=",
-            (true, true) => "=~",
-            (true, false) => "!~",
-        }
+    fn kind(&self) -> MatchType {
+        MatchType::from_flags(self.is_regex, self.is_equal)
     }
 
     /// An equality matcher.
@@ -51,16 +46,7 @@ impl Matcher {
 impl fmt::Display for Matcher {
     /// `name="value"` with `\`, `"` and newlines escaped, as Alertmanager prints it.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}{}\"", self.name, self.op())?;
-        for c in self.value.chars() {
-            match c {
-                '\\' => f.write_str("\\\\")?,
-                '"' => f.write_str("\\\"")?,
-                '\n' => f.write_str("\\n")?,
-                c => write!(f, "{c}")?,
-            }
-        }
-        f.write_str("\"")
+        label_matchers::write_matcher(f, &self.name, self.kind(), &self.value)
     }
 }
 
@@ -133,116 +119,18 @@ pub fn to_lines(matchers: &[Matcher]) -> String {
 pub fn parse(s: &str) -> Result<Vec<Matcher>, String> {
     let mut out = Vec::new();
     for line in s.lines() {
-        out.extend(parse_list(line)?);
+        out.extend(
+            label_matchers::parse_matchers(line)?
+                .into_iter()
+                .map(|p| Matcher {
+                    is_regex: p.kind.is_regex(),
+                    is_equal: p.kind.is_equal(),
+                    name: p.name,
+                    value: p.value,
+                }),
+        );
     }
     Ok(out)
-}
-
-fn parse_list(s: &str) -> Result<Vec<Matcher>, String> {
-    let s = s.trim();
-    let s = s.strip_prefix('{').unwrap_or(s);
-    let s = s.strip_suffix('}').unwrap_or(s);
-    let mut tokens = Vec::new();
-    let mut token = String::new();
-    let (mut inside_quotes, mut escaped) = (false, false);
-    for c in s.chars() {
-        match c {
-            ',' if !inside_quotes => {
-                tokens.push(std::mem::take(&mut token));
-                continue;
-            }
-            '"' if escaped => escaped = false,
-            '"' => inside_quotes = !inside_quotes,
-            '\\' => escaped = !escaped,
-            _ => escaped = false,
-        }
-        token.push(c);
-    }
-    tokens.push(token);
-    tokens
-        .iter()
-        .filter(|t| !t.trim().is_empty())
-        .map(|t| parse_one(t))
-        .collect()
-}
-
-/// One matcher `name<op>value`, the value quoted (with `\"`, `\\`, `\n` escapes) or not.
-fn parse_one(s: &str) -> Result<Matcher, String> {
-    let t = s.trim();
-    let bad = || format!("bad matcher {t:?}: expected name=\"value\" (or !=, =~, !~)");
-    let name_len = t
-        .char_indices()
-        .find(|(_, c)| !(c.is_ascii_alphanumeric() || *c == '_' || *c == ':'))
-        .map_or(t.len(), |(i, _)| i);
-    let name = &t[..name_len];
-    if !valid_name(name) {
-        return Err(bad());
-    }
-    let rest = t[name_len..].trim_start();
-    let (is_regex, is_equal, rest) = if let Some(r) = rest.strip_prefix("=~") {
-        (true, true, r)
-    } else if let Some(r) = rest.strip_prefix("!=") {
-        (false, false, r)
-    } else if let Some(r) = rest.strip_prefix("!~") {
-        (true, false, r)
-    } else if let Some(r) = rest.strip_prefix('=') {
-        (false, true, r)
-    } else {
-        return Err(bad());
-    };
-    let raw = rest.trim();
-    let (raw, mut want_close) = match raw.strip_prefix('"') {
-        Some(r) => (r, true),
-        None => (raw, false),
-    };
-    let mut value = String::new();
-    let mut escaped = false;
-    let n = raw.len();
-    for (i, c) in raw.char_indices() {
-        if escaped {
-            escaped = false;
-            match c {
-                'n' => value.push('\n'),
-                '"' | '\\' => value.push(c),
-                c => {
-                    value.push('\\');
-                    value.push(c);
-                }
-            }
-            continue;
-        }
-        let last = i + c.len_utf8() == n;
-        match c {
-            '\\' if !last => escaped = true,
-            '\\' => value.push('\\'),
-            '"' if want_close && last => want_close = false,
-            '"' => {
-                return Err(format!(
-                    "matcher {t:?}: unescaped double quote in the value"
-                ))
-            }
-            c => value.push(c),
-        }
-    }
-    if want_close {
-        return Err(format!("matcher {t:?}: missing closing double quote"));
-    }
-    Ok(Matcher {
-        name: name.to_string(),
-        value,
-        is_regex,
-        is_equal,
-    })
-}
-
-/// `[a-zA-Z_:][a-zA-Z0-9_:]*`.
-fn valid_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    match chars.next() {
-        Some(c) if c.is_ascii_alphabetic() || c == '_' || c == ':' => {}
-        _ => return false,
-    }
-    chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
 }
 
 #[cfg(test)]
@@ -261,7 +149,7 @@ mod tests {
         let m = parse(r#"{a="b", c!="d,e", f=~"x|y", g!~z.*}"#).unwrap();
         let got: Vec<(&str, &str, &str)> = m
             .iter()
-            .map(|m| (m.name.as_str(), m.op(), m.value.as_str()))
+            .map(|m| (m.name.as_str(), m.kind().as_str(), m.value.as_str()))
             .collect();
         assert_eq!(
             got,
