@@ -480,7 +480,7 @@ mod tests {
         let err =
             |m: &str, d: &str, c: &str, cm: &str| build_silence(m, d, c, cm, now).unwrap_err();
         assert!(err("", "2h", "a", "b").contains("at least one matcher"));
-        assert!(err("a=\"b", "2h", "a", "b").contains("closing double quote"));
+        assert!(err("a=\"b", "2h", "a", "b").contains("missing trailing double quote"));
         assert!(err("a=~\"(\"", "2h", "a", "b").contains("invalid regular expression"));
         assert!(err("a=~\".*\"", "2h", "a", "b").contains("every alert"));
         assert!(err("a=\"b\"", "soon", "a", "b").contains("Bad duration"));
