@@ -16,7 +16,7 @@ use crate::params::{
     invalid_param, limit_param, match_params, parse_duration_ms, parse_time, time_param,
     timeout_param, Params, MAX_TIME_MS, MIN_TIME_MS,
 };
-use crate::response::{json_string, labels_array, query_data, string_array, success, with_stats};
+use crate::response::{json_string, labels_array, query_success, string_array, success};
 
 /// Shared state of the API handlers.
 pub struct ApiState {
@@ -49,13 +49,21 @@ fn query_param(params: &Params) -> Result<String, ApiError> {
 
 /// The `data` of a query answer, with `stats` when the request asked (any non-empty
 /// `stats` parameter, as Prometheus).
-fn answer(params: &Params, result: &QueryResult) -> Response {
-    let data = query_data(&result.value);
-    let data = match params.get("stats") {
-        Some(s) if !s.is_empty() => with_stats(data, &result.stats),
-        _ => data,
-    };
-    success(&data, &[])
+///
+/// Written on the blocking pool with the evaluation: a range answer can be megabytes of
+/// JSON, which is no work for an async worker.
+fn answer(
+    params: &Params,
+    evaluate: impl FnOnce() -> Result<QueryResult, ApiError> + Send + 'static,
+) -> impl std::future::Future<Output = Result<Response, ApiError>> {
+    let with_stats = params.get("stats").is_some_and(|s| !s.is_empty());
+    blocking(move || {
+        let result = evaluate()?;
+        Ok(query_success(
+            &result.value,
+            with_stats.then_some(&result.stats),
+        ))
+    })
 }
 
 pub async fn query(State(state): AppState, params: Params) -> Result<Response, ApiError> {
@@ -63,8 +71,10 @@ pub async fn query(State(state): AppState, params: Params) -> Result<Response, A
     let time = time_param(&params, "time", now_ms())?;
     let query = query_param(&params)?;
     let engine = state.engine.clone();
-    let result = blocking(move || Ok(engine.instant_query(&query, time, timeout)?)).await?;
-    Ok(answer(&params, &result))
+    answer(&params, move || {
+        Ok(engine.instant_query(&query, time, timeout)?)
+    })
+    .await
 }
 
 /// `/api/v1/format_query`: the query pretty-printed as Prometheus's `Pretty` prints it.
@@ -96,9 +106,10 @@ pub async fn query_range(State(state): AppState, params: Params) -> Result<Respo
     let timeout = timeout_param(&params)?;
     let query = query_param(&params)?;
     let engine = state.engine.clone();
-    let result =
-        blocking(move || Ok(engine.range_query(&query, start, end, step, timeout)?)).await?;
-    Ok(answer(&params, &result))
+    answer(&params, move || {
+        Ok(engine.range_query(&query, start, end, step, timeout)?)
+    })
+    .await
 }
 
 /// `start`/`end` of the metadata endpoints, defaulting to all time.

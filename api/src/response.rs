@@ -4,7 +4,8 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use store::model::{Labels, Sample};
+use rayon::prelude::*;
+use store::model::{Labels, Sample, Series};
 use store::promql::{QueryStats, Value};
 
 /// A JSON string literal (quoted and escaped).
@@ -138,17 +139,63 @@ fn samples_json(out: &mut String, samples: &[Sample]) {
     out.push(']');
 }
 
-/// `{"resultType":...,"result":...}` for a query result.
-pub fn query_data(value: &Value) -> String {
-    let mut out = String::with_capacity(256);
+/// `{"metric":{...},"values":[[t,"v"],...]}`: one series of a matrix.
+fn matrix_series_json(out: &mut String, s: &Series) {
+    out.push_str("{\"metric\":");
+    labels_json(out, &s.labels);
+    out.push_str(",\"values\":");
+    samples_json(out, &s.samples);
+    out.push('}');
+}
+
+/// Points from which a matrix is written on all cores, a series per task: below it the
+/// fan-out costs more than it saves.
+const PARALLEL_MATRIX_POINTS: usize = 4096;
+/// Bytes a point takes in the answer, to size the buffers once (`[1795237200,"123.45"],`
+/// with a full-precision float is about 30).
+const POINT_BYTES: usize = 32;
+
+fn matrix_json(out: &mut String, m: &[Series]) {
+    let points: usize = m.iter().map(|s| s.samples.len()).sum();
+    out.reserve(points * POINT_BYTES + m.len() * 128);
+    out.push('[');
+    if points >= PARALLEL_MATRIX_POINTS && m.len() > 1 {
+        let parts: Vec<String> = m
+            .par_iter()
+            .map(|s| {
+                let mut part = String::with_capacity(s.samples.len() * POINT_BYTES + 128);
+                matrix_series_json(&mut part, s);
+                part
+            })
+            .collect();
+        for (i, part) in parts.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(part);
+        }
+    } else {
+        for (i, s) in m.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            matrix_series_json(out, s);
+        }
+    }
+    out.push(']');
+}
+
+/// Appends `{"resultType":...,"result":...}` for a query result to `out`, with
+/// Prometheus's `stats` object when `stats` is given (`?stats=` asked for).
+pub fn write_query_data(out: &mut String, value: &Value, stats: Option<&QueryStats>) {
     out.push_str("{\"resultType\":\"");
     out.push_str(value.type_name());
     out.push_str("\",\"result\":");
     match value {
-        Value::Scalar(s) => push_point(&mut out, s.timestamp_ms, s.value),
+        Value::Scalar(s) => push_point(out, s.timestamp_ms, s.value),
         Value::String(s) => {
             out.push('[');
-            out.push_str(&format_timestamp(s.timestamp_ms));
+            write_timestamp(out, s.timestamp_ms);
             out.push(',');
             out.push_str(&json_string(&s.value));
             out.push(']');
@@ -160,30 +207,52 @@ pub fn query_data(value: &Value) -> String {
                     out.push(',');
                 }
                 out.push_str("{\"metric\":");
-                labels_json(&mut out, &s.labels);
+                labels_json(out, &s.labels);
                 out.push_str(",\"value\":");
-                push_point(&mut out, s.timestamp_ms, s.value);
+                push_point(out, s.timestamp_ms, s.value);
                 out.push('}');
             }
             out.push(']');
         }
-        Value::Matrix(m) => {
-            out.push('[');
-            for (i, s) in m.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str("{\"metric\":");
-                labels_json(&mut out, &s.labels);
-                out.push_str(",\"values\":");
-                samples_json(&mut out, &s.samples);
-                out.push('}');
-            }
-            out.push(']');
-        }
+        Value::Matrix(m) => matrix_json(out, m),
+    }
+    if let Some(stats) = stats {
+        write_stats(out, stats);
     }
     out.push('}');
+}
+
+/// `{"resultType":...,"result":...}` for a query result.
+pub fn query_data(value: &Value) -> String {
+    let mut out = String::with_capacity(256);
+    write_query_data(&mut out, value, None);
     out
+}
+
+/// `,"stats":{...}`: Prometheus's per-query timings and sample counts.
+fn write_stats(out: &mut String, stats: &QueryStats) {
+    let secs = |d: std::time::Duration| format_float(d.as_secs_f64());
+    let eval = stats.eval_time + stats.sort_time;
+    let total = stats.prepare_time + eval;
+    out.push_str(&format!(
+        ",\"stats\":{{\"timings\":{{\"evalTotalTime\":{},\"resultSortTime\":{},\"queryPreparationTime\":{},\"innerEvalTime\":{},\"execQueueTime\":0,\"execTotalTime\":{}}},\"samples\":{{\"totalQueryableSamples\":{},\"peakSamples\":{}}}}}",
+        secs(eval),
+        secs(stats.sort_time),
+        secs(stats.prepare_time),
+        secs(stats.eval_time),
+        secs(total),
+        stats.total_samples,
+        stats.peak_samples,
+    ));
+}
+
+/// A whole successful query answer: `{"status":"success","data":{...}}`, written into one
+/// buffer (an answer can be megabytes; it is neither copied nor grown piecemeal).
+pub fn query_success(value: &Value, stats: Option<&QueryStats>) -> Response {
+    let mut body = String::from(SUCCESS_PREFIX);
+    write_query_data(&mut body, value, stats);
+    body.push('}');
+    json_response(body)
 }
 
 /// A JSON array of strings.
@@ -212,43 +281,28 @@ pub fn labels_array(items: &[Labels]) -> String {
     out
 }
 
-/// `{"status":"success","data":<data>[,"warnings":[...]]}`.
-/// Appends Prometheus's `stats` object to a `query_data` object (`?stats=` given).
-pub fn with_stats(mut data: String, stats: &QueryStats) -> String {
-    let secs = |d: std::time::Duration| format_float(d.as_secs_f64());
-    let eval = stats.eval_time + stats.sort_time;
-    let total = stats.prepare_time + eval;
-    if data.ends_with('}') {
-        data.pop();
-        data.push_str(&format!(
-            ",\"stats\":{{\"timings\":{{\"evalTotalTime\":{},\"resultSortTime\":{},\"queryPreparationTime\":{},\"innerEvalTime\":{},\"execQueueTime\":0,\"execTotalTime\":{}}},\"samples\":{{\"totalQueryableSamples\":{},\"peakSamples\":{}}}}}}}",
-            secs(eval),
-            secs(stats.sort_time),
-            secs(stats.prepare_time),
-            secs(stats.eval_time),
-            secs(total),
-            stats.total_samples,
-            stats.peak_samples,
-        ));
-    }
-    data
-}
+const SUCCESS_PREFIX: &str = "{\"status\":\"success\",\"data\":";
 
-pub fn success(data: &str, warnings: &[String]) -> Response {
-    let mut body = String::with_capacity(data.len() + 64);
-    body.push_str("{\"status\":\"success\",\"data\":");
-    body.push_str(data);
-    if !warnings.is_empty() {
-        body.push_str(",\"warnings\":");
-        body.push_str(&string_array(warnings));
-    }
-    body.push('}');
+fn json_response(body: String) -> Response {
     let mut resp = (StatusCode::OK, body).into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
     resp
+}
+
+/// `{"status":"success","data":<data>[,"warnings":[...]]}`.
+pub fn success(data: &str, warnings: &[String]) -> Response {
+    let mut body = String::with_capacity(data.len() + 64);
+    body.push_str(SUCCESS_PREFIX);
+    body.push_str(data);
+    if !warnings.is_empty() {
+        body.push_str(",\"warnings\":");
+        body.push_str(&string_array(warnings));
+    }
+    body.push('}');
+    json_response(body)
 }
 
 #[cfg(test)]
@@ -351,6 +405,36 @@ mod tests {
         assert_eq!(format_timestamp(1_050), "1.050");
         assert_eq!(format_timestamp(0), "0");
         assert_eq!(format_timestamp(-999), "-0.999");
+    }
+
+    #[test]
+    fn a_large_matrix_is_written_in_series_order_with_every_point() {
+        let series: Vec<Series> = (0..7)
+            .map(|i| Series {
+                labels: Labels::from_pairs([("job", format!("j{i}").as_str())]),
+                samples: (0..1000)
+                    .map(|t| Sample::new(t * 15_000, (i * 1000 + t) as f64 / 3.0))
+                    .collect(),
+            })
+            .collect();
+        let points: usize = series.iter().map(|s| s.samples.len()).sum();
+        assert!(
+            points >= PARALLEL_MATRIX_POINTS,
+            "covers the parallel writer"
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(&query_data(&Value::Matrix(series.clone()))).unwrap();
+        let result = json["result"].as_array().unwrap();
+        assert_eq!(result.len(), series.len());
+        for (got, want) in result.iter().zip(&series) {
+            assert_eq!(got["metric"]["job"], want.labels.get("job").unwrap());
+            let values = got["values"].as_array().unwrap();
+            assert_eq!(values.len(), want.samples.len());
+            for (v, s) in values.iter().zip(&want.samples) {
+                assert_eq!(v[0].as_f64().unwrap(), s.timestamp_ms as f64 / 1000.0);
+                assert_eq!(v[1].as_str().unwrap(), format_float(s.value));
+            }
+        }
     }
 
     #[test]

@@ -273,6 +273,7 @@ pub fn eval_range_function(name: &str, input: &RangeArgs<'_>) -> Option<f64> {
 }
 
 /// Neumaier's improved Kahan summation step, as Prometheus's `kahanSumInc`.
+#[inline(always)]
 fn kahan_sum_inc(inc: f64, sum: f64, mut c: f64) -> (f64, f64) {
     let t = sum + inc;
     if sum.abs() >= inc.abs() {
@@ -416,6 +417,67 @@ fn avg_over_time(s: &[Sample]) -> f64 {
         return (sum + c) / s.len() as f64;
     }
     running_mean(s)
+}
+
+/// Windows summed side by side in [`avg_over_time_windows`].
+const AVG_LANES: usize = 4;
+
+/// `avg_over_time` of one series over many windows (one per step of a range query, mostly
+/// overlapping), written to `out[i]` for `windows[i]` (`None` for an empty window).
+///
+/// A compensated sum is a chain of dependent additions, so one window at a time leaves the
+/// CPU waiting on each addition's latency. Here [`AVG_LANES`] windows are summed in
+/// interleaved lanes: each lane performs exactly the operations [`avg_over_time`] performs,
+/// in the same order, so every result is bit-identical to it, while the CPU overlaps the
+/// lanes' chains.
+pub fn avg_over_time_windows(
+    samples: &[Sample],
+    windows: &[std::ops::Range<usize>],
+    out: &mut [Option<f64>],
+) {
+    for (group, out) in windows.chunks(AVG_LANES).zip(out.chunks_mut(AVG_LANES)) {
+        let mut lanes: [&[Sample]; AVG_LANES] = [&[]; AVG_LANES];
+        for (lane, w) in lanes.iter_mut().zip(group) {
+            *lane = samples.get(w.clone()).unwrap_or(&[]);
+        }
+        // the steps all lanes have: summed side by side (none in a short last group)
+        let common = if group.len() == AVG_LANES {
+            lanes.iter().map(|l| l.len()).min().unwrap_or(0)
+        } else {
+            0
+        };
+        let mut sum = [0.0f64; AVG_LANES];
+        let mut c = [0.0f64; AVG_LANES];
+        if common > 0 {
+            let [l0, l1, l2, l3] = lanes.map(|l| &l[..common]);
+            let [mut s0, mut s1, mut s2, mut s3] = sum;
+            let [mut c0, mut c1, mut c2, mut c3] = c;
+            for (((x0, x1), x2), x3) in l0.iter().zip(l1).zip(l2).zip(l3) {
+                (s0, c0) = kahan_sum_inc(x0.value, s0, c0);
+                (s1, c1) = kahan_sum_inc(x1.value, s1, c1);
+                (s2, c2) = kahan_sum_inc(x2.value, s2, c2);
+                (s3, c3) = kahan_sum_inc(x3.value, s3, c3);
+            }
+            sum = [s0, s1, s2, s3];
+            c = [c0, c1, c2, c3];
+        }
+        for (l, slot) in out.iter_mut().enumerate() {
+            let lane = lanes[l];
+            if lane.is_empty() {
+                *slot = None;
+                continue;
+            }
+            let (mut s, mut comp) = (sum[l], c[l]);
+            for x in &lane[common..] {
+                (s, comp) = kahan_sum_inc(x.value, s, comp);
+            }
+            *slot = Some(if s.is_finite() {
+                (s + comp) / lane.len() as f64
+            } else {
+                running_mean(lane)
+            });
+        }
+    }
 }
 
 /// Prometheus 2.42's `avg_over_time`: a compensated running mean, which never overflows,
@@ -987,6 +1049,40 @@ mod tests {
     }
 
     const M: &[f64] = &[1.0, 4.0, 2.0, 8.0, 3.0];
+
+    #[test]
+    fn interleaved_window_means_are_bit_identical_to_one_window_at_a_time() {
+        let mut x: u64 = 7;
+        let mut next = move || {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (x >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let mut values: Vec<f64> = (0..500)
+            .map(|i| (next() - 0.5) * 10f64.powi(i % 12))
+            .collect();
+        // an overflowing stretch and an infinity take 2.42's running-mean path
+        values[200] = f64::MAX;
+        values[201] = f64::MAX;
+        values[300] = f64::INFINITY;
+        values[400] = f64::NAN;
+        let s = series(&values);
+        // overlapping windows of uneven lengths, empty ones, and a short last group
+        let windows: Vec<std::ops::Range<usize>> = (0..123)
+            .map(|i| {
+                let start = i * 4;
+                let len = [30, 31, 29, 0, 7][i % 5];
+                start..(start + len).min(s.len())
+            })
+            .collect();
+        let mut got = vec![Some(0.0); windows.len()];
+        avg_over_time_windows(&s, &windows, &mut got);
+        for (w, g) in windows.iter().zip(&got) {
+            let want = (!w.is_empty()).then(|| avg_over_time(&s[w.clone()]));
+            assert_eq!(g.map(f64::to_bits), want.map(f64::to_bits), "window {w:?}");
+        }
+    }
 
     #[test]
     fn the_summed_mean_agrees_with_the_running_mean_of_2_42() {

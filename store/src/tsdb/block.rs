@@ -2,7 +2,7 @@
 //!
 //! A block is a directory `blocks/<id>/` with three files:
 //! * `chunks`: zstd-compressed pages, each holding the re-encoded Gorilla chunks of
-//!   consecutive series (one chunk per series per block when it fits in 65,535 samples);
+//!   consecutive series (a series's chunks are cut hourly once they hold 120 samples);
 //! * `index`: the symbol table, the series (labels as symbol ids plus chunk references) in
 //!   label order, and the page table, ending in a CRC-32;
 //! * `meta.json`: time range, counts, format version, and the WAL segment the block covers.
@@ -143,43 +143,71 @@ fn compressed_estimate(data: &[u8]) -> usize {
     changes + data.len() / 16 + 1
 }
 
-/// Encodes a series' samples into as few chunks as possible (fewer headers and
-/// first-sample encodings), choosing per series the smaller of the decimal and XOR
-/// encodings. Returns the chunks and the newest value's bits.
+/// A block's chunks are cut at the first hour boundary (UTC) after they hold
+/// [`CHUNK_MIN_SAMPLES`]: a query decodes a chunk from its start, so a chunk spanning a whole
+/// compacted day made an hour's query at the end of the day decode the day. An hour of a
+/// 10 s series is 360 samples; slower series get longer chunks, so the per-chunk header
+/// and first sample stay small next to the samples.
+const CHUNK_CUT_MS: i64 = 3_600_000;
+const CHUNK_MIN_SAMPLES: usize = 120;
+
+/// The parts of a series' samples that become its chunks in a block: cut as
+/// [`CHUNK_CUT_MS`] says, and never over 65,535 samples (an XOR chunk's count is a u16).
+fn chunk_parts(samples: &[Sample]) -> Vec<&[Sample]> {
+    let mut parts = Vec::new();
+    let mut start = 0;
+    for i in 1..samples.len() {
+        let len = i - start;
+        let new_hour = samples[i].timestamp_ms.div_euclid(CHUNK_CUT_MS)
+            != samples[i - 1].timestamp_ms.div_euclid(CHUNK_CUT_MS);
+        if (len >= CHUNK_MIN_SAMPLES && new_hour) || len >= usize::from(u16::MAX) {
+            parts.push(&samples[start..i]);
+            start = i;
+        }
+    }
+    if start < samples.len() {
+        parts.push(&samples[start..]);
+    }
+    parts
+}
+
+/// Encodes a series' samples into chunks ([`chunk_parts`]), choosing per chunk the smaller
+/// of the decimal and XOR encodings. Returns the chunks and the newest value's bits.
 fn encode_samples(samples: &[Sample]) -> (Vec<Encoded>, u64) {
-    let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
+    let Some(last) = samples.last() else {
         return (Vec::new(), 0);
     };
-    let last_value = last.value.to_bits();
-    let mut xor = Vec::new();
-    for part in samples.chunks(usize::from(u16::MAX)) {
-        let mut a = XorAppender::new();
-        for s in part {
-            a.append(s.timestamp_ms, s.value);
-        }
-        let c = a.finish();
-        xor.push(Encoded {
-            encoding: chunk::ENCODING_XOR,
-            data: c.data.into_vec(),
-            mint: c.mint,
-            maxt: c.maxt,
-            samples: part.len() as u64,
-        });
+    let chunks = chunk_parts(samples).into_iter().map(encode_chunk).collect();
+    (chunks, last.value.to_bits())
+}
+
+/// One chunk: decimal when every value qualifies and its estimated compressed size beats
+/// the XOR encoding, XOR otherwise.
+fn encode_chunk(part: &[Sample]) -> Encoded {
+    let mut a = XorAppender::new();
+    for s in part {
+        a.append(s.timestamp_ms, s.value);
     }
-    if let Some(dec) = chunk::encode_decimal(samples) {
-        let xor_len: usize = xor.iter().map(|c| c.data.len()).sum();
-        if compressed_estimate(&dec) < xor_len {
-            let one = Encoded {
+    let c = a.finish();
+    let samples = part.len() as u64;
+    if let Some(dec) = chunk::encode_decimal(part) {
+        if compressed_estimate(&dec) < c.data.len() {
+            return Encoded {
                 encoding: chunk::ENCODING_DECIMAL,
                 data: dec,
-                mint: first.timestamp_ms,
-                maxt: last.timestamp_ms,
-                samples: samples.len() as u64,
+                mint: c.mint,
+                maxt: c.maxt,
+                samples,
             };
-            return (vec![one], last_value);
         }
     }
-    (xor, last_value)
+    Encoded {
+        encoding: chunk::ENCODING_XOR,
+        data: c.data.into_vec(),
+        mint: c.mint,
+        maxt: c.maxt,
+        samples,
+    }
 }
 
 /// Builds a block in `blocks/.tmp-<id>/`: series are added in label order, their chunks
@@ -739,7 +767,8 @@ mod tests {
                 for i in 0..400 {
                     h.append(r, 1_700_000_000_000 + i * 10_000, (i * inst) as f64);
                 }
-                // a stale marker (NaN) keeps even instances XOR-encoded; odd ones are decimal
+                // a stale marker (NaN) keeps even instances' last chunk XOR-encoded; the
+                // rest is decimal
                 if inst % 2 == 0 {
                     h.append(r, 1_700_000_000_000 + 400 * 10_000, stale_nan());
                 }
@@ -756,7 +785,8 @@ mod tests {
         let meta = write_block(dir.path(), "b1", &frozen, 7).unwrap();
         assert_eq!(meta.num_series, 15);
         assert_eq!(meta.num_samples, 15 * 400 + 9);
-        assert_eq!(meta.num_chunks, 15);
+        // 22:13:20 to 23:20 UTC: cut at 23:00, after 280 samples
+        assert_eq!(meta.num_chunks, 30);
         assert_eq!(meta.wal_segment_upto, 7);
         let b = Block::open(&dir.path().join("b1")).unwrap();
         assert_eq!(b.meta, meta);
@@ -775,6 +805,16 @@ mod tests {
         .unwrap();
         assert_eq!(out.len(), 101);
         assert_eq!(out[100].value, 200.0);
+        // a window across the cut reads both chunks
+        out.clear();
+        let cut = 1_700_002_800_000;
+        b.samples(ids[2], cut - 30_000, cut + 20_000, &mut cache, &mut out)
+            .unwrap();
+        let times: Vec<i64> = out.iter().map(|s| s.timestamp_ms).collect();
+        assert_eq!(
+            times,
+            (-3..=2).map(|i| cut + i * 10_000).collect::<Vec<_>>()
+        );
         out.clear();
         b.samples(ids[2], i64::MIN, i64::MAX, &mut cache, &mut out)
             .unwrap();
@@ -791,6 +831,29 @@ mod tests {
         assert_eq!(all, sorted);
         assert!(b.overlaps(0, 1_700_000_000_000));
         assert!(!b.overlaps(0, 1_600_000_000_000));
+    }
+
+    #[test]
+    fn chunks_are_cut_at_hours_once_they_hold_enough_samples() {
+        let series = |start: i64, step: i64, n: i64| -> Vec<Sample> {
+            (0..n)
+                .map(|i| Sample::new(start + i * step, i as f64))
+                .collect()
+        };
+        let hour = CHUNK_CUT_MS;
+        let lens = |s: &[Sample]| chunk_parts(s).iter().map(|p| p.len()).collect::<Vec<_>>();
+        // 10 s from 00:30: the first part ends at 01:00 only if it has 120 samples (it has
+        // 180), then one part per hour
+        assert_eq!(
+            lens(&series(hour / 2, 10_000, 1080)),
+            vec![180, 360, 360, 180]
+        );
+        // 60 s: an hour is 60 samples, so parts run to the first hour boundary past 120
+        assert_eq!(lens(&series(0, 60_000, 300)), vec![120, 120, 60]);
+        // never over 65,535 samples, whatever the span
+        assert_eq!(lens(&series(0, 1, 70_000)), vec![65_535, 4_465]);
+        assert!(chunk_parts(&[]).is_empty());
+        assert_eq!(lens(&series(0, 10_000, 1)), vec![1]);
     }
 
     #[test]

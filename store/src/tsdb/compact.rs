@@ -13,7 +13,7 @@
 //!
 //! One merge: the sources' series are merged in label order (per series the samples are
 //! merged by time; on an equal timestamp the earlier block wins, as in queries) and
-//! re-encoded into one chunk per series (see `block.rs`), written to `blocks/.tmp-<id>/`,
+//! re-encoded into hourly chunks (see `block.rs`), written to `blocks/.tmp-<id>/`,
 //! fsynced, re-opened and checked (index checksum, every page decompressed, sample count),
 //! renamed to `blocks/<id>/` and `blocks/` fsynced. Then, under the block list's write
 //! lock, the sources are swapped for the merged block (a query holds either the sources or
@@ -640,8 +640,9 @@ mod tests {
         assert_eq!(merged.wal_segment_upto, 3);
     }
 
-    /// Size of six 2 h blocks against their merge (re-encoded, one chunk per series):
-    /// `cargo test -p lookout-store compaction_size -- --nocapture` prints the numbers.
+    /// Size of six 2 h blocks against their merge (re-encoded into the same hourly
+    /// chunks, so about the same size): `cargo test -p lookout-store compaction_size --
+    /// --nocapture` prints the numbers.
     #[test]
     fn compaction_size() {
         let dir = tempfile::tempdir().unwrap();
@@ -660,6 +661,6 @@ mod tests {
             before as f64 / samples as f64,
             merged.meta.size_bytes as f64 / samples as f64
         );
-        assert!(merged.meta.size_bytes < before);
+        assert!(merged.meta.size_bytes * 100 < before * 102);
     }
 }
