@@ -47,11 +47,9 @@ fn query_param(params: &Params) -> Result<String, ApiError> {
     Ok(params.get("query").unwrap_or_default().to_string())
 }
 
-/// The `data` of a query answer, with `stats` when the request asked (any non-empty
-/// `stats` parameter, as Prometheus).
-///
-/// Written on the blocking pool with the evaluation: a range answer can be megabytes of
-/// JSON, which is no work for an async worker.
+/// A query's answer, with `stats` when the request asked (any non-empty `stats` parameter,
+/// as Prometheus). Evaluated and written on the blocking pool: a range answer can be
+/// megabytes of JSON, no work for an async worker.
 fn answer(
     params: &Params,
     evaluate: impl FnOnce() -> Result<QueryResult, ApiError> + Send + 'static,

@@ -37,6 +37,7 @@ mod procstat;
 mod proto;
 mod query;
 mod report;
+mod rng;
 mod rules;
 mod send;
 mod servers;

@@ -6,6 +6,7 @@ Everything here talks to the binary over the wire; nothing imports Lookout's cod
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -284,6 +285,17 @@ class Lookout:
         if end is not None:
             params.append(("end", fmt_ts(end)))
         return self.api_get("/api/v1/series", params)
+
+
+@contextlib.contextmanager
+def stops_cleanly(lookout: "Lookout"):
+    """Runs the block with `lookout` (started), then stops it and checks it exited with
+    code 0: a module-scoped server fixture sets its data up and yields inside it."""
+    try:
+        yield lookout
+    finally:
+        code = lookout.stop()
+        assert code == 0, f"lookout exited with {code}\n{lookout.log_tail()}"
 
 
 def deep_merge(base: dict, extra: dict) -> dict:

@@ -48,6 +48,7 @@ from helpers import (
     push_loki,
     report_logs_of,
     search_logs,
+    stops_cleanly,
     wait_until,
 )
 
@@ -245,7 +246,7 @@ def logs_server(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("logs")
     lookout = Lookout(workdir, name="logs")
     lookout.start()
-    try:
+    with stops_cleanly(lookout):
         scenario = run_scenario(lookout, int(time.time()) - 600)
         # Committed to the index: every scenario record is searchable.
         wait_until(
@@ -254,9 +255,6 @@ def logs_server(tmp_path_factory):
             what="every SDK record searchable",
         )
         yield lookout, scenario
-    finally:
-        code = lookout.stop()
-        assert code == 0, f"lookout exited with {code}\n{lookout.log_tail()}"
 
 
 @pytest.fixture

@@ -30,6 +30,7 @@ from helpers import (
     search_logs,
     self_metrics,
     snappy,
+    stops_cleanly,
     wait_until,
 )
 
@@ -45,11 +46,10 @@ def module_lookout(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("logs-bad")
     server = Lookout(workdir, CONFIG, name="logs-bad")
     server.start()
-    server.probes = []  # bodies of the probe lines pushed after each case
-    server.refused = []  # tokens in requests refused whole: none of them may be stored
-    yield server
-    code = server.stop()
-    assert code == 0, f"lookout exited with {code}\n{server.log_tail()}"
+    with stops_cleanly(server):
+        server.probes = []  # bodies of the probe lines pushed after each case
+        server.refused = []  # tokens in requests refused whole: none of them may be stored
+        yield server
 
 
 @pytest.fixture

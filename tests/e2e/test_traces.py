@@ -33,7 +33,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from helpers import Lookout, fmt_ts, report_logs_of, wait_until
+from helpers import Lookout, fmt_ts, report_logs_of, stops_cleanly, wait_until
 
 MS = 1_000_000  # nanoseconds
 N_REQUESTS = 20
@@ -396,12 +396,9 @@ def shop_server(tmp_path_factory):
     lookout.start()
     # Two minutes ago, so every span (the last ends ~40 s later) is in the past.
     t0 = time.time_ns() - 120_000 * MS
-    try:
+    with stops_cleanly(lookout):
         shop = run_shop(lookout, t0)
         yield lookout, shop
-    finally:
-        code = lookout.stop()
-        assert code == 0, f"lookout exited with {code}\n{lookout.log_tail()}"
 
 
 @pytest.fixture

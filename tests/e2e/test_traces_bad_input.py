@@ -20,7 +20,7 @@ import requests
 from google.rpc import status_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
-from helpers import Lookout, otlp_span, otlp_trace_request, post_otlp_traces, report_logs_of
+from helpers import Lookout, otlp_span, otlp_trace_request, post_otlp_traces, report_logs_of, stops_cleanly
 
 MAX_SPANS = 50
 MAX_VALUE = 256
@@ -59,11 +59,10 @@ def module_lookout(tmp_path_factory):
         name="traces-bad",
     )
     server.start()
-    # A clean request first, so each test below sees only what its own input does.
-    assert_still_serving(server)
-    yield server
-    code = server.stop()
-    assert code == 0, f"lookout exited with {code}\n{server.log_tail()}"
+    with stops_cleanly(server):
+        # A clean request first, so each test below sees only what its own input does.
+        assert_still_serving(server)
+        yield server
 
 
 @pytest.fixture

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from helpers import wait_until
-from helpers import Lookout
+from helpers import Lookout, stops_cleanly, wait_until
 from robots import RobotServer
 from webhook import alerting_server, am_alert_by_name, list_silences, notifications, rule_alerts, set_gauge
 
@@ -45,16 +44,13 @@ def server(tmp_path_factory, robots):
         return lk.start() if start else lk
 
     lookout = alerting_server(factory, {"ui.yaml": rules}, alerting)
-    try:
+    with stops_cleanly(lookout):
         set_gauge(lookout, "e2e_ui_up", {"job": "checkout", "instance": "c1"}, 0)
         wait_until(lambda: [a for a in rule_alerts(lookout, ALERT) if a["state"] == "firing"],
                    30, f"{ALERT} firing")
         wait_until(lambda: [n for n in notifications(lookout, receiver="ding")
                             if n.get("errcode") == 310000], 30, "a refused DingTalk delivery")
         yield lookout
-    finally:
-        code = lookout.stop()
-        assert code == 0, f"lookout exited with {code}\n{lookout.log_tail()}"
 
 
 def test_firing_alert_with_labels_value_and_rule_health(server, page):

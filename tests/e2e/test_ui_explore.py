@@ -30,7 +30,15 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from helpers import Lookout, lookout_bin, remote_write, report_logs_of, search_logs, wait_until
+from helpers import (
+    Lookout,
+    lookout_bin,
+    remote_write,
+    report_logs_of,
+    search_logs,
+    stops_cleanly,
+    wait_until,
+)
 
 RUN = uuid.uuid4().hex[:8]
 METRIC = f"ui_explore_demo_{RUN}"
@@ -48,7 +56,7 @@ def ui_server(tmp_path_factory):
     of SERVICE sent with the OpenTelemetry SDK."""
     lookout = Lookout(tmp_path_factory.mktemp("ui-explore"), name="ui-explore")
     lookout.start()
-    try:
+    with stops_cleanly(lookout):
         now = int(time.time())
         series = []
         for kind, base in (("a", 10.0), ("b", 20.0)):
@@ -92,9 +100,6 @@ def ui_server(tmp_path_factory):
             "the log line",
         )
         yield lookout
-    finally:
-        code = lookout.stop()
-        assert code == 0, f"lookout exited with {code}\n{lookout.log_tail()}"
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
-from helpers import Lookout, report_logs_of, search_logs, wait_until
+from helpers import Lookout, report_logs_of, search_logs, stops_cleanly, wait_until
 
 SERVICE = "ui-logs-demo"
 LIVE_SERVICE = "ui-logs-live"
@@ -77,7 +77,7 @@ def ui_server(tmp_path_factory):
     attribute), hostile bodies, and a spread of severities for the histogram."""
     lookout = Lookout(tmp_path_factory.mktemp("ui-logs"), name="ui-logs")
     lookout.start()
-    try:
+    with stops_cleanly(lookout):
         tracer_provider = TracerProvider(resource=Resource.create({"service.name": SERVICE}))
         tracer_provider.add_span_processor(
             SimpleSpanProcessor(OTLPSpanExporter(endpoint=f"{lookout.otlp_http}/v1/traces", timeout=10))
@@ -105,9 +105,6 @@ def ui_server(tmp_path_factory):
         )
         lookout.trace_id = trace_id  # type: ignore[attr-defined]
         yield lookout
-    finally:
-        code = lookout.stop()
-        assert code == 0, f"lookout exited with {code}\n{lookout.log_tail()}"
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
 
-from helpers import Lookout, wait_until
+from helpers import Lookout, stops_cleanly, wait_until
 
 CALLER, CALLEE = "frontend", "orders"
 REQUESTS, FAILURES = 8, 2
@@ -62,7 +62,7 @@ def send_calls(lookout: Lookout) -> None:
 def server(tmp_path_factory):
     lookout = Lookout(tmp_path_factory.mktemp("ui-services"), name="ui-services")
     lookout.start()
-    try:
+    with stops_cleanly(lookout):
         send_calls(lookout)
 
         def edge():
@@ -71,9 +71,6 @@ def server(tmp_path_factory):
 
         wait_until(edge, 30, f"edge {CALLER} -> {CALLEE} in /api/v1/service-graph")
         yield lookout
-    finally:
-        code = lookout.stop()
-        assert code == 0, f"lookout exited with {code}\n{lookout.log_tail()}"
 
 
 def test_services_page_lists_services_with_success_rates_and_sorts(server, page):

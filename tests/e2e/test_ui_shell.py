@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from helpers import REPO_ROOT, Lookout, report_logs_of, wait_until
+from helpers import REPO_ROOT, Lookout, report_logs_of, stops_cleanly, wait_until
 
 SERVICE = "shell-demo"
 REQUESTS, FAILURES = 10, 2  # success rate 80 %
@@ -63,7 +63,7 @@ def ui_server(tmp_path_factory):
     """One server with one service in it, for the read-only tests of this module."""
     lookout = Lookout(tmp_path_factory.mktemp("ui-shell"), name="ui-shell")
     lookout.start()
-    try:
+    with stops_cleanly(lookout):
         send_service(lookout, SERVICE, REQUESTS, FAILURES)
 
         def listed():
@@ -72,9 +72,6 @@ def ui_server(tmp_path_factory):
 
         wait_until(listed, 20, f"{SERVICE} in /api/v1/services")
         yield lookout
-    finally:
-        code = lookout.stop()
-        assert code == 0, f"lookout exited with {code}\n{lookout.log_tail()}"
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from helpers import Lookout, report_logs_of, wait_until
+from helpers import Lookout, report_logs_of, stops_cleanly, wait_until
 
 MS = 1_000_000
 FRONTEND, CHECKOUT, PAYMENTS = "uit-frontend", "uit-checkout", "uit-payments"
@@ -105,7 +105,7 @@ def send(lookout: Lookout) -> tuple[str, dict[str, str], str]:
 def scenario(tmp_path_factory):
     lookout = Lookout(tmp_path_factory.mktemp("ui-traces"), name="ui-traces")
     lookout.start()
-    try:
+    with stops_cleanly(lookout):
         now = int(time.time())
         trace_id, span_ids, healthy = send(lookout)
 
@@ -120,9 +120,6 @@ def scenario(tmp_path_factory):
             "the healthy trace in the trace store",
         )
         yield Scenario(lookout, trace_id, span_ids, healthy, now - 600, now + 120)
-    finally:
-        code = lookout.stop()
-        assert code == 0, f"lookout exited with {code}\n{lookout.log_tail()}"
 
 
 @pytest.fixture

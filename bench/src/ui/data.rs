@@ -38,30 +38,7 @@ pub const SPANS_PER_REQUEST: usize = 512;
 pub const LINES_PER_REQUEST: usize = 1_000;
 const MS: u64 = 1_000_000;
 
-/// SplitMix64.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n.max(1)
-    }
-
-    fn chance(&mut self, per_mille: u64) -> bool {
-        self.below(1000) < per_mille
-    }
-}
+pub use crate::rng::Rng;
 
 /// The service names of a fleet of `n`: tier by tier, domain by domain, numbered past 50.
 pub fn service_names(n: usize) -> Vec<String> {

@@ -750,8 +750,8 @@ impl Evaluator<'_> {
         }
         let drop = functions::drops_metric_name(name);
         let with_resets = functions::uses_counter_resets(name);
-        // avg_over_time sums its windows side by side (same results, a quarter of the
-        // latency); every other function goes step by step
+        // avg_over_time sums four windows side by side (the same results in about half the
+        // time); every other function goes step by step
         let interleaved_avg = name == "avg_over_time";
         let per_series = |samples: &[Sample], labels: &Labels| -> Option<StepSeries> {
             let mut values = vec![None; times.len()];

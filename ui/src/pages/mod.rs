@@ -17,6 +17,7 @@ pub mod waterfall;
 use leptos::prelude::*;
 
 use crate::i18n::tr;
+use crate::time::with_query;
 
 #[component]
 pub fn NotFound() -> impl IntoView {
@@ -42,4 +43,51 @@ pub fn ErrorBox(message: String) -> impl IntoView {
 #[component]
 pub fn Empty(text: &'static str) -> impl IntoView {
     view! { <div class="empty">{text}</div> }
+}
+
+/// A sortable table's column: its `sort` key, English and Chinese titles, and whether it
+/// holds text (which reads best A to Z) rather than numbers (largest first).
+pub struct SortColumn {
+    pub key: &'static str,
+    pub en: &'static str,
+    pub zh: &'static str,
+    pub text: bool,
+}
+
+/// The `sort`/`dir` of a sortable table from the URL: `default` when absent, and the
+/// direction the column reads best in when `dir` is absent.
+pub fn sort_order(
+    columns: &[SortColumn],
+    q: &leptos_router::params::ParamsMap,
+    default: &str,
+) -> (String, bool) {
+    let sort = q.get("sort").unwrap_or_else(|| default.to_string());
+    let text = columns.iter().any(|c| c.key == sort && c.text);
+    let desc = q.get("dir").map_or(!text, |d| d != "asc");
+    (sort, desc)
+}
+
+/// The header cells of a sortable table: each title links to the table sorted by it. The
+/// current column flips and shows its direction; another starts where it reads best.
+pub fn sort_headers(columns: &'static [SortColumn], sort: &str, desc: bool) -> impl IntoView {
+    columns
+        .iter()
+        .map(|c| {
+            let current = c.key == sort;
+            let dir = match (current, desc) {
+                (true, true) => "asc",
+                (true, false) => "desc",
+                (false, _) if c.text => "asc",
+                (false, _) => "desc",
+            };
+            let href = with_query(&[("sort", Some(c.key.to_string())), ("dir", Some(dir.into()))]);
+            let mark = match (current, desc) {
+                (true, true) => " ▼",
+                (true, false) => " ▲",
+                _ => "",
+            };
+            let class = if c.text { "" } else { "num" };
+            view! { <th class=class><a href=href class="sort">{tr(c.en, c.zh)}{mark}</a></th> }
+        })
+        .collect_view()
 }

@@ -13,9 +13,9 @@ use crate::chart::Sparkline;
 use crate::fetch::{enc, Api};
 use crate::format;
 use crate::i18n::tr;
-use crate::pages::{Empty, ErrorBox};
+use crate::pages::{sort_headers, sort_order, Empty, ErrorBox, SortColumn};
 use crate::promql::{parse_value, range_query};
-use crate::time::{auto_step, now_secs, range_link, tick, with_query, TimeRange};
+use crate::time::{auto_step, now_secs, range_link, tick, TimeRange};
 
 /// One row of `/api/v1/services` (and of `/api/v1/services/{s}/operations`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
@@ -82,14 +82,49 @@ async fn load(api: Api, range: TimeRange) -> Result<ServicesData, String> {
 }
 
 /// Sort keys of the table, as they appear in the URL.
-const COLUMNS: [(&str, &str, &str); 7] = [
-    ("name", "Service", "服务"),
-    ("rate", "Requests", "请求率"),
-    ("success", "Success rate", "成功率"),
-    ("errors", "Errors", "错误率"),
-    ("p50", "p50", "p50"),
-    ("p95", "p95", "p95"),
-    ("p99", "p99", "p99"),
+const COLUMNS: [SortColumn; 7] = [
+    SortColumn {
+        key: "name",
+        en: "Service",
+        zh: "服务",
+        text: true,
+    },
+    SortColumn {
+        key: "rate",
+        en: "Requests",
+        zh: "请求率",
+        text: false,
+    },
+    SortColumn {
+        key: "success",
+        en: "Success rate",
+        zh: "成功率",
+        text: false,
+    },
+    SortColumn {
+        key: "errors",
+        en: "Errors",
+        zh: "错误率",
+        text: false,
+    },
+    SortColumn {
+        key: "p50",
+        en: "p50",
+        zh: "p50",
+        text: false,
+    },
+    SortColumn {
+        key: "p95",
+        en: "p95",
+        zh: "p95",
+        text: false,
+    },
+    SortColumn {
+        key: "p99",
+        en: "p99",
+        zh: "p99",
+        text: false,
+    },
 ];
 
 fn sort_rows(rows: &mut [ServiceRow], key: &str, desc: bool) {
@@ -156,8 +191,7 @@ pub fn ServicesPage() -> impl IntoView {
     );
     let view_of = move |d: ServicesData| {
         let (sort, desc, slo) = query.with(|q| {
-            let sort = q.get("sort").unwrap_or_else(|| "rate".into());
-            let desc = q.get("dir").map_or(sort != "name", |d| d != "asc");
+            let (sort, desc) = sort_order(&COLUMNS, q, "rate");
             (sort, desc, slo_of(q))
         });
         let mut rows = d.rows;
@@ -171,31 +205,7 @@ pub fn ServicesPage() -> impl IntoView {
             .into_any();
         }
         sort_rows(&mut rows, &sort, desc);
-        let headers = COLUMNS
-            .iter()
-            .map(|(key, en, zh)| {
-                // the current column flips; another starts where it reads best (names A to Z,
-                // numbers largest first)
-                let dir = match (*key == sort, desc) {
-                    (true, true) => "asc",
-                    (true, false) => "desc",
-                    (false, _) if *key == "name" => "asc",
-                    (false, _) => "desc",
-                };
-                let href =
-                    with_query(&[("sort", Some(key.to_string())), ("dir", Some(dir.into()))]);
-                let mark = if *key == sort {
-                    if desc {
-                        " ▼"
-                    } else {
-                        " ▲"
-                    }
-                } else {
-                    ""
-                };
-                view! { <th><a href=href class="sort">{tr(en, zh)}{mark}</a></th> }
-            })
-            .collect_view();
+        let headers = sort_headers(&COLUMNS, &sort, desc);
         let body = rows
             .into_iter()
             .map(|r| {
