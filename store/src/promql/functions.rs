@@ -1050,15 +1050,20 @@ mod tests {
 
     const M: &[f64] = &[1.0, 4.0, 2.0, 8.0, 3.0];
 
-    #[test]
-    fn interleaved_window_means_are_bit_identical_to_one_window_at_a_time() {
-        let mut x: u64 = 7;
-        let mut next = move || {
+    /// Deterministic uniform numbers in `[0, 1)` (a 64-bit LCG's high bits).
+    fn uniform(seed: u64) -> impl FnMut() -> f64 {
+        let mut x = seed;
+        move || {
             x = x
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
             (x >> 11) as f64 / (1u64 << 53) as f64
-        };
+        }
+    }
+
+    #[test]
+    fn interleaved_window_means_are_bit_identical_to_one_window_at_a_time() {
+        let mut next = uniform(7);
         let mut values: Vec<f64> = (0..500)
             .map(|i| (next() - 0.5) * 10f64.powi(i % 12))
             .collect();
@@ -1086,13 +1091,7 @@ mod tests {
 
     #[test]
     fn the_summed_mean_agrees_with_the_running_mean_of_2_42() {
-        let mut x: u64 = 42;
-        let mut next = move || {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (x >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut next = uniform(42);
         for n in 1..200 {
             let scale = 10f64.powi((n % 30) - 10);
             let s = series(&(0..n).map(|_| (next() - 0.3) * scale).collect::<Vec<_>>());

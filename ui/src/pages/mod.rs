@@ -47,12 +47,43 @@ pub fn Empty(text: &'static str) -> impl IntoView {
 
 /// A sortable table's column: its `sort` key, English and Chinese titles, and whether it
 /// holds text (which reads best A to Z) rather than numbers (largest first).
+#[derive(Clone, Copy)]
 pub struct SortColumn {
     pub key: &'static str,
     pub en: &'static str,
     pub zh: &'static str,
     pub text: bool,
 }
+
+impl SortColumn {
+    pub const fn text(key: &'static str, en: &'static str, zh: &'static str) -> Self {
+        SortColumn {
+            key,
+            en,
+            zh,
+            text: true,
+        }
+    }
+
+    pub const fn number(key: &'static str, en: &'static str, zh: &'static str) -> Self {
+        SortColumn {
+            key,
+            en,
+            zh,
+            text: false,
+        }
+    }
+}
+
+/// A RED table's columns after its names and request rate: success and error rates and the
+/// latency percentiles.
+pub const RED_SORT_COLUMNS: [SortColumn; 5] = [
+    SortColumn::number("success", "Success rate", "成功率"),
+    SortColumn::number("errors", "Errors", "错误率"),
+    SortColumn::number("p50", "p50", "p50"),
+    SortColumn::number("p95", "p95", "p95"),
+    SortColumn::number("p99", "p99", "p99"),
+];
 
 /// The `sort`/`dir` of a sortable table from the URL: `default` when absent, and the
 /// direction the column reads best in when `dir` is absent.
@@ -69,10 +100,10 @@ pub fn sort_order(
 
 /// The header cells of a sortable table: each title links to the table sorted by it. The
 /// current column flips and shows its direction; another starts where it reads best.
-pub fn sort_headers(columns: &'static [SortColumn], sort: &str, desc: bool) -> impl IntoView {
+pub fn sort_headers(columns: &[SortColumn], sort: &str, desc: bool) -> impl IntoView {
     columns
         .iter()
-        .map(|c| {
+        .map(|&c| {
             let current = c.key == sort;
             let dir = match (current, desc) {
                 (true, true) => "asc",

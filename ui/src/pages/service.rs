@@ -14,7 +14,7 @@ use crate::format;
 use crate::i18n::tr;
 use crate::pages::map::load_graph;
 use crate::pages::services::{health_class, slo_of, Red, ServiceRow, REQUEST_KINDS};
-use crate::pages::{sort_headers, sort_order, Empty, ErrorBox, SortColumn};
+use crate::pages::{sort_headers, sort_order, Empty, ErrorBox, SortColumn, RED_SORT_COLUMNS};
 use crate::promql::{range_query, to_series};
 use crate::time::{auto_step, now_secs, range_link, tick, with_query, TimeRange};
 
@@ -264,62 +264,16 @@ async fn load_details(api: Api, service: String, range: TimeRange) -> Result<Det
 }
 
 /// Sort keys of the operations table, as they appear in the URL.
-const COLUMNS: [SortColumn; 9] = [
-    SortColumn {
-        key: "name",
-        en: "Operation",
-        zh: "操作",
-        text: true,
-    },
-    SortColumn {
-        key: "kind",
-        en: "Kind",
-        zh: "类型",
-        text: true,
-    },
-    SortColumn {
-        key: "rate",
-        en: "Rate",
-        zh: "调用率",
-        text: false,
-    },
-    SortColumn {
-        key: "success",
-        en: "Success rate",
-        zh: "成功率",
-        text: false,
-    },
-    SortColumn {
-        key: "errors",
-        en: "Errors",
-        zh: "错误率",
-        text: false,
-    },
-    SortColumn {
-        key: "p50",
-        en: "p50",
-        zh: "p50",
-        text: false,
-    },
-    SortColumn {
-        key: "p95",
-        en: "p95",
-        zh: "p95",
-        text: false,
-    },
-    SortColumn {
-        key: "p99",
-        en: "p99",
-        zh: "p99",
-        text: false,
-    },
-    SortColumn {
-        key: "count",
-        en: "Calls",
-        zh: "调用数",
-        text: false,
-    },
-];
+fn columns() -> Vec<SortColumn> {
+    let mut columns = vec![
+        SortColumn::text("name", "Operation", "操作"),
+        SortColumn::text("kind", "Kind", "类型"),
+        SortColumn::number("rate", "Rate", "调用率"),
+    ];
+    columns.extend(RED_SORT_COLUMNS);
+    columns.push(SortColumn::number("count", "Calls", "调用数"));
+    columns
+}
 
 /// The span kinds the operations table filters by, in the order of its tabs.
 const KINDS: [(&str, &str, &str); 5] = [
@@ -515,7 +469,7 @@ pub fn ServicePage() -> impl IntoView {
 
         // operations: kind tabs, then the sorted table
         let (sort, desc, kind) = query.with(|q| {
-            let (sort, desc) = sort_order(&COLUMNS, q, "rate");
+            let (sort, desc) = sort_order(&columns(), q, "rate");
             (sort, desc, q.get("kind").unwrap_or_default())
         });
         let count_of = |k: &str| d.operations.iter().filter(|o| o.kind == k).count();
@@ -549,7 +503,7 @@ pub fn ServicePage() -> impl IntoView {
             .cloned()
             .collect();
         sort_operations(&mut ops, &sort, desc);
-        let headers = sort_headers(&COLUMNS, &sort, desc);
+        let headers = sort_headers(&columns(), &sort, desc);
         let ops_body = if ops.is_empty() {
             view! {
                 <tr><td colspan="9" class="empty">{tr("No operations in this time range.", "该时间范围内没有操作。")}</td></tr>

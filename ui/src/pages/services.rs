@@ -13,7 +13,7 @@ use crate::chart::Sparkline;
 use crate::fetch::{enc, Api};
 use crate::format;
 use crate::i18n::tr;
-use crate::pages::{sort_headers, sort_order, Empty, ErrorBox, SortColumn};
+use crate::pages::{sort_headers, sort_order, Empty, ErrorBox, SortColumn, RED_SORT_COLUMNS};
 use crate::promql::{parse_value, range_query};
 use crate::time::{auto_step, now_secs, range_link, tick, TimeRange};
 
@@ -82,50 +82,14 @@ async fn load(api: Api, range: TimeRange) -> Result<ServicesData, String> {
 }
 
 /// Sort keys of the table, as they appear in the URL.
-const COLUMNS: [SortColumn; 7] = [
-    SortColumn {
-        key: "name",
-        en: "Service",
-        zh: "服务",
-        text: true,
-    },
-    SortColumn {
-        key: "rate",
-        en: "Requests",
-        zh: "请求率",
-        text: false,
-    },
-    SortColumn {
-        key: "success",
-        en: "Success rate",
-        zh: "成功率",
-        text: false,
-    },
-    SortColumn {
-        key: "errors",
-        en: "Errors",
-        zh: "错误率",
-        text: false,
-    },
-    SortColumn {
-        key: "p50",
-        en: "p50",
-        zh: "p50",
-        text: false,
-    },
-    SortColumn {
-        key: "p95",
-        en: "p95",
-        zh: "p95",
-        text: false,
-    },
-    SortColumn {
-        key: "p99",
-        en: "p99",
-        zh: "p99",
-        text: false,
-    },
-];
+fn columns() -> Vec<SortColumn> {
+    let mut columns = vec![
+        SortColumn::text("name", "Service", "服务"),
+        SortColumn::number("rate", "Requests", "请求率"),
+    ];
+    columns.extend(RED_SORT_COLUMNS);
+    columns
+}
 
 fn sort_rows(rows: &mut [ServiceRow], key: &str, desc: bool) {
     let num = |r: &ServiceRow| -> f64 {
@@ -191,7 +155,7 @@ pub fn ServicesPage() -> impl IntoView {
     );
     let view_of = move |d: ServicesData| {
         let (sort, desc, slo) = query.with(|q| {
-            let (sort, desc) = sort_order(&COLUMNS, q, "rate");
+            let (sort, desc) = sort_order(&columns(), q, "rate");
             (sort, desc, slo_of(q))
         });
         let mut rows = d.rows;
@@ -205,7 +169,7 @@ pub fn ServicesPage() -> impl IntoView {
             .into_any();
         }
         sort_rows(&mut rows, &sort, desc);
-        let headers = sort_headers(&COLUMNS, &sort, desc);
+        let headers = sort_headers(&columns(), &sort, desc);
         let body = rows
             .into_iter()
             .map(|r| {
