@@ -132,14 +132,45 @@ enum FsyncMode {
 pub enum ArchiveConfig {
     /// Parquet files under `path` (default `<data_dir>/archive`).
     Local { path: Option<PathBuf> },
-    /// An S3-compatible object store.
+    /// An S3-compatible object store. Credentials left out here come from the usual AWS
+    /// environment variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`,
+    /// `AWS_ENDPOINT`, ...).
     S3 {
         endpoint: Option<String>,
         bucket: String,
         #[serde(default)]
         prefix: String,
         region: Option<String>,
+        access_key_id: Option<Secret>,
+        secret_access_key: Option<Secret>,
     },
+}
+
+impl ArchiveConfig {
+    /// Where the archive lives, with a local path resolved against the data directory.
+    pub fn location(&self, data_dir: &std::path::Path) -> store::archive::ArchiveLocation {
+        use store::archive::ArchiveLocation;
+        match self {
+            ArchiveConfig::Local { path } => {
+                ArchiveLocation::Local(path.clone().unwrap_or_else(|| data_dir.join("archive")))
+            }
+            ArchiveConfig::S3 {
+                endpoint,
+                bucket,
+                prefix,
+                region,
+                access_key_id,
+                secret_access_key,
+            } => ArchiveLocation::S3 {
+                endpoint: endpoint.clone(),
+                bucket: bucket.clone(),
+                prefix: prefix.clone(),
+                region: region.clone(),
+                access_key_id: access_key_id.as_ref().map(|s| s.expose().to_string()),
+                secret_access_key: secret_access_key.as_ref().map(|s| s.expose().to_string()),
+            },
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

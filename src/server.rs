@@ -128,6 +128,9 @@ impl MetricsQuerier for LazyStore {
     fn metadata(&self) -> store::Result<Vec<MetricMetadata>> {
         self.get()?.metadata()
     }
+    fn archive_files(&self, mint: i64, maxt: i64) -> usize {
+        self.get().map_or(0, |s| s.archive_files(mint, maxt))
+    }
 }
 
 /// The trace store as handlers see it: unavailable until opened, like [`LazyStore`].
@@ -701,16 +704,31 @@ pub async fn run(config: Config, source: ConfigSource) -> anyhow::Result<()> {
     }));
 
     let metrics_dir: PathBuf = config.storage.data_dir.join("metrics");
+    // the archive (cold tier) opens with the store: the store finishes moves a crash
+    // interrupted, which needs the archive's manifest
+    let location = config.storage.archive.location(&config.storage.data_dir);
+    let keep_archived_for = config.storage.metrics.archive_for;
     let options = MetricsStoreOptions {
         dir: metrics_dir.clone(),
         fsync: config.storage.fsync,
         limits: config.limits.store.clone(),
         flush_interval: config.storage.metrics_flush_interval,
         retention: config.storage.metrics.warm_for,
+        archive: None,
     };
-    tracing::info!(dir = %metrics_dir.display(), "opening the metrics store and replaying its wal");
+    tracing::info!(dir = %metrics_dir.display(), archive = %location, "opening the metrics store and replaying its wal");
     let started = std::time::Instant::now();
-    let opened = tokio::task::spawn_blocking(move || MetricsStore::open(options)).await;
+    let opened = tokio::task::spawn_blocking(move || {
+        let archive = store::archive::Archive::open(&location)?;
+        MetricsStore::open(MetricsStoreOptions {
+            archive: Some(store::config::ArchiveTier {
+                archive,
+                keep_for: keep_archived_for,
+            }),
+            ..options
+        })
+    })
+    .await;
     let store = match opened {
         Ok(Ok(store)) => store,
         Ok(Err(e)) => {

@@ -235,7 +235,7 @@ fn write_stats(out: &mut String, stats: &QueryStats) {
     let eval = stats.eval_time + stats.sort_time;
     let total = stats.prepare_time + eval;
     out.push_str(&format!(
-        ",\"stats\":{{\"timings\":{{\"evalTotalTime\":{},\"resultSortTime\":{},\"queryPreparationTime\":{},\"innerEvalTime\":{},\"execQueueTime\":0,\"execTotalTime\":{}}},\"samples\":{{\"totalQueryableSamples\":{},\"peakSamples\":{}}}}}",
+        ",\"stats\":{{\"timings\":{{\"evalTotalTime\":{},\"resultSortTime\":{},\"queryPreparationTime\":{},\"innerEvalTime\":{},\"execQueueTime\":0,\"execTotalTime\":{}}},\"samples\":{{\"totalQueryableSamples\":{},\"peakSamples\":{}}},\"archive\":{{\"filesRead\":{}}}}}",
         secs(eval),
         secs(stats.sort_time),
         secs(stats.prepare_time),
@@ -243,6 +243,7 @@ fn write_stats(out: &mut String, stats: &QueryStats) {
         secs(total),
         stats.total_samples,
         stats.peak_samples,
+        stats.archive_files,
     ));
 }
 

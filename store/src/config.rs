@@ -59,8 +59,19 @@ pub struct MetricsStoreOptions {
     /// The in-memory head is persisted to an immutable block at this interval (and at
     /// shutdown), after which its WAL segments are deleted.
     pub flush_interval: Duration,
-    /// Blocks whose newest sample is older than this are deleted.
+    /// Blocks whose newest sample is older than this leave the local store: moved to the
+    /// archive when there is one, else deleted.
     pub retention: Duration,
+    /// The cold tier, if any: where old blocks go and how long they stay there.
+    pub archive: Option<ArchiveTier>,
+}
+
+/// The archive tier of one signal.
+#[derive(Clone, Debug)]
+pub struct ArchiveTier {
+    pub archive: std::sync::Arc<crate::archive::Archive>,
+    /// How long archived data is kept after it left the warm tier.
+    pub keep_for: Duration,
 }
 
 impl MetricsStoreOptions {
@@ -72,6 +83,7 @@ impl MetricsStoreOptions {
             limits: Limits::default(),
             flush_interval: Duration::from_secs(2 * 3600),
             retention: Duration::from_secs(15 * 24 * 3600),
+            archive: None,
         }
     }
 }

@@ -221,6 +221,11 @@ pub trait MetricsQuerier: Send + Sync {
 
     /// Metadata per metric family, as last reported by ingest.
     fn metadata(&self) -> Result<Vec<MetricMetadata>>;
+
+    /// Archive (cold tier) files a selection of `[mint, maxt]` reads, for query stats.
+    fn archive_files(&self, _mint: i64, _maxt: i64) -> usize {
+        0
+    }
 }
 
 /// Where a [`LazySeries`] reads its samples from.

@@ -16,10 +16,13 @@
 //!   trace store.
 //! * [`logs`]: the log record model, [`logs::LogsAppender`] / [`logs::LogsQuerier`], the log
 //!   query language, the body tokenizer and the tantivy schema of the log store.
+//! * [`archive`]: the cold tier: Parquet files on a local directory or S3, their manifest,
+//!   the archived metrics schema.
 //! * [`duration`]: Prometheus duration syntax.
 //! * [`timefmt`]: Gregorian calendar math, RFC 3339 formatting and parsing of Unix times.
 //! * [`testing`]: an in-memory querier for tests of query code.
 
+pub mod archive;
 mod clock;
 pub mod config;
 pub mod contract;

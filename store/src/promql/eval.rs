@@ -53,6 +53,8 @@ pub(super) struct Evaluator<'a> {
     pub peak_samples: usize,
     /// Raw samples read from storage.
     pub total_samples: usize,
+    /// Archive (cold tier) files the selections read.
+    pub archive_files: usize,
     pub ticks: usize,
 }
 
@@ -411,12 +413,14 @@ impl Evaluator<'_> {
             current_samples: self.current_samples,
             peak_samples: self.peak_samples,
             total_samples: self.total_samples,
+            archive_files: self.archive_files,
             ticks: self.ticks,
         };
         let result = inner.eval(&sq.expr);
         self.current_samples = inner.current_samples;
         self.peak_samples = inner.peak_samples;
         self.total_samples = inner.total_samples;
+        self.archive_files = inner.archive_files;
         self.ticks = inner.ticks;
         let times = inner.step_times();
         let series = match result? {
@@ -971,6 +975,7 @@ impl Evaluator<'_> {
         maxt: i64,
     ) -> Result<Vec<LazySeries>, PromqlError> {
         let sets = selector::matcher_sets(vs)?;
+        self.archive_files += self.querier.archive_files(mint, maxt);
         if let [set] = sets.as_slice() {
             let found = self
                 .querier
@@ -1000,6 +1005,7 @@ impl Evaluator<'_> {
         maxt: i64,
     ) -> Result<Vec<Series>, PromqlError> {
         let sets = selector::matcher_sets(vs)?;
+        self.archive_files += self.querier.archive_files(mint, maxt);
         let mut merged: BTreeMap<Labels, Vec<Sample>> = BTreeMap::new();
         let single = sets.len() == 1;
         for set in &sets {

@@ -213,6 +213,10 @@ impl MetricsQuerier for MemoQuerier {
         self.inner.label_values(name, sets, mint, maxt)
     }
 
+    fn archive_files(&self, mint: i64, maxt: i64) -> usize {
+        self.inner.archive_files(mint, maxt)
+    }
+
     fn metadata(&self) -> Result<Vec<MetricMetadata>> {
         self.inner.metadata()
     }

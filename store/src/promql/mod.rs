@@ -81,6 +81,9 @@ pub struct QueryStats {
     pub total_samples: u64,
     /// Most samples held in memory at once (what `max_samples` bounds).
     pub peak_samples: u64,
+    /// Archive (cold tier) files the query's selections read: non-zero when the query
+    /// touched the archive.
+    pub archive_files: u64,
     /// Parsing and checking the query.
     pub prepare_time: Duration,
     /// Evaluating it.
@@ -541,6 +544,7 @@ impl Engine {
             current_samples: 0,
             peak_samples: 0,
             total_samples: 0,
+            archive_files: 0,
             ticks: 0,
         }
     }
@@ -556,6 +560,7 @@ fn stats(
     QueryStats {
         total_samples: ev.total_samples as u64,
         peak_samples: ev.peak_samples as u64,
+        archive_files: ev.archive_files as u64,
         prepare_time: prepared.duration_since(started),
         eval_time: evaluated.duration_since(prepared),
         sort_time: sorted.duration_since(evaluated),

@@ -38,7 +38,13 @@
 //! Read path: postings intersection over the head and every overlapping block, decoding
 //! only chunks overlapping the range, merged per series by timestamp without duplicates.
 //! Closed head chunks are located under the head lock and read from their file after it.
+//! Archived hours (the cold tier, [`archive`]) are read from their Parquet files and merged
+//! the same way, oldest source first.
+//!
+//! Tiers: blocks whose newest sample is older than `retention` (the warm window) move to the
+//! archive when one is configured, else they are deleted; see [`archive`] for the move.
 
+mod archive;
 pub mod block;
 pub mod chunk;
 mod commit;
@@ -90,6 +96,10 @@ pub struct StoreStats {
     pub head_bytes: u64,
     /// Samples in persisted blocks.
     pub block_samples: u64,
+    /// The archive tier: files, bytes and samples its manifest names.
+    pub archive_files: u64,
+    pub archive_bytes: u64,
+    pub archive_samples: u64,
 }
 
 const WAL_SEGMENT_BYTES: u64 = 128 * 1024 * 1024;
@@ -115,6 +125,10 @@ pub struct MetricsStore {
     closed: AtomicBool,
     shutdown: Notify,
     block_seq: AtomicU64,
+    /// When the next move to the archive may be tried after a failure.
+    archive_backoff: parking_lot::Mutex<archive::Backoff>,
+    /// Whether this process has swept the archive for files a crashed move left unnamed.
+    archive_swept: AtomicBool,
 }
 
 fn meta_err(what: &str, e: impl std::fmt::Display) -> StoreError {
@@ -148,6 +162,37 @@ fn decode_metadata(family: &str, bytes: &[u8]) -> Option<MetricMetadata> {
 
 /// Loads every block under `dir`, deleting leftovers of interrupted writes and blocks
 /// already replaced by a compacted block.
+/// Deletes a block directory, renaming it first so a crash mid-delete never leaves a half
+/// block that loads.
+fn remove_block_dir(blocks_dir: &Path, b: &Block) -> Result<()> {
+    let doomed = blocks_dir.join(format!(".del-{}", b.meta.id));
+    std::fs::rename(&b.dir, &doomed).map_err(|e| StoreError::io(&b.dir, e))?;
+    std::fs::remove_dir_all(&doomed).map_err(|e| StoreError::io(&doomed, e))
+}
+
+/// Deletes the local copy of blocks the archive manifest already names: a move killed
+/// after its manifest step. Without a readable manifest nothing is deleted (the pass that
+/// reads it later does the same).
+fn finish_interrupted_moves(
+    blocks_dir: &Path,
+    archive: &crate::archive::Archive,
+    blocks: &mut Vec<Arc<Block>>,
+) -> Result<()> {
+    let archived = archive.sources(archive::SIGNAL);
+    let (moved, keep): (Vec<_>, Vec<_>) = std::mem::take(blocks)
+        .into_iter()
+        .partition(|b| archived.binary_search(&b.meta.id).is_ok());
+    *blocks = keep;
+    for b in &moved {
+        remove_block_dir(blocks_dir, b)?;
+        tracing::info!(block = %b.meta.id, "local copy of an archived block deleted (its move was interrupted)");
+    }
+    if !moved.is_empty() {
+        crate::fsutil::sync_dir(blocks_dir)?;
+    }
+    Ok(())
+}
+
 fn load_blocks(dir: &Path) -> Result<Vec<Arc<Block>>> {
     std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
     let mut blocks = Vec::new();
@@ -272,7 +317,10 @@ impl MetricsStore {
             .map(u64::from_be_bytes)
             .unwrap_or(0);
 
-        let blocks = load_blocks(&dir.join("blocks"))?;
+        let mut blocks = load_blocks(&dir.join("blocks"))?;
+        if let Some(tier) = &options.archive {
+            finish_interrupted_moves(&dir.join("blocks"), &tier.archive, &mut blocks)?;
+        }
         let covered = blocks
             .iter()
             .map(|b| b.meta.wal_segment_upto)
@@ -360,6 +408,8 @@ impl MetricsStore {
             closed: AtomicBool::new(false),
             shutdown: Notify::new(),
             block_seq: AtomicU64::new(0),
+            archive_backoff: parking_lot::Mutex::new(archive::Backoff::default()),
+            archive_swept: AtomicBool::new(false),
         };
         store.update_gauges();
         Ok(Arc::new(store))
@@ -503,37 +553,43 @@ impl MetricsStore {
         Ok(true)
     }
 
-    /// Deletes blocks whose newest sample is older than the retention period.
+    /// Deletes blocks whose newest sample is older than the retention period (the store
+    /// without an archive; with one, [`MetricsStore::move_old_data`] moves them instead).
     pub async fn apply_retention(&self) -> Result<usize> {
         let _guard = self.compact_lock.lock().await;
         let cutoff = now_ms().saturating_sub(duration_ms(self.options.retention));
-        let expired: Vec<Arc<Block>> = {
-            let mut blocks = self.blocks.write();
-            let (old, keep): (Vec<_>, Vec<_>) = blocks
-                .drain(..)
-                .partition(|b| b.meta.num_samples > 0 && b.meta.max_time < cutoff);
-            *blocks = keep;
-            old
-        };
+        let expired: Vec<Arc<Block>> = self
+            .blocks
+            .read()
+            .iter()
+            .filter(|b| b.meta.num_samples > 0 && b.meta.max_time < cutoff)
+            .cloned()
+            .collect();
         let n = expired.len();
         if n == 0 {
             return Ok(0);
         }
+        self.delete_blocks(expired, "deleted by retention").await?;
+        self.update_gauges();
+        Ok(n)
+    }
+
+    /// Takes blocks out of the queryable list, then deletes their directories. The caller
+    /// holds `compact_lock`.
+    async fn delete_blocks(&self, doomed: Vec<Arc<Block>>, why: &'static str) -> Result<()> {
+        self.blocks
+            .write()
+            .retain(|b| !doomed.iter().any(|d| d.meta.id == b.meta.id));
         let blocks_dir = self.blocks_dir();
-        tokio::task::spawn_blocking(move || -> Result<()> {
-            for b in expired {
-                // rename first so a crash mid-delete never leaves a half block that loads
-                let doomed = blocks_dir.join(format!(".del-{}", b.meta.id));
-                std::fs::rename(&b.dir, &doomed).map_err(|e| StoreError::io(&b.dir, e))?;
-                std::fs::remove_dir_all(&doomed).map_err(|e| StoreError::io(&doomed, e))?;
-                tracing::info!(block = %b.meta.id, max_time = b.meta.max_time, "block deleted by retention");
+        tokio::task::spawn_blocking(move || {
+            for b in &doomed {
+                remove_block_dir(&blocks_dir, b)?;
+                tracing::info!(block = %b.meta.id, max_time = b.meta.max_time, "block {why}");
             }
             crate::fsutil::sync_dir(&blocks_dir)
         })
         .await
-        .map_err(|e| StoreError::Unavailable(format!("retention task failed: {e}")))??;
-        self.update_gauges();
-        Ok(n)
+        .map_err(|e| StoreError::Unavailable(format!("block deletion task failed: {e}")))?
     }
 
     /// Periodic flush, retention and compaction until [`MetricsStore::close`].
@@ -559,7 +615,10 @@ impl MetricsStore {
                     // errors are logged and counted by flush; the data stays in the head
                     let _ = store.flush().await;
                 }
-                if let Err(e) = store.apply_retention().await {
+                // errors are logged and counted by move_old_data; the blocks stay
+                if store.options.archive.is_some() {
+                    let _ = store.move_old_data().await;
+                } else if let Err(e) = store.apply_retention().await {
                     tracing::error!(error = %e, "tsdb retention failed");
                 }
                 // errors are logged and counted by compact; the source blocks stay
@@ -599,8 +658,17 @@ impl MetricsStore {
                 h.heap_bytes() as u64,
             )
         };
+        let (archive_files, archive_bytes, archive_samples) = self
+            .options
+            .archive
+            .as_ref()
+            .map(|t| t.archive.totals(archive::SIGNAL))
+            .unwrap_or_default();
         let blocks = self.blocks.read();
         StoreStats {
+            archive_files,
+            archive_bytes,
+            archive_samples,
             series,
             head_samples,
             blocks: blocks.len() as u64,
@@ -890,8 +958,10 @@ fn merge_samples(mut parts: Vec<Vec<Sample>>) -> Vec<Sample> {
     all
 }
 
-/// Where one lazily selected series' samples live: any blocks and the head.
+/// Where one lazily selected series' samples live: archive files (read at selection),
+/// any blocks and the head.
 enum LazyPart {
+    Archived(Vec<Sample>),
     Block(Arc<Block>, u32),
     Head(head::SeriesSnapshot),
 }
@@ -908,6 +978,7 @@ impl SampleSource for LazySamples {
         for part in &self.parts {
             let mut samples = Vec::new();
             match part {
+                LazyPart::Archived(s) => samples.clone_from(s),
                 LazyPart::Block(b, id) => {
                     let key = Arc::as_ptr(b) as usize;
                     b.samples_cached(*id, self.mint, self.maxt, key, cache, &mut samples)?;
@@ -939,7 +1010,7 @@ impl MetricsStore {
         mint: i64,
         maxt: i64,
         out: &mut BTreeSet<Labels>,
-    ) {
+    ) -> Result<()> {
         {
             let head = self.head.read();
             let refs = postings_for_matchers(&*head, matchers);
@@ -954,6 +1025,12 @@ impl MetricsStore {
                 }
             }
         }
+        out.extend(
+            self.archived_series(matchers, mint, maxt)?
+                .into_iter()
+                .map(|(l, _)| l),
+        );
+        Ok(())
     }
 
     fn matching_labels(
@@ -961,15 +1038,15 @@ impl MetricsStore {
         sets: &[Vec<LabelMatcher>],
         mint: i64,
         maxt: i64,
-    ) -> BTreeSet<Labels> {
+    ) -> Result<BTreeSet<Labels>> {
         let mut out = BTreeSet::new();
         if sets.is_empty() {
-            self.series_labels(&[], mint, maxt, &mut out);
+            self.series_labels(&[], mint, maxt, &mut out)?;
         }
         for set in sets {
-            self.series_labels(set, mint, maxt, &mut out);
+            self.series_labels(set, mint, maxt, &mut out)?;
         }
-        out
+        Ok(out)
     }
 }
 
@@ -995,6 +1072,9 @@ impl MetricsQuerier for MetricsStore {
             head.snapshot(&refs, mint, maxt)
         };
         let mut parts: BTreeMap<Labels, Vec<Vec<Sample>>> = BTreeMap::new();
+        for (labels, samples) in self.archived_series(matchers, mint, maxt)? {
+            parts.entry(labels).or_default().push(samples);
+        }
         for b in self.overlapping_blocks(mint, maxt) {
             let mut pages = HashMap::new();
             for id in postings_for_matchers(&*b, matchers) {
@@ -1037,6 +1117,12 @@ impl MetricsQuerier for MetricsStore {
             head.snapshot(&refs, mint, maxt)
         };
         let mut parts: BTreeMap<Labels, Vec<LazyPart>> = BTreeMap::new();
+        for (labels, samples) in self.archived_series(matchers, mint, maxt)? {
+            parts
+                .entry(labels)
+                .or_default()
+                .push(LazyPart::Archived(samples));
+        }
         for b in self.overlapping_blocks(mint, maxt) {
             for id in postings_for_matchers(&*b, matchers) {
                 if !b.has_data(id, mint, maxt) {
@@ -1065,7 +1151,10 @@ impl MetricsQuerier for MetricsStore {
     }
 
     fn series(&self, sets: &[Vec<LabelMatcher>], mint: i64, maxt: i64) -> Result<Vec<Labels>> {
-        Ok(self.matching_labels(sets, mint, maxt).into_iter().collect())
+        Ok(self
+            .matching_labels(sets, mint, maxt)?
+            .into_iter()
+            .collect())
     }
 
     fn label_names(&self, sets: &[Vec<LabelMatcher>], mint: i64, maxt: i64) -> Result<Vec<String>> {
@@ -1076,8 +1165,11 @@ impl MetricsQuerier for MetricsStore {
             for b in self.overlapping_blocks(mint, maxt) {
                 index_label_names(&*b, &mut names);
             }
+            for (l, _) in self.archived_series(&[], mint, maxt)? {
+                names.extend(l.iter().map(|x| x.name.clone()));
+            }
         } else {
-            for l in self.matching_labels(sets, mint, maxt) {
+            for l in self.matching_labels(sets, mint, maxt)? {
                 names.extend(l.iter().map(|x| x.name.clone()));
             }
         }
@@ -1097,14 +1189,21 @@ impl MetricsQuerier for MetricsStore {
             for b in self.overlapping_blocks(mint, maxt) {
                 index_label_values(&*b, name, &mut values);
             }
+            for (l, _) in self.archived_series(&[], mint, maxt)? {
+                values.extend(l.get(name).map(str::to_string));
+            }
         } else {
-            for l in self.matching_labels(sets, mint, maxt) {
+            for l in self.matching_labels(sets, mint, maxt)? {
                 if let Some(v) = l.get(name) {
                     values.insert(v.to_string());
                 }
             }
         }
         Ok(values.into_iter().collect())
+    }
+
+    fn archive_files(&self, mint: i64, maxt: i64) -> usize {
+        self.archive_files_overlapping(mint, maxt)
     }
 
     fn metadata(&self) -> Result<Vec<MetricMetadata>> {

@@ -1136,3 +1136,220 @@ async fn damaged_block_refuses_open_and_says_how_to_move_it() {
     assert!(err.contains("index checksum mismatch"), "{err}");
     assert!(err.contains("mv "), "{err}");
 }
+
+// ---- the archive tier ----------------------------------------------------------------
+
+fn archive_opts(dir: &Path, keep_for: Duration) -> MetricsStoreOptions {
+    let archive =
+        crate::archive::Archive::open(&crate::archive::ArchiveLocation::Local(dir.join("archive")))
+            .unwrap();
+    let mut o = opts(&dir.join("metrics"));
+    o.retention = Duration::from_secs(3600);
+    o.archive = Some(crate::config::ArchiveTier { archive, keep_for });
+    o
+}
+
+/// Two series with a sample a minute from 5 h to 2 h ago (one block, past the 1 h warm
+/// window), and one recent sample in a second block.
+async fn old_and_new_blocks(store: &MetricsStore) -> i64 {
+    let start = (now_ms() - 5 * 3_600_000) / 60_000 * 60_000;
+    for job in ["a", "b"] {
+        let samples: Vec<(i64, f64)> = (0..180)
+            .map(|i| {
+                (
+                    start + i * 60_000,
+                    i as f64 + if job == "a" { 0.5 } else { 0.0 },
+                )
+            })
+            .collect();
+        store
+            .append(batch(vec![series("m", job, &samples)]))
+            .await
+            .unwrap();
+    }
+    store.flush().await.unwrap();
+    store
+        .append(batch(vec![series("m", "a", &[(now_ms(), 7.0)])]))
+        .await
+        .unwrap();
+    store.flush().await.unwrap();
+    start
+}
+
+fn archive_files_on_disk(dir: &Path) -> Vec<String> {
+    fn walk(p: &Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(p).unwrap() {
+            let e = e.unwrap().path();
+            if e.is_dir() {
+                walk(&e, out);
+            } else if e.extension().is_some_and(|x| x == "parquet") {
+                out.push(e.display().to_string());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let metrics = dir.join("archive/metrics");
+    if metrics.exists() {
+        walk(&metrics, &mut out);
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn old_blocks_move_to_the_archive_and_queries_read_them_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MetricsStore::open(archive_opts(dir.path(), Duration::from_secs(86_400))).unwrap();
+    let start = old_and_new_blocks(&store).await;
+    let before = all_samples(&store, "m");
+    let before_b = store
+        .select(&[eq("job", "b")], start + 3_600_000, start + 7_200_000)
+        .unwrap();
+    let names_before = store.label_values("job", &[], i64::MIN, i64::MAX).unwrap();
+    assert_eq!(store.archive_files(i64::MIN, i64::MAX), 0);
+
+    assert_eq!(store.move_old_data().await.unwrap(), 1);
+    let stats = store.stats();
+    assert_eq!(stats.blocks, 1);
+    // 180 minutes from a minute boundary span 3 or 4 UTC hours: one file each
+    assert!((3..=4).contains(&stats.archive_files), "{stats:?}");
+    assert_eq!(stats.archive_samples, 360);
+    assert_eq!(
+        archive_files_on_disk(dir.path()).len() as u64,
+        stats.archive_files
+    );
+    assert!(archive_files_on_disk(dir.path())[0].contains("/metrics/date="));
+
+    assert_eq!(all_samples(&store, "m"), before);
+    assert_eq!(
+        store
+            .select(&[eq("job", "b")], start + 3_600_000, start + 7_200_000)
+            .unwrap(),
+        before_b
+    );
+    assert_eq!(
+        store.label_values("job", &[], i64::MIN, i64::MAX).unwrap(),
+        names_before
+    );
+    assert_eq!(
+        store
+            .series(&[vec![eq("job", "b")]], i64::MIN, i64::MAX)
+            .unwrap()
+            .len(),
+        1
+    );
+    let lazy = store
+        .select_lazy(&[eq("__name__", "m")], i64::MIN, i64::MAX)
+        .unwrap();
+    let mut cache = ReadCache::new();
+    for (l, s) in lazy.into_iter().zip(&before) {
+        assert_eq!(l.labels, s.labels);
+        let mut buf = Vec::new();
+        assert_eq!(l.load(&mut cache, &mut buf).unwrap(), s.samples.as_slice());
+    }
+    assert!(store.archive_files(start, start + 60_000) >= 1);
+    assert_eq!(store.archive_files(now_ms() - 60_000, now_ms()), 0);
+
+    // a second pass has nothing to do; a restart reads the same
+    assert_eq!(store.move_old_data().await.unwrap(), 0);
+    store.close().await.unwrap();
+    drop(store);
+    let store = MetricsStore::open(archive_opts(dir.path(), Duration::from_secs(86_400))).unwrap();
+    assert_eq!(all_samples(&store, "m"), before);
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_move_killed_after_its_manifest_step_is_finished_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MetricsStore::open(archive_opts(dir.path(), Duration::from_secs(86_400))).unwrap();
+    old_and_new_blocks(&store).await;
+    let before = all_samples(&store, "m");
+    let tier = store.options.archive.clone().unwrap();
+    let old = store.blocks.read()[0].clone();
+    let files = store.write_block_files(&tier.archive, &old).await.unwrap();
+    tier.archive.edit_manifest(|m| m.add(files)).await.unwrap();
+    // both copies are visible now: queries still show each sample once
+    assert_eq!(all_samples(&store, "m"), before);
+    drop(store); // the kill: no close, the block stays on disk
+
+    let store = open_archive_store_retrying(dir.path());
+    assert_eq!(
+        store.stats().blocks,
+        1,
+        "the archived block's local copy is gone"
+    );
+    assert!(!dir
+        .path()
+        .join("metrics/blocks")
+        .join(&old.meta.id)
+        .exists());
+    assert_eq!(all_samples(&store, "m"), before);
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_move_killed_before_its_manifest_step_is_redone_without_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = MetricsStore::open(archive_opts(dir.path(), Duration::from_secs(86_400))).unwrap();
+    old_and_new_blocks(&store).await;
+    let before = all_samples(&store, "m");
+    let tier = store.options.archive.clone().unwrap();
+    let old = store.blocks.read()[0].clone();
+    let written = store.write_block_files(&tier.archive, &old).await.unwrap();
+    // an unnamed file of a block that no longer exists: a sweep deletes it
+    tier.archive
+        .put_verified(
+            "metrics/date=2000-01-01/hour=00/part-gone.parquet",
+            bytes::Bytes::from_static(b"x"),
+        )
+        .await
+        .unwrap();
+    drop(store);
+
+    let store = open_archive_store_retrying(dir.path());
+    assert_eq!(
+        store.stats().blocks,
+        2,
+        "unnamed files do not count: the block stays"
+    );
+    assert_eq!(store.stats().archive_files, 0);
+    assert_eq!(all_samples(&store, "m"), before);
+    assert_eq!(store.move_old_data().await.unwrap(), 1);
+    let on_disk = archive_files_on_disk(dir.path());
+    assert_eq!(
+        on_disk.len(),
+        written.len(),
+        "same names, written again: {on_disk:?}"
+    );
+    assert_eq!(all_samples(&store, "m"), before);
+    store.close().await.unwrap();
+}
+
+fn open_archive_store_retrying(dir: &Path) -> Arc<MetricsStore> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match MetricsStore::open(archive_opts(dir, Duration::from_secs(86_400))) {
+            Ok(store) => return store,
+            Err(e) if Instant::now() < deadline && e.to_string().contains("lock") => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("opening the store: {e}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn archived_files_past_archive_for_are_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    // warm 1 h + archive 1 h: the block, newest sample 2 h ago, goes in and out at once
+    let store = MetricsStore::open(archive_opts(dir.path(), Duration::from_secs(3600))).unwrap();
+    old_and_new_blocks(&store).await;
+    assert_eq!(store.move_old_data().await.unwrap(), 1);
+    assert_eq!(store.stats().archive_files, 0);
+    assert!(archive_files_on_disk(dir.path()).is_empty());
+    let left = all_samples(&store, "m");
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].samples.len(), 1);
+    store.close().await.unwrap();
+}

@@ -1,0 +1,425 @@
+//! Archived metric samples as Parquet: one row per sample, sorted by series then time.
+//!
+//! ```text
+//! message lookout_metrics {
+//!   required binary metric (STRING);     -- the __name__ label ("" when absent)
+//!   required binary labels (STRING);     -- every other label, a JSON object, names sorted
+//!   required int64 timestamp (TIMESTAMP(MILLIS, true));
+//!   required double value;               -- bit-exact, staleness markers included
+//! }
+//! ```
+//!
+//! `metric` and `labels` are dictionary encoded (a series' text is stored once per row
+//! group, then one small index per row), `timestamp` is delta encoded (regular scrapes cost
+//! almost nothing), all zstd. Row groups hold up to [`ROW_GROUP_ROWS`] rows and carry min/max
+//! statistics, so a reader skips row groups by time or by metric name. See
+//! `docs/format/archive.md`.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::data_type::{ByteArray, ByteArrayType, DoubleType, Int64Type};
+use parquet::file::metadata::{KeyValue, RowGroupMetaData};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::reader::{FileReader, SerializedFileReader};
+use parquet::file::statistics::Statistics;
+use parquet::file::writer::SerializedFileWriter;
+use parquet::schema::parser::parse_message_type;
+use parquet::schema::types::ColumnPath;
+
+use crate::contract::{LabelMatcher, MatchOp};
+use crate::error::{Result, StoreError};
+use crate::model::{Label, Labels, Sample};
+
+const SCHEMA: &str = "
+message lookout_metrics {
+  required binary metric (STRING);
+  required binary labels (STRING);
+  required int64 timestamp (TIMESTAMP(MILLIS, true));
+  required double value;
+}";
+
+/// Key-value metadata naming the schema, so a reader can refuse a file it does not know.
+pub const SCHEMA_KEY: &str = "lookout.schema";
+pub const SCHEMA_VALUE: &str = "metrics/v1";
+/// Rows per row group: large enough for good compression and few footer entries, small
+/// enough that a reader's buffers stay in the tens of megabytes.
+pub const ROW_GROUP_ROWS: usize = 1 << 20;
+const ZSTD_LEVEL: i32 = 9;
+
+fn parquet_err(what: &str, e: parquet::errors::ParquetError) -> StoreError {
+    StoreError::Unavailable(format!("{what}: {e}"))
+}
+
+/// What a finished file holds.
+#[derive(Clone, Debug)]
+pub struct WrittenFile {
+    pub bytes: Bytes,
+    pub rows: u64,
+    pub series: u64,
+    pub min_time: i64,
+    pub max_time: i64,
+}
+
+/// Writes series (in label order, samples in time order) into one Parquet file in memory.
+pub struct MetricsFileWriter {
+    writer: SerializedFileWriter<Vec<u8>>,
+    metric: Vec<ByteArray>,
+    labels: Vec<ByteArray>,
+    timestamps: Vec<i64>,
+    values: Vec<f64>,
+    rows: u64,
+    series: u64,
+    min_time: i64,
+    max_time: i64,
+}
+
+impl MetricsFileWriter {
+    pub fn new() -> Result<MetricsFileWriter> {
+        let schema = Arc::new(
+            parse_message_type(SCHEMA).map_err(|e| parquet_err("archive metrics schema", e))?,
+        );
+        let zstd = ZstdLevel::try_new(ZSTD_LEVEL).map_err(|e| parquet_err("zstd level", e))?;
+        let timestamp = ColumnPath::from("timestamp");
+        let value = ColumnPath::from("value");
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(zstd))
+            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+            .set_statistics_enabled(EnabledStatistics::Chunk)
+            .set_column_dictionary_enabled(timestamp.clone(), false)
+            .set_column_encoding(timestamp, Encoding::DELTA_BINARY_PACKED)
+            .set_column_dictionary_enabled(value.clone(), false)
+            .set_column_encoding(value, Encoding::BYTE_STREAM_SPLIT)
+            .set_key_value_metadata(Some(vec![KeyValue::new(
+                SCHEMA_KEY.to_string(),
+                SCHEMA_VALUE.to_string(),
+            )]))
+            .set_created_by(format!("lookout {}", env!("CARGO_PKG_VERSION")))
+            .build();
+        let writer = SerializedFileWriter::new(Vec::new(), schema, Arc::new(props))
+            .map_err(|e| parquet_err("starting an archive file", e))?;
+        Ok(MetricsFileWriter {
+            writer,
+            metric: Vec::new(),
+            labels: Vec::new(),
+            timestamps: Vec::new(),
+            values: Vec::new(),
+            rows: 0,
+            series: 0,
+            min_time: i64::MAX,
+            max_time: i64::MIN,
+        })
+    }
+
+    /// Adds one series' samples. Call in label order; a series must not be added twice.
+    pub fn push_series(&mut self, labels: &Labels, samples: &[Sample]) -> Result<()> {
+        if samples.is_empty() {
+            return Ok(());
+        }
+        let metric = ByteArray::from(Bytes::from(
+            labels.metric_name().unwrap_or("").as_bytes().to_vec(),
+        ));
+        let rest = ByteArray::from(Bytes::from(labels_json(labels).into_bytes()));
+        self.series += 1;
+        for s in samples {
+            self.metric.push(metric.clone());
+            self.labels.push(rest.clone());
+            self.timestamps.push(s.timestamp_ms);
+            self.values.push(s.value);
+            self.min_time = self.min_time.min(s.timestamp_ms);
+            self.max_time = self.max_time.max(s.timestamp_ms);
+            if self.timestamps.len() >= ROW_GROUP_ROWS {
+                self.flush_row_group()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn flush_row_group(&mut self) -> Result<()> {
+        if self.timestamps.is_empty() {
+            return Ok(());
+        }
+        let what = "writing an archive row group";
+        let mut rg = self
+            .writer
+            .next_row_group()
+            .map_err(|e| parquet_err(what, e))?;
+        let mut column = 0;
+        while let Some(mut col) = rg.next_column().map_err(|e| parquet_err(what, e))? {
+            match column {
+                0 => col
+                    .typed::<ByteArrayType>()
+                    .write_batch(&self.metric, None, None),
+                1 => col
+                    .typed::<ByteArrayType>()
+                    .write_batch(&self.labels, None, None),
+                2 => col
+                    .typed::<Int64Type>()
+                    .write_batch(&self.timestamps, None, None),
+                _ => col
+                    .typed::<DoubleType>()
+                    .write_batch(&self.values, None, None),
+            }
+            .map_err(|e| parquet_err(what, e))?;
+            col.close().map_err(|e| parquet_err(what, e))?;
+            column += 1;
+        }
+        rg.close().map_err(|e| parquet_err(what, e))?;
+        self.rows += self.timestamps.len() as u64;
+        self.metric.clear();
+        self.labels.clear();
+        self.timestamps.clear();
+        self.values.clear();
+        Ok(())
+    }
+
+    /// Writes the last row group and the footer. `None` when no sample was added.
+    pub fn finish(mut self) -> Result<Option<WrittenFile>> {
+        self.flush_row_group()?;
+        if self.rows == 0 {
+            return Ok(None);
+        }
+        let bytes = self
+            .writer
+            .into_inner()
+            .map_err(|e| parquet_err("finishing an archive file", e))?;
+        Ok(Some(WrittenFile {
+            bytes: Bytes::from(bytes),
+            rows: self.rows,
+            series: self.series,
+            min_time: self.min_time,
+            max_time: self.max_time,
+        }))
+    }
+}
+
+/// The labels other than `__name__` as a JSON object (names in label order, i.e. sorted).
+fn labels_json(labels: &Labels) -> String {
+    let mut map = serde_json::Map::new();
+    for l in labels.iter().filter(|l| l.name != "__name__") {
+        map.insert(l.name.clone(), serde_json::Value::String(l.value.clone()));
+    }
+    serde_json::Value::Object(map).to_string()
+}
+
+fn parse_labels(metric: &[u8], json: &[u8]) -> Result<Labels> {
+    let bad = |why: String| StoreError::Unavailable(format!("archived series labels: {why}"));
+    let map: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(json).map_err(|e| bad(e.to_string()))?;
+    let mut out = Vec::with_capacity(map.len() + 1);
+    if !metric.is_empty() {
+        let name = std::str::from_utf8(metric).map_err(|e| bad(e.to_string()))?;
+        out.push(Label::new("__name__", name));
+    }
+    for (k, v) in map {
+        match v {
+            serde_json::Value::String(s) => out.push(Label::new(k, s)),
+            other => return Err(bad(format!("label {k} is {other}, not a string"))),
+        }
+    }
+    Ok(Labels::new(out))
+}
+
+/// One series read back from archive files.
+pub type ArchivedSeries = (Labels, Vec<Sample>);
+
+/// Reads the series of one file that match every matcher and have samples in
+/// `[mint, maxt]`, appending them to `out` in file order (label order).
+pub fn read_series(
+    file: Bytes,
+    matchers: &[LabelMatcher],
+    mint: i64,
+    maxt: i64,
+    out: &mut Vec<ArchivedSeries>,
+) -> Result<()> {
+    let what = "reading an archive file";
+    let reader = SerializedFileReader::new(file).map_err(|e| parquet_err(what, e))?;
+    check_schema(&reader)?;
+    let name_eq = matchers
+        .iter()
+        .find(|m| m.name == "__name__" && m.op == MatchOp::Equal)
+        .map(|m| m.value.as_bytes().to_vec());
+    let start = out.len();
+    // (metric, labels) of the series the current rows belong to, and whether it matched
+    let mut current: Option<(ByteArray, ByteArray, bool)> = None;
+    for i in 0..reader.num_row_groups() {
+        let meta = reader.metadata().row_group(i);
+        if !row_group_may_match(meta, name_eq.as_deref(), mint, maxt) {
+            current = None;
+            continue;
+        }
+        let rg = reader.get_row_group(i).map_err(|e| parquet_err(what, e))?;
+        let rows = meta.num_rows() as usize;
+        let metric = read_byte_arrays(&*rg, 0, rows)?;
+        let labels = read_byte_arrays(&*rg, 1, rows)?;
+        let mut timestamps = Vec::with_capacity(rows);
+        let mut values = Vec::with_capacity(rows);
+        read_column::<Int64Type>(&*rg, 2, rows, &mut timestamps)?;
+        read_column::<DoubleType>(&*rg, 3, rows, &mut values)?;
+        if metric.len() != rows
+            || labels.len() != rows
+            || timestamps.len() != rows
+            || values.len() != rows
+        {
+            return Err(StoreError::Unavailable(format!(
+                "{what}: row group {i} has columns of different lengths"
+            )));
+        }
+        for r in 0..rows {
+            let same = matches!(&current, Some((m, l, _)) if *m == metric[r] && *l == labels[r]);
+            if !same {
+                let parsed = parse_labels(metric[r].data(), labels[r].data())?;
+                let matched = matchers.iter().all(|m| m.matches_labels(&parsed));
+                let continues = out[start..].last().is_some_and(|(l, _)| *l == parsed);
+                if matched && !continues {
+                    out.push((parsed, Vec::new()));
+                }
+                current = Some((metric[r].clone(), labels[r].clone(), matched));
+            }
+            let t = timestamps[r];
+            if matches!(current, Some((_, _, true))) && t >= mint && t <= maxt {
+                if let Some((_, samples)) = out.last_mut() {
+                    samples.push(Sample::new(t, values[r]));
+                }
+            }
+        }
+    }
+    // drop series that matched but had no sample in range
+    let read = out.split_off(start);
+    out.extend(read.into_iter().filter(|(_, samples)| !samples.is_empty()));
+    Ok(())
+}
+
+fn check_schema(reader: &SerializedFileReader<Bytes>) -> Result<()> {
+    let kv = reader.metadata().file_metadata().key_value_metadata();
+    let schema = kv
+        .and_then(|kv| kv.iter().find(|k| k.key == SCHEMA_KEY))
+        .and_then(|k| k.value.as_deref());
+    if schema != Some(SCHEMA_VALUE) {
+        return Err(StoreError::Unavailable(format!(
+            "archive file has schema {schema:?}, this build reads {SCHEMA_VALUE}"
+        )));
+    }
+    Ok(())
+}
+
+fn row_group_may_match(meta: &RowGroupMetaData, name: Option<&[u8]>, mint: i64, maxt: i64) -> bool {
+    if let Some(Statistics::Int64(s)) = meta.column(2).statistics() {
+        if let (Some(&lo), Some(&hi)) = (s.min_opt(), s.max_opt()) {
+            if hi < mint || lo > maxt {
+                return false;
+            }
+        }
+    }
+    if let (Some(name), Some(Statistics::ByteArray(s))) = (name, meta.column(0).statistics()) {
+        if let (Some(lo), Some(hi)) = (s.min_opt(), s.max_opt()) {
+            if name < lo.data() || name > hi.data() {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+fn read_byte_arrays(
+    rg: &dyn parquet::file::reader::RowGroupReader,
+    column: usize,
+    rows: usize,
+) -> Result<Vec<ByteArray>> {
+    let mut out = Vec::with_capacity(rows);
+    read_column::<ByteArrayType>(rg, column, rows, &mut out)?;
+    Ok(out)
+}
+
+fn read_column<T: parquet::data_type::DataType>(
+    rg: &dyn parquet::file::reader::RowGroupReader,
+    column: usize,
+    rows: usize,
+    out: &mut Vec<T::T>,
+) -> Result<()> {
+    let what = "reading an archive column";
+    let reader = rg
+        .get_column_reader(column)
+        .map_err(|e| parquet_err(what, e))?;
+    let mut typed = parquet::column::reader::get_typed_column_reader::<T>(reader);
+    while out.len() < rows {
+        let (records, _, _) = typed
+            .read_records(rows - out.len(), None, None, out)
+            .map_err(|e| parquet_err(what, e))?;
+        if records == 0 {
+            break;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
+        Labels::from_pairs(pairs.iter().copied())
+    }
+
+    #[test]
+    fn round_trip_with_matchers_ranges_and_row_groups() {
+        let a = labels(&[("__name__", "up"), ("job", "api"), ("path", "/a\"b")]);
+        let b = labels(&[("__name__", "up"), ("job", "db")]);
+        let c = labels(&[("job", "nameless")]);
+        let mut series = vec![a.clone(), b.clone(), c.clone()];
+        series.sort();
+        let mut w = MetricsFileWriter::new().unwrap();
+        // a spans more than one row group
+        let many: Vec<Sample> = (0..(ROW_GROUP_ROWS as i64 + 10))
+            .map(|i| Sample::new(i * 1000, i as f64 * 0.5))
+            .collect();
+        let stale = Sample::new(5000, crate::model::stale_nan());
+        for l in &series {
+            let samples = if *l == a {
+                many.clone()
+            } else {
+                vec![Sample::new(1000, 1.0), stale]
+            };
+            w.push_series(l, &samples).unwrap();
+        }
+        let file = w.finish().unwrap().unwrap();
+        assert_eq!(file.series, 3);
+        assert_eq!(file.rows, many.len() as u64 + 4);
+        assert_eq!(file.min_time, 0);
+
+        let mut out = Vec::new();
+        read_series(file.bytes.clone(), &[], i64::MIN, i64::MAX, &mut out).unwrap();
+        assert_eq!(out.len(), 3);
+        let got_a = out.iter().find(|(l, _)| *l == a).unwrap();
+        assert_eq!(got_a.1, many, "a series across row groups reads back whole");
+        let got_b = out.iter().find(|(l, _)| *l == b).unwrap();
+        assert_eq!(got_b.1[1].value.to_bits(), stale.value.to_bits());
+
+        let up_db = [
+            LabelMatcher::new("__name__", MatchOp::Equal, "up").unwrap(),
+            LabelMatcher::new("job", MatchOp::NotEqual, "api").unwrap(),
+        ];
+        let mut out = Vec::new();
+        read_series(file.bytes.clone(), &up_db, 0, 1000, &mut out).unwrap();
+        assert_eq!(out, vec![(b.clone(), vec![Sample::new(1000, 1.0)])]);
+
+        let mut out = Vec::new();
+        let late = ROW_GROUP_ROWS as i64 * 1000;
+        read_series(file.bytes, &[], late, i64::MAX, &mut out).unwrap();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].1.len(), 10);
+    }
+
+    #[test]
+    fn refuses_a_parquet_file_of_another_schema() {
+        let err = read_series(
+            Bytes::from_static(b"PAR1 nonsense"),
+            &[],
+            0,
+            1,
+            &mut Vec::new(),
+        );
+        assert!(err.is_err());
+    }
+}

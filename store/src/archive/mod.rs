@@ -1,0 +1,523 @@
+//! The cold tier: Apache Parquet files on a local directory or an S3-compatible bucket.
+//!
+//! Map:
+//! * this file: [`Archive`], one object store (the `object_store` crate: local directory or
+//!   S3) under a prefix, the manifest that says which files make up the archive, and a small
+//!   cache of file bytes for queries. All object store I/O runs on the archive's own
+//!   single-threaded runtime (thread `archive-io`), so the synchronous query path can wait
+//!   for a read without being inside a runtime and the HTTP client never changes runtimes.
+//! * [`manifest`]: the manifest's JSON shape and its edits.
+//! * [`metrics`]: the Parquet schema of archived samples, its writer and its reader.
+//! * [`failpoint`]: `LOOKOUT_FAILPOINT=<step>` aborts the process at a named step of a move,
+//!   for the crash tests.
+//!
+//! A move to the archive (driven by the store that owns the data, see
+//! `tsdb::MetricsStore::archive_old_blocks`) is: write each file, read it back and compare,
+//! then add the files to the manifest (one atomic put), then delete the local copy. Readers
+//! only read files the manifest names, so a crash before the manifest put leaves an unnamed
+//! file that the retry overwrites (file names are derived from the source, not the time of
+//! the move), and a crash after it leaves a local copy that the next start or pass deletes.
+//! Queries that see both copies for a moment merge them by timestamp without duplicates.
+//!
+//! The format is documented in `docs/format/archive.md`.
+
+pub mod failpoint;
+pub mod manifest;
+pub mod metrics;
+pub(crate) mod telemetry;
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
+use parking_lot::{Mutex, RwLock};
+
+use crate::error::{Result, StoreError};
+pub use manifest::{FileEntry, Manifest};
+
+/// Where the archive lives.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ArchiveLocation {
+    /// A local directory (created if missing).
+    Local(PathBuf),
+    /// An S3-compatible bucket. Credentials not given here come from the usual AWS
+    /// environment variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, ...).
+    S3 {
+        endpoint: Option<String>,
+        bucket: String,
+        prefix: String,
+        region: Option<String>,
+        access_key_id: Option<String>,
+        secret_access_key: Option<String>,
+    },
+}
+
+impl std::fmt::Display for ArchiveLocation {
+    /// Names the place without credentials, for logs and errors.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ArchiveLocation::Local(dir) => write!(f, "{}", dir.display()),
+            ArchiveLocation::S3 {
+                endpoint,
+                bucket,
+                prefix,
+                ..
+            } => {
+                write!(f, "s3://{bucket}/{prefix}")?;
+                if let Some(e) = endpoint {
+                    write!(f, " at {e}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+const MANIFEST_NAME: &str = "manifest.json";
+/// File bytes kept for queries, so a dashboard refreshing over archived hours does not fetch
+/// the same objects again and again.
+const CACHE_BYTES: usize = 256 * 1024 * 1024;
+
+/// The archive: an object store, its manifest and a read cache. Cheap to share.
+pub struct Archive {
+    store: Arc<dyn ObjectStore>,
+    prefix: ObjectPath,
+    location: String,
+    io: tokio::runtime::Handle,
+    /// `None` until the manifest has been read: nothing is archived or deleted before
+    /// that, so a manifest that could not be read is never overwritten by an empty one.
+    manifest: RwLock<Option<Manifest>>,
+    /// Serializes manifest edits (read-modify-put).
+    manifest_edit: tokio::sync::Mutex<()>,
+    cache: Mutex<FileCache>,
+}
+
+impl std::fmt::Debug for Archive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Archive")
+            .field("location", &self.location)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Archive {
+    /// Opens the archive and tries once to read its manifest (see [`Archive::ensure_manifest`]
+    /// for later tries). Errors only for a configuration that cannot work (a local directory
+    /// that cannot be created, an S3 setting the client refuses).
+    pub fn open(location: &ArchiveLocation) -> Result<Arc<Archive>> {
+        let (store, prefix): (Arc<dyn ObjectStore>, ObjectPath) = match location {
+            ArchiveLocation::Local(dir) => {
+                std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+                let fs = LocalFileSystem::new_with_prefix(dir).map_err(|e| {
+                    StoreError::BadRequest(format!("archive directory {}: {e}", dir.display()))
+                })?;
+                (Arc::new(fs), ObjectPath::default())
+            }
+            ArchiveLocation::S3 {
+                endpoint,
+                bucket,
+                prefix,
+                region,
+                access_key_id,
+                secret_access_key,
+            } => {
+                let mut b = AmazonS3Builder::from_env()
+                    .with_bucket_name(bucket)
+                    .with_retry(RetryConfig {
+                        max_retries: 4,
+                        retry_timeout: Duration::from_secs(60),
+                        ..RetryConfig::default()
+                    });
+                if let Some(e) = endpoint {
+                    // MinIO, Ceph, moto and most other S3 servers want path-style addresses
+                    b = b
+                        .with_endpoint(e)
+                        .with_allow_http(e.starts_with("http://"))
+                        .with_virtual_hosted_style_request(false);
+                }
+                if let Some(r) = region {
+                    b = b.with_region(r);
+                }
+                if let Some(k) = access_key_id {
+                    b = b.with_access_key_id(k);
+                }
+                if let Some(s) = secret_access_key {
+                    b = b.with_secret_access_key(s);
+                }
+                let s3 = b
+                    .build()
+                    .map_err(|e| StoreError::BadRequest(format!("archive bucket {bucket}: {e}")))?;
+                (Arc::new(s3), ObjectPath::from(prefix.trim_matches('/')))
+            }
+        };
+        let archive = Arc::new(Archive {
+            store,
+            prefix,
+            location: location.to_string(),
+            io: io_runtime()?,
+            manifest: RwLock::new(None),
+            manifest_edit: tokio::sync::Mutex::new(()),
+            cache: Mutex::new(FileCache::default()),
+        });
+        if let Err(e) = archive.run_blocking({
+            let a = Arc::clone(&archive);
+            async move { a.load_manifest().await }
+        }) {
+            tracing::warn!(archive = %archive.location, error = %e,
+                "archive manifest not readable yet; archiving waits and queries skip the archive until it is");
+        }
+        Ok(archive)
+    }
+
+    /// Where the archive is, without credentials.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    fn object_path(&self, relative: &str) -> ObjectPath {
+        let mut p = self.prefix.clone();
+        for part in relative.split('/') {
+            p = p.join(part);
+        }
+        p
+    }
+
+    /// Runs `fut` on the archive's runtime and waits for it, from any thread (a query
+    /// worker, a blocking pool thread or a runtime worker: it only blocks this thread).
+    fn run_blocking<T: Send + 'static>(
+        &self,
+        fut: impl std::future::Future<Output = Result<T>> + Send + 'static,
+    ) -> Result<T> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.io.spawn(async move {
+            let _ = tx.send(fut.await);
+        });
+        rx.recv()
+            .map_err(|_| StoreError::Unavailable("archive i/o runtime stopped".to_string()))?
+    }
+
+    /// Runs `fut` on the archive's runtime, for async callers.
+    async fn run<T: Send + 'static>(
+        &self,
+        fut: impl std::future::Future<Output = Result<T>> + Send + 'static,
+    ) -> Result<T> {
+        self.io
+            .spawn(fut)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("archive i/o task failed: {e}")))?
+    }
+
+    async fn load_manifest(&self) -> Result<()> {
+        let store = Arc::clone(&self.store);
+        let path = self.object_path(MANIFEST_NAME);
+        let location = self.location.clone();
+        let loaded = self
+            .run(async move {
+                match store.get(&path).await {
+                    Ok(got) => {
+                        let bytes = got
+                            .bytes()
+                            .await
+                            .map_err(|e| object_err(&location, &path, e))?;
+                        Manifest::decode(&bytes).map_err(|reason| StoreError::Corrupt {
+                            path: PathBuf::from(format!("{location}/{path}")),
+                            reason,
+                        })
+                    }
+                    Err(object_store::Error::NotFound { .. }) => Ok(Manifest::default()),
+                    Err(e) => Err(object_err(&location, &path, e)),
+                }
+            })
+            .await?;
+        telemetry::set_manifest_gauges(&loaded);
+        tracing::info!(archive = %self.location, files = loaded.files.len(), "archive manifest read");
+        *self.manifest.write() = Some(loaded);
+        Ok(())
+    }
+
+    /// Reads the manifest if it has not been read yet; true once it has.
+    pub async fn ensure_manifest(&self) -> bool {
+        if self.manifest.read().is_some() {
+            return true;
+        }
+        let _edit = self.manifest_edit.lock().await;
+        if self.manifest.read().is_some() {
+            return true;
+        }
+        match self.load_manifest().await {
+            Ok(()) => true,
+            Err(e) => {
+                telemetry::ERRORS
+                    .with_label_values(&["manifest_read"])
+                    .inc();
+                tracing::warn!(archive = %self.location, error = %e, "reading the archive manifest failed");
+                false
+            }
+        }
+    }
+
+    /// Whether the manifest has been read (archive contents are known).
+    pub fn ready(&self) -> bool {
+        self.manifest.read().is_some()
+    }
+
+    /// Files of `signal` whose time range overlaps `[mint, maxt]`, oldest first.
+    pub fn files(&self, signal: &str, mint: i64, maxt: i64) -> Vec<FileEntry> {
+        match &*self.manifest.read() {
+            Some(m) => m.overlapping(signal, mint, maxt),
+            None => Vec::new(),
+        }
+    }
+
+    /// Whether the manifest already holds the files made from `source` (a local block or
+    /// partition), i.e. whether its move got past the manifest step.
+    pub fn has_source(&self, signal: &str, source: &str) -> bool {
+        self.manifest
+            .read()
+            .as_ref()
+            .is_some_and(|m| m.has_source(signal, source))
+    }
+
+    /// Every source of `signal` the manifest names.
+    pub fn sources(&self, signal: &str) -> Vec<String> {
+        self.manifest
+            .read()
+            .as_ref()
+            .map(|m| m.sources(signal))
+            .unwrap_or_default()
+    }
+
+    /// Totals per signal: files, bytes, rows.
+    pub fn totals(&self, signal: &str) -> (u64, u64, u64) {
+        self.manifest
+            .read()
+            .as_ref()
+            .map(|m| m.totals(signal))
+            .unwrap_or_default()
+    }
+
+    /// Writes one file and reads it back; succeeds only if the stored bytes are the ones
+    /// written. Writing the same path again replaces the file (a retried move).
+    pub async fn put_verified(&self, relative: &str, bytes: Bytes) -> Result<()> {
+        let store = Arc::clone(&self.store);
+        let path = self.object_path(relative);
+        let location = self.location.clone();
+        let result = self
+            .run(async move {
+                store
+                    .put(&path, PutPayload::from(bytes.clone()))
+                    .await
+                    .map_err(|e| object_err(&location, &path, e))?;
+                let back = store
+                    .get(&path)
+                    .await
+                    .map_err(|e| object_err(&location, &path, e))?
+                    .bytes()
+                    .await
+                    .map_err(|e| object_err(&location, &path, e))?;
+                if back != bytes {
+                    return Err(StoreError::Unavailable(format!(
+                        "archive {location}: {path} reads back {} bytes that differ from the {} written",
+                        back.len(),
+                        bytes.len()
+                    )));
+                }
+                Ok(bytes.len())
+            })
+            .await;
+        match result {
+            Ok(n) => {
+                telemetry::WRITES.with_label_values(&["ok"]).inc();
+                telemetry::WRITTEN_BYTES.inc_by(n as u64);
+                Ok(())
+            }
+            Err(e) => {
+                telemetry::WRITES.with_label_values(&["error"]).inc();
+                Err(e)
+            }
+        }
+    }
+
+    /// Applies `edit` to the manifest and stores it (one put, atomic for readers of the
+    /// store). The in-memory manifest changes only once the put succeeded.
+    pub async fn edit_manifest(&self, edit: impl FnOnce(&mut Manifest)) -> Result<()> {
+        let _edit = self.manifest_edit.lock().await;
+        let mut next = match &*self.manifest.read() {
+            Some(m) => m.clone(),
+            None => {
+                return Err(StoreError::Unavailable(format!(
+                    "archive {}: manifest not read yet",
+                    self.location
+                )))
+            }
+        };
+        edit(&mut next);
+        let encoded = Bytes::from(next.encode());
+        let store = Arc::clone(&self.store);
+        let path = self.object_path(MANIFEST_NAME);
+        let location = self.location.clone();
+        let put = self
+            .run(async move {
+                store
+                    .put(&path, PutPayload::from(encoded))
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| object_err(&location, &path, e))
+            })
+            .await;
+        if let Err(e) = put {
+            telemetry::ERRORS
+                .with_label_values(&["manifest_write"])
+                .inc();
+            return Err(e);
+        }
+        telemetry::set_manifest_gauges(&next);
+        *self.manifest.write() = Some(next);
+        Ok(())
+    }
+
+    /// Deletes files (after the manifest stopped naming them). A file already gone is fine.
+    pub async fn delete(&self, relatives: Vec<String>) -> Result<()> {
+        for relative in relatives {
+            self.cache.lock().remove(&relative);
+            let store = Arc::clone(&self.store);
+            let path = self.object_path(&relative);
+            let location = self.location.clone();
+            self.run(async move {
+                match store.delete(&path).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                    Err(e) => Err(object_err(&location, &path, e)),
+                }
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Every object under `dir/` (relative paths), for the sweep of files a crashed move
+    /// left unnamed.
+    pub async fn list(&self, dir: &str) -> Result<Vec<String>> {
+        use futures::TryStreamExt;
+        let store = Arc::clone(&self.store);
+        let base = self.object_path(dir);
+        let prefix_parts = self.prefix.parts().count();
+        let location = self.location.clone();
+        self.run(async move {
+            let metas: Vec<object_store::ObjectMeta> = store
+                .list(Some(&base))
+                .try_collect()
+                .await
+                .map_err(|e| object_err(&location, &base, e))?;
+            Ok(metas
+                .into_iter()
+                .map(|m| {
+                    m.location
+                        .parts()
+                        .skip(prefix_parts)
+                        .map(|p| p.as_ref().to_string())
+                        .collect::<Vec<_>>()
+                        .join("/")
+                })
+                .collect())
+        })
+        .await
+    }
+
+    /// A file's bytes, from the cache or the store. Blocking: for the query path.
+    pub fn read_blocking(&self, relative: &str) -> Result<Bytes> {
+        if let Some(b) = self.cache.lock().get(relative) {
+            return Ok(b);
+        }
+        let store = Arc::clone(&self.store);
+        let path = self.object_path(relative);
+        let location = self.location.clone();
+        let bytes = self
+            .run_blocking(async move {
+                store
+                    .get(&path)
+                    .await
+                    .map_err(|e| object_err(&location, &path, e))?
+                    .bytes()
+                    .await
+                    .map_err(|e| object_err(&location, &path, e))
+            })
+            .inspect_err(|_| telemetry::ERRORS.with_label_values(&["read"]).inc())?;
+        telemetry::READ_BYTES.inc_by(bytes.len() as u64);
+        self.cache.lock().insert(relative, bytes.clone());
+        Ok(bytes)
+    }
+}
+
+fn object_err(location: &str, path: &ObjectPath, e: object_store::Error) -> StoreError {
+    StoreError::Unavailable(format!("archive {location}: {path}: {e}"))
+}
+
+/// The archive's I/O runtime: one thread that lives as long as the process (a runtime must
+/// not be dropped inside another one, which shutting the server down would do).
+fn io_runtime() -> Result<tokio::runtime::Handle> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name("archive-io".to_string())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            };
+            let _ = tx.send(Ok(rt.handle().clone()));
+            rt.block_on(std::future::pending::<()>());
+        })
+        .map_err(|e| StoreError::Unavailable(format!("starting the archive i/o thread: {e}")))?;
+    rx.recv()
+        .map_err(|_| StoreError::Unavailable("archive i/o thread exited".to_string()))?
+        .map_err(|e| StoreError::Unavailable(format!("archive i/o runtime: {e}")))
+}
+
+/// Recently read files, evicted oldest first past [`CACHE_BYTES`].
+#[derive(Default)]
+struct FileCache {
+    files: HashMap<String, Bytes>,
+    order: VecDeque<String>,
+    bytes: usize,
+}
+
+impl FileCache {
+    fn get(&self, path: &str) -> Option<Bytes> {
+        self.files.get(path).cloned()
+    }
+
+    fn insert(&mut self, path: &str, bytes: Bytes) {
+        if bytes.len() > CACHE_BYTES / 4 || self.files.contains_key(path) {
+            return;
+        }
+        self.bytes += bytes.len();
+        self.files.insert(path.to_string(), bytes);
+        self.order.push_back(path.to_string());
+        while self.bytes > CACHE_BYTES {
+            let Some(old) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(b) = self.files.remove(&old) {
+                self.bytes -= b.len();
+            }
+        }
+    }
+
+    fn remove(&mut self, path: &str) {
+        if let Some(b) = self.files.remove(path) {
+            self.bytes -= b.len();
+            self.order.retain(|p| p != path);
+        }
+    }
+}
