@@ -1758,6 +1758,31 @@ mod tests {
         assert!(matches!(c.storage.archive, ArchiveConfig::S3 { ref bucket, .. } if bucket == "b"));
         let errors = parse_err("storage:\n  archive: { type: ftp }\n");
         assert!(errors[0].message.contains("ftp"), "{errors:?}");
+        let c = parse_ok(
+            "storage:\n  archive: { type: s3, bucket: b, endpoint: 'http://minio:9000', access_key_id: AK, secret_access_key: SK }\n",
+        );
+        assert!(
+            !format!("{c:?}").contains("SK"),
+            "the secret key is never printed"
+        );
+        match c.storage.archive.location(Path::new("/data")) {
+            store::archive::ArchiveLocation::S3 {
+                access_key_id,
+                secret_access_key,
+                endpoint,
+                ..
+            } => {
+                assert_eq!(access_key_id.as_deref(), Some("AK"));
+                assert_eq!(secret_access_key.as_deref(), Some("SK"));
+                assert_eq!(endpoint.as_deref(), Some("http://minio:9000"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let local = parse_ok("storage:\n  data_dir: /d\n").storage;
+        assert_eq!(
+            local.archive.location(&local.data_dir),
+            store::archive::ArchiveLocation::Local(PathBuf::from("/d/archive"))
+        );
     }
 
     #[test]

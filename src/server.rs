@@ -131,6 +131,9 @@ impl MetricsQuerier for LazyStore {
     fn archive_files(&self, mint: i64, maxt: i64) -> usize {
         self.get().map_or(0, |s| s.archive_files(mint, maxt))
     }
+    fn storage_stats(&self) -> Option<store::tsdb::StoreStats> {
+        self.get().ok().map(|s| s.stats())
+    }
 }
 
 /// The trace store as handlers see it: unavailable until opened, like [`LazyStore`].

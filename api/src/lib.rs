@@ -84,6 +84,7 @@ pub fn router(querier: Arc<dyn MetricsQuerier>, opts: ApiOptions) -> Router {
             get(handlers::format_query).post(handlers::format_query),
         )
         .route("/api/v1/status/buildinfo", get(handlers::buildinfo))
+        .route("/api/v1/status/tsdb", get(handlers::tsdb_status))
         .with_state(state)
 }
 

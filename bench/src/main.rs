@@ -27,6 +27,7 @@
 // tests may unwrap: a panic there is the failure report
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod archive;
 mod error;
 mod fleet;
 mod generate;
@@ -87,6 +88,10 @@ enum Cmd {
     /// term/phrase/trace-id search latency with every answer checked; zstd -3 and a plain
     /// tantivy indexer over the same corpus in the same run.
     Logs(logs::LogsArgs),
+    /// The metrics archive tier, in process: the query benchmark's fleet appended to a
+    /// store, flushed into 2 h blocks, every block moved to Parquet; warm and archive bytes
+    /// per sample, the move's throughput, one selection read from each tier.
+    Archive(archive::ArchiveArgs),
     /// Alerting rules: 1,000 rules at 15 s over 104k series in Lookout and Prometheus
     /// (their own last-evaluation durations, median of rounds), then Lookout's end-to-end
     /// latency from the remote write of a triggering sample to a fake DingTalk robot.
@@ -217,6 +222,10 @@ fn main() -> std::process::ExitCode {
         },
         Cmd::Rules(r) => match tokio::runtime::Runtime::new() {
             Ok(rt) => rt.block_on(rules::run(r)),
+            Err(e) => Err(BenchError::io("tokio runtime", e)),
+        },
+        Cmd::Archive(a) => match tokio::runtime::Runtime::new() {
+            Ok(rt) => rt.block_on(archive::run(a)),
             Err(e) => Err(BenchError::io("tokio runtime", e)),
         },
         Cmd::Ui(u) => match tokio::runtime::Runtime::new() {

@@ -226,6 +226,12 @@ pub trait MetricsQuerier: Send + Sync {
     fn archive_files(&self, _mint: i64, _maxt: i64) -> usize {
         0
     }
+
+    /// Size of each storage tier, for `/api/v1/status/tsdb`; `None` for a querier that is
+    /// not a store.
+    fn storage_stats(&self) -> Option<crate::tsdb::StoreStats> {
+        None
+    }
 }
 
 /// Where a [`LazySeries`] reads its samples from.

@@ -9,7 +9,7 @@
 
 mod cases;
 mod compare;
-mod load;
+pub mod load;
 mod report;
 mod state;
 

@@ -41,8 +41,8 @@ use parking_lot::{Mutex, RwLock};
 use crate::error::{Result, StoreError};
 pub use manifest::{FileEntry, Manifest};
 
-/// Where the archive lives.
-#[derive(Clone, Debug, PartialEq)]
+/// Where the archive lives. `Debug` and `Display` name the place, never the credentials.
+#[derive(Clone, PartialEq)]
 pub enum ArchiveLocation {
     /// A local directory (created if missing).
     Local(PathBuf),
@@ -56,6 +56,12 @@ pub enum ArchiveLocation {
         access_key_id: Option<String>,
         secret_access_key: Option<String>,
     },
+}
+
+impl std::fmt::Debug for ArchiveLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ArchiveLocation({self})")
+    }
 }
 
 impl std::fmt::Display for ArchiveLocation {
@@ -80,6 +86,9 @@ impl std::fmt::Display for ArchiveLocation {
 }
 
 const MANIFEST_NAME: &str = "manifest.json";
+/// How long a start waits for the manifest before going on without the archive (the mover
+/// keeps trying).
+const OPEN_WAIT: Duration = Duration::from_secs(5);
 /// File bytes kept for queries, so a dashboard refreshing over archived hours does not fetch
 /// the same objects again and again.
 const CACHE_BYTES: usize = 256 * 1024 * 1024;
@@ -114,9 +123,12 @@ impl Archive {
         let (store, prefix): (Arc<dyn ObjectStore>, ObjectPath) = match location {
             ArchiveLocation::Local(dir) => {
                 std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
-                let fs = LocalFileSystem::new_with_prefix(dir).map_err(|e| {
-                    StoreError::BadRequest(format!("archive directory {}: {e}", dir.display()))
-                })?;
+                // fsync: a file (or manifest) must be on disk before the local copy goes
+                let fs = LocalFileSystem::new_with_prefix(dir)
+                    .map_err(|e| {
+                        StoreError::BadRequest(format!("archive directory {}: {e}", dir.display()))
+                    })?
+                    .with_fsync(true);
                 (Arc::new(fs), ObjectPath::default())
             }
             ArchiveLocation::S3 {
@@ -129,9 +141,12 @@ impl Archive {
             } => {
                 let mut b = AmazonS3Builder::from_env()
                     .with_bucket_name(bucket)
+                    // a short retry per request: the mover retries whole moves with its
+                    // own backoff, and a start must not wait minutes for a bucket that
+                    // is down
                     .with_retry(RetryConfig {
-                        max_retries: 4,
-                        retry_timeout: Duration::from_secs(60),
+                        max_retries: 3,
+                        retry_timeout: Duration::from_secs(15),
                         ..RetryConfig::default()
                     });
                 if let Some(e) = endpoint {
@@ -165,10 +180,20 @@ impl Archive {
             manifest_edit: tokio::sync::Mutex::new(()),
             cache: Mutex::new(FileCache::default()),
         });
-        if let Err(e) = archive.run_blocking({
+        let first_read = archive.run_blocking({
             let a = Arc::clone(&archive);
-            async move { a.load_manifest().await }
-        }) {
+            async move {
+                tokio::time::timeout(OPEN_WAIT, a.load_manifest())
+                    .await
+                    .map_err(|_| {
+                        StoreError::Unavailable(format!("no answer in {}s", OPEN_WAIT.as_secs()))
+                    })?
+            }
+        });
+        if let Err(e) = first_read {
+            telemetry::ERRORS
+                .with_label_values(&["manifest_read"])
+                .inc();
             tracing::warn!(archive = %archive.location, error = %e,
                 "archive manifest not readable yet; archiving waits and queries skip the archive until it is");
         }

@@ -1206,6 +1206,10 @@ impl MetricsQuerier for MetricsStore {
         self.archive_files_overlapping(mint, maxt)
     }
 
+    fn storage_stats(&self) -> Option<StoreStats> {
+        Some(self.stats())
+    }
+
     fn metadata(&self) -> Result<Vec<MetricMetadata>> {
         let mut out: Vec<MetricMetadata> = self.metadata.read().values().cloned().collect();
         out.sort_by(|a, b| a.metric_family.cmp(&b.metric_family));
