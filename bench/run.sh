@@ -36,11 +36,17 @@
 #   bench/run.sh rules               # about 15 minutes
 #   bench/run.sh rules --quick       # 2,080 series, 200 rules: checks the harness in about 3 minutes
 #   bench/run.sh rules --help        # every flag
+#
+# Metrics archive tier (in process: the query benchmark's fleet into 2 h blocks, then every
+# block moved to Parquet; warm and archive bytes per sample, move throughput, selections
+# from each tier; writes bench/results/archive-latest.json):
+#   bench/run.sh archive             # 104,000 series x 6 h: about 3 minutes
+#   bench/run.sh archive --help      # every flag
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 subcommand=run
-if [[ "${1:-}" == "query" || "${1:-}" == "traces" || "${1:-}" == "logs" || "${1:-}" == "rules" ]]; then
+if [[ "${1:-}" == "query" || "${1:-}" == "traces" || "${1:-}" == "logs" || "${1:-}" == "rules" || "${1:-}" == "archive" ]]; then
     subcommand=$1
     shift
 fi
@@ -61,7 +67,7 @@ fi
 
 packages=(prometheus victoria-metrics)
 if [[ "$subcommand" == "query" || "$subcommand" == "rules" ]]; then packages=(prometheus); fi
-if [[ "$subcommand" == "traces" || "$subcommand" == "logs" ]]; then packages=(); fi
+if [[ "$subcommand" == "traces" || "$subcommand" == "logs" || "$subcommand" == "archive" ]]; then packages=(); fi
 missing=()
 for pkg in "${packages[@]+"${packages[@]}"}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -73,7 +79,7 @@ if ((${#missing[@]})); then
     "${sudo_cmd[@]}" apt-get update -q
     DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -q "${missing[@]}"
 fi
-if [[ "$subcommand" != "traces" && "$subcommand" != "logs" ]]; then
+if [[ "$subcommand" != "traces" && "$subcommand" != "logs" && "$subcommand" != "archive" ]]; then
     echo "prometheus: $(prometheus --version 2>&1 | head -n1)" >&2
 fi
 if [[ "$subcommand" == "run" ]]; then

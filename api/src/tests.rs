@@ -249,6 +249,14 @@ async fn stats_only_when_asked() {
     // `up` at 120 reads the api series' 3 samples and the web series' 1
     assert_eq!(stats["samples"]["totalQueryableSamples"], 4, "{body}");
     assert!(stats["samples"]["peakSamples"].as_u64() > Some(0), "{body}");
+    // an in-memory querier has no archive tier
+    assert_eq!(stats["archive"]["filesRead"], 0, "{body}");
+    let (status, body) = get("/api/v1/status/tsdb").await;
+    assert_eq!(
+        status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "not a store: {body}"
+    );
     for key in [
         "evalTotalTime",
         "resultSortTime",

@@ -241,8 +241,8 @@ pub fn read_series(
         .find(|m| m.name == "__name__" && m.op == MatchOp::Equal)
         .map(|m| m.value.as_bytes().to_vec());
     let start = out.len();
-    // (metric, labels) of the series the current rows belong to, and whether it matched
-    let mut current: Option<(ByteArray, ByteArray, bool)> = None;
+    // (metric, labels) of the series the current rows belong to, and its labels if it matches
+    let mut current: Option<(ByteArray, ByteArray, Option<Labels>)> = None;
     for i in 0..reader.num_row_groups() {
         let meta = reader.metadata().row_group(i);
         if !row_group_may_match(meta, name_eq.as_deref(), mint, maxt) {
@@ -253,35 +253,56 @@ pub fn read_series(
         let rows = meta.num_rows() as usize;
         let metric = read_byte_arrays(&*rg, 0, rows)?;
         let labels = read_byte_arrays(&*rg, 1, rows)?;
-        let mut timestamps = Vec::with_capacity(rows);
-        let mut values = Vec::with_capacity(rows);
-        read_column::<Int64Type>(&*rg, 2, rows, &mut timestamps)?;
-        read_column::<DoubleType>(&*rg, 3, rows, &mut values)?;
-        if metric.len() != rows
-            || labels.len() != rows
-            || timestamps.len() != rows
-            || values.len() != rows
-        {
+        if metric.len() != rows || labels.len() != rows {
             return Err(StoreError::Unavailable(format!(
                 "{what}: row group {i} has columns of different lengths"
             )));
         }
+        // the series of this row group: (first row, labels if it matches)
+        let mut runs: Vec<(usize, Option<Labels>)> = Vec::new();
         for r in 0..rows {
-            let same = matches!(&current, Some((m, l, _)) if *m == metric[r] && *l == labels[r]);
-            if !same {
-                let parsed = parse_labels(metric[r].data(), labels[r].data())?;
-                let matched = matchers.iter().all(|m| m.matches_labels(&parsed));
-                let continues = out[start..].last().is_some_and(|(l, _)| *l == parsed);
-                if matched && !continues {
-                    out.push((parsed, Vec::new()));
+            match &current {
+                Some((m, l, matched)) if *m == metric[r] && *l == labels[r] => {
+                    if r == 0 {
+                        // a series continued from the previous row group
+                        runs.push((0, matched.clone()));
+                    }
                 }
-                current = Some((metric[r].clone(), labels[r].clone(), matched));
+                _ => {
+                    let parsed = parse_labels(metric[r].data(), labels[r].data())?;
+                    let matched = matchers
+                        .iter()
+                        .all(|m| m.matches_labels(&parsed))
+                        .then_some(parsed);
+                    runs.push((r, matched.clone()));
+                    current = Some((metric[r].clone(), labels[r].clone(), matched));
+                }
             }
-            let t = timestamps[r];
-            if matches!(current, Some((_, _, true))) && t >= mint && t <= maxt {
-                if let Some((_, samples)) = out.last_mut() {
-                    samples.push(Sample::new(t, values[r]));
-                }
+        }
+        if runs.iter().all(|(_, l)| l.is_none()) {
+            continue; // nothing here matches: time and value pages are not decompressed
+        }
+        let mut timestamps = Vec::with_capacity(rows);
+        let mut values = Vec::with_capacity(rows);
+        read_column::<Int64Type>(&*rg, 2, rows, &mut timestamps)?;
+        read_column::<DoubleType>(&*rg, 3, rows, &mut values)?;
+        if timestamps.len() != rows || values.len() != rows {
+            return Err(StoreError::Unavailable(format!(
+                "{what}: row group {i} has columns of different lengths"
+            )));
+        }
+        for (k, (first, matched)) in runs.iter().enumerate() {
+            let Some(labels) = matched else { continue };
+            let end = runs.get(k + 1).map_or(rows, |(next, _)| *next);
+            if out[start..].last().is_none_or(|(l, _)| l != labels) {
+                out.push((labels.clone(), Vec::new()));
+            }
+            if let Some((_, samples)) = out.last_mut() {
+                samples.extend(
+                    (*first..end)
+                        .filter(|&r| timestamps[r] >= mint && timestamps[r] <= maxt)
+                        .map(|r| Sample::new(timestamps[r], values[r])),
+                );
             }
         }
     }

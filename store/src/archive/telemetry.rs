@@ -84,8 +84,11 @@ pub static PENDING: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     .unwrap_or_else(|e| fail("lookout_archive_pending", e))
 });
 
+/// The signals the archive holds files of.
+const SIGNALS: &[&str] = &["metrics"];
+
 pub fn set_manifest_gauges(m: &Manifest) {
-    for signal in ["metrics"] {
+    for &signal in SIGNALS {
         let (files, bytes, _) = m.totals(signal);
         FILES.with_label_values(&[signal]).set(files as i64);
         BYTES.with_label_values(&[signal]).set(bytes as i64);

@@ -289,18 +289,26 @@ impl MetricsStore {
         let Some(tier) = self.archive_tier() else {
             return Ok(Vec::new());
         };
-        let mut out = Vec::new();
-        for f in tier.archive.files(SIGNAL, mint, maxt) {
-            let bytes = tier.archive.read_blocking(&f.path)?;
-            read_series(bytes, matchers, mint, maxt, &mut out).map_err(|e| {
-                StoreError::Unavailable(format!(
-                    "archive {}: {}: {e}",
-                    tier.archive.location(),
-                    f.path
-                ))
-            })?;
-        }
-        Ok(out)
+        // files are independent: fetched and decoded on every core, kept in file order
+        use rayon::prelude::*;
+        let per_file: Vec<Vec<ArchivedSeries>> = tier
+            .archive
+            .files(SIGNAL, mint, maxt)
+            .par_iter()
+            .map(|f| {
+                let bytes = tier.archive.read_blocking(&f.path)?;
+                let mut out = Vec::new();
+                read_series(bytes, matchers, mint, maxt, &mut out).map_err(|e| {
+                    StoreError::Unavailable(format!(
+                        "archive {}: {}: {e}",
+                        tier.archive.location(),
+                        f.path
+                    ))
+                })?;
+                Ok(out)
+            })
+            .collect::<Result<_>>()?;
+        Ok(per_file.into_iter().flatten().collect())
     }
 
     /// Archive files a selection of `[mint, maxt]` reads.
