@@ -16,6 +16,7 @@ use store::{LabelMatcher, MatchOp, MetricsAppender, MetricsQuerier, MetricsStore
 
 use crate::error::{BenchError, Result};
 use crate::fleet::{Fleet, FleetParams};
+use crate::now_ms;
 use crate::procstat;
 use crate::query::load::BLOCK_MS;
 
@@ -236,11 +237,4 @@ pub async fn run(args: ArchiveArgs) -> Result<()> {
     crate::report::write_json(&args.results, &report)?;
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

@@ -177,7 +177,8 @@ struct RunArgs {
     results: PathBuf,
 }
 
-fn now_ms() -> i64 {
+/// Wall-clock Unix milliseconds (every benchmark stamps its data and results with it).
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)

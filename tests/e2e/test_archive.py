@@ -197,6 +197,14 @@ def s3_config(port: int) -> dict:
     }
 
 
+def start_bucket(tmp_path: Path, port: int, env: dict):
+    """A moto S3 server on `port` with an empty bucket `lookout-archive`, and a client."""
+    moto = start_moto(tmp_path, port)
+    client = s3_client(port, env)
+    client.create_bucket(Bucket="lookout-archive")
+    return moto, client
+
+
 def s3_client(port: int, env: dict):
     import boto3
 
@@ -221,10 +229,8 @@ def s3_tables(client) -> list:
 
 def test_metrics_move_to_s3_and_answer_the_same(lookout_factory, tmp_path, s3_env):
     port = free_port()
-    moto = start_moto(tmp_path, port)
+    moto, client = start_bucket(tmp_path, port, s3_env)
     try:
-        client = s3_client(port, s3_env)
-        client.create_bucket(Bucket="lookout-archive")
         lookout = lookout_factory(s3_config(port), start=False)
         lookout.start(env=s3_env)
         end_ms = int(time.time() * 1000)
@@ -256,10 +262,8 @@ def test_unreachable_s3_keeps_data_local_then_catches_up(lookout_factory, tmp_pa
     assert answers(lookout, end_ms / 1000) == before
     assert "archive" in lookout.log_tail(200)
 
-    moto = start_moto(tmp_path, port)
+    moto, client = start_bucket(tmp_path, port, s3_env)
     try:
-        client = s3_client(port, s3_env)
-        client.create_bucket(Bucket="lookout-archive")
         # the mover's backoff doubles up to 5 minutes; this test's failures are few
         wait_archived(lookout, series, timeout=120)
         assert answers(lookout, end_ms / 1000) == before

@@ -20,6 +20,7 @@ use clap::Args;
 
 use crate::error::{BenchError, Result};
 use crate::fleet::{FleetParams, JOBS};
+use crate::now_ms;
 use crate::servers::{Binaries, ServerHandle, ServerKind};
 use report::{Dataset, QueryResults};
 
@@ -123,13 +124,6 @@ impl QueryArgs {
             seed: self.seed,
         }
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 fn dataset_path(work: &Path) -> PathBuf {

@@ -23,6 +23,7 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::error::{BenchError, Result};
+use crate::now_ms;
 use crate::procstat;
 use crate::servers::{self, Binaries, ServerHandle, ServerKind};
 use generate::{Generator, Request};
@@ -119,13 +120,6 @@ impl TracesArgs {
         }
         Ok(())
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// Gap between trace starts: about what the server's rate gives in real time.

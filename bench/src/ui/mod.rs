@@ -22,6 +22,7 @@ use clap::Args;
 use serde::Serialize;
 
 use crate::error::{BenchError, Result};
+use crate::now_ms;
 use crate::otlp_http::{self, Export, Items};
 use crate::servers::{Binaries, ServerHandle, ServerKind};
 use data::{LogRequest, TraceRequest};
@@ -284,13 +285,6 @@ impl UiResults {
         }
         s
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 fn http_err(url: &str, e: impl std::fmt::Display) -> BenchError {

@@ -1259,14 +1259,27 @@ async fn old_blocks_move_to_the_archive_and_queries_read_them_the_same() {
     store.close().await.unwrap();
 }
 
-#[tokio::test]
-async fn a_move_killed_after_its_manifest_step_is_finished_at_open() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = MetricsStore::open(archive_opts(dir.path(), Duration::from_secs(86_400))).unwrap();
+/// A store with an archive, an old block (the first) and a new one, and what it holds.
+async fn store_with_old_block(
+    dir: &Path,
+) -> (
+    Arc<MetricsStore>,
+    Vec<Series>,
+    crate::config::ArchiveTier,
+    Arc<Block>,
+) {
+    let store = MetricsStore::open(archive_opts(dir, Duration::from_secs(86_400))).unwrap();
     old_and_new_blocks(&store).await;
     let before = all_samples(&store, "m");
     let tier = store.options.archive.clone().unwrap();
     let old = store.blocks.read()[0].clone();
+    (store, before, tier, old)
+}
+
+#[tokio::test]
+async fn a_move_killed_after_its_manifest_step_is_finished_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, before, tier, old) = store_with_old_block(dir.path()).await;
     let files = store.write_block_files(&tier.archive, &old).await.unwrap();
     tier.archive.edit_manifest(|m| m.add(files)).await.unwrap();
     // both copies are visible now: queries still show each sample once
@@ -1291,11 +1304,7 @@ async fn a_move_killed_after_its_manifest_step_is_finished_at_open() {
 #[tokio::test]
 async fn a_move_killed_before_its_manifest_step_is_redone_without_duplicates() {
     let dir = tempfile::tempdir().unwrap();
-    let store = MetricsStore::open(archive_opts(dir.path(), Duration::from_secs(86_400))).unwrap();
-    old_and_new_blocks(&store).await;
-    let before = all_samples(&store, "m");
-    let tier = store.options.archive.clone().unwrap();
-    let old = store.blocks.read()[0].clone();
+    let (store, before, tier, old) = store_with_old_block(dir.path()).await;
     let written = store.write_block_files(&tier.archive, &old).await.unwrap();
     // an unnamed file of a block that no longer exists: a sweep deletes it
     tier.archive
