@@ -75,7 +75,8 @@ fn matcher(name: &str, value: &str) -> Result<LabelMatcher> {
     LabelMatcher::new(name, MatchOp::Equal, value).map_err(|e| store_err("matcher", e))
 }
 
-fn store_err(what: &str, e: store::StoreError) -> BenchError {
+/// A failed store call, or a check of its results that failed.
+fn store_err(what: &str, e: impl std::fmt::Display) -> BenchError {
     BenchError::Server {
         server: "lookout store".into(),
         reason: format!("{what}: {e}"),
@@ -140,10 +141,10 @@ pub async fn run(args: ArchiveArgs) -> Result<()> {
     if warm.block_samples != samples {
         return Err(store_err(
             "load",
-            store::StoreError::Unavailable(format!(
+            format!(
                 "{} samples in blocks, {samples} appended",
                 warm.block_samples
-            )),
+            ),
         ));
     }
 
@@ -183,10 +184,10 @@ pub async fn run(args: ArchiveArgs) -> Result<()> {
     if moved as u64 != warm.blocks || cold.archive_samples != samples || cold.blocks != 0 {
         return Err(store_err(
             "move",
-            store::StoreError::Unavailable(format!(
+            format!(
                 "moved {moved} of {} blocks; archive holds {} of {samples} samples",
                 warm.blocks, cold.archive_samples
-            )),
+            ),
         ));
     }
     let archive_answers = timed_selects(&store)?;
@@ -197,7 +198,7 @@ pub async fn run(args: ArchiveArgs) -> Result<()> {
     {
         return Err(store_err(
             "select",
-            store::StoreError::Unavailable("archive answer differs from the warm one".into()),
+            "archive answer differs from the warm one",
         ));
     }
     let selects = warm_answers

@@ -48,6 +48,14 @@ def push(lookout, series) -> None:
             assert r.status_code == 204, r.text
 
 
+def push_fleet(lookout) -> tuple[list, float, dict]:
+    """Pushes two hours up to now; returns the series, their end and the answers then."""
+    end_ms = int(time.time() * 1000)
+    series = pushed_series(end_ms)
+    push(lookout, series)
+    return series, end_ms / 1000, answers(lookout, end_ms / 1000)
+
+
 def answers(lookout, end_s: float) -> dict:
     """The queries compared before and after the move."""
     start_s = end_s - SPAN_MS / 1000
@@ -140,11 +148,7 @@ WARM = {"storage": {"metrics": {"warm_for": "10s", "flush_interval": "1s"}}}
 
 def test_metrics_move_to_a_local_archive_and_answer_the_same(lookout_factory):
     lookout = lookout_factory(WARM)
-    end_ms = int(time.time() * 1000)
-    series = pushed_series(end_ms)
-    push(lookout, series)
-    end_s = end_ms / 1000
-    before = answers(lookout, end_s)
+    series, end_s, before = push_fleet(lookout)
     assert len(before["rate"]) == 2 and len(before["raw"]) == 2
     tiers = wait_archived(lookout, series)
     assert tiers["archive"]["files"] >= 2 and tiers["archive"]["bytes"] > 0
@@ -233,12 +237,9 @@ def test_metrics_move_to_s3_and_answer_the_same(lookout_factory, tmp_path, s3_en
     try:
         lookout = lookout_factory(s3_config(port), start=False)
         lookout.start(env=s3_env)
-        end_ms = int(time.time() * 1000)
-        series = pushed_series(end_ms)
-        push(lookout, series)
-        before = answers(lookout, end_ms / 1000)
+        series, end_s, before = push_fleet(lookout)
         wait_archived(lookout, series)
-        assert answers(lookout, end_ms / 1000) == before
+        assert answers(lookout, end_s) == before
         check_parquet(s3_tables(client), series)
         assert not local_files(lookout.data_dir), "an S3 archive writes nothing locally"
     finally:
@@ -250,23 +251,20 @@ def test_unreachable_s3_keeps_data_local_then_catches_up(lookout_factory, tmp_pa
     port = free_port()  # nothing listens here yet
     lookout = lookout_factory(s3_config(port), start=False)
     lookout.start(env=s3_env)
-    end_ms = int(time.time() * 1000)
-    series = pushed_series(end_ms)
-    push(lookout, series)
-    before = answers(lookout, end_ms / 1000)
+    series, end_s, before = push_fleet(lookout)
     wait_until(lambda: sum(self_metrics(lookout, "lookout_archive_errors_total").values()) >= 1,
                timeout=60, what="archive errors counted")
     time.sleep(12)  # past the warm window: the blocks are due, and must stay
     tiers = tsdb_tiers(lookout)
     assert tiers["warm"]["blocks"] >= 1 and tiers["archive"]["files"] == 0
-    assert answers(lookout, end_ms / 1000) == before
+    assert answers(lookout, end_s) == before
     assert "archive" in lookout.log_tail(200)
 
     moto, client = start_bucket(tmp_path, port, s3_env)
     try:
         # the mover's backoff doubles up to 5 minutes; this test's failures are few
         wait_archived(lookout, series, timeout=120)
-        assert answers(lookout, end_ms / 1000) == before
+        assert answers(lookout, end_s) == before
         check_parquet(s3_tables(client), series)
     finally:
         moto.terminate()

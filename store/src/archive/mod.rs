@@ -244,17 +244,11 @@ impl Archive {
         let location = self.location.clone();
         let loaded = self
             .run(async move {
-                match store.get(&path).await {
-                    Ok(got) => {
-                        let bytes = got
-                            .bytes()
-                            .await
-                            .map_err(|e| object_err(&location, &path, e))?;
-                        Manifest::decode(&bytes).map_err(|reason| StoreError::Corrupt {
-                            path: PathBuf::from(format!("{location}/{path}")),
-                            reason,
-                        })
-                    }
+                match fetch(&*store, &path).await {
+                    Ok(bytes) => Manifest::decode(&bytes).map_err(|reason| StoreError::Corrupt {
+                        path: PathBuf::from(format!("{location}/{path}")),
+                        reason,
+                    }),
                     Err(object_store::Error::NotFound { .. }) => Ok(Manifest::default()),
                     Err(e) => Err(object_err(&location, &path, e)),
                 }
@@ -339,11 +333,7 @@ impl Archive {
                     .put(&path, PutPayload::from(bytes.clone()))
                     .await
                     .map_err(|e| object_err(&location, &path, e))?;
-                let back = store
-                    .get(&path)
-                    .await
-                    .map_err(|e| object_err(&location, &path, e))?
-                    .bytes()
+                let back = fetch(&*store, &path)
                     .await
                     .map_err(|e| object_err(&location, &path, e))?;
                 if back != bytes {
@@ -464,11 +454,7 @@ impl Archive {
         let location = self.location.clone();
         let bytes = self
             .run_blocking(async move {
-                store
-                    .get(&path)
-                    .await
-                    .map_err(|e| object_err(&location, &path, e))?
-                    .bytes()
+                fetch(&*store, &path)
                     .await
                     .map_err(|e| object_err(&location, &path, e))
             })
@@ -477,6 +463,11 @@ impl Archive {
         self.cache.lock().insert(relative, bytes.clone());
         Ok(bytes)
     }
+}
+
+/// The whole object at `path`.
+async fn fetch(store: &dyn ObjectStore, path: &ObjectPath) -> object_store::Result<Bytes> {
+    store.get(path).await?.bytes().await
 }
 
 fn object_err(location: &str, path: &ObjectPath, e: object_store::Error) -> StoreError {

@@ -114,11 +114,15 @@ impl MetricsStore {
 
     /// One pass of the tier mover, from the background loop: blocks past the warm window
     /// move to the archive (or are deleted when there is no archive), then archived files
-    /// past `archive_for` are deleted. Failures are logged and counted, the data stays where
-    /// it is, and the next try waits (1 s doubling to 5 min).
+    /// past `archive_for` are deleted. Failures are logged (failed moves also counted), the
+    /// data stays where it is, and the next move waits (1 s doubling to 5 min).
     pub async fn move_old_data(&self) -> Result<usize> {
         let Some(tier) = self.archive_tier() else {
-            return self.apply_retention().await;
+            let result = self.apply_retention().await;
+            if let Err(e) = &result {
+                tracing::error!(error = %e, "tsdb retention failed");
+            }
+            return result;
         };
         if Instant::now() < self.archive_backoff.lock().next_try {
             return Ok(0);

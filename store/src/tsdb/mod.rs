@@ -615,12 +615,8 @@ impl MetricsStore {
                     // errors are logged and counted by flush; the data stays in the head
                     let _ = store.flush().await;
                 }
-                // errors are logged and counted by move_old_data; the blocks stay
-                if store.options.archive.is_some() {
-                    let _ = store.move_old_data().await;
-                } else if let Err(e) = store.apply_retention().await {
-                    tracing::error!(error = %e, "tsdb retention failed");
-                }
+                // errors are logged (and counted) by move_old_data; the blocks stay
+                let _ = store.move_old_data().await;
                 // errors are logged and counted by compact; the source blocks stay
                 let _ = store.compact().await;
             }
