@@ -29,7 +29,7 @@ use collector::logs::{LogIngest, LogLimits, LogMetricsConfig};
 use collector::otlp::traces::{TraceIngest, TraceLimits};
 use collector::scrape::ScrapeManager;
 use store::config::MetricsStoreOptions;
-use store::contract::LazySeries;
+use store::contract::{LazySeries, RollupAggregate, RollupSelection};
 use store::logs::{
     FieldSummary, FieldsRequest, HistogramBucket, HistogramRequest, LogAppendReport, LogBatch,
     LogRecord, LogSearch, LogStore, LogStoreOptions, LogsAppender, LogsQuerier,
@@ -127,6 +127,17 @@ impl MetricsQuerier for LazyStore {
     }
     fn metadata(&self) -> store::Result<Vec<MetricMetadata>> {
         self.get()?.metadata()
+    }
+    fn select_rollup(
+        &self,
+        matchers: &[LabelMatcher],
+        mint: i64,
+        maxt: i64,
+        resolution_ms: i64,
+        agg: RollupAggregate,
+    ) -> store::Result<Option<RollupSelection>> {
+        self.get()?
+            .select_rollup(matchers, mint, maxt, resolution_ms, agg)
     }
     fn archive_files(&self, mint: i64, maxt: i64) -> usize {
         self.get().map_or(0, |s| s.archive_files(mint, maxt))

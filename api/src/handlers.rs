@@ -243,7 +243,7 @@ pub async fn tsdb_status(State(state): AppState) -> Result<Response, ApiError> {
     })
     .await?;
     let data = format!(
-        "{{\"headStats\":{{\"numSeries\":{}}},\"tiers\":{{\"hot\":{{\"series\":{},\"samples\":{},\"bytes\":{},\"walBytes\":{}}},\"warm\":{{\"blocks\":{},\"samples\":{},\"bytes\":{}}},\"archive\":{{\"files\":{},\"samples\":{},\"bytes\":{}}}}}}}",
+        "{{\"headStats\":{{\"numSeries\":{}}},\"tiers\":{{\"hot\":{{\"series\":{},\"samples\":{},\"bytes\":{},\"walBytes\":{}}},\"warm\":{{\"blocks\":{},\"samples\":{},\"bytes\":{}}},\"archive\":{{\"files\":{},\"samples\":{},\"bytes\":{},\"rollups\":{{\"files\":{},\"bytes\":{}}}}}}}}}",
         s.series,
         s.series,
         s.head_samples,
@@ -255,6 +255,8 @@ pub async fn tsdb_status(State(state): AppState) -> Result<Response, ApiError> {
         s.archive_files,
         s.archive_samples,
         s.archive_bytes,
+        s.rollup_files,
+        s.rollup_bytes,
     );
     Ok(success(&data, &[]))
 }

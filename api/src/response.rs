@@ -235,7 +235,7 @@ fn write_stats(out: &mut String, stats: &QueryStats) {
     let eval = stats.eval_time + stats.sort_time;
     let total = stats.prepare_time + eval;
     out.push_str(&format!(
-        ",\"stats\":{{\"timings\":{{\"evalTotalTime\":{},\"resultSortTime\":{},\"queryPreparationTime\":{},\"innerEvalTime\":{},\"execQueueTime\":0,\"execTotalTime\":{}}},\"samples\":{{\"totalQueryableSamples\":{},\"peakSamples\":{}}},\"archive\":{{\"filesRead\":{}}}}}",
+        ",\"stats\":{{\"timings\":{{\"evalTotalTime\":{},\"resultSortTime\":{},\"queryPreparationTime\":{},\"innerEvalTime\":{},\"execQueueTime\":0,\"execTotalTime\":{}}},\"samples\":{{\"totalQueryableSamples\":{},\"peakSamples\":{}}},\"archive\":{{\"filesRead\":{},\"resolution\":\"{}\"}}}}",
         secs(eval),
         secs(stats.sort_time),
         secs(stats.prepare_time),
@@ -244,6 +244,9 @@ fn write_stats(out: &mut String, stats: &QueryStats) {
         stats.total_samples,
         stats.peak_samples,
         stats.archive_files,
+        stats
+            .rollup_resolution_ms
+            .map_or_else(|| "raw".to_string(), store::archive::rollup::resolution_name),
     ));
 }
 

@@ -172,6 +172,31 @@ impl LabelMatcher {
 }
 
 /// Read access to stored metrics. Time bounds are inclusive milliseconds.
+/// The window widths archived metrics are downsampled to, finest first.
+pub const ROLLUP_RESOLUTIONS_MS: [i64; 2] = [5 * 60_000, 60 * 60_000];
+
+/// Which aggregate of downsampled windows a query reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RollupAggregate {
+    /// The reset-free running total of a counter (for `rate`, `increase`).
+    Counter,
+    Min,
+    Max,
+    Sum,
+    Count,
+    Last,
+    /// `sum / count` of each window.
+    Mean,
+}
+
+/// What [`MetricsQuerier::select_rollup`] read.
+#[derive(Clone, Debug, Default)]
+pub struct RollupSelection {
+    pub series: Vec<Series>,
+    /// Rollup files read, for query stats.
+    pub files: usize,
+}
+
 pub trait MetricsQuerier: Send + Sync {
     /// Every series matching all `matchers` that has samples in `[mint, maxt]`, with those
     /// samples in time order (staleness markers included), sorted by labels.
@@ -221,6 +246,22 @@ pub trait MetricsQuerier: Send + Sync {
 
     /// Metadata per metric family, as last reported by ingest.
     fn metadata(&self) -> Result<Vec<MetricMetadata>>;
+
+    /// The synthetic series of rollup aggregate `agg` at `resolution_ms` (one of
+    /// [`ROLLUP_RESOLUTIONS_MS`]) for the series matching `matchers` in `[mint, maxt]`: a
+    /// point per archived window, then the raw samples not archived yet (see
+    /// `archive::rollup`). `None` when the range reads no archived data or some of it has no
+    /// rollups: the caller reads raw samples instead.
+    fn select_rollup(
+        &self,
+        _matchers: &[LabelMatcher],
+        _mint: i64,
+        _maxt: i64,
+        _resolution_ms: i64,
+        _agg: RollupAggregate,
+    ) -> Result<Option<RollupSelection>> {
+        Ok(None)
+    }
 
     /// Archive (cold tier) files a selection of `[mint, maxt]` reads, for query stats.
     fn archive_files(&self, _mint: i64, _maxt: i64) -> usize {

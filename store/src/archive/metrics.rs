@@ -32,6 +32,8 @@ use crate::contract::{LabelMatcher, MatchOp};
 use crate::error::{Result, StoreError};
 use crate::model::{Label, Labels, Sample};
 
+use super::rollup::Rollup;
+
 const SCHEMA: &str = "
 message lookout_metrics {
   required binary metric (STRING);
@@ -40,9 +42,26 @@ message lookout_metrics {
   required double value;
 }";
 
+/// A rollup file: one row per series and window, at the time of the window's last sample.
+/// See [`super::rollup`].
+const ROLLUP_SCHEMA: &str = "
+message lookout_metrics_rollup {
+  required binary metric (STRING);
+  required binary labels (STRING);
+  required int64 timestamp (TIMESTAMP(MILLIS, true));
+  required int64 count;
+  required double sum;
+  required double min;
+  required double max;
+  required double first;
+  required double last;
+  required double increase;
+}";
+
 /// Key-value metadata naming the schema, so a reader can refuse a file it does not know.
 pub const SCHEMA_KEY: &str = "lookout.schema";
 pub const SCHEMA_VALUE: &str = "metrics/v1";
+pub const ROLLUP_SCHEMA_VALUE: &str = "metrics-rollup/v1";
 /// Rows per row group: large enough for good compression and few footer entries, small
 /// enough that a reader's buffers stay in the tens of megabytes.
 pub const ROW_GROUP_ROWS: usize = 1 << 20;
@@ -62,13 +81,48 @@ pub struct WrittenFile {
     pub max_time: i64,
 }
 
-/// Writes series (in label order, samples in time order) into one Parquet file in memory.
+/// The two file layouts: raw samples, or rollups. Both start with `metric`, `labels` and
+/// `timestamp`; then come the integer columns, then the doubles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Layout {
+    Samples,
+    Rollups,
+}
+
+impl Layout {
+    fn schema(self) -> (&'static str, &'static str) {
+        match self {
+            Layout::Samples => (SCHEMA, SCHEMA_VALUE),
+            Layout::Rollups => (ROLLUP_SCHEMA, ROLLUP_SCHEMA_VALUE),
+        }
+    }
+
+    /// Integer columns after `labels` (the first is `timestamp`).
+    fn int_columns(self) -> &'static [&'static str] {
+        match self {
+            Layout::Samples => &["timestamp"],
+            Layout::Rollups => &["timestamp", "count"],
+        }
+    }
+
+    fn double_columns(self) -> &'static [&'static str] {
+        match self {
+            Layout::Samples => &["value"],
+            Layout::Rollups => &["sum", "min", "max", "first", "last", "increase"],
+        }
+    }
+}
+
+/// Writes series (in label order, rows in time order) into one Parquet file in memory:
+/// [`MetricsFileWriter::new`] for samples, [`MetricsFileWriter::rollups`] for rollups.
 pub struct MetricsFileWriter {
+    layout: Layout,
     writer: SerializedFileWriter<Vec<u8>>,
     metric: Vec<ByteArray>,
     labels: Vec<ByteArray>,
-    timestamps: Vec<i64>,
-    values: Vec<f64>,
+    /// One buffer per integer column, `timestamp` first.
+    ints: Vec<Vec<i64>>,
+    doubles: Vec<Vec<f64>>,
     rows: u64,
     series: u64,
     min_time: i64,
@@ -77,34 +131,50 @@ pub struct MetricsFileWriter {
 
 impl MetricsFileWriter {
     pub fn new() -> Result<MetricsFileWriter> {
+        Self::with_layout(Layout::Samples)
+    }
+
+    pub fn rollups() -> Result<MetricsFileWriter> {
+        Self::with_layout(Layout::Rollups)
+    }
+
+    fn with_layout(layout: Layout) -> Result<MetricsFileWriter> {
+        let (schema, schema_name) = layout.schema();
         let schema = Arc::new(
-            parse_message_type(SCHEMA).map_err(|e| parquet_err("archive metrics schema", e))?,
+            parse_message_type(schema).map_err(|e| parquet_err("archive metrics schema", e))?,
         );
         let zstd = ZstdLevel::try_new(ZSTD_LEVEL).map_err(|e| parquet_err("zstd level", e))?;
-        let timestamp = ColumnPath::from("timestamp");
-        let value = ColumnPath::from("value");
-        let props = WriterProperties::builder()
+        let mut props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(zstd))
             .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
             .set_statistics_enabled(EnabledStatistics::Chunk)
-            .set_column_dictionary_enabled(timestamp.clone(), false)
-            .set_column_encoding(timestamp, Encoding::DELTA_BINARY_PACKED)
-            .set_column_dictionary_enabled(value.clone(), false)
-            .set_column_encoding(value, Encoding::BYTE_STREAM_SPLIT)
             .set_key_value_metadata(Some(vec![KeyValue::new(
                 SCHEMA_KEY.to_string(),
-                SCHEMA_VALUE.to_string(),
+                schema_name.to_string(),
             )]))
-            .set_created_by(format!("lookout {}", env!("CARGO_PKG_VERSION")))
-            .build();
-        let writer = SerializedFileWriter::new(Vec::new(), schema, Arc::new(props))
+            .set_created_by(format!("lookout {}", env!("CARGO_PKG_VERSION")));
+        // times and counts step regularly: deltas; measurements: byte-stream split
+        for name in layout.int_columns() {
+            let path = ColumnPath::from(*name);
+            props = props
+                .set_column_dictionary_enabled(path.clone(), false)
+                .set_column_encoding(path, Encoding::DELTA_BINARY_PACKED);
+        }
+        for name in layout.double_columns() {
+            let path = ColumnPath::from(*name);
+            props = props
+                .set_column_dictionary_enabled(path.clone(), false)
+                .set_column_encoding(path, Encoding::BYTE_STREAM_SPLIT);
+        }
+        let writer = SerializedFileWriter::new(Vec::new(), schema, Arc::new(props.build()))
             .map_err(|e| parquet_err("starting an archive file", e))?;
         Ok(MetricsFileWriter {
+            layout,
             writer,
             metric: Vec::new(),
             labels: Vec::new(),
-            timestamps: Vec::new(),
-            values: Vec::new(),
+            ints: vec![Vec::new(); layout.int_columns().len()],
+            doubles: vec![Vec::new(); layout.double_columns().len()],
             rows: 0,
             series: 0,
             min_time: i64::MAX,
@@ -114,7 +184,30 @@ impl MetricsFileWriter {
 
     /// Adds one series' samples. Call in label order; a series must not be added twice.
     pub fn push_series(&mut self, labels: &Labels, samples: &[Sample]) -> Result<()> {
-        if samples.is_empty() {
+        debug_assert_eq!(self.layout, Layout::Samples);
+        self.push_rows(labels, samples, |s| ([s.timestamp_ms, 0], [s.value; 6]))
+    }
+
+    /// Adds one series' rollups, in the same order as [`MetricsFileWriter::push_series`].
+    pub fn push_rollups(&mut self, labels: &Labels, rollups: &[Rollup]) -> Result<()> {
+        debug_assert_eq!(self.layout, Layout::Rollups);
+        self.push_rows(labels, rollups, |r| {
+            (
+                [r.timestamp_ms, r.count as i64],
+                [r.sum, r.min, r.max, r.first, r.last, r.increase],
+            )
+        })
+    }
+
+    /// Adds rows of one series; `columns` gives a row's integer and double columns (only as
+    /// many as the layout has are kept).
+    fn push_rows<R>(
+        &mut self,
+        labels: &Labels,
+        rows: &[R],
+        columns: impl Fn(&R) -> ([i64; 2], [f64; 6]),
+    ) -> Result<()> {
+        if rows.is_empty() {
             return Ok(());
         }
         let metric = ByteArray::from(Bytes::from(
@@ -122,14 +215,19 @@ impl MetricsFileWriter {
         ));
         let rest = ByteArray::from(Bytes::from(labels_json(labels).into_bytes()));
         self.series += 1;
-        for s in samples {
+        for row in rows {
+            let (ints, doubles) = columns(row);
             self.metric.push(metric.clone());
             self.labels.push(rest.clone());
-            self.timestamps.push(s.timestamp_ms);
-            self.values.push(s.value);
-            self.min_time = self.min_time.min(s.timestamp_ms);
-            self.max_time = self.max_time.max(s.timestamp_ms);
-            if self.timestamps.len() >= ROW_GROUP_ROWS {
+            for (buf, v) in self.ints.iter_mut().zip(ints) {
+                buf.push(v);
+            }
+            for (buf, v) in self.doubles.iter_mut().zip(doubles) {
+                buf.push(v);
+            }
+            self.min_time = self.min_time.min(ints[0]);
+            self.max_time = self.max_time.max(ints[0]);
+            if self.metric.len() >= ROW_GROUP_ROWS {
                 self.flush_row_group()?;
             }
         }
@@ -137,7 +235,7 @@ impl MetricsFileWriter {
     }
 
     fn flush_row_group(&mut self) -> Result<()> {
-        if self.timestamps.is_empty() {
+        if self.metric.is_empty() {
             return Ok(());
         }
         let what = "writing an archive row group";
@@ -145,6 +243,7 @@ impl MetricsFileWriter {
             .writer
             .next_row_group()
             .map_err(|e| parquet_err(what, e))?;
+        let (texts, ints) = (2, 2 + self.ints.len());
         let mut column = 0;
         while let Some(mut col) = rg.next_column().map_err(|e| parquet_err(what, e))? {
             match column {
@@ -154,27 +253,31 @@ impl MetricsFileWriter {
                 1 => col
                     .typed::<ByteArrayType>()
                     .write_batch(&self.labels, None, None),
-                2 => col
-                    .typed::<Int64Type>()
-                    .write_batch(&self.timestamps, None, None),
-                _ => col
-                    .typed::<DoubleType>()
-                    .write_batch(&self.values, None, None),
+                c if c < ints => col.typed::<Int64Type>().write_batch(
+                    self.ints.get(c - texts).map_or(&[], |v| v.as_slice()),
+                    None,
+                    None,
+                ),
+                c => col.typed::<DoubleType>().write_batch(
+                    self.doubles.get(c - ints).map_or(&[], |v| v.as_slice()),
+                    None,
+                    None,
+                ),
             }
             .map_err(|e| parquet_err(what, e))?;
             col.close().map_err(|e| parquet_err(what, e))?;
             column += 1;
         }
         rg.close().map_err(|e| parquet_err(what, e))?;
-        self.rows += self.timestamps.len() as u64;
+        self.rows += self.metric.len() as u64;
         self.metric.clear();
         self.labels.clear();
-        self.timestamps.clear();
-        self.values.clear();
+        self.ints.iter_mut().for_each(Vec::clear);
+        self.doubles.iter_mut().for_each(Vec::clear);
         Ok(())
     }
 
-    /// Writes the last row group and the footer. `None` when no sample was added.
+    /// Writes the last row group and the footer. `None` when no row was added.
     pub fn finish(mut self) -> Result<Option<WrittenFile>> {
         self.flush_row_group()?;
         if self.rows == 0 {
@@ -224,6 +327,9 @@ fn parse_labels(metric: &[u8], json: &[u8]) -> Result<Labels> {
 /// One series read back from archive files.
 pub type ArchivedSeries = (Labels, Vec<Sample>);
 
+/// One series' rollups read back from archive files.
+pub type ArchivedRollups = (Labels, Vec<Rollup>);
+
 /// Reads the series of one file that match every matcher and have samples in
 /// `[mint, maxt]`, appending them to `out` in file order (label order).
 pub fn read_series(
@@ -233,9 +339,87 @@ pub fn read_series(
     maxt: i64,
     out: &mut Vec<ArchivedSeries>,
 ) -> Result<()> {
+    read_rows(Layout::Samples, file, matchers, mint, maxt, out, |rg, rows| {
+        let mut timestamps = Vec::with_capacity(rows);
+        let mut values = Vec::with_capacity(rows);
+        read_column::<Int64Type>(rg, 2, rows, &mut timestamps)?;
+        read_column::<DoubleType>(rg, 3, rows, &mut values)?;
+        check_rows(rows, &[timestamps.len(), values.len()])?;
+        Ok(timestamps
+            .into_iter()
+            .zip(values)
+            .map(|(t, v)| (t, Sample::new(t, v)))
+            .collect())
+    })
+}
+
+/// [`read_series`] for a rollup file: the rollups of `[mint, maxt]` of matching series.
+pub fn read_rollups(
+    file: Bytes,
+    matchers: &[LabelMatcher],
+    mint: i64,
+    maxt: i64,
+    out: &mut Vec<ArchivedRollups>,
+) -> Result<()> {
+    read_rows(Layout::Rollups, file, matchers, mint, maxt, out, |rg, rows| {
+        let mut ints = [Vec::with_capacity(rows), Vec::with_capacity(rows)];
+        for (i, col) in ints.iter_mut().enumerate() {
+            read_column::<Int64Type>(rg, 2 + i, rows, col)?;
+        }
+        let mut doubles: [Vec<f64>; 6] = Default::default();
+        for (i, col) in doubles.iter_mut().enumerate() {
+            read_column::<DoubleType>(rg, 4 + i, rows, col)?;
+        }
+        let lengths: Vec<usize> = ints
+            .iter()
+            .map(Vec::len)
+            .chain(doubles.iter().map(Vec::len))
+            .collect();
+        check_rows(rows, &lengths)?;
+        let [t, c] = &ints;
+        let [sum, min, max, first, last, inc] = &doubles;
+        Ok((0..rows)
+            .map(|r| {
+                let rollup = Rollup {
+                    timestamp_ms: t[r],
+                    count: c[r].max(0) as u64,
+                    sum: sum[r],
+                    min: min[r],
+                    max: max[r],
+                    first: first[r],
+                    last: last[r],
+                    increase: inc[r],
+                };
+                (t[r], rollup)
+            })
+            .collect())
+    })
+}
+
+fn check_rows(rows: usize, lengths: &[usize]) -> Result<()> {
+    if lengths.iter().any(|&l| l != rows) {
+        return Err(StoreError::Unavailable(
+            "reading an archive file: a row group has columns of different lengths".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Reads the rows of the series matching every matcher with times in `[mint, maxt]`, in
+/// file order. `decode` reads a row group's time and measurement columns into one row per
+/// file row, with the row's time; it is only called for row groups where a series matches.
+fn read_rows<R>(
+    layout: Layout,
+    file: Bytes,
+    matchers: &[LabelMatcher],
+    mint: i64,
+    maxt: i64,
+    out: &mut Vec<(Labels, Vec<R>)>,
+    decode: impl Fn(&dyn parquet::file::reader::RowGroupReader, usize) -> Result<Vec<(i64, R)>>,
+) -> Result<()> {
     let what = "reading an archive file";
     let reader = SerializedFileReader::new(file).map_err(|e| parquet_err(what, e))?;
-    check_schema(&reader)?;
+    check_schema(&reader, layout.schema().1)?;
     let name_eq = matchers
         .iter()
         .find(|m| m.name == "__name__" && m.op == MatchOp::Equal)
@@ -253,11 +437,7 @@ pub fn read_series(
         let rows = meta.num_rows() as usize;
         let metric = read_byte_arrays(&*rg, 0, rows)?;
         let labels = read_byte_arrays(&*rg, 1, rows)?;
-        if metric.len() != rows || labels.len() != rows {
-            return Err(StoreError::Unavailable(format!(
-                "{what}: row group {i} has columns of different lengths"
-            )));
-        }
+        check_rows(rows, &[metric.len(), labels.len()])?;
         // the series of this row group: (first row, labels if it matches)
         let mut runs: Vec<(usize, Option<Labels>)> = Vec::new();
         for r in 0..rows {
@@ -282,44 +462,40 @@ pub fn read_series(
         if runs.iter().all(|(_, l)| l.is_none()) {
             continue; // nothing here matches: time and value pages are not decompressed
         }
-        let mut timestamps = Vec::with_capacity(rows);
-        let mut values = Vec::with_capacity(rows);
-        read_column::<Int64Type>(&*rg, 2, rows, &mut timestamps)?;
-        read_column::<DoubleType>(&*rg, 3, rows, &mut values)?;
-        if timestamps.len() != rows || values.len() != rows {
-            return Err(StoreError::Unavailable(format!(
-                "{what}: row group {i} has columns of different lengths"
-            )));
-        }
+        // runs cover the row group's rows from 0, one after the other
+        let mut decoded = decode(&*rg, rows)?.into_iter();
         for (k, (first, matched)) in runs.iter().enumerate() {
-            let Some(labels) = matched else { continue };
             let end = runs.get(k + 1).map_or(rows, |(next, _)| *next);
+            let run = decoded.by_ref().take(end - first);
+            let Some(labels) = matched else {
+                run.for_each(drop);
+                continue;
+            };
             if out[start..].last().is_none_or(|(l, _)| l != labels) {
                 out.push((labels.clone(), Vec::new()));
             }
-            if let Some((_, samples)) = out.last_mut() {
-                samples.extend(
-                    (*first..end)
-                        .filter(|&r| timestamps[r] >= mint && timestamps[r] <= maxt)
-                        .map(|r| Sample::new(timestamps[r], values[r])),
+            if let Some((_, rows)) = out.last_mut() {
+                rows.extend(
+                    run.filter(|(t, _)| *t >= mint && *t <= maxt)
+                        .map(|(_, r)| r),
                 );
             }
         }
     }
-    // drop series that matched but had no sample in range
+    // drop series that matched but had no row in range
     let read = out.split_off(start);
-    out.extend(read.into_iter().filter(|(_, samples)| !samples.is_empty()));
+    out.extend(read.into_iter().filter(|(_, rows)| !rows.is_empty()));
     Ok(())
 }
 
-fn check_schema(reader: &SerializedFileReader<Bytes>) -> Result<()> {
+fn check_schema(reader: &SerializedFileReader<Bytes>, expected: &str) -> Result<()> {
     let kv = reader.metadata().file_metadata().key_value_metadata();
     let schema = kv
         .and_then(|kv| kv.iter().find(|k| k.key == SCHEMA_KEY))
         .and_then(|k| k.value.as_deref());
-    if schema != Some(SCHEMA_VALUE) {
+    if schema != Some(expected) {
         return Err(StoreError::Unavailable(format!(
-            "archive file has schema {schema:?}, this build reads {SCHEMA_VALUE}"
+            "archive file has schema {schema:?}, this build reads {expected}"
         )));
     }
     Ok(())

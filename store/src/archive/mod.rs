@@ -7,7 +7,8 @@
 //!   single-threaded runtime (thread `archive-io`), so the synchronous query path can wait
 //!   for a read without being inside a runtime and the HTTP client never changes runtimes.
 //! * [`manifest`]: the manifest's JSON shape and its edits.
-//! * [`metrics`]: the Parquet schema of archived samples, its writer and its reader.
+//! * [`metrics`]: the Parquet schemas of archived samples and rollups, writer and reader.
+//! * [`rollup`]: downsampling (5 m and 1 h windows) and the series queries read from it.
 //! * [`failpoint`]: `LOOKOUT_FAILPOINT=<step>` aborts the process at a named step of a move,
 //!   for the crash tests.
 //!
@@ -24,6 +25,7 @@
 pub mod failpoint;
 pub mod manifest;
 pub mod metrics;
+pub mod rollup;
 pub(crate) mod telemetry;
 
 use std::collections::{HashMap, VecDeque};

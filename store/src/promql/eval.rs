@@ -14,7 +14,9 @@ use promql_parser::parser::{
     VectorSelector,
 };
 
-use crate::contract::{LabelMatcher, LazySeries, MetricsQuerier, ReadCache};
+use crate::contract::{
+    LabelMatcher, LazySeries, MetricsQuerier, ReadCache, ROLLUP_RESOLUTIONS_MS,
+};
 use crate::model::{is_stale_nan, Label, Labels, Sample, Series, METRIC_NAME_LABEL};
 
 use super::aggregate::{self, AggOp, GroupAccumulator, Grouping, Param};
@@ -22,6 +24,11 @@ use super::binary::{self, BinOp, Matching, Side};
 use super::error::PromqlError;
 use super::functions;
 use super::selector::{self, duration_ms, TimeShift};
+
+/// A range function reads rollups of a resolution only when its range spans at least this
+/// many windows: each step then sees enough points that the partial windows at its edges
+/// matter little.
+const MIN_WINDOWS_PER_RANGE: i64 = 8;
 
 /// How often (in loop iterations) long loops look at the clock.
 const DEADLINE_CHECK_EVERY: usize = 1024;
@@ -55,6 +62,8 @@ pub(super) struct Evaluator<'a> {
     pub total_samples: usize,
     /// Archive (cold tier) files the selections read.
     pub archive_files: usize,
+    /// The coarsest rollup resolution a selection read instead of raw samples.
+    pub rollup_resolution_ms: Option<i64>,
     pub ticks: usize,
 }
 
@@ -414,6 +423,7 @@ impl Evaluator<'_> {
             peak_samples: self.peak_samples,
             total_samples: self.total_samples,
             archive_files: self.archive_files,
+            rollup_resolution_ms: self.rollup_resolution_ms,
             ticks: self.ticks,
         };
         let result = inner.eval(&sq.expr);
@@ -421,6 +431,7 @@ impl Evaluator<'_> {
         self.peak_samples = inner.peak_samples;
         self.total_samples = inner.total_samples;
         self.archive_files = inner.archive_files;
+        self.rollup_resolution_ms = inner.rollup_resolution_ms;
         self.ticks = inner.ticks;
         let times = inner.step_times();
         let series = match result? {
@@ -717,9 +728,15 @@ impl Evaluator<'_> {
         args: &[&Expr],
         sink: &mut dyn FnMut(Vec<StepSeries>) -> Result<(), PromqlError>,
     ) -> Result<(), PromqlError> {
+        let mut name = name;
         let mut range: Option<RangeValue> = None;
         let mut scalars: Vec<Vec<f64>> = Vec::new();
         for e in args {
+            if let Some((downsampled, applied)) = self.rollup_range(name, e)? {
+                range = Some(downsampled);
+                name = applied;
+                continue;
+            }
             match self.eval(e)? {
                 EvalValue::Range(r) => range = Some(r),
                 EvalValue::Scalar(v) => scalars.push(v),
@@ -804,6 +821,62 @@ impl Evaluator<'_> {
             })
         };
         self.series_batches(&range.series, true, &per_series, sink)
+    }
+
+    /// The range argument `e` of range function `name` read from downsampled data, and the
+    /// function to apply to it, when the query is coarse enough: its step is at least a
+    /// rollup window and the range spans at least [`MIN_WINDOWS_PER_RANGE`] of them (the
+    /// coarsest resolution that fits is used). `None` (read raw samples) otherwise, or when
+    /// the store has no rollups for the range: data not archived is always read raw.
+    fn rollup_range(
+        &mut self,
+        name: &str,
+        e: &Expr,
+    ) -> Result<Option<(RangeValue, &'static str)>, PromqlError> {
+        let (Expr::MatrixSelector(ms), Some((agg, applied))) =
+            (unwrap_parens(e), functions::rollup_use(name))
+        else {
+            return Ok(None);
+        };
+        let range_ms = duration_ms(ms.range);
+        let Some(&resolution) = ROLLUP_RESOLUTIONS_MS
+            .iter()
+            .rev()
+            .find(|&&r| self.step_ms >= r && range_ms >= MIN_WINDOWS_PER_RANGE * r)
+        else {
+            return Ok(None);
+        };
+        let vs = &ms.vs;
+        let sets = selector::matcher_sets(vs)?;
+        let [set] = sets.as_slice() else {
+            return Ok(None);
+        };
+        let shift = TimeShift::new(
+            vs.at.as_ref(),
+            vs.offset.as_ref(),
+            self.query_start_ms,
+            self.query_end_ms,
+        );
+        let (_, min, max) = self.read_times(shift);
+        let mint = min.saturating_sub(range_ms);
+        let Some(found) = self
+            .querier
+            .select_rollup(set as &[LabelMatcher], mint, max, resolution, agg)?
+        else {
+            return Ok(None);
+        };
+        self.check_deadline_now()?;
+        self.archive_files += found.files;
+        self.rollup_resolution_ms = self.rollup_resolution_ms.max(Some(resolution));
+        let series = found.series.into_iter().map(LazySeries::loaded).collect();
+        Ok(Some((
+            RangeValue {
+                series,
+                range_ms,
+                shift,
+            },
+            applied,
+        )))
     }
 
     /// Loads `series` a batch at a time, computes `per_series` for each on all cores, and

@@ -24,6 +24,7 @@ use std::cmp::Ordering;
 use regex::Regex;
 
 use super::error::PromqlError;
+use crate::contract::RollupAggregate;
 use crate::model::{Label, Labels, Sample, METRIC_NAME_LABEL};
 use crate::timefmt::{days_in_month, is_leap_year};
 
@@ -132,6 +133,25 @@ const ELEMENTWISE_FUNCTIONS: &[&str] = &[
 
 pub fn is_range_function(name: &str) -> bool {
     RANGE_FUNCTIONS.contains(&name)
+}
+
+/// The rollup aggregate a range function can read instead of raw samples (archived metrics
+/// are downsampled, see `archive::rollup`), and the function that gives its answer over that
+/// aggregate's series: `count_over_time` adds up the windows' counts. `avg_over_time` reads
+/// window means: the same answer when the windows hold as many samples each (regular
+/// scrapes). Functions not listed here always read raw samples.
+pub fn rollup_use(name: &str) -> Option<(RollupAggregate, &'static str)> {
+    Some(match name {
+        "rate" => (RollupAggregate::Counter, "rate"),
+        "increase" => (RollupAggregate::Counter, "increase"),
+        "min_over_time" => (RollupAggregate::Min, "min_over_time"),
+        "max_over_time" => (RollupAggregate::Max, "max_over_time"),
+        "sum_over_time" => (RollupAggregate::Sum, "sum_over_time"),
+        "count_over_time" => (RollupAggregate::Count, "sum_over_time"),
+        "last_over_time" => (RollupAggregate::Last, "last_over_time"),
+        "avg_over_time" => (RollupAggregate::Mean, "avg_over_time"),
+        _ => return None,
+    })
 }
 
 pub fn is_elementwise_function(name: &str) -> bool {

@@ -20,7 +20,9 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use rayon::prelude::*;
 
-use crate::contract::{LabelMatcher, LazySeries, MatchOp, MetricsQuerier, ReadCache};
+use crate::contract::{
+    LabelMatcher, LazySeries, MatchOp, MetricsQuerier, ReadCache, RollupAggregate, RollupSelection,
+};
 use crate::error::Result;
 use crate::model::{Labels, MetricMetadata, Series};
 
@@ -211,6 +213,18 @@ impl MetricsQuerier for MemoQuerier {
         maxt: i64,
     ) -> Result<Vec<String>> {
         self.inner.label_values(name, sets, mint, maxt)
+    }
+
+    fn select_rollup(
+        &self,
+        matchers: &[LabelMatcher],
+        mint: i64,
+        maxt: i64,
+        resolution_ms: i64,
+        agg: RollupAggregate,
+    ) -> Result<Option<RollupSelection>> {
+        self.inner
+            .select_rollup(matchers, mint, maxt, resolution_ms, agg)
     }
 
     fn archive_files(&self, mint: i64, maxt: i64) -> usize {

@@ -84,6 +84,9 @@ pub struct QueryStats {
     /// Archive (cold tier) files the query's selections read: non-zero when the query
     /// touched the archive.
     pub archive_files: u64,
+    /// The coarsest rollup resolution read instead of raw samples (archived data
+    /// downsampled), if any.
+    pub rollup_resolution_ms: Option<i64>,
     /// Parsing and checking the query.
     pub prepare_time: Duration,
     /// Evaluating it.
@@ -545,6 +548,7 @@ impl Engine {
             peak_samples: 0,
             total_samples: 0,
             archive_files: 0,
+            rollup_resolution_ms: None,
             ticks: 0,
         }
     }
@@ -561,6 +565,7 @@ fn stats(
         total_samples: ev.total_samples as u64,
         peak_samples: ev.peak_samples as u64,
         archive_files: ev.archive_files as u64,
+        rollup_resolution_ms: ev.rollup_resolution_ms,
         prepare_time: prepared.duration_since(started),
         eval_time: evaluated.duration_since(prepared),
         sort_time: sorted.duration_since(evaluated),

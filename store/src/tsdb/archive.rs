@@ -3,7 +3,9 @@
 //!
 //! A block is moved as one unit, in this order (each step's failpoint name in brackets):
 //! 1. each hour the block spans is written to `metrics/date=D/hour=H/part-<block>.parquet`
-//!    and read back ([`Archive::put_verified`]) [`archive.metrics.after_file`];
+//!    and each day to the rollup files `metrics-5m/date=D/part-<block>.parquet` and
+//!    `metrics-1h/date=D/part-<block>.parquet`, each read back ([`Archive::put_verified`])
+//!    [`archive.metrics.after_file`];
 //! 2. all of the block's files are added to the manifest in one put
 //!    [`archive.metrics.before_manifest`, `archive.metrics.before_delete`];
 //! 3. the block leaves the in-memory list and its directory is deleted.
@@ -13,17 +15,20 @@
 //! open (or pass) deletes the local copy without writing again. Queries during the move may
 //! read a sample from both copies; the merge keeps one per timestamp.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::archive::metrics::{read_series, ArchivedSeries, MetricsFileWriter};
+use crate::archive::metrics::{
+    read_rollups, read_series, ArchivedSeries, MetricsFileWriter, WrittenFile,
+};
+use crate::archive::rollup::{self, Rollup};
 use crate::archive::{failpoint, telemetry, Archive, FileEntry};
 use crate::clock::{duration_ms, now_ms};
 use crate::config::ArchiveTier;
-use crate::contract::LabelMatcher;
+use crate::contract::{LabelMatcher, ROLLUP_RESOLUTIONS_MS};
 use crate::error::{Result, StoreError};
-use crate::model::Sample;
+use crate::model::{Labels, Sample};
 use crate::timefmt::DateTime;
 
 use super::block::Block;
@@ -31,6 +36,24 @@ use super::MetricsStore;
 
 pub const SIGNAL: &str = "metrics";
 const HOUR_MS: i64 = 3_600_000;
+const DAY_MS: i64 = 24 * HOUR_MS;
+
+/// The manifest signal (and top directory) of the rollups at `resolution_ms`.
+pub fn rollup_signal(resolution_ms: i64) -> String {
+    format!("{SIGNAL}-{}", rollup::resolution_name(resolution_ms))
+}
+
+/// The signals of the rollups, one per resolution.
+pub fn rollup_signals() -> impl Iterator<Item = String> {
+    ROLLUP_RESOLUTIONS_MS.iter().map(|&r| rollup_signal(r))
+}
+
+/// Every signal the metrics store writes: raw samples and each rollup resolution.
+fn all_signals() -> Vec<String> {
+    std::iter::once(SIGNAL.to_string())
+        .chain(rollup_signals())
+        .collect()
+}
 
 /// When the next move may be tried after failures: doubling from 1 s up to 5 minutes.
 #[derive(Debug)]
@@ -69,6 +92,69 @@ pub fn file_path(hour_start: i64, block_id: &str) -> String {
     )
 }
 
+/// The archive path of the rollup file of `signal` for day `day_start` of block `block_id`.
+pub fn rollup_file_path(signal: &str, day_start: i64, block_id: &str) -> String {
+    let t = DateTime::from_unix_secs(day_start.div_euclid(1000));
+    format!(
+        "{signal}/date={:04}-{:02}-{:02}/part-{block_id}.parquet",
+        t.year, t.month, t.day
+    )
+}
+
+fn entry_for(signal: String, path: String, block: &Block, file: &WrittenFile) -> FileEntry {
+    FileEntry {
+        signal,
+        path,
+        source: block.meta.id.clone(),
+        min_time: file.min_time,
+        max_time: file.max_time,
+        rows: file.rows,
+        bytes: file.bytes.len() as u64,
+        series: file.series,
+    }
+}
+
+/// Writes the rollups of `[day_start, day_start + 1d)` of every series in `block`, one file
+/// per resolution of [`ROLLUP_RESOLUTIONS_MS`]. Blocking. Windows divide a day, so a
+/// window never spans two files of one block.
+fn encode_rollup_day(block: &Block, day_start: i64) -> Result<Vec<(FileEntry, bytes::Bytes)>> {
+    let (lo, hi) = (day_start, day_start + DAY_MS - 1);
+    let mut writers = ROLLUP_RESOLUTIONS_MS
+        .iter()
+        .map(|_| MetricsFileWriter::rollups())
+        .collect::<Result<Vec<_>>>()?;
+    let mut pages = HashMap::new();
+    let mut samples: Vec<Sample> = Vec::new();
+    let mut rollups = Vec::new();
+    for id in 0..block.num_series() {
+        if !block.has_data(id, lo, hi) {
+            continue;
+        }
+        if let Some(first) = block.first_page(id) {
+            pages.retain(|&p, _| p >= first);
+        }
+        samples.clear();
+        block.samples(id, lo, hi, &mut pages, &mut samples)?;
+        let Some(labels) = block.labels_of(id) else {
+            continue;
+        };
+        for (writer, &resolution) in writers.iter_mut().zip(&ROLLUP_RESOLUTIONS_MS) {
+            rollups.clear();
+            rollup::compute(&samples, resolution, &mut rollups);
+            writer.push_rollups(&labels, &rollups)?;
+        }
+    }
+    let mut out = Vec::new();
+    for (writer, &resolution) in writers.into_iter().zip(&ROLLUP_RESOLUTIONS_MS) {
+        if let Some(file) = writer.finish()? {
+            let signal = rollup_signal(resolution);
+            let path = rollup_file_path(&signal, day_start, &block.meta.id);
+            out.push((entry_for(signal, path, block, &file), file.bytes));
+        }
+    }
+    Ok(out)
+}
+
 /// Writes the samples of `[hour_start, hour_start + 1h)` of every series in `block` into one
 /// Parquet file. Blocking (decodes and compresses). `None` if the hour has no samples.
 fn encode_hour(block: &Block, hour_start: i64) -> Result<Option<(FileEntry, bytes::Bytes)>> {
@@ -94,17 +180,20 @@ fn encode_hour(block: &Block, hour_start: i64) -> Result<Option<(FileEntry, byte
     let Some(file) = writer.finish()? else {
         return Ok(None);
     };
-    let entry = FileEntry {
-        signal: SIGNAL.to_string(),
-        path: file_path(hour_start, &block.meta.id),
-        source: block.meta.id.clone(),
-        min_time: file.min_time,
-        max_time: file.max_time,
-        rows: file.rows,
-        bytes: file.bytes.len() as u64,
-        series: file.series,
-    };
-    Ok(Some((entry, file.bytes)))
+    let path = file_path(hour_start, &block.meta.id);
+    Ok(Some((
+        entry_for(SIGNAL.to_string(), path, block, &file),
+        file.bytes,
+    )))
+}
+
+/// Runs a blocking encoder off the async runtime.
+async fn encode_blocking<T: Send + 'static>(
+    encode: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(encode)
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("archive encoder task failed: {e}")))?
 }
 
 impl MetricsStore {
@@ -186,32 +275,33 @@ impl MetricsStore {
         Ok(moved)
     }
 
-    /// Writes and verifies one file per hour of `block`; returns their manifest entries.
+    /// Writes and verifies one file per hour of `block` and its rollup files per day;
+    /// returns their manifest entries.
     pub(super) async fn write_block_files(
         &self,
         archive: &Archive,
         block: &Arc<Block>,
     ) -> Result<Vec<FileEntry>> {
         let started = Instant::now();
-        let first_hour = block.meta.min_time.div_euclid(HOUR_MS) * HOUR_MS;
         let mut files = Vec::new();
-        let mut hour = first_hour;
+        let mut hour = block.meta.min_time.div_euclid(HOUR_MS) * HOUR_MS;
         while hour <= block.meta.max_time {
             let b = Arc::clone(block);
-            let encoded = tokio::task::spawn_blocking(move || encode_hour(&b, hour))
-                .await
-                .map_err(|e| {
-                    StoreError::Unavailable(format!("archive encoder task failed: {e}"))
-                })??;
-            if let Some((entry, bytes)) = encoded {
-                archive.put_verified(&entry.path, bytes).await?;
-                failpoint::hit("archive.metrics.after_file");
-                files.push(entry);
-            }
+            let encoded = encode_blocking(move || encode_hour(&b, hour)).await?;
+            self.put_files(archive, encoded.into_iter().collect(), &mut files)
+                .await?;
             hour += HOUR_MS;
+        }
+        let mut day = block.meta.min_time.div_euclid(DAY_MS) * DAY_MS;
+        while day <= block.meta.max_time {
+            let b = Arc::clone(block);
+            let encoded = encode_blocking(move || encode_rollup_day(&b, day)).await?;
+            self.put_files(archive, encoded, &mut files).await?;
+            day += DAY_MS;
         }
         let (rows, bytes) = files
             .iter()
+            .filter(|f| f.signal == SIGNAL)
             .fold((0, 0), |(r, b), f| (r + f.rows, b + f.bytes));
         tracing::info!(
             block = %block.meta.id, files = files.len(), samples = rows, bytes,
@@ -222,15 +312,28 @@ impl MetricsStore {
         Ok(files)
     }
 
+    async fn put_files(
+        &self,
+        archive: &Archive,
+        encoded: Vec<(FileEntry, bytes::Bytes)>,
+        files: &mut Vec<FileEntry>,
+    ) -> Result<()> {
+        for (entry, bytes) in encoded {
+            archive.put_verified(&entry.path, bytes).await?;
+            failpoint::hit("archive.metrics.after_file");
+            files.push(entry);
+        }
+        Ok(())
+    }
+
     /// Deletes archived files whose newest sample left the warm window more than
     /// `archive_for` ago: the manifest first, then the objects.
     async fn expire_archive(&self, tier: &ArchiveTier) -> Result<()> {
         let keep = duration_ms(self.options.retention).saturating_add(duration_ms(tier.keep_for));
         let cutoff = now_ms().saturating_sub(keep);
-        let expired: Vec<String> = tier
-            .archive
-            .files(SIGNAL, i64::MIN, cutoff)
-            .into_iter()
+        let expired: Vec<String> = all_signals()
+            .iter()
+            .flat_map(|signal| tier.archive.files(signal, i64::MIN, cutoff))
             .filter(|f| f.max_time < cutoff)
             .map(|f| f.path)
             .collect();
@@ -247,11 +350,18 @@ impl MetricsStore {
         tier.archive.delete(expired).await
     }
 
-    /// Deletes files under `metrics/` that the manifest does not name and no local block
+    /// Deletes files under `metrics*/` that the manifest does not name and no local block
     /// will write again: what a move or an expiry killed half-way left behind.
     async fn sweep_unnamed_files(&self, archive: &Archive) -> Result<()> {
+        for signal in all_signals() {
+            self.sweep_unnamed(archive, &signal).await?;
+        }
+        Ok(())
+    }
+
+    async fn sweep_unnamed(&self, archive: &Archive, signal: &str) -> Result<()> {
         let named: std::collections::HashSet<String> = archive
-            .files(SIGNAL, i64::MIN, i64::MAX)
+            .files(signal, i64::MIN, i64::MAX)
             .into_iter()
             .map(|f| f.path)
             .collect();
@@ -262,7 +372,7 @@ impl MetricsStore {
             .map(|b| b.meta.id.clone())
             .collect();
         let unnamed: Vec<String> = archive
-            .list(SIGNAL)
+            .list(signal)
             .await?
             .into_iter()
             .filter(|p| !named.contains(p))
@@ -294,15 +404,63 @@ impl MetricsStore {
             return Ok(Vec::new());
         };
         // files are independent: fetched and decoded on every core, kept in file order
+        let files = tier.archive.files(SIGNAL, mint, maxt);
+        self.read_archive_files(tier, &files, |bytes, out| {
+            read_series(bytes, matchers, mint, maxt, out)
+        })
+    }
+
+    /// Archived rollups at `resolution_ms` of the series matching `matchers` in
+    /// `[mint, maxt]`, merged per series in time order, and the files read. `None` when no
+    /// raw archive file overlaps the range or one of them has no rollups (it was archived
+    /// before rollups existed). Blocking.
+    pub(super) fn archived_rollups(
+        &self,
+        matchers: &[LabelMatcher],
+        mint: i64,
+        maxt: i64,
+        resolution_ms: i64,
+    ) -> Result<Option<(BTreeMap<Labels, Vec<Rollup>>, usize)>> {
+        let Some(tier) = self.archive_tier() else {
+            return Ok(None);
+        };
+        let signal = rollup_signal(resolution_ms);
+        let raw = tier.archive.files(SIGNAL, mint, maxt);
+        if raw.is_empty()
+            || !raw
+                .iter()
+                .all(|f| tier.archive.has_source(&signal, &f.source))
+        {
+            return Ok(None);
+        }
+        let files = tier.archive.files(&signal, mint, maxt);
+        let per_file = self.read_archive_files(tier, &files, |bytes, out| {
+            read_rollups(bytes, matchers, mint, maxt, out)
+        })?;
+        let mut merged: BTreeMap<Labels, Vec<Rollup>> = BTreeMap::new();
+        for (labels, rollups) in per_file {
+            merged.entry(labels).or_default().extend(rollups);
+        }
+        for rollups in merged.values_mut() {
+            rollups.sort_by_key(|r| r.timestamp_ms);
+        }
+        Ok(Some((merged, files.len())))
+    }
+
+    /// Reads `files` on every core with `read`, in file order.
+    fn read_archive_files<R: Send>(
+        &self,
+        tier: &ArchiveTier,
+        files: &[FileEntry],
+        read: impl Fn(bytes::Bytes, &mut Vec<R>) -> Result<()> + Sync,
+    ) -> Result<Vec<R>> {
         use rayon::prelude::*;
-        let per_file: Vec<Vec<ArchivedSeries>> = tier
-            .archive
-            .files(SIGNAL, mint, maxt)
+        let per_file: Vec<Vec<R>> = files
             .par_iter()
             .map(|f| {
                 let bytes = tier.archive.read_blocking(&f.path)?;
                 let mut out = Vec::new();
-                read_series(bytes, matchers, mint, maxt, &mut out).map_err(|e| {
+                read(bytes, &mut out).map_err(|e| {
                     StoreError::Unavailable(format!(
                         "archive {}: {}: {e}",
                         tier.archive.location(),
@@ -333,6 +491,17 @@ mod tests {
             file_path(1_763_730_000_000, "b1"),
             "metrics/date=2025-11-21/hour=13/part-b1.parquet"
         );
+    }
+
+    #[test]
+    fn rollup_files_are_partitioned_by_utc_day() {
+        assert_eq!(rollup_signal(300_000), "metrics-5m");
+        assert_eq!(rollup_signal(3_600_000), "metrics-1h");
+        assert_eq!(
+            rollup_file_path("metrics-5m", 1_763_683_200_000, "b1"),
+            "metrics-5m/date=2025-11-21/part-b1.parquet"
+        );
+        assert_eq!(all_signals(), ["metrics", "metrics-5m", "metrics-1h"]);
     }
 
     #[test]

@@ -71,7 +71,7 @@ use crate::clock::{duration_ms, now_ms};
 use crate::config::{MetricsStoreOptions, WalOptions};
 use crate::contract::{
     AppendReport, LabelMatcher, LazySeries, MetricsAppender, MetricsQuerier, ReadCache,
-    RejectReason, SampleSource,
+    RejectReason, RollupAggregate, RollupSelection, SampleSource,
 };
 use crate::error::{Result, StoreError};
 use crate::model::{
@@ -100,6 +100,9 @@ pub struct StoreStats {
     pub archive_files: u64,
     pub archive_bytes: u64,
     pub archive_samples: u64,
+    /// The rollups of archived samples (all resolutions): files, bytes.
+    pub rollup_files: u64,
+    pub rollup_bytes: u64,
 }
 
 const WAL_SEGMENT_BYTES: u64 = 128 * 1024 * 1024;
@@ -660,11 +663,18 @@ impl MetricsStore {
             .as_ref()
             .map(|t| t.archive.totals(archive::SIGNAL))
             .unwrap_or_default();
+        let (rollup_files, rollup_bytes) = self.options.archive.as_ref().map_or((0, 0), |t| {
+            archive::rollup_signals()
+                .map(|signal| t.archive.totals(&signal))
+                .fold((0, 0), |(f, b), (files, bytes, _)| (f + files, b + bytes))
+        });
         let blocks = self.blocks.read();
         StoreStats {
             archive_files,
             archive_bytes,
             archive_samples,
+            rollup_files,
+            rollup_bytes,
             series,
             head_samples,
             blocks: blocks.len() as u64,
@@ -1060,16 +1070,26 @@ fn index_label_values(idx: &impl IndexReader, name: &str, out: &mut BTreeSet<Str
     }
 }
 
-impl MetricsQuerier for MetricsStore {
-    fn select(&self, matchers: &[LabelMatcher], mint: i64, maxt: i64) -> Result<Vec<Series>> {
+impl MetricsStore {
+    /// The samples of the matching series in `[mint, maxt]`, per source (archive if
+    /// `with_archive`, then blocks, then the head) and merged by [`merge_samples`].
+    fn select_merged(
+        &self,
+        matchers: &[LabelMatcher],
+        mint: i64,
+        maxt: i64,
+        with_archive: bool,
+    ) -> Result<BTreeMap<Labels, Vec<Sample>>> {
         let snaps = {
             let head = self.head.read();
             let refs = postings_for_matchers(&*head, matchers);
             head.snapshot(&refs, mint, maxt)
         };
         let mut parts: BTreeMap<Labels, Vec<Vec<Sample>>> = BTreeMap::new();
-        for (labels, samples) in self.archived_series(matchers, mint, maxt)? {
-            parts.entry(labels).or_default().push(samples);
+        if with_archive {
+            for (labels, samples) in self.archived_series(matchers, mint, maxt)? {
+                parts.entry(labels).or_default().push(samples);
+            }
         }
         for b in self.overlapping_blocks(mint, maxt) {
             let mut pages = HashMap::new();
@@ -1092,11 +1112,50 @@ impl MetricsQuerier for MetricsStore {
         }
         Ok(parts
             .into_iter()
-            .map(|(labels, p)| Series {
-                labels,
-                samples: merge_samples(p),
-            })
+            .map(|(labels, p)| (labels, merge_samples(p)))
             .collect())
+    }
+}
+
+impl MetricsQuerier for MetricsStore {
+    fn select(&self, matchers: &[LabelMatcher], mint: i64, maxt: i64) -> Result<Vec<Series>> {
+        Ok(self
+            .select_merged(matchers, mint, maxt, true)?
+            .into_iter()
+            .map(|(labels, samples)| Series { labels, samples })
+            .collect())
+    }
+
+    fn select_rollup(
+        &self,
+        matchers: &[LabelMatcher],
+        mint: i64,
+        maxt: i64,
+        resolution_ms: i64,
+        agg: RollupAggregate,
+    ) -> Result<Option<RollupSelection>> {
+        let Some((mut rollups, files)) =
+            self.archived_rollups(matchers, mint, maxt, resolution_ms)?
+        else {
+            return Ok(None);
+        };
+        let mut local = self.select_merged(matchers, mint, maxt, false)?;
+        let labels: BTreeSet<Labels> = rollups.keys().chain(local.keys()).cloned().collect();
+        let series = labels
+            .into_iter()
+            .filter_map(|labels| {
+                let windows = rollups.remove(&labels).unwrap_or_default();
+                let raw = local.remove(&labels).unwrap_or_default();
+                // raw samples the rollups already cover are left out (a block seen in both
+                // tiers during its move)
+                let covered = windows.last().map_or(i64::MIN, |r| r.timestamp_ms);
+                let newer = raw.partition_point(|s| s.timestamp_ms <= covered);
+                let samples =
+                    crate::archive::rollup::synthesize(&windows, &raw[newer..], agg);
+                (!samples.is_empty()).then_some(Series { labels, samples })
+            })
+            .collect();
+        Ok(Some(RollupSelection { series, files }))
     }
 
     fn select_lazy(

@@ -1188,9 +1188,9 @@ fn archive_files_on_disk(dir: &Path) -> Vec<String> {
         }
     }
     let mut out = Vec::new();
-    let metrics = dir.join("archive/metrics");
-    if metrics.exists() {
-        walk(&metrics, &mut out);
+    let archive = dir.join("archive");
+    if archive.exists() {
+        walk(&archive, &mut out);
     }
     out.sort();
     out
@@ -1214,11 +1214,15 @@ async fn old_blocks_move_to_the_archive_and_queries_read_them_the_same() {
     // 180 minutes from a minute boundary span 3 or 4 UTC hours: one file each
     assert!((3..=4).contains(&stats.archive_files), "{stats:?}");
     assert_eq!(stats.archive_samples, 360);
+    // the rollups: one file per resolution and UTC day
+    assert!((2..=4).contains(&stats.rollup_files), "{stats:?}");
+    let on_disk = archive_files_on_disk(dir.path());
     assert_eq!(
-        archive_files_on_disk(dir.path()).len() as u64,
-        stats.archive_files
+        on_disk.len() as u64,
+        stats.archive_files + stats.rollup_files
     );
-    assert!(archive_files_on_disk(dir.path())[0].contains("/metrics/date="));
+    assert!(on_disk.iter().any(|p| p.contains("/metrics/date=")));
+    assert!(on_disk.iter().any(|p| p.contains("/metrics-5m/date=")));
 
     assert_eq!(all_samples(&store, "m"), before);
     assert_eq!(
@@ -1332,6 +1336,66 @@ async fn a_move_killed_before_its_manifest_step_is_redone_without_duplicates() {
         "same names, written again: {on_disk:?}"
     );
     assert_eq!(all_samples(&store, "m"), before);
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn coarse_selections_read_rollups_of_archived_data_then_raw_samples() {
+    use crate::contract::RollupAggregate as Agg;
+    let dir = tempfile::tempdir().unwrap();
+    let store = MetricsStore::open(archive_opts(dir.path(), Duration::from_secs(86_400))).unwrap();
+    let start = old_and_new_blocks(&store).await;
+    let name = [eq("__name__", "m")];
+    let select = |agg, res| {
+        store
+            .select_rollup(&name, i64::MIN, i64::MAX, res, agg)
+            .unwrap()
+    };
+    assert!(
+        select(Agg::Count, 300_000).is_none(),
+        "nothing archived: raw samples answer"
+    );
+    assert_eq!(store.move_old_data().await.unwrap(), 1);
+
+    let counts = select(Agg::Count, 300_000).unwrap();
+    assert!(counts.files >= 1);
+    let [a, b] = counts.series.as_slice() else {
+        panic!("{:?}", counts.series)
+    };
+    // a sample a minute for 180 minutes from a 5-minute boundary: 36 windows of 5, then
+    // job a's one recent sample (not archived) as a window of one
+    let start_window = start % 300_000 == 0;
+    let total = |s: &Series| s.samples.iter().map(|p| p.value).sum::<f64>();
+    assert_eq!((total(a), total(b)), (181.0, 180.0));
+    if start_window {
+        assert_eq!(b.samples.len(), 36);
+        assert!(b.samples.iter().all(|p| p.value == 5.0));
+        // each point stands at its window's last sample
+        assert_eq!(b.samples[0].timestamp_ms, start + 4 * 60_000);
+    }
+    // b counts 0, 1, ..., 179; a counts 0.5 ... 179.5, then restarts at 7 (a reset)
+    let counter = select(Agg::Counter, 300_000).unwrap().series;
+    let last = |s: &Series| s.samples.last().unwrap().value;
+    assert_eq!((last(&counter[0]), last(&counter[1])), (179.5 + 7.0, 179.0));
+    assert!(counter[0].samples.windows(2).all(|w| w[1].value >= w[0].value));
+    let max = select(Agg::Max, 3_600_000).unwrap().series;
+    assert_eq!(last(&max[1]), 179.0);
+    assert_eq!(max[0].samples.last().unwrap().value, 7.0, "then the raw sample");
+    // a range with nothing archived has no rollups to read
+    assert!(store
+        .select_rollup(&name, now_ms() - 60_000, now_ms(), 300_000, Agg::Sum)
+        .unwrap()
+        .is_none());
+
+    // and rollups survive a restart
+    store.close().await.unwrap();
+    drop(store);
+    let store = MetricsStore::open(archive_opts(dir.path(), Duration::from_secs(86_400))).unwrap();
+    let again = store
+        .select_rollup(&name, i64::MIN, i64::MAX, 300_000, Agg::Count)
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.series, counts.series);
     store.close().await.unwrap();
 }
 
