@@ -251,6 +251,7 @@ async fn stats_only_when_asked() {
     assert!(stats["samples"]["peakSamples"].as_u64() > Some(0), "{body}");
     // an in-memory querier has no archive tier
     assert_eq!(stats["archive"]["filesRead"], 0, "{body}");
+    assert_eq!(stats["archive"]["resolution"], "raw", "{body}");
     let (status, body) = get("/api/v1/status/tsdb").await;
     assert_eq!(
         status,

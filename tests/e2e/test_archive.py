@@ -227,8 +227,9 @@ def s3_tables(client) -> list:
                                             Key="team-a/manifest.json")["Body"].read())
     named = sorted("team-a/" + f["path"] for f in manifest["files"])
     assert named == [k for k in keys if k.endswith(".parquet")]
+    assert any(k.startswith("team-a/metrics-5m/") for k in named), "rollups are archived too"
     return [pq.read_table(io.BytesIO(client.get_object(Bucket="lookout-archive", Key=k)["Body"].read()))
-            for k in named]
+            for k in named if k.startswith("team-a/metrics/")]
 
 
 def test_metrics_move_to_s3_and_answer_the_same(lookout_factory, tmp_path, s3_env):
@@ -301,3 +302,115 @@ def test_a_move_killed_at_each_step_loses_and_duplicates_nothing(lookout_factory
     rel = [str(p.relative_to(lookout.data_dir / "archive")) for p in files]
     assert rel == manifest_paths(lookout.data_dir), "no unnamed file is left behind"
     check_parquet([pq.read_table(p) for p in files], series)
+
+
+# Downsampling. Samples sit 7 s after each 15 s step, so no sample falls on a 5-minute
+# boundary: a range (t - 1h, t] with t on a boundary then holds exactly the 5-minute windows
+# that end by t, and window aggregates give the raw answer.
+DS_OFFSET_MS = 7_000
+
+
+def downsample_series(end_ms: int) -> list[tuple[dict, list[tuple[int, float]]]]:
+    start = (end_ms - SPAN_MS) // STEP_MS * STEP_MS + DS_OFFSET_MS
+    times = list(range(start, end_ms - STEP_MS, STEP_MS))
+    out = []
+    for j, job in enumerate(JOBS):
+        total, counter = 0.0, []
+        for i, t in enumerate(times):
+            total = 1.0 if i == len(times) // 3 else total + 3 + j  # a reset
+            counter.append((t, total))
+        gauge = [(t, round(math.cos(i / 7) * 50 + j, 6)) for i, t in enumerate(times)]
+        out.append(({"__name__": "ds_requests_total", "job": job}, counter))
+        out.append(({"__name__": "ds_temperature", "job": job}, gauge))
+    return out
+
+
+# query -> (step, whether the answer equals the raw one exactly or within 1%)
+DS_QUERIES = {
+    "sum by (job) (rate(ds_requests_total[1h]))": (300, False),
+    "increase(ds_requests_total[1h])": (300, False),
+    "count_over_time(ds_temperature[1h])": (300, True),
+    "sum_over_time(ds_temperature[1h])": (300, True),
+    "min_over_time(ds_temperature[1h])": (300, True),
+    "max_over_time(ds_temperature[1h])": (300, True),
+    "last_over_time(ds_temperature[1h])": (300, True),
+    "avg_over_time(ds_temperature[1h])": (300, True),
+    "count_over_time(ds_temperature[8h])": (3600, True),
+}
+
+
+def range_with_stats(lookout, expr: str, start: float, end: float, step: int):
+    data = lookout.api_get("/api/v1/query_range", {"query": expr, "start": str(start),
+                                                   "end": str(end), "step": str(step),
+                                                   "stats": "all"})
+    values = {frozenset(s["metric"].items()): [(t, float(v)) for t, v in s["values"]]
+              for s in data["result"]}
+    return values, data["stats"]["archive"]["resolution"]
+
+
+def assert_close(got: dict, want: dict, rel: float, what: str) -> None:
+    assert got.keys() == want.keys(), what
+    for key, points in want.items():
+        assert [t for t, _ in got[key]] == [t for t, _ in points], f"{what} {key}: steps"
+        for (t, g), (_, w) in zip(got[key], points):
+            assert math.isclose(g, w, rel_tol=rel, abs_tol=1e-9), f"{what} {dict(key)} @{t}: {g} != {w}"
+
+
+def test_coarse_queries_read_rollups_and_answer_as_raw_data_does(lookout_factory):
+    lookout = lookout_factory(WARM)
+    end_ms = int(time.time() * 1000)
+    series = downsample_series(end_ms)
+    push(lookout, series)
+    first_ms = min(s[0][0] for _, s in series)
+    last_ms = max(s[-1][0] for _, s in series)
+    def steps(step: int) -> tuple[int, int]:
+        """Steps on boundaries of `step` to the data's end, from an hour into the data (so
+        the 1 h ranges are full) or, for hourly steps (8 h ranges), from its start."""
+        lead = 3_600_000 if step < 3600 else 0
+        return (-(-(first_ms + lead) // (step * 1000)) * step, last_ms // (step * 1000) * step)
+
+    start, end = steps(300)
+    raw = {}
+    for expr, (step, _) in DS_QUERIES.items():
+        raw[expr], resolution = range_with_stats(lookout, expr, *steps(step), step)
+        assert resolution == "raw", f"{expr}: nothing is archived yet"
+        assert raw[expr], f"{expr}: no answer"
+    wait_archived(lookout, series)
+
+    for expr, (step, exact) in DS_QUERIES.items():
+        got, resolution = range_with_stats(lookout, expr, *steps(step), step)
+        assert resolution == ("1h" if step == 3600 else "5m"), expr
+        assert_close(got, raw[expr], 1e-9 if exact else 0.01, expr)
+    # a plain selector, or a fine step, reads raw samples and answers exactly as before
+    before = lookout.query_range("ds_temperature", start, end, 300)
+    _, resolution = range_with_stats(lookout, "ds_temperature", start, end, 300)
+    assert resolution == "raw"
+    assert lookout.query_range("ds_temperature", start, end, 300) == before
+    _, resolution = range_with_stats(lookout, "rate(ds_requests_total[1h])", start, end, 60)
+    assert resolution == "raw"
+
+    # the rollup files, read by pyarrow: every sample counted once, aggregates as pushed
+    tiers = lookout.api_get("/api/v1/status/tsdb")["tiers"]
+    assert tiers["archive"]["rollups"]["files"] >= 2
+    for resolution_ms, name in ((300_000, "metrics-5m"), (3_600_000, "metrics-1h")):
+        files = sorted((lookout.data_dir / "archive" / name).rglob("*.parquet"))
+        assert files and all(p.parent.name.startswith("date=") for p in files)
+        for p in files:
+            assert pq.ParquetFile(p).metadata.metadata[b"lookout.schema"] == b"metrics-rollup/v1"
+        rows = [r for p in files for r in pq.read_table(p).to_pylist()]
+        assert set(rows[0]) == {"metric", "labels", "timestamp", "count", "sum", "min", "max",
+                                "first", "last", "increase"}
+        for labels, samples in series:
+            rest = {k: v for k, v in labels.items() if k != "__name__"}
+            mine = sorted((r for r in rows if r["metric"] == labels["__name__"]
+                           and json.loads(r["labels"]) == rest), key=lambda r: r["timestamp"])
+            windows: dict[int, list] = {}
+            for t, v in samples:
+                windows.setdefault(t // resolution_ms, []).append((t, v))
+            assert len(mine) == len(windows), f"{name} {labels}"
+            for r, (_, w) in zip(mine, sorted(windows.items())):
+                values = [v for _, v in w]
+                assert int(r["timestamp"].timestamp() * 1000) == w[-1][0]
+                assert r["count"] == len(w) and r["last"] == values[-1] and r["first"] == values[0]
+                assert (r["min"], r["max"]) == (min(values), max(values))
+                assert math.isclose(r["sum"], sum(values), rel_tol=1e-12)

@@ -339,18 +339,26 @@ pub fn read_series(
     maxt: i64,
     out: &mut Vec<ArchivedSeries>,
 ) -> Result<()> {
-    read_rows(Layout::Samples, file, matchers, mint, maxt, out, |rg, rows| {
-        let mut timestamps = Vec::with_capacity(rows);
-        let mut values = Vec::with_capacity(rows);
-        read_column::<Int64Type>(rg, 2, rows, &mut timestamps)?;
-        read_column::<DoubleType>(rg, 3, rows, &mut values)?;
-        check_rows(rows, &[timestamps.len(), values.len()])?;
-        Ok(timestamps
-            .into_iter()
-            .zip(values)
-            .map(|(t, v)| (t, Sample::new(t, v)))
-            .collect())
-    })
+    read_rows(
+        Layout::Samples,
+        file,
+        matchers,
+        mint,
+        maxt,
+        out,
+        |rg, rows| {
+            let mut timestamps = Vec::with_capacity(rows);
+            let mut values = Vec::with_capacity(rows);
+            read_column::<Int64Type>(rg, 2, rows, &mut timestamps)?;
+            read_column::<DoubleType>(rg, 3, rows, &mut values)?;
+            check_rows(rows, &[timestamps.len(), values.len()])?;
+            Ok(timestamps
+                .into_iter()
+                .zip(values)
+                .map(|(t, v)| (t, Sample::new(t, v)))
+                .collect())
+        },
+    )
 }
 
 /// [`read_series`] for a rollup file: the rollups of `[mint, maxt]` of matching series.
@@ -361,39 +369,47 @@ pub fn read_rollups(
     maxt: i64,
     out: &mut Vec<ArchivedRollups>,
 ) -> Result<()> {
-    read_rows(Layout::Rollups, file, matchers, mint, maxt, out, |rg, rows| {
-        let mut ints = [Vec::with_capacity(rows), Vec::with_capacity(rows)];
-        for (i, col) in ints.iter_mut().enumerate() {
-            read_column::<Int64Type>(rg, 2 + i, rows, col)?;
-        }
-        let mut doubles: [Vec<f64>; 6] = Default::default();
-        for (i, col) in doubles.iter_mut().enumerate() {
-            read_column::<DoubleType>(rg, 4 + i, rows, col)?;
-        }
-        let lengths: Vec<usize> = ints
-            .iter()
-            .map(Vec::len)
-            .chain(doubles.iter().map(Vec::len))
-            .collect();
-        check_rows(rows, &lengths)?;
-        let [t, c] = &ints;
-        let [sum, min, max, first, last, inc] = &doubles;
-        Ok((0..rows)
-            .map(|r| {
-                let rollup = Rollup {
-                    timestamp_ms: t[r],
-                    count: c[r].max(0) as u64,
-                    sum: sum[r],
-                    min: min[r],
-                    max: max[r],
-                    first: first[r],
-                    last: last[r],
-                    increase: inc[r],
-                };
-                (t[r], rollup)
-            })
-            .collect())
-    })
+    read_rows(
+        Layout::Rollups,
+        file,
+        matchers,
+        mint,
+        maxt,
+        out,
+        |rg, rows| {
+            let mut ints = [Vec::with_capacity(rows), Vec::with_capacity(rows)];
+            for (i, col) in ints.iter_mut().enumerate() {
+                read_column::<Int64Type>(rg, 2 + i, rows, col)?;
+            }
+            let mut doubles: [Vec<f64>; 6] = Default::default();
+            for (i, col) in doubles.iter_mut().enumerate() {
+                read_column::<DoubleType>(rg, 4 + i, rows, col)?;
+            }
+            let lengths: Vec<usize> = ints
+                .iter()
+                .map(Vec::len)
+                .chain(doubles.iter().map(Vec::len))
+                .collect();
+            check_rows(rows, &lengths)?;
+            let [t, c] = &ints;
+            let [sum, min, max, first, last, inc] = &doubles;
+            Ok((0..rows)
+                .map(|r| {
+                    let rollup = Rollup {
+                        timestamp_ms: t[r],
+                        count: c[r].max(0) as u64,
+                        sum: sum[r],
+                        min: min[r],
+                        max: max[r],
+                        first: first[r],
+                        last: last[r],
+                        increase: inc[r],
+                    };
+                    (t[r], rollup)
+                })
+                .collect())
+        },
+    )
 }
 
 fn check_rows(rows: usize, lengths: &[usize]) -> Result<()> {

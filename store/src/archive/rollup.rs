@@ -168,7 +168,10 @@ mod tests {
         assert_eq!((w0.first, w0.last), (5.0, 3.0));
         // 5 -> 1 is a reset (counts 1), 1 -> 3 adds 2
         assert_eq!(w0.increase, 3.0);
-        assert_eq!((out[1].timestamp_ms, out[1].count, out[1].sum), (1000, 1, 7.0));
+        assert_eq!(
+            (out[1].timestamp_ms, out[1].count, out[1].sum),
+            (1000, 1, 7.0)
+        );
         assert!(out[2].min.is_nan() && out[2].max.is_nan());
     }
 

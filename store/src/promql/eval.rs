@@ -14,9 +14,7 @@ use promql_parser::parser::{
     VectorSelector,
 };
 
-use crate::contract::{
-    LabelMatcher, LazySeries, MetricsQuerier, ReadCache, ROLLUP_RESOLUTIONS_MS,
-};
+use crate::contract::{LabelMatcher, LazySeries, MetricsQuerier, ReadCache, ROLLUP_RESOLUTIONS_MS};
 use crate::model::{is_stale_nan, Label, Labels, Sample, Series, METRIC_NAME_LABEL};
 
 use super::aggregate::{self, AggOp, GroupAccumulator, Grouping, Param};
@@ -859,9 +857,9 @@ impl Evaluator<'_> {
         );
         let (_, min, max) = self.read_times(shift);
         let mint = min.saturating_sub(range_ms);
-        let Some(found) = self
-            .querier
-            .select_rollup(set as &[LabelMatcher], mint, max, resolution, agg)?
+        let Some(found) =
+            self.querier
+                .select_rollup(set as &[LabelMatcher], mint, max, resolution, agg)?
         else {
             return Ok(None);
         };

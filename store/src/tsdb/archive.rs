@@ -43,6 +43,9 @@ pub fn rollup_signal(resolution_ms: i64) -> String {
     format!("{SIGNAL}-{}", rollup::resolution_name(resolution_ms))
 }
 
+/// Archived rollups per series, in time order.
+pub(super) type RollupsBySeries = BTreeMap<Labels, Vec<Rollup>>;
+
 /// The signals of the rollups, one per resolution.
 pub fn rollup_signals() -> impl Iterator<Item = String> {
     ROLLUP_RESOLUTIONS_MS.iter().map(|&r| rollup_signal(r))
@@ -420,7 +423,7 @@ impl MetricsStore {
         mint: i64,
         maxt: i64,
         resolution_ms: i64,
-    ) -> Result<Option<(BTreeMap<Labels, Vec<Rollup>>, usize)>> {
+    ) -> Result<Option<(RollupsBySeries, usize)>> {
         let Some(tier) = self.archive_tier() else {
             return Ok(None);
         };
@@ -437,7 +440,7 @@ impl MetricsStore {
         let per_file = self.read_archive_files(tier, &files, |bytes, out| {
             read_rollups(bytes, matchers, mint, maxt, out)
         })?;
-        let mut merged: BTreeMap<Labels, Vec<Rollup>> = BTreeMap::new();
+        let mut merged = RollupsBySeries::new();
         for (labels, rollups) in per_file {
             merged.entry(labels).or_default().extend(rollups);
         }

@@ -1150,8 +1150,7 @@ impl MetricsQuerier for MetricsStore {
                 // tiers during its move)
                 let covered = windows.last().map_or(i64::MIN, |r| r.timestamp_ms);
                 let newer = raw.partition_point(|s| s.timestamp_ms <= covered);
-                let samples =
-                    crate::archive::rollup::synthesize(&windows, &raw[newer..], agg);
+                let samples = crate::archive::rollup::synthesize(&windows, &raw[newer..], agg);
                 (!samples.is_empty()).then_some(Series { labels, samples })
             })
             .collect();

@@ -1377,10 +1377,17 @@ async fn coarse_selections_read_rollups_of_archived_data_then_raw_samples() {
     let counter = select(Agg::Counter, 300_000).unwrap().series;
     let last = |s: &Series| s.samples.last().unwrap().value;
     assert_eq!((last(&counter[0]), last(&counter[1])), (179.5 + 7.0, 179.0));
-    assert!(counter[0].samples.windows(2).all(|w| w[1].value >= w[0].value));
+    assert!(counter[0]
+        .samples
+        .windows(2)
+        .all(|w| w[1].value >= w[0].value));
     let max = select(Agg::Max, 3_600_000).unwrap().series;
     assert_eq!(last(&max[1]), 179.0);
-    assert_eq!(max[0].samples.last().unwrap().value, 7.0, "then the raw sample");
+    assert_eq!(
+        max[0].samples.last().unwrap().value,
+        7.0,
+        "then the raw sample"
+    );
     // a range with nothing archived has no rollups to read
     assert!(store
         .select_rollup(&name, now_ms() - 60_000, now_ms(), 300_000, Agg::Sum)
