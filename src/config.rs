@@ -94,6 +94,7 @@ struct RawStorage {
     archive: Option<ArchiveConfig>,
     #[serde(default)]
     wal: RawWal,
+    disk_alert_free_ratio: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -285,6 +286,9 @@ pub struct StorageConfig {
     pub traces: Retention,
     pub archive: ArchiveConfig,
     pub fsync: FsyncPolicy,
+    /// `LookoutDiskAlmostFull` fires while the data disk's free space is below this share
+    /// of it (0 turns the alert off).
+    pub disk_alert_free_ratio: f64,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -757,7 +761,17 @@ fn parse(text: &str, base_dir: &Path, overrides: &Overrides) -> Result<Config, V
             .archive
             .unwrap_or(ArchiveConfig::Local { path: None }),
         fsync,
+        disk_alert_free_ratio: storage.disk_alert_free_ratio.unwrap_or(0.1),
     };
+    if !(0.0..=1.0).contains(&storage.disk_alert_free_ratio) {
+        c.push(
+            locate(text, "disk_alert_free_ratio", storage_line),
+            format!(
+                "storage.disk_alert_free_ratio: {} is not between 0 and 1",
+                storage.disk_alert_free_ratio
+            ),
+        );
+    }
     for (signal, r) in [
         ("metrics", &storage.metrics),
         ("logs", &storage.logs),
@@ -1750,6 +1764,21 @@ mod tests {
                 .map(RuleGroup::key)
                 .collect::<Vec<_>>()
         );
+    }
+
+    #[test]
+    fn disk_alert_ratio_defaults_to_a_tenth_and_is_checked() {
+        assert_eq!(parse_ok("").storage.disk_alert_free_ratio, 0.1);
+        let c = parse_ok("storage:\n  disk_alert_free_ratio: 0\n");
+        assert_eq!(c.storage.disk_alert_free_ratio, 0.0);
+        let errors = parse_err("storage:\n  disk_alert_free_ratio: 1.5\n");
+        assert!(
+            errors[0]
+                .message
+                .contains("disk_alert_free_ratio: 1.5 is not between 0 and 1"),
+            "{errors:?}"
+        );
+        assert_eq!(errors[0].line, Some(2));
     }
 
     #[test]

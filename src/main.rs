@@ -7,6 +7,7 @@
 
 mod auth;
 mod config;
+mod diskwatch;
 mod login;
 mod server;
 mod telemetry;

@@ -848,6 +848,14 @@ pub async fn run(config: Config, source: ConfigSource) -> anyhow::Result<()> {
     if services.reload.alerter.set(alerter.clone()).is_err() {
         anyhow::bail!("the alerter was started twice");
     }
+    let disk_watch = (config.storage.disk_alert_free_ratio > 0.0).then(|| {
+        crate::diskwatch::spawn(
+            config.storage.data_dir.clone(),
+            config.storage.disk_alert_free_ratio,
+            alerter.clone(),
+            stop_rx.clone(),
+        )
+    });
 
     let scrape = Arc::new(ScrapeManager::new(
         store.clone() as Arc<dyn MetricsAppender>,
@@ -903,6 +911,10 @@ pub async fn run(config: Config, source: ConfigSource) -> anyhow::Result<()> {
     // rule evaluation from here on: the reload lock is held until the process exits
     let _no_more_reloads = services.reload.state.lock().await;
     scrape.shutdown().await;
+    // the disk watch posts to the alerter: stopped first (stop_tx is set by now)
+    if let Some(task) = disk_watch {
+        let _ = task.await;
+    }
     // rule evaluation writes into the metrics store: stopped before it closes
     alerter.shutdown().await;
     // the last derived samples go to the metrics store, so it closes after trace and log

@@ -6,12 +6,14 @@
 //! tier and again from the archive (same answers checked).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
 use serde::Serialize;
 use store::archive::{Archive, ArchiveLocation};
 use store::config::{ArchiveTier, FsyncPolicy, MetricsStoreOptions};
+use store::promql::{Engine, EngineOptions, QueryResult, Value};
 use store::{LabelMatcher, MatchOp, MetricsAppender, MetricsQuerier, MetricsStore};
 
 use crate::error::{BenchError, Result};
@@ -38,6 +40,10 @@ pub struct ArchiveArgs {
     work_dir: PathBuf,
     #[arg(long, default_value = "bench/results/archive-latest.json")]
     results: PathBuf,
+    /// Only time the dashboard queries over the archive a previous run left in `work_dir`
+    /// (prints them; writes no results file).
+    #[arg(long)]
+    queries_only: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -59,6 +65,33 @@ struct ArchiveReport {
     move_samples_per_cpu_sec: f64,
     /// Each selection over the whole range, from the warm tier, then from the archive.
     selects: Vec<SelectTiming>,
+    /// Rollup (5 m and 1 h) files of the archived samples, bytes per raw sample.
+    rollup_bytes: u64,
+    rollup_bytes_per_sample: f64,
+    /// Dashboard queries over the whole range, after the move.
+    dashboards: Vec<DashboardTiming>,
+}
+
+/// A dashboard panel's range query over the whole archived range, as Grafana asks it (about
+/// 250 points, `$__rate_interval` equal to the step): answered from rollups (what the engine
+/// picks) and forced to raw samples.
+#[derive(Debug, Serialize)]
+struct DashboardTiming {
+    query: String,
+    step_s: i64,
+    /// The resolution the engine read (`raw` when the query is too fine for rollups).
+    resolution: String,
+    series: u64,
+    points: u64,
+    /// Median of 3 runs each.
+    rollup_ms: f64,
+    raw_ms: f64,
+    raw_over_rollup: f64,
+    /// Median and largest relative difference of a point between the two answers.
+    median_rel_diff: f64,
+    max_rel_diff: f64,
+    /// Where the largest difference is: the step's time after the first sample.
+    max_rel_diff_after_data_start_s: i64,
 }
 
 #[derive(Debug, Serialize)]
@@ -93,7 +126,9 @@ pub async fn run(args: ArchiveArgs) -> Result<()> {
         series_per_request: 500,
         seed: args.seed,
     };
-    let _ = std::fs::remove_dir_all(&args.work_dir);
+    if !args.queries_only {
+        let _ = std::fs::remove_dir_all(&args.work_dir);
+    }
     std::fs::create_dir_all(&args.work_dir)
         .map_err(|e| BenchError::io(args.work_dir.display().to_string(), e))?;
     let archive = Archive::open(&ArchiveLocation::Local(args.work_dir.join("archive")))
@@ -104,10 +139,18 @@ pub async fn run(args: ArchiveArgs) -> Result<()> {
     options.retention = Duration::from_secs(1);
     options.limits.max_sample_age = args.duration + Duration::from_secs(3600);
     options.archive = Some(ArchiveTier {
-        archive,
+        archive: archive.clone(),
         keep_for: Duration::from_secs(400 * 86_400),
     });
     let store = MetricsStore::open(options).map_err(|e| store_err("opening the store", e))?;
+    if args.queries_only {
+        let archived = archive.files("metrics", i64::MIN, i64::MAX);
+        let start_ms = archived.iter().map(|f| f.min_time).min().unwrap_or(0);
+        let end_ms = archived.iter().map(|f| f.max_time).max().unwrap_or(0);
+        let dashboards = dashboard_queries(&store, start_ms, end_ms)?;
+        println!("{}", serde_json::to_string_pretty(&dashboards)?);
+        return store.close().await.map_err(|e| store_err("close", e));
+    }
 
     let start_ms = params.aligned_start(now_ms());
     let mut fleet = Fleet::new(&params, start_ms)?;
@@ -216,6 +259,7 @@ pub async fn run(args: ArchiveArgs) -> Result<()> {
             archive_ms: *archive_ms,
         })
         .collect();
+    let dashboards = dashboard_queries(&store, start_ms, end_ms)?;
     let report = ArchiveReport {
         series: params.series() as u64,
         samples,
@@ -233,9 +277,152 @@ pub async fn run(args: ArchiveArgs) -> Result<()> {
         move_samples_per_wall_sec: samples as f64 / move_wall_secs,
         move_samples_per_cpu_sec: samples as f64 / move_cpu_secs,
         selects,
+        rollup_bytes: cold.rollup_bytes,
+        rollup_bytes_per_sample: cold.rollup_bytes as f64 / samples as f64,
+        dashboards,
     };
     store.close().await.map_err(|e| store_err("close", e))?;
     crate::report::write_json(&args.results, &report)?;
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
+}
+
+/// The dashboard panels timed over the archived range.
+const DASHBOARD_QUERIES: [&str; 2] = [
+    "sum by (job) (rate(http_requests_total[$r]))",
+    "sum by (le) (rate(http_request_duration_seconds_bucket{job=\"api-gateway\"}[$r]))",
+];
+
+fn dashboard_queries(
+    store: &Arc<MetricsStore>,
+    start_ms: i64,
+    end_ms: i64,
+) -> Result<Vec<DashboardTiming>> {
+    // Grafana's step for ~250 points, on a 5-minute boundary, and its $__rate_interval
+    let step_ms = ((end_ms - start_ms) / 250 + 299_999).max(300_000) / 300_000 * 300_000;
+    let first = start_ms.div_euclid(step_ms) * step_ms + step_ms;
+    let querier: Arc<dyn MetricsQuerier> = store.clone();
+    let rollups = Engine::new(querier, EngineOptions::default());
+    let raw = Engine::new(Arc::new(RawOnly(store.clone())), EngineOptions::default());
+    DASHBOARD_QUERIES
+        .iter()
+        .map(|q| {
+            let query = q.replace("$r", &format!("{}s", step_ms / 1000));
+            let timed = |engine: &Engine| -> Result<(f64, QueryResult)> {
+                let mut runs = Vec::new();
+                let mut last = None;
+                for _ in 0..3 {
+                    let t = Instant::now();
+                    let r = engine
+                        .range_query(&query, first, end_ms, step_ms, None)
+                        .map_err(|e| store_err(&query, e))?;
+                    runs.push(t.elapsed().as_secs_f64() * 1000.0);
+                    last = Some(r);
+                }
+                runs.sort_by(f64::total_cmp);
+                let result = last.ok_or_else(|| store_err(&query, "no run"))?;
+                Ok((runs[1], result))
+            };
+            let (rollup_ms, from_rollups) = timed(&rollups)?;
+            let (raw_ms, from_raw) = timed(&raw)?;
+            let (Value::Matrix(a), Value::Matrix(b)) = (&from_rollups.value, &from_raw.value)
+            else {
+                return Err(store_err(&query, "not a matrix"));
+            };
+            let same_shape = a.len() == b.len()
+                && a.iter().zip(b).all(|(x, y)| {
+                    x.labels == y.labels
+                        && x.samples.len() == y.samples.len()
+                        && x.samples
+                            .iter()
+                            .zip(&y.samples)
+                            .all(|(p, q)| p.timestamp_ms == q.timestamp_ms)
+                });
+            if !same_shape {
+                return Err(store_err(
+                    &query,
+                    "rollup and raw answers have other series or steps",
+                ));
+            }
+            // (relative difference, step time)
+            let mut diffs: Vec<(f64, i64)> = a
+                .iter()
+                .zip(b)
+                .flat_map(|(x, y)| x.samples.iter().zip(&y.samples))
+                .map(|(p, q)| {
+                    let d = (p.value - q.value).abs() / q.value.abs().max(f64::MIN_POSITIVE);
+                    (d, p.timestamp_ms)
+                })
+                .collect();
+            diffs.sort_by(|x, y| x.0.total_cmp(&y.0));
+            let median_rel_diff = diffs.get(diffs.len() / 2).map_or(0.0, |d| d.0);
+            let (max_rel_diff, max_at) = diffs.last().copied().unwrap_or((0.0, start_ms));
+            Ok(DashboardTiming {
+                query,
+                step_s: step_ms / 1000,
+                resolution: from_rollups
+                    .stats
+                    .rollup_resolution_ms
+                    .map_or_else(|| "raw".into(), store::archive::rollup::resolution_name),
+                series: a.len() as u64,
+                points: a.iter().map(|s| s.samples.len() as u64).sum(),
+                rollup_ms,
+                raw_ms,
+                raw_over_rollup: raw_ms / rollup_ms,
+                median_rel_diff,
+                max_rel_diff,
+                max_rel_diff_after_data_start_s: (max_at - start_ms) / 1000,
+            })
+        })
+        .collect()
+}
+
+/// The store with its rollups hidden: every query reads raw samples.
+struct RawOnly(Arc<MetricsStore>);
+
+impl MetricsQuerier for RawOnly {
+    fn select(
+        &self,
+        m: &[LabelMatcher],
+        mint: i64,
+        maxt: i64,
+    ) -> store::Result<Vec<store::Series>> {
+        self.0.select(m, mint, maxt)
+    }
+    fn select_lazy(
+        &self,
+        m: &[LabelMatcher],
+        mint: i64,
+        maxt: i64,
+    ) -> store::Result<Vec<store::contract::LazySeries>> {
+        self.0.select_lazy(m, mint, maxt)
+    }
+    fn series(
+        &self,
+        sets: &[Vec<LabelMatcher>],
+        mint: i64,
+        maxt: i64,
+    ) -> store::Result<Vec<store::Labels>> {
+        self.0.series(sets, mint, maxt)
+    }
+    fn label_names(
+        &self,
+        sets: &[Vec<LabelMatcher>],
+        mint: i64,
+        maxt: i64,
+    ) -> store::Result<Vec<String>> {
+        self.0.label_names(sets, mint, maxt)
+    }
+    fn label_values(
+        &self,
+        name: &str,
+        sets: &[Vec<LabelMatcher>],
+        mint: i64,
+        maxt: i64,
+    ) -> store::Result<Vec<String>> {
+        self.0.label_values(name, sets, mint, maxt)
+    }
+    fn metadata(&self) -> store::Result<Vec<store::MetricMetadata>> {
+        self.0.metadata()
+    }
 }

@@ -687,3 +687,29 @@ def test_email_text_and_html_with_links_and_escaping(lookout_factory, smtp_sink)
     second = smtp_sink.wait_for(2)[1]
     assert "MailAlert" in str(second.message["Subject"]), second.message["Subject"]
     assert "resolved" in second.text.lower(), second.text
+
+
+def test_a_filling_data_disk_pages_through_the_routes(lookout_factory, webhook):
+    # "almost full" below 100% free: every disk is, so the built-in alert fires at start
+    alerting = {"route": route("disk"), "receivers": [webhook_receiver("disk", webhook)]}
+    server = alerting_server(lookout_factory, None, alerting,
+                             extra={"storage": {"disk_alert_free_ratio": 1.0}})
+    msg = webhook.wait_message("disk", lambda m: m["status"] == "firing").body
+    (a,) = msg["alerts"]
+    data_dir = str(server.data_dir)
+    assert a["labels"] == {"alertname": "LookoutDiskAlmostFull", "severity": "critical",
+                           "dir": data_dir}, a
+    assert "% full:" in a["annotations"]["summary"] and data_dir in a["annotations"]["summary"], a
+    assert "disk_alert_free_ratio (100%)" in a["annotations"]["description"], a
+    free = self_metrics(server, "lookout_disk_free_bytes")[frozenset({("dir", data_dir)})]
+    size = self_metrics(server, "lookout_disk_size_bytes")[frozenset({("dir", data_dir)})]
+    assert 0 < free <= size, (free, size)
+    assert [x["labels"]["alertname"] for x in get_alerts(server)] == ["LookoutDiskAlmostFull"]
+
+
+def test_a_disk_with_room_raises_no_disk_alert(lookout_factory):
+    server = alerting_server(lookout_factory, None, None,
+                             extra={"storage": {"disk_alert_free_ratio": 0.000001}})
+    # the first check runs at start: its gauges are there, and no alert came of it
+    wait_until(lambda: self_metrics(server, "lookout_disk_free_bytes"), what="disk gauges")
+    assert get_alerts(server) == []

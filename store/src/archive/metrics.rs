@@ -28,7 +28,7 @@ use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::parser::parse_message_type;
 use parquet::schema::types::ColumnPath;
 
-use crate::contract::{LabelMatcher, MatchOp};
+use crate::contract::{LabelMatcher, MatchOp, RollupAggregate};
 use crate::error::{Result, StoreError};
 use crate::model::{Label, Labels, Sample};
 
@@ -347,28 +347,37 @@ pub fn read_series(
         maxt,
         out,
         |rg, rows| {
-            let mut timestamps = Vec::with_capacity(rows);
+            let mut times = Vec::with_capacity(rows);
             let mut values = Vec::with_capacity(rows);
-            read_column::<Int64Type>(rg, 2, rows, &mut timestamps)?;
+            read_column::<Int64Type>(rg, 2, rows, &mut times)?;
             read_column::<DoubleType>(rg, 3, rows, &mut values)?;
-            check_rows(rows, &[timestamps.len(), values.len()])?;
-            Ok(timestamps
-                .into_iter()
-                .zip(values)
-                .map(|(t, v)| (t, Sample::new(t, v)))
-                .collect())
+            check_rows(rows, &[times.len(), values.len()])?;
+            Ok(SampleColumns { times, values })
         },
     )
 }
 
 /// [`read_series`] for a rollup file: the rollups of `[mint, maxt]` of matching series.
+/// Only the columns `agg` needs are decoded; the others read as NaN (a count as 0).
 pub fn read_rollups(
     file: Bytes,
     matchers: &[LabelMatcher],
     mint: i64,
     maxt: i64,
+    agg: RollupAggregate,
     out: &mut Vec<ArchivedRollups>,
 ) -> Result<()> {
+    use RollupAggregate as A;
+    // the columns after `timestamp`: count, then sum, min, max, first, last, increase
+    let needed: &[usize] = match agg {
+        A::Counter => &[7, 8, 9],
+        A::Min => &[5],
+        A::Max => &[6],
+        A::Sum => &[4],
+        A::Count => &[3],
+        A::Last => &[8],
+        A::Mean => &[3, 4],
+    };
     read_rows(
         Layout::Rollups,
         file,
@@ -377,37 +386,27 @@ pub fn read_rollups(
         maxt,
         out,
         |rg, rows| {
-            let mut ints = [Vec::with_capacity(rows), Vec::with_capacity(rows)];
-            for (i, col) in ints.iter_mut().enumerate() {
-                read_column::<Int64Type>(rg, 2 + i, rows, col)?;
-            }
+            let mut t = Vec::with_capacity(rows);
+            read_column::<Int64Type>(rg, 2, rows, &mut t)?;
+            let mut count = Vec::new();
+            // sum, min, max, first, last, increase: empty when not needed
             let mut doubles: [Vec<f64>; 6] = Default::default();
-            for (i, col) in doubles.iter_mut().enumerate() {
-                read_column::<DoubleType>(rg, 4 + i, rows, col)?;
+            for &column in needed {
+                match column {
+                    3 => read_column::<Int64Type>(rg, 3, rows, &mut count)?,
+                    c => read_column::<DoubleType>(rg, c, rows, &mut doubles[c - 4])?,
+                }
             }
-            let lengths: Vec<usize> = ints
-                .iter()
-                .map(Vec::len)
-                .chain(doubles.iter().map(Vec::len))
+            let lengths: Vec<usize> = std::iter::once(t.len())
+                .chain((!count.is_empty()).then_some(count.len()))
+                .chain(doubles.iter().map(Vec::len).filter(|&l| l > 0))
                 .collect();
             check_rows(rows, &lengths)?;
-            let [t, c] = &ints;
-            let [sum, min, max, first, last, inc] = &doubles;
-            Ok((0..rows)
-                .map(|r| {
-                    let rollup = Rollup {
-                        timestamp_ms: t[r],
-                        count: c[r].max(0) as u64,
-                        sum: sum[r],
-                        min: min[r],
-                        max: max[r],
-                        first: first[r],
-                        last: last[r],
-                        increase: inc[r],
-                    };
-                    (t[r], rollup)
-                })
-                .collect())
+            Ok(RollupColumns {
+                times: t,
+                count,
+                doubles,
+            })
         },
     )
 }
@@ -421,17 +420,64 @@ fn check_rows(rows: usize, lengths: &[usize]) -> Result<()> {
     Ok(())
 }
 
+/// A row group's decoded time and measurement columns.
+trait Columns<R> {
+    fn time(&self, row: usize) -> i64;
+    fn row(&self, row: usize) -> R;
+}
+
+struct SampleColumns {
+    times: Vec<i64>,
+    values: Vec<f64>,
+}
+
+impl Columns<Sample> for SampleColumns {
+    fn time(&self, row: usize) -> i64 {
+        self.times[row]
+    }
+    fn row(&self, row: usize) -> Sample {
+        Sample::new(self.times[row], self.values[row])
+    }
+}
+
+/// Rollup columns; the ones a query did not ask for are empty.
+struct RollupColumns {
+    times: Vec<i64>,
+    count: Vec<i64>,
+    /// sum, min, max, first, last, increase
+    doubles: [Vec<f64>; 6],
+}
+
+impl Columns<Rollup> for RollupColumns {
+    fn time(&self, row: usize) -> i64 {
+        self.times[row]
+    }
+    fn row(&self, row: usize) -> Rollup {
+        let d = |c: usize| self.doubles[c].get(row).copied().unwrap_or(f64::NAN);
+        Rollup {
+            timestamp_ms: self.times[row],
+            count: self.count.get(row).map_or(0, |&c| c.max(0) as u64),
+            sum: d(0),
+            min: d(1),
+            max: d(2),
+            first: d(3),
+            last: d(4),
+            increase: d(5),
+        }
+    }
+}
+
 /// Reads the rows of the series matching every matcher with times in `[mint, maxt]`, in
-/// file order. `decode` reads a row group's time and measurement columns into one row per
-/// file row, with the row's time; it is only called for row groups where a series matches.
-fn read_rows<R>(
+/// file order. `decode` reads a row group's time and measurement columns; it is only called
+/// for row groups where a series matches, and rows are only built for matching series.
+fn read_rows<R, C: Columns<R>>(
     layout: Layout,
     file: Bytes,
     matchers: &[LabelMatcher],
     mint: i64,
     maxt: i64,
     out: &mut Vec<(Labels, Vec<R>)>,
-    decode: impl Fn(&dyn parquet::file::reader::RowGroupReader, usize) -> Result<Vec<(i64, R)>>,
+    decode: impl Fn(&dyn parquet::file::reader::RowGroupReader, usize) -> Result<C>,
 ) -> Result<()> {
     let what = "reading an archive file";
     let reader = SerializedFileReader::new(file).map_err(|e| parquet_err(what, e))?;
@@ -458,7 +504,7 @@ fn read_rows<R>(
         let mut runs: Vec<(usize, Option<Labels>)> = Vec::new();
         for r in 0..rows {
             match &current {
-                Some((m, l, matched)) if *m == metric[r] && *l == labels[r] => {
+                Some((m, l, matched)) if same_text(m, &metric[r]) && same_text(l, &labels[r]) => {
                     if r == 0 {
                         // a series continued from the previous row group
                         runs.push((0, matched.clone()));
@@ -478,23 +524,16 @@ fn read_rows<R>(
         if runs.iter().all(|(_, l)| l.is_none()) {
             continue; // nothing here matches: time and value pages are not decompressed
         }
-        // runs cover the row group's rows from 0, one after the other
-        let mut decoded = decode(&*rg, rows)?.into_iter();
+        let columns = decode(&*rg, rows)?;
         for (k, (first, matched)) in runs.iter().enumerate() {
+            let Some(labels) = matched else { continue };
             let end = runs.get(k + 1).map_or(rows, |(next, _)| *next);
-            let run = decoded.by_ref().take(end - first);
-            let Some(labels) = matched else {
-                run.for_each(drop);
-                continue;
-            };
             if out[start..].last().is_none_or(|(l, _)| l != labels) {
                 out.push((labels.clone(), Vec::new()));
             }
             if let Some((_, rows)) = out.last_mut() {
-                rows.extend(
-                    run.filter(|(t, _)| *t >= mint && *t <= maxt)
-                        .map(|(_, r)| r),
-                );
+                let in_range = (*first..end).filter(|&r| (mint..=maxt).contains(&columns.time(r)));
+                rows.extend(in_range.map(|r| columns.row(r)));
             }
         }
     }
@@ -502,6 +541,13 @@ fn read_rows<R>(
     let read = out.split_off(start);
     out.extend(read.into_iter().filter(|(_, rows)| !rows.is_empty()));
     Ok(())
+}
+
+/// Byte equality, answered without comparing bytes when both values are the same
+/// dictionary entry (dictionary-decoded rows of one series share their bytes).
+fn same_text(a: &ByteArray, b: &ByteArray) -> bool {
+    let (a, b) = (a.data(), b.data());
+    (a.as_ptr() == b.as_ptr() && a.len() == b.len()) || a == b
 }
 
 fn check_schema(reader: &SerializedFileReader<Bytes>, expected: &str) -> Result<()> {

@@ -26,7 +26,7 @@ use crate::archive::rollup::{self, Rollup};
 use crate::archive::{failpoint, telemetry, Archive, FileEntry};
 use crate::clock::{duration_ms, now_ms};
 use crate::config::ArchiveTier;
-use crate::contract::{LabelMatcher, ROLLUP_RESOLUTIONS_MS};
+use crate::contract::{LabelMatcher, RollupAggregate, ROLLUP_RESOLUTIONS_MS};
 use crate::error::{Result, StoreError};
 use crate::model::{Labels, Sample};
 use crate::timefmt::DateTime;
@@ -423,6 +423,7 @@ impl MetricsStore {
         mint: i64,
         maxt: i64,
         resolution_ms: i64,
+        agg: RollupAggregate,
     ) -> Result<Option<(RollupsBySeries, usize)>> {
         let Some(tier) = self.archive_tier() else {
             return Ok(None);
@@ -438,7 +439,7 @@ impl MetricsStore {
         }
         let files = tier.archive.files(&signal, mint, maxt);
         let per_file = self.read_archive_files(tier, &files, |bytes, out| {
-            read_rollups(bytes, matchers, mint, maxt, out)
+            read_rollups(bytes, matchers, mint, maxt, agg, out)
         })?;
         let mut merged = RollupsBySeries::new();
         for (labels, rollups) in per_file {

@@ -1135,7 +1135,7 @@ impl MetricsQuerier for MetricsStore {
         agg: RollupAggregate,
     ) -> Result<Option<RollupSelection>> {
         let Some((mut rollups, files)) =
-            self.archived_rollups(matchers, mint, maxt, resolution_ms)?
+            self.archived_rollups(matchers, mint, maxt, resolution_ms, agg)?
         else {
             return Ok(None);
         };
