@@ -849,12 +849,7 @@ impl Evaluator<'_> {
         let [set] = sets.as_slice() else {
             return Ok(None);
         };
-        let shift = TimeShift::new(
-            vs.at.as_ref(),
-            vs.offset.as_ref(),
-            self.query_start_ms,
-            self.query_end_ms,
-        );
+        let shift = self.selector_shift(vs);
         let (_, min, max) = self.read_times(shift);
         let mint = min.saturating_sub(range_ms);
         let Some(found) =
@@ -997,12 +992,7 @@ impl Evaluator<'_> {
         let n = self.step_count();
         let mut out = Collector::new(n);
         if let Expr::VectorSelector(vs) = unwrap_parens(arg) {
-            let mut shift = TimeShift::new(
-                vs.at.as_ref(),
-                vs.offset.as_ref(),
-                self.query_start_ms,
-                self.query_end_ms,
-            );
+            let mut shift = self.selector_shift(vs);
             // Observed of 2.42 (the compliance file pins both): with `@`, a positive offset
             // moves the read back as anywhere else, but a negative one is ignored here.
             if shift.at_ms.is_some() && shift.offset_ms < 0 {
@@ -1096,6 +1086,16 @@ impl Evaluator<'_> {
             .collect())
     }
 
+    /// The `@` and `offset` of a selector, resolved against the query's start and end.
+    fn selector_shift(&self, vs: &VectorSelector) -> TimeShift {
+        TimeShift::new(
+            vs.at.as_ref(),
+            vs.offset.as_ref(),
+            self.query_start_ms,
+            self.query_end_ms,
+        )
+    }
+
     /// The read times of every step, and their bounds.
     fn read_times(&self, shift: TimeShift) -> (Vec<(i64, i64)>, i64, i64) {
         let times: Vec<(i64, i64)> = self.steps().map(|t| (t, shift.apply(t))).collect();
@@ -1119,12 +1119,7 @@ impl Evaluator<'_> {
         vs: &VectorSelector,
         sink: &mut dyn FnMut(Vec<StepSeries>) -> Result<(), PromqlError>,
     ) -> Result<(), PromqlError> {
-        let shift = TimeShift::new(
-            vs.at.as_ref(),
-            vs.offset.as_ref(),
-            self.query_start_ms,
-            self.query_end_ms,
-        );
+        let shift = self.selector_shift(vs);
         let (times, min, max) = self.read_times(shift);
         let series = self.select_lazy(vs, min.saturating_sub(self.lookback_ms), max)?;
         let lookback = self.lookback_ms;
@@ -1146,12 +1141,7 @@ impl Evaluator<'_> {
     fn eval_matrix_selector(&mut self, ms: &MatrixSelector) -> Result<EvalValue, PromqlError> {
         let vs = &ms.vs;
         let range_ms = duration_ms(ms.range);
-        let shift = TimeShift::new(
-            vs.at.as_ref(),
-            vs.offset.as_ref(),
-            self.query_start_ms,
-            self.query_end_ms,
-        );
+        let shift = self.selector_shift(vs);
         let (_, min, max) = self.read_times(shift);
         // read by the consumer, a batch of series at a time
         let series = self.select_lazy(vs, min.saturating_sub(range_ms), max)?;

@@ -117,6 +117,33 @@ fn entry_for(signal: String, path: String, block: &Block, file: &WrittenFile) ->
     }
 }
 
+/// Calls `f` with the labels and samples in `[lo, hi]` of each series of `block` that has
+/// any there, in label order (as the files want them). Blocking (decodes).
+fn for_each_series(
+    block: &Block,
+    lo: i64,
+    hi: i64,
+    mut f: impl FnMut(&Labels, &[Sample]) -> Result<()>,
+) -> Result<()> {
+    let mut pages = HashMap::new();
+    let mut samples: Vec<Sample> = Vec::new();
+    for id in 0..block.num_series() {
+        if !block.has_data(id, lo, hi) {
+            continue;
+        }
+        // pages are written in series order: earlier ones are done with
+        if let Some(first) = block.first_page(id) {
+            pages.retain(|&p, _| p >= first);
+        }
+        samples.clear();
+        block.samples(id, lo, hi, &mut pages, &mut samples)?;
+        if let Some(labels) = block.labels_of(id) {
+            f(&labels, &samples)?;
+        }
+    }
+    Ok(())
+}
+
 /// Writes the rollups of `[day_start, day_start + 1d)` of every series in `block`, one file
 /// per resolution of [`ROLLUP_RESOLUTIONS_MS`]. Blocking. Windows divide a day, so a
 /// window never spans two files of one block.
@@ -126,27 +153,15 @@ fn encode_rollup_day(block: &Block, day_start: i64) -> Result<Vec<(FileEntry, by
         .iter()
         .map(|_| MetricsFileWriter::rollups())
         .collect::<Result<Vec<_>>>()?;
-    let mut pages = HashMap::new();
-    let mut samples: Vec<Sample> = Vec::new();
     let mut rollups = Vec::new();
-    for id in 0..block.num_series() {
-        if !block.has_data(id, lo, hi) {
-            continue;
-        }
-        if let Some(first) = block.first_page(id) {
-            pages.retain(|&p, _| p >= first);
-        }
-        samples.clear();
-        block.samples(id, lo, hi, &mut pages, &mut samples)?;
-        let Some(labels) = block.labels_of(id) else {
-            continue;
-        };
+    for_each_series(block, lo, hi, |labels, samples| {
         for (writer, &resolution) in writers.iter_mut().zip(&ROLLUP_RESOLUTIONS_MS) {
             rollups.clear();
-            rollup::compute(&samples, resolution, &mut rollups);
-            writer.push_rollups(&labels, &rollups)?;
+            rollup::compute(samples, resolution, &mut rollups);
+            writer.push_rollups(labels, &rollups)?;
         }
-    }
+        Ok(())
+    })?;
     let mut out = Vec::new();
     for (writer, &resolution) in writers.into_iter().zip(&ROLLUP_RESOLUTIONS_MS) {
         if let Some(file) = writer.finish()? {
@@ -161,25 +176,13 @@ fn encode_rollup_day(block: &Block, day_start: i64) -> Result<Vec<(FileEntry, by
 /// Writes the samples of `[hour_start, hour_start + 1h)` of every series in `block` into one
 /// Parquet file. Blocking (decodes and compresses). `None` if the hour has no samples.
 fn encode_hour(block: &Block, hour_start: i64) -> Result<Option<(FileEntry, bytes::Bytes)>> {
-    let (lo, hi) = (hour_start, hour_start + HOUR_MS - 1);
     let mut writer = MetricsFileWriter::new()?;
-    let mut pages = HashMap::new();
-    let mut samples: Vec<Sample> = Vec::new();
-    // series ids are in label order, as the file wants them
-    for id in 0..block.num_series() {
-        if !block.has_data(id, lo, hi) {
-            continue;
-        }
-        // pages are written in series order: earlier ones are done with
-        if let Some(first) = block.first_page(id) {
-            pages.retain(|&p, _| p >= first);
-        }
-        samples.clear();
-        block.samples(id, lo, hi, &mut pages, &mut samples)?;
-        if let Some(labels) = block.labels_of(id) {
-            writer.push_series(&labels, &samples)?;
-        }
-    }
+    for_each_series(
+        block,
+        hour_start,
+        hour_start + HOUR_MS - 1,
+        |labels, samples| writer.push_series(labels, samples),
+    )?;
     let Some(file) = writer.finish()? else {
         return Ok(None);
     };
