@@ -190,9 +190,10 @@ pub enum RollupAggregate {
 }
 
 /// What [`MetricsQuerier::select_rollup`] read.
-#[derive(Clone, Debug, Default)]
+#[derive(Default)]
 pub struct RollupSelection {
-    pub series: Vec<Series>,
+    /// Each series' synthetic samples, read when loaded.
+    pub series: Vec<LazySeries>,
     /// Rollup files read, for query stats.
     pub files: usize,
 }

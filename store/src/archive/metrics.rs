@@ -14,6 +14,10 @@
 //! almost nothing), all zstd. Row groups hold up to [`ROW_GROUP_ROWS`] rows and carry min/max
 //! statistics, so a reader skips row groups by time or by metric name. See
 //! `docs/format/archive.md`.
+//!
+//! Rollup files (`lookout_metrics_rollup`, [`super::rollup`]) share the layout: the same
+//! `metric`, `labels` and `timestamp`, then `count` and six doubles per window instead of
+//! `value`. One writer and one reader serve both ([`Layout`]).
 
 use std::sync::Arc;
 

@@ -861,10 +861,9 @@ impl Evaluator<'_> {
         self.check_deadline_now()?;
         self.archive_files += found.files;
         self.rollup_resolution_ms = self.rollup_resolution_ms.max(Some(resolution));
-        let series = found.series.into_iter().map(LazySeries::loaded).collect();
         Ok(Some((
             RangeValue {
-                series,
+                series: found.series,
                 range_ms,
                 shift,
             },

@@ -1000,6 +1000,33 @@ impl SampleSource for LazySamples {
     }
 }
 
+/// A series read from rollups: its archived windows, then the local samples newer than
+/// the last of them, as the synthetic series of `agg` (`archive::rollup::synthesize`).
+struct SynthesizedSamples {
+    windows: Vec<crate::archive::rollup::Rollup>,
+    local: Option<LazySamples>,
+    agg: RollupAggregate,
+}
+
+impl SampleSource for SynthesizedSamples {
+    fn load(&self, cache: &mut ReadCache, out: &mut Vec<Sample>) -> Result<()> {
+        let mut raw = Vec::new();
+        if let Some(local) = &self.local {
+            local.load(cache, &mut raw)?;
+        }
+        // local samples the rollups already cover are left out (a block seen in both tiers
+        // during its move)
+        let covered = self.windows.last().map_or(i64::MIN, |r| r.timestamp_ms);
+        let newer = raw.partition_point(|s| s.timestamp_ms <= covered);
+        out.extend(crate::archive::rollup::synthesize(
+            &self.windows,
+            &raw[newer..],
+            self.agg,
+        ));
+        Ok(())
+    }
+}
+
 impl MetricsStore {
     fn overlapping_blocks(&self, mint: i64, maxt: i64) -> Vec<Arc<Block>> {
         self.blocks
@@ -1071,14 +1098,13 @@ fn index_label_values(idx: &impl IndexReader, name: &str, out: &mut BTreeSet<Str
 }
 
 impl MetricsStore {
-    /// The samples of the matching series in `[mint, maxt]`, per source (archive if
-    /// `with_archive`, then blocks, then the head) and merged by [`merge_samples`].
+    /// The samples of the matching series in `[mint, maxt]`, per source (archive, blocks,
+    /// the head) and merged by [`merge_samples`].
     fn select_merged(
         &self,
         matchers: &[LabelMatcher],
         mint: i64,
         maxt: i64,
-        with_archive: bool,
     ) -> Result<BTreeMap<Labels, Vec<Sample>>> {
         let snaps = {
             let head = self.head.read();
@@ -1086,10 +1112,8 @@ impl MetricsStore {
             head.snapshot(&refs, mint, maxt)
         };
         let mut parts: BTreeMap<Labels, Vec<Vec<Sample>>> = BTreeMap::new();
-        if with_archive {
-            for (labels, samples) in self.archived_series(matchers, mint, maxt)? {
-                parts.entry(labels).or_default().push(samples);
-            }
+        for (labels, samples) in self.archived_series(matchers, mint, maxt)? {
+            parts.entry(labels).or_default().push(samples);
         }
         for b in self.overlapping_blocks(mint, maxt) {
             let mut pages = HashMap::new();
@@ -1115,54 +1139,15 @@ impl MetricsStore {
             .map(|(labels, p)| (labels, merge_samples(p)))
             .collect())
     }
-}
-
-impl MetricsQuerier for MetricsStore {
-    fn select(&self, matchers: &[LabelMatcher], mint: i64, maxt: i64) -> Result<Vec<Series>> {
-        Ok(self
-            .select_merged(matchers, mint, maxt, true)?
-            .into_iter()
-            .map(|(labels, samples)| Series { labels, samples })
-            .collect())
-    }
-
-    fn select_rollup(
+    /// The matching series in `[mint, maxt]` and where their samples are (archive if
+    /// `with_archive`, blocks, the head), to be read when loaded.
+    fn lazy_parts(
         &self,
         matchers: &[LabelMatcher],
         mint: i64,
         maxt: i64,
-        resolution_ms: i64,
-        agg: RollupAggregate,
-    ) -> Result<Option<RollupSelection>> {
-        let Some((mut rollups, files)) =
-            self.archived_rollups(matchers, mint, maxt, resolution_ms, agg)?
-        else {
-            return Ok(None);
-        };
-        let mut local = self.select_merged(matchers, mint, maxt, false)?;
-        let labels: BTreeSet<Labels> = rollups.keys().chain(local.keys()).cloned().collect();
-        let series = labels
-            .into_iter()
-            .filter_map(|labels| {
-                let windows = rollups.remove(&labels).unwrap_or_default();
-                let raw = local.remove(&labels).unwrap_or_default();
-                // raw samples the rollups already cover are left out (a block seen in both
-                // tiers during its move)
-                let covered = windows.last().map_or(i64::MIN, |r| r.timestamp_ms);
-                let newer = raw.partition_point(|s| s.timestamp_ms <= covered);
-                let samples = crate::archive::rollup::synthesize(&windows, &raw[newer..], agg);
-                (!samples.is_empty()).then_some(Series { labels, samples })
-            })
-            .collect();
-        Ok(Some(RollupSelection { series, files }))
-    }
-
-    fn select_lazy(
-        &self,
-        matchers: &[LabelMatcher],
-        mint: i64,
-        maxt: i64,
-    ) -> Result<Vec<LazySeries>> {
+        with_archive: bool,
+    ) -> Result<BTreeMap<Labels, LazySamples>> {
         // the head is snapshotted now (its chunks keep changing); blocks are immutable and
         // read when the series is loaded
         let snaps = {
@@ -1171,11 +1156,13 @@ impl MetricsQuerier for MetricsStore {
             head.snapshot(&refs, mint, maxt)
         };
         let mut parts: BTreeMap<Labels, Vec<LazyPart>> = BTreeMap::new();
-        for (labels, samples) in self.archived_series(matchers, mint, maxt)? {
-            parts
-                .entry(labels)
-                .or_default()
-                .push(LazyPart::Archived(samples));
+        if with_archive {
+            for (labels, samples) in self.archived_series(matchers, mint, maxt)? {
+                parts
+                    .entry(labels)
+                    .or_default()
+                    .push(LazyPart::Archived(samples));
+            }
         }
         for b in self.overlapping_blocks(mint, maxt) {
             for id in postings_for_matchers(&*b, matchers) {
@@ -1198,9 +1185,59 @@ impl MetricsQuerier for MetricsStore {
         }
         Ok(parts
             .into_iter()
-            .map(|(labels, parts)| {
-                LazySeries::deferred(labels, Box::new(LazySamples { parts, mint, maxt }))
+            .map(|(labels, parts)| (labels, LazySamples { parts, mint, maxt }))
+            .collect())
+    }
+}
+
+impl MetricsQuerier for MetricsStore {
+    fn select(&self, matchers: &[LabelMatcher], mint: i64, maxt: i64) -> Result<Vec<Series>> {
+        Ok(self
+            .select_merged(matchers, mint, maxt)?
+            .into_iter()
+            .map(|(labels, samples)| Series { labels, samples })
+            .collect())
+    }
+
+    fn select_rollup(
+        &self,
+        matchers: &[LabelMatcher],
+        mint: i64,
+        maxt: i64,
+        resolution_ms: i64,
+        agg: RollupAggregate,
+    ) -> Result<Option<RollupSelection>> {
+        let Some((mut rollups, files)) =
+            self.archived_rollups(matchers, mint, maxt, resolution_ms, agg)?
+        else {
+            return Ok(None);
+        };
+        let mut local = self.lazy_parts(matchers, mint, maxt, false)?;
+        let labels: BTreeSet<Labels> = rollups.keys().chain(local.keys()).cloned().collect();
+        let series = labels
+            .into_iter()
+            .map(|labels| {
+                let source = SynthesizedSamples {
+                    windows: rollups.remove(&labels).unwrap_or_default(),
+                    local: local.remove(&labels),
+                    agg,
+                };
+                LazySeries::deferred(labels, Box::new(source))
             })
+            .collect();
+        Ok(Some(RollupSelection { series, files }))
+    }
+
+    fn select_lazy(
+        &self,
+        matchers: &[LabelMatcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<LazySeries>> {
+        Ok(self
+            .lazy_parts(matchers, mint, maxt, true)?
+            .into_iter()
+            .map(|(labels, local)| LazySeries::deferred(labels, Box::new(local)))
             .collect())
     }
 
