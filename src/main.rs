@@ -93,6 +93,24 @@ struct ServeArgs {
     log_format: LogFormat,
 }
 
+/// Standard error for the logs, dropping what cannot be written. When stderr is a file on
+/// a full disk, the fmt layer would otherwise report the failed write with `eprintln!`,
+/// which panics: a log line from the WAL's writer thread would kill the thread, and every
+/// later write would wait for it forever.
+struct LossyStderr;
+
+impl std::io::Write for LossyStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = std::io::stderr().write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::stderr().flush();
+        Ok(())
+    }
+}
+
 fn init_tracing(level: Option<&str>, format: LogFormat) -> Result<(), String> {
     let filter = match level {
         Some(l) => EnvFilter::try_new(l).map_err(|e| format!("invalid --log-level {l:?}: {e}"))?,
@@ -103,7 +121,7 @@ fn init_tracing(level: Option<&str>, format: LogFormat) -> Result<(), String> {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
-        .with_writer(std::io::stderr);
+        .with_writer(|| LossyStderr);
     let result = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
