@@ -94,12 +94,6 @@ fn alert(dir: &Path, free: u64, size: u64, min_free_ratio: f64, ends_ms: i64) ->
     }
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 /// Checks the disk of `dir` now and every [`CHECK_EVERY`] until `stop` turns true.
 pub fn spawn(
     dir: PathBuf,
@@ -117,7 +111,8 @@ pub fn spawn(
                     SIZE.with_label_values(&[&label]).set(size as i64);
                     let below = (free as f64) < min_free_ratio * size as f64;
                     if below {
-                        let ends = now_ms() + FIRING_FOR.as_millis() as i64;
+                        let ends =
+                            alerter::notify::attempts::now_ms() + FIRING_FOR.as_millis() as i64;
                         let a = alert(&dir, free, size, min_free_ratio, ends);
                         if let Err(e) = alerter.dispatcher().post_alerts(vec![a]) {
                             tracing::error!(error = %e, "posting the disk alert failed");

@@ -42,6 +42,23 @@ pub struct Rollup {
     pub increase: f64,
 }
 
+impl Rollup {
+    /// The window of one sample: where a window starts, and what a raw sample is when a
+    /// query reads it after rollups.
+    fn of_sample(s: &Sample) -> Rollup {
+        Rollup {
+            timestamp_ms: s.timestamp_ms,
+            count: 1,
+            sum: s.value,
+            min: s.value,
+            max: s.value,
+            first: s.value,
+            last: s.value,
+            increase: 0.0,
+        }
+    }
+}
+
 /// The counter increase from `prev` to `next`: a drop is a reset, after which the counter
 /// counted `next` from zero. NaN contributes nothing.
 pub fn counter_step(prev: f64, next: f64) -> f64 {
@@ -83,17 +100,7 @@ pub fn compute(samples: &[Sample], resolution_ms: i64, out: &mut Vec<Rollup>) {
                 if let Some((_, done)) = open.take() {
                     out.push(done);
                 }
-                let r = Rollup {
-                    timestamp_ms: s.timestamp_ms,
-                    count: 1,
-                    sum: s.value,
-                    min: s.value,
-                    max: s.value,
-                    first: s.value,
-                    last: s.value,
-                    increase: 0.0,
-                };
-                open = Some((window, r));
+                open = Some((window, Rollup::of_sample(s)));
             }
         }
     }
@@ -103,19 +110,10 @@ pub fn compute(samples: &[Sample], resolution_ms: i64, out: &mut Vec<Rollup>) {
 /// The synthetic series of `agg` over `rollups` (in time order) followed by `raw` samples
 /// newer than the last rollup (staleness markers are skipped).
 pub fn synthesize(rollups: &[Rollup], raw: &[Sample], agg: RollupAggregate) -> Vec<Sample> {
-    let raw = raw.iter().filter(|s| !is_stale_nan(s.value)).map(|s| {
-        let v = s.value;
-        Rollup {
-            timestamp_ms: s.timestamp_ms,
-            count: 1,
-            sum: v,
-            min: v,
-            max: v,
-            first: v,
-            last: v,
-            increase: 0.0,
-        }
-    });
+    let raw = raw
+        .iter()
+        .filter(|s| !is_stale_nan(s.value))
+        .map(Rollup::of_sample);
     let mut out = Vec::with_capacity(rollups.len() + raw.size_hint().0);
     // counters: the running total and the last raw value seen
     let mut total: Option<(f64, f64)> = None;

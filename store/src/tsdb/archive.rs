@@ -202,6 +202,20 @@ async fn encode_blocking<T: Send + 'static>(
         .map_err(|e| StoreError::Unavailable(format!("archive encoder task failed: {e}")))?
 }
 
+/// Writes and verifies each encoded file, adding its manifest entry to `files`.
+async fn put_files(
+    archive: &Archive,
+    encoded: impl IntoIterator<Item = (FileEntry, bytes::Bytes)>,
+    files: &mut Vec<FileEntry>,
+) -> Result<()> {
+    for (entry, bytes) in encoded {
+        archive.put_verified(&entry.path, bytes).await?;
+        failpoint::hit("archive.metrics.after_file");
+        files.push(entry);
+    }
+    Ok(())
+}
+
 impl MetricsStore {
     fn archive_tier(&self) -> Option<&ArchiveTier> {
         self.options.archive.as_ref()
@@ -294,15 +308,14 @@ impl MetricsStore {
         while hour <= block.meta.max_time {
             let b = Arc::clone(block);
             let encoded = encode_blocking(move || encode_hour(&b, hour)).await?;
-            self.put_files(archive, encoded.into_iter().collect(), &mut files)
-                .await?;
+            put_files(archive, encoded, &mut files).await?;
             hour += HOUR_MS;
         }
         let mut day = block.meta.min_time.div_euclid(DAY_MS) * DAY_MS;
         while day <= block.meta.max_time {
             let b = Arc::clone(block);
             let encoded = encode_blocking(move || encode_rollup_day(&b, day)).await?;
-            self.put_files(archive, encoded, &mut files).await?;
+            put_files(archive, encoded, &mut files).await?;
             day += DAY_MS;
         }
         let (rows, bytes) = files
@@ -316,20 +329,6 @@ impl MetricsStore {
             "block written to the archive"
         );
         Ok(files)
-    }
-
-    async fn put_files(
-        &self,
-        archive: &Archive,
-        encoded: Vec<(FileEntry, bytes::Bytes)>,
-        files: &mut Vec<FileEntry>,
-    ) -> Result<()> {
-        for (entry, bytes) in encoded {
-            archive.put_verified(&entry.path, bytes).await?;
-            failpoint::hit("archive.metrics.after_file");
-            files.push(entry);
-        }
-        Ok(())
     }
 
     /// Deletes archived files whose newest sample left the warm window more than

@@ -1098,47 +1098,6 @@ fn index_label_values(idx: &impl IndexReader, name: &str, out: &mut BTreeSet<Str
 }
 
 impl MetricsStore {
-    /// The samples of the matching series in `[mint, maxt]`, per source (archive, blocks,
-    /// the head) and merged by [`merge_samples`].
-    fn select_merged(
-        &self,
-        matchers: &[LabelMatcher],
-        mint: i64,
-        maxt: i64,
-    ) -> Result<BTreeMap<Labels, Vec<Sample>>> {
-        let snaps = {
-            let head = self.head.read();
-            let refs = postings_for_matchers(&*head, matchers);
-            head.snapshot(&refs, mint, maxt)
-        };
-        let mut parts: BTreeMap<Labels, Vec<Vec<Sample>>> = BTreeMap::new();
-        for (labels, samples) in self.archived_series(matchers, mint, maxt)? {
-            parts.entry(labels).or_default().push(samples);
-        }
-        for b in self.overlapping_blocks(mint, maxt) {
-            let mut pages = HashMap::new();
-            for id in postings_for_matchers(&*b, matchers) {
-                if !b.has_data(id, mint, maxt) {
-                    continue;
-                }
-                let mut samples = Vec::new();
-                b.samples(id, mint, maxt, &mut pages, &mut samples)?;
-                if let (false, Some(l)) = (samples.is_empty(), b.labels_of(id)) {
-                    parts.entry(l).or_default().push(samples);
-                }
-            }
-        }
-        for s in snaps {
-            let samples = head::decode_snapshot(&s, mint, maxt)?;
-            if !samples.is_empty() {
-                parts.entry(s.labels).or_default().push(samples);
-            }
-        }
-        Ok(parts
-            .into_iter()
-            .map(|(labels, p)| (labels, merge_samples(p)))
-            .collect())
-    }
     /// The matching series in `[mint, maxt]` and where their samples are (archive if
     /// `with_archive`, blocks, the head), to be read when loaded.
     fn lazy_parts(
@@ -1192,10 +1151,40 @@ impl MetricsStore {
 
 impl MetricsQuerier for MetricsStore {
     fn select(&self, matchers: &[LabelMatcher], mint: i64, maxt: i64) -> Result<Vec<Series>> {
-        Ok(self
-            .select_merged(matchers, mint, maxt)?
+        let snaps = {
+            let head = self.head.read();
+            let refs = postings_for_matchers(&*head, matchers);
+            head.snapshot(&refs, mint, maxt)
+        };
+        let mut parts: BTreeMap<Labels, Vec<Vec<Sample>>> = BTreeMap::new();
+        for (labels, samples) in self.archived_series(matchers, mint, maxt)? {
+            parts.entry(labels).or_default().push(samples);
+        }
+        for b in self.overlapping_blocks(mint, maxt) {
+            let mut pages = HashMap::new();
+            for id in postings_for_matchers(&*b, matchers) {
+                if !b.has_data(id, mint, maxt) {
+                    continue;
+                }
+                let mut samples = Vec::new();
+                b.samples(id, mint, maxt, &mut pages, &mut samples)?;
+                if let (false, Some(l)) = (samples.is_empty(), b.labels_of(id)) {
+                    parts.entry(l).or_default().push(samples);
+                }
+            }
+        }
+        for s in snaps {
+            let samples = head::decode_snapshot(&s, mint, maxt)?;
+            if !samples.is_empty() {
+                parts.entry(s.labels).or_default().push(samples);
+            }
+        }
+        Ok(parts
             .into_iter()
-            .map(|(labels, samples)| Series { labels, samples })
+            .map(|(labels, p)| Series {
+                labels,
+                samples: merge_samples(p),
+            })
             .collect())
     }
 
