@@ -88,7 +88,7 @@ struct RawStorage {
     #[serde(default)]
     metrics: RawMetricsTier,
     #[serde(default)]
-    logs: RawTier,
+    logs: RawLogsTier,
     #[serde(default)]
     traces: RawTier,
     archive: Option<ArchiveConfig>,
@@ -102,6 +102,14 @@ struct RawStorage {
 struct RawTier {
     warm_for: Option<PromDuration>,
     archive_for: Option<PromDuration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLogsTier {
+    warm_for: Option<PromDuration>,
+    archive_for: Option<PromDuration>,
+    partition_span: Option<PromDuration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -283,6 +291,8 @@ pub struct StorageConfig {
     pub metrics: Retention,
     pub metrics_flush_interval: Duration,
     pub logs: Retention,
+    /// Record time covered by one log partition (one index, and one archive file).
+    pub logs_partition_span: Duration,
     pub traces: Retention,
     pub archive: ArchiveConfig,
     pub fsync: FsyncPolicy,
@@ -744,6 +754,10 @@ fn parse(text: &str, base_dir: &Path, overrides: &Overrides) -> Result<Config, V
         warm_for: storage.metrics.warm_for,
         archive_for: storage.metrics.archive_for,
     };
+    let logs_tier = RawTier {
+        warm_for: storage.logs.warm_for,
+        archive_for: storage.logs.archive_for,
+    };
     let storage = StorageConfig {
         data_dir: overrides
             .data_dir
@@ -755,7 +769,11 @@ fn parse(text: &str, base_dir: &Path, overrides: &Overrides) -> Result<Config, V
             .metrics
             .flush_interval
             .map_or(Duration::from_secs(2 * 3600), Duration::from),
-        logs: tier(&storage.logs, 7, 90),
+        logs: tier(&logs_tier, 7, 90),
+        logs_partition_span: storage
+            .logs
+            .partition_span
+            .map_or(Duration::from_secs(3600), Duration::from),
         traces: tier(&storage.traces, 7, 30),
         archive: storage
             .archive
@@ -788,6 +806,19 @@ fn parse(text: &str, base_dir: &Path, overrides: &Overrides) -> Result<Config, V
         c.push(
             locate(text, "flush_interval", storage_line),
             "storage.metrics.flush_interval must be at least 1s",
+        );
+    }
+    let span = storage.logs_partition_span;
+    if span < Duration::from_secs(1)
+        || span > Duration::from_secs(86_400)
+        || span.subsec_nanos() != 0
+    {
+        c.push(
+            locate(text, "partition_span", storage_line),
+            format!(
+                "storage.logs.partition_span must be whole seconds from 1s to 1d (got {}s)",
+                span.as_secs_f64()
+            ),
         );
     }
     if storage.data_dir.as_os_str().is_empty() {

@@ -216,6 +216,12 @@ impl LogsQuerier for LazyLogs {
     fn search(&self, search: &LogSearch) -> store::Result<Vec<LogRecord>> {
         self.get()?.search(search)
     }
+    fn search_with_stats(
+        &self,
+        search: &LogSearch,
+    ) -> store::Result<(Vec<LogRecord>, store::logs::SearchStats)> {
+        self.get()?.search_with_stats(search)
+    }
     fn histogram(&self, request: &HistogramRequest) -> store::Result<Vec<HistogramBucket>> {
         self.get()?.histogram(request)
     }
@@ -734,17 +740,18 @@ pub async fn run(config: Config, source: ConfigSource) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let opened = tokio::task::spawn_blocking(move || {
         let archive = store::archive::Archive::open(&location)?;
-        MetricsStore::open(MetricsStoreOptions {
+        let store = MetricsStore::open(MetricsStoreOptions {
             archive: Some(store::config::ArchiveTier {
-                archive,
+                archive: Arc::clone(&archive),
                 keep_for: keep_archived_for,
             }),
             ..options
-        })
+        })?;
+        Ok::<_, store::error::StoreError>((store, archive))
     })
     .await;
-    let store = match opened {
-        Ok(Ok(store)) => store,
+    let (store, archive) = match opened {
+        Ok(Ok(opened)) => opened,
         Ok(Err(e)) => {
             let _ = stop_tx.send(true);
             return Err(e).with_context(|| {
@@ -792,6 +799,11 @@ pub async fn run(config: Config, source: ConfigSource) -> anyhow::Result<()> {
     let log_options = LogStoreOptions {
         fsync: config.storage.fsync,
         retention: config.storage.logs.warm_for,
+        partition_span: config.storage.logs_partition_span,
+        archive: Some(store::config::ArchiveTier {
+            archive: Arc::clone(&archive),
+            keep_for: config.storage.logs.archive_for,
+        }),
         ..LogStoreOptions::new(&logs_dir)
     };
     tracing::info!(dir = %logs_dir.display(), "opening the log store and replaying its wal");

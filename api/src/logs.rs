@@ -28,7 +28,9 @@ use crate::error::ApiError;
 use crate::handlers::blocking;
 use crate::params::Params;
 use crate::traces::json_success;
-use json::{FieldJson, FieldsData, HistogramData, QueryData, RecordJson};
+use json::{
+    ArchiveStatsJson, FieldJson, FieldsData, HistogramData, QueryData, QueryStatsJson, RecordJson,
+};
 use params::{
     by_severity_param, direction_param, limit_param, now_nanos, query_param, step_param, top_param,
     Window,
@@ -55,9 +57,14 @@ pub async fn query(State(state): LogsAppState, params: Params) -> Result<Respons
         direction: direction_param(&params)?,
     };
     let logs = state.logs.clone();
-    let records = blocking(move || Ok(logs.search(&search)?)).await?;
+    let (records, stats) = blocking(move || Ok(logs.search_with_stats(&search)?)).await?;
     json_success(&QueryData {
         records: records.iter().map(RecordJson::new).collect(),
+        stats: QueryStatsJson {
+            archive: ArchiveStatsJson {
+                files_read: stats.archive_files_read,
+            },
+        },
     })
 }
 

@@ -69,6 +69,19 @@ impl Serialize for PairsJson<'_> {
 #[derive(Serialize)]
 pub struct QueryData<'a> {
     pub records: Vec<RecordJson<'a>>,
+    pub stats: QueryStatsJson,
+}
+
+/// `stats` of `/api/v1/logs/query`: `{"archive":{"filesRead":N}}`.
+#[derive(Serialize)]
+pub struct QueryStatsJson {
+    pub archive: ArchiveStatsJson,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ArchiveStatsJson {
+    pub files_read: usize,
 }
 
 /// `data` of `/api/v1/logs/histogram`.

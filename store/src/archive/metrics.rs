@@ -22,10 +22,9 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::basic::Encoding;
 use parquet::data_type::{ByteArray, ByteArrayType, DoubleType, Int64Type};
-use parquet::file::metadata::{KeyValue, RowGroupMetaData};
-use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::metadata::RowGroupMetaData;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::file::statistics::Statistics;
 use parquet::file::writer::SerializedFileWriter;
@@ -36,6 +35,7 @@ use crate::contract::{LabelMatcher, MatchOp, RollupAggregate};
 use crate::error::{Result, StoreError};
 use crate::model::{Label, Labels, Sample};
 
+use super::parquet_io::{check_schema, parquet_err, read_column, writer_properties};
 use super::rollup::Rollup;
 
 const SCHEMA: &str = "
@@ -62,18 +62,12 @@ message lookout_metrics_rollup {
   required double increase;
 }";
 
-/// Key-value metadata naming the schema, so a reader can refuse a file it does not know.
-pub const SCHEMA_KEY: &str = "lookout.schema";
 pub const SCHEMA_VALUE: &str = "metrics/v1";
 pub const ROLLUP_SCHEMA_VALUE: &str = "metrics-rollup/v1";
 /// Rows per row group: large enough for good compression and few footer entries, small
 /// enough that a reader's buffers stay in the tens of megabytes.
 pub const ROW_GROUP_ROWS: usize = 1 << 20;
 const ZSTD_LEVEL: i32 = 9;
-
-fn parquet_err(what: &str, e: parquet::errors::ParquetError) -> StoreError {
-    StoreError::Unavailable(format!("{what}: {e}"))
-}
 
 /// What a finished file holds.
 #[derive(Clone, Debug)]
@@ -147,16 +141,7 @@ impl MetricsFileWriter {
         let schema = Arc::new(
             parse_message_type(schema).map_err(|e| parquet_err("archive metrics schema", e))?,
         );
-        let zstd = ZstdLevel::try_new(ZSTD_LEVEL).map_err(|e| parquet_err("zstd level", e))?;
-        let mut props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(zstd))
-            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-            .set_statistics_enabled(EnabledStatistics::Chunk)
-            .set_key_value_metadata(Some(vec![KeyValue::new(
-                SCHEMA_KEY.to_string(),
-                schema_name.to_string(),
-            )]))
-            .set_created_by(format!("lookout {}", env!("CARGO_PKG_VERSION")));
+        let mut props = writer_properties(schema_name, ZSTD_LEVEL, ROW_GROUP_ROWS)?;
         // times and counts step regularly: deltas; measurements: byte-stream split
         for name in layout.int_columns() {
             let path = ColumnPath::from(*name);
@@ -353,8 +338,8 @@ pub fn read_series(
         |rg, rows| {
             let mut times = Vec::with_capacity(rows);
             let mut values = Vec::with_capacity(rows);
-            read_column::<Int64Type>(rg, 2, rows, &mut times)?;
-            read_column::<DoubleType>(rg, 3, rows, &mut values)?;
+            read_column::<Int64Type>(rg, 2, rows, None, &mut times)?;
+            read_column::<DoubleType>(rg, 3, rows, None, &mut values)?;
             check_rows(rows, &[times.len(), values.len()])?;
             Ok(SampleColumns { times, values })
         },
@@ -391,14 +376,14 @@ pub fn read_rollups(
         out,
         |rg, rows| {
             let mut t = Vec::with_capacity(rows);
-            read_column::<Int64Type>(rg, 2, rows, &mut t)?;
+            read_column::<Int64Type>(rg, 2, rows, None, &mut t)?;
             let mut count = Vec::new();
             // sum, min, max, first, last, increase: empty when not needed
             let mut doubles: [Vec<f64>; 6] = Default::default();
             for &column in needed {
                 match column {
-                    3 => read_column::<Int64Type>(rg, 3, rows, &mut count)?,
-                    c => read_column::<DoubleType>(rg, c, rows, &mut doubles[c - 4])?,
+                    3 => read_column::<Int64Type>(rg, 3, rows, None, &mut count)?,
+                    c => read_column::<DoubleType>(rg, c, rows, None, &mut doubles[c - 4])?,
                 }
             }
             let lengths: Vec<usize> = std::iter::once(t.len())
@@ -554,19 +539,6 @@ fn same_text(a: &ByteArray, b: &ByteArray) -> bool {
     (a.as_ptr() == b.as_ptr() && a.len() == b.len()) || a == b
 }
 
-fn check_schema(reader: &SerializedFileReader<Bytes>, expected: &str) -> Result<()> {
-    let kv = reader.metadata().file_metadata().key_value_metadata();
-    let schema = kv
-        .and_then(|kv| kv.iter().find(|k| k.key == SCHEMA_KEY))
-        .and_then(|k| k.value.as_deref());
-    if schema != Some(expected) {
-        return Err(StoreError::Unavailable(format!(
-            "archive file has schema {schema:?}, this build reads {expected}"
-        )));
-    }
-    Ok(())
-}
-
 fn row_group_may_match(meta: &RowGroupMetaData, name: Option<&[u8]>, mint: i64, maxt: i64) -> bool {
     if let Some(Statistics::Int64(s)) = meta.column(2).statistics() {
         if let (Some(&lo), Some(&hi)) = (s.min_opt(), s.max_opt()) {
@@ -591,30 +563,8 @@ fn read_byte_arrays(
     rows: usize,
 ) -> Result<Vec<ByteArray>> {
     let mut out = Vec::with_capacity(rows);
-    read_column::<ByteArrayType>(rg, column, rows, &mut out)?;
+    read_column::<ByteArrayType>(rg, column, rows, None, &mut out)?;
     Ok(out)
-}
-
-fn read_column<T: parquet::data_type::DataType>(
-    rg: &dyn parquet::file::reader::RowGroupReader,
-    column: usize,
-    rows: usize,
-    out: &mut Vec<T::T>,
-) -> Result<()> {
-    let what = "reading an archive column";
-    let reader = rg
-        .get_column_reader(column)
-        .map_err(|e| parquet_err(what, e))?;
-    let mut typed = parquet::column::reader::get_typed_column_reader::<T>(reader);
-    while out.len() < rows {
-        let (records, _, _) = typed
-            .read_records(rows - out.len(), None, None, out)
-            .map_err(|e| parquet_err(what, e))?;
-        if records == 0 {
-            break;
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

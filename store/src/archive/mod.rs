@@ -23,15 +23,17 @@
 //! The format is documented in `docs/format/archive.md`.
 
 pub mod failpoint;
+pub mod logs;
 pub mod manifest;
 pub mod metrics;
+mod parquet_io;
 pub mod rollup;
 pub(crate) mod telemetry;
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use object_store::aws::AmazonS3Builder;
@@ -467,6 +469,123 @@ impl Archive {
     }
 }
 
+/// When the next move may be tried after failures: doubling from 1 s up to 5 minutes.
+#[derive(Debug)]
+pub struct Backoff {
+    next_try: Instant,
+    delay: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            next_try: Instant::now(),
+            delay: Duration::ZERO,
+        }
+    }
+}
+
+impl Backoff {
+    /// Whether a try is due.
+    pub fn due(&self) -> bool {
+        Instant::now() >= self.next_try
+    }
+
+    /// Records a failure; returns how long the next try waits.
+    pub fn failed(&mut self) -> Duration {
+        self.delay = (self.delay * 2).clamp(Duration::from_secs(1), Duration::from_secs(300));
+        self.next_try = Instant::now() + self.delay;
+        self.delay
+    }
+
+    pub fn succeeded(&mut self) {
+        *self = Backoff::default();
+    }
+}
+
+/// Runs a blocking encoder off the async runtime.
+pub async fn encode_blocking<T: Send + 'static>(
+    encode: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(encode)
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("archive encoder task failed: {e}")))?
+}
+
+/// Writes and verifies each encoded file, adding its manifest entry to `files`
+/// [failpoint `archive.<signal>.after_file` after each].
+pub async fn put_files(
+    archive: &Archive,
+    signal: &str,
+    encoded: impl IntoIterator<Item = (FileEntry, Bytes)>,
+    files: &mut Vec<FileEntry>,
+) -> Result<()> {
+    for (entry, bytes) in encoded {
+        archive.put_verified(&entry.path, bytes).await?;
+        failpoint::hit(&format!("archive.{signal}.after_file"));
+        files.push(entry);
+    }
+    Ok(())
+}
+
+impl Archive {
+    /// Deletes the files of `signals` whose newest record is older than `cutoff_ms`: the
+    /// manifest first, then the objects [failpoint `archive.<first signal>.before_expire_delete`
+    /// between the two]. A crash between the two leaves unnamed files for the sweep.
+    pub async fn expire(&self, signals: &[String], cutoff_ms: i64) -> Result<()> {
+        let expired: Vec<String> = signals
+            .iter()
+            .flat_map(|signal| self.files(signal, i64::MIN, cutoff_ms))
+            .filter(|f| f.max_time < cutoff_ms)
+            .map(|f| f.path)
+            .collect();
+        if expired.is_empty() {
+            return Ok(());
+        }
+        let remove = expired.clone();
+        self.edit_manifest(|m| m.remove(&remove)).await?;
+        if let Some(first) = signals.first() {
+            failpoint::hit(&format!("archive.{first}.before_expire_delete"));
+        }
+        tracing::info!(
+            signal = signals.first().map(String::as_str).unwrap_or(""),
+            files = expired.len(),
+            "archived files deleted by retention"
+        );
+        self.delete(expired).await
+    }
+
+    /// Deletes the files under `signal/` that the manifest does not name and `local_source`
+    /// does not claim (a file a local block or partition will write again): what a move or
+    /// an expiry killed half-way left behind.
+    pub async fn sweep_unnamed(
+        &self,
+        signal: &str,
+        local_source: impl Fn(&str) -> bool,
+    ) -> Result<()> {
+        let named: std::collections::HashSet<String> = self
+            .files(signal, i64::MIN, i64::MAX)
+            .into_iter()
+            .map(|f| f.path)
+            .collect();
+        let unnamed: Vec<String> = self
+            .list(signal)
+            .await?
+            .into_iter()
+            .filter(|p| !named.contains(p) && !local_source(p))
+            .collect();
+        if !unnamed.is_empty() {
+            tracing::info!(
+                signal,
+                files = unnamed.len(),
+                "deleting archive files no manifest entry names"
+            );
+            self.delete(unnamed).await?;
+        }
+        Ok(())
+    }
+}
+
 /// The whole object at `path`.
 async fn fetch(store: &dyn ObjectStore, path: &ObjectPath) -> object_store::Result<Bytes> {
     store.get(path).await?.bytes().await
@@ -537,5 +656,25 @@ impl FileCache {
             self.bytes -= b.len();
             self.order.retain(|p| p != path);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_resets() {
+        let mut b = Backoff::default();
+        assert!(b.due());
+        assert_eq!(b.failed(), Duration::from_secs(1));
+        assert!(!b.due());
+        assert_eq!(b.failed(), Duration::from_secs(2));
+        for _ in 0..20 {
+            b.failed();
+        }
+        assert_eq!(b.delay, Duration::from_secs(300));
+        b.succeeded();
+        assert!(b.due());
     }
 }

@@ -118,8 +118,21 @@ pub struct FieldSummary {
 }
 
 /// Reads logs back. Synchronous (reads disk): async callers use `spawn_blocking`.
+/// What a search read besides the local store.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SearchStats {
+    /// Archive (Parquet) files read.
+    pub archive_files_read: usize,
+}
+
 pub trait LogsQuerier: Send + Sync {
     fn search(&self, search: &LogSearch) -> Result<Vec<LogRecord>>;
+
+    /// [`LogsQuerier::search`], saying what it read. Queriers without an archive tier
+    /// answer with empty stats (the default).
+    fn search_with_stats(&self, search: &LogSearch) -> Result<(Vec<LogRecord>, SearchStats)> {
+        Ok((self.search(search)?, SearchStats::default()))
+    }
 
     /// One bucket per step from `start` to `end`, empty ones included.
     fn histogram(&self, request: &HistogramRequest) -> Result<Vec<HistogramBucket>>;

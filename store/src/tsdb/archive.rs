@@ -17,13 +17,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::archive::metrics::{
     read_rollups, read_series, ArchivedSeries, MetricsFileWriter, WrittenFile,
 };
 use crate::archive::rollup::{self, Rollup};
-use crate::archive::{failpoint, telemetry, Archive, FileEntry};
+use crate::archive::{encode_blocking, failpoint, put_files, telemetry, Archive, FileEntry};
 use crate::clock::{duration_ms, now_ms};
 use crate::config::ArchiveTier;
 use crate::contract::{LabelMatcher, RollupAggregate, ROLLUP_RESOLUTIONS_MS};
@@ -56,34 +56,6 @@ fn all_signals() -> Vec<String> {
     std::iter::once(SIGNAL.to_string())
         .chain(rollup_signals())
         .collect()
-}
-
-/// When the next move may be tried after failures: doubling from 1 s up to 5 minutes.
-#[derive(Debug)]
-pub(super) struct Backoff {
-    next_try: Instant,
-    delay: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff {
-            next_try: Instant::now(),
-            delay: Duration::ZERO,
-        }
-    }
-}
-
-impl Backoff {
-    fn failed(&mut self) -> Duration {
-        self.delay = (self.delay * 2).clamp(Duration::from_secs(1), Duration::from_secs(300));
-        self.next_try = Instant::now() + self.delay;
-        self.delay
-    }
-
-    fn succeeded(&mut self) {
-        *self = Backoff::default();
-    }
 }
 
 /// The archive path of the file holding hour `hour_start` of block `block_id`.
@@ -193,29 +165,6 @@ fn encode_hour(block: &Block, hour_start: i64) -> Result<Option<(FileEntry, byte
     )))
 }
 
-/// Runs a blocking encoder off the async runtime.
-async fn encode_blocking<T: Send + 'static>(
-    encode: impl FnOnce() -> Result<T> + Send + 'static,
-) -> Result<T> {
-    tokio::task::spawn_blocking(encode)
-        .await
-        .map_err(|e| StoreError::Unavailable(format!("archive encoder task failed: {e}")))?
-}
-
-/// Writes and verifies each encoded file, adding its manifest entry to `files`.
-async fn put_files(
-    archive: &Archive,
-    encoded: impl IntoIterator<Item = (FileEntry, bytes::Bytes)>,
-    files: &mut Vec<FileEntry>,
-) -> Result<()> {
-    for (entry, bytes) in encoded {
-        archive.put_verified(&entry.path, bytes).await?;
-        failpoint::hit("archive.metrics.after_file");
-        files.push(entry);
-    }
-    Ok(())
-}
-
 impl MetricsStore {
     fn archive_tier(&self) -> Option<&ArchiveTier> {
         self.options.archive.as_ref()
@@ -233,7 +182,7 @@ impl MetricsStore {
             }
             return result;
         };
-        if Instant::now() < self.archive_backoff.lock().next_try {
+        if !self.archive_backoff.lock().due() {
             return Ok(0);
         }
         let result = self.archive_pass(tier).await;
@@ -308,14 +257,14 @@ impl MetricsStore {
         while hour <= block.meta.max_time {
             let b = Arc::clone(block);
             let encoded = encode_blocking(move || encode_hour(&b, hour)).await?;
-            put_files(archive, encoded, &mut files).await?;
+            put_files(archive, SIGNAL, encoded, &mut files).await?;
             hour += HOUR_MS;
         }
         let mut day = block.meta.min_time.div_euclid(DAY_MS) * DAY_MS;
         while day <= block.meta.max_time {
             let b = Arc::clone(block);
             let encoded = encode_blocking(move || encode_rollup_day(&b, day)).await?;
-            put_files(archive, encoded, &mut files).await?;
+            put_files(archive, SIGNAL, encoded, &mut files).await?;
             day += DAY_MS;
         }
         let (rows, bytes) = files
@@ -332,67 +281,28 @@ impl MetricsStore {
     }
 
     /// Deletes archived files whose newest sample left the warm window more than
-    /// `archive_for` ago: the manifest first, then the objects.
+    /// `archive_for` ago.
     async fn expire_archive(&self, tier: &ArchiveTier) -> Result<()> {
         let keep = duration_ms(self.options.retention).saturating_add(duration_ms(tier.keep_for));
         let cutoff = now_ms().saturating_sub(keep);
-        let expired: Vec<String> = all_signals()
-            .iter()
-            .flat_map(|signal| tier.archive.files(signal, i64::MIN, cutoff))
-            .filter(|f| f.max_time < cutoff)
-            .map(|f| f.path)
-            .collect();
-        if expired.is_empty() {
-            return Ok(());
-        }
-        let remove = expired.clone();
-        tier.archive.edit_manifest(|m| m.remove(&remove)).await?;
-        failpoint::hit("archive.metrics.before_expire_delete");
-        tracing::info!(
-            files = expired.len(),
-            "archived metric files deleted by retention"
-        );
-        tier.archive.delete(expired).await
+        tier.archive.expire(&all_signals(), cutoff).await
     }
 
     /// Deletes files under `metrics*/` that the manifest does not name and no local block
     /// will write again: what a move or an expiry killed half-way left behind.
     async fn sweep_unnamed_files(&self, archive: &Archive) -> Result<()> {
-        for signal in all_signals() {
-            self.sweep_unnamed(archive, &signal).await?;
-        }
-        Ok(())
-    }
-
-    async fn sweep_unnamed(&self, archive: &Archive, signal: &str) -> Result<()> {
-        let named: std::collections::HashSet<String> = archive
-            .files(signal, i64::MIN, i64::MAX)
-            .into_iter()
-            .map(|f| f.path)
-            .collect();
         let local: Vec<String> = self
             .blocks
             .read()
             .iter()
-            .map(|b| b.meta.id.clone())
+            .map(|b| format!("part-{}.parquet", b.meta.id))
             .collect();
-        let unnamed: Vec<String> = archive
-            .list(signal)
-            .await?
-            .into_iter()
-            .filter(|p| !named.contains(p))
-            .filter(|p| {
-                !local
-                    .iter()
-                    .any(|id| p.ends_with(&format!("part-{id}.parquet")))
-            })
-            .collect();
-        if !unnamed.is_empty() {
-            tracing::info!(
-                files = unnamed.len(),
-                "deleting archive files no manifest entry names"
-            );
-            archive.delete(unnamed).await?;
+        for signal in all_signals() {
+            archive
+                .sweep_unnamed(&signal, |path| {
+                    local.iter().any(|name| path.ends_with(name))
+                })
+                .await?;
         }
         Ok(())
     }
@@ -508,18 +418,5 @@ mod tests {
             "metrics-5m/date=2025-11-21/part-b1.parquet"
         );
         assert_eq!(all_signals(), ["metrics", "metrics-5m", "metrics-1h"]);
-    }
-
-    #[test]
-    fn backoff_doubles_and_resets() {
-        let mut b = Backoff::default();
-        assert_eq!(b.failed(), Duration::from_secs(1));
-        assert_eq!(b.failed(), Duration::from_secs(2));
-        for _ in 0..20 {
-            b.failed();
-        }
-        assert_eq!(b.delay, Duration::from_secs(300));
-        b.succeeded();
-        assert!(b.next_try <= Instant::now());
     }
 }

@@ -129,7 +129,7 @@ pub struct MetricsStore {
     shutdown: Notify,
     block_seq: AtomicU64,
     /// When the next move to the archive may be tried after a failure.
-    archive_backoff: parking_lot::Mutex<archive::Backoff>,
+    archive_backoff: parking_lot::Mutex<crate::archive::Backoff>,
     /// Whether this process has swept the archive for files a crashed move left unnamed.
     archive_swept: AtomicBool,
 }
@@ -411,7 +411,7 @@ impl MetricsStore {
             closed: AtomicBool::new(false),
             shutdown: Notify::new(),
             block_seq: AtomicU64::new(0),
-            archive_backoff: parking_lot::Mutex::new(archive::Backoff::default()),
+            archive_backoff: parking_lot::Mutex::new(crate::archive::Backoff::default()),
             archive_swept: AtomicBool::new(false),
         };
         store.update_gauges();

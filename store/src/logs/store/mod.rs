@@ -28,6 +28,7 @@
 //! the index (the body has no positions) and each candidate is checked against the query
 //! on its decoded record. Retention deletes whole partitions.
 
+mod archive;
 mod codec;
 mod indexer;
 mod merge;
@@ -55,7 +56,7 @@ use crate::logs::model::{LogBatch, LogRecord};
 use crate::logs::schema::LogSchema;
 use crate::logs::{
     FieldSummary, FieldsRequest, HistogramBucket, HistogramRequest, LogAppendReport, LogSearch,
-    LogsAppender, LogsQuerier,
+    LogsAppender, LogsQuerier, SearchStats,
 };
 use crate::wal::{SegmentId, Wal, MAX_RECORD_BYTES};
 use codec::PayloadBuilder;
@@ -117,6 +118,8 @@ pub struct LogStoreOptions {
     pub max_indexer_queue_bytes: u64,
     /// WAL segment size.
     pub wal_segment_bytes: u64,
+    /// Where partitions go once `retention` (the warm window) is over; `None` deletes them.
+    pub archive: Option<crate::config::ArchiveTier>,
 }
 
 impl LogStoreOptions {
@@ -137,6 +140,7 @@ impl LogStoreOptions {
             max_open_writers: 3,
             max_indexer_queue_bytes: 128 * 1024 * 1024,
             wal_segment_bytes: 64 * 1024 * 1024,
+            archive: None,
         }
     }
 
@@ -306,6 +310,9 @@ pub struct LogStore {
     wal_rotated: Mutex<Option<(u64, SegmentId)>>,
     /// Records re-indexed from the WAL at open.
     replayed: u64,
+    archive_backoff: Mutex<crate::archive::Backoff>,
+    /// Whether the archive has been swept of files a crashed move left unnamed.
+    archive_swept: AtomicBool,
 }
 
 impl LogStore {
@@ -449,6 +456,8 @@ impl LogStore {
             last_append_ns: AtomicU64::new(0),
             wal_rotated: Mutex::new(None),
             replayed,
+            archive_backoff: Mutex::new(crate::archive::Backoff::default()),
+            archive_swept: AtomicBool::new(false),
         };
         store.update_gauges();
         Ok(Arc::new(store))
@@ -709,21 +718,8 @@ impl LogStore {
         if expired.is_empty() {
             return Ok(0);
         }
-        let starts = expired.clone();
-        self.request(|done| Msg::Expire { starts, done }).await?;
-        let root = self.shared.root.clone();
         let n = expired.len();
-        tokio::task::spawn_blocking(move || -> Result<()> {
-            for start in expired {
-                // searches holding the partition keep reading through their open files
-                partition::delete_dir(&root, start)?;
-                metrics::PARTITIONS_DELETED.inc();
-                tracing::info!(partition = start, "log partition deleted by retention");
-            }
-            Ok(())
-        })
-        .await
-        .map_err(|e| task_failed("log retention", e))??;
+        self.remove_partitions(expired, "retention").await?;
         metrics::DURATION
             .with_label_values(&["retention"])
             .observe(started.elapsed().as_secs_f64());
@@ -763,9 +759,11 @@ impl LogStore {
                 if let Err(e) = store.truncate_wal_lazily(rotate).await {
                     tracing::error!(error = %e, "log wal truncation failed; the wal keeps growing");
                 }
-                if last_retention.is_none_or(|t| t.elapsed() >= RETENTION_EVERY) {
+                // small partitions (tests, short warm windows) move as soon as they are due
+                let every = RETENTION_EVERY.min(store.opts.partition_span);
+                if last_retention.is_none_or(|t| t.elapsed() >= every) {
                     last_retention = Some(Instant::now());
-                    if let Err(e) = store.apply_retention().await {
+                    if let Err(e) = store.move_old_data().await {
                         tracing::error!(error = %e, "log retention failed");
                     }
                 }
@@ -811,12 +809,17 @@ impl LogStore {
         (self.partitions(), &self.shared.schema)
     }
 
-    fn search_inner(&self, s: &LogSearch) -> Result<Vec<LogRecord>> {
+    /// Local partitions first, then the archived files whose partition is no longer local,
+    /// merged best first.
+    fn search_inner(&self, s: &LogSearch) -> Result<(Vec<LogRecord>, SearchStats)> {
         let range = TimeRange::new(s.start_unix_nano, s.end_unix_nano)?;
         let (parts, schema) = self.snapshot_query();
+        // the archive's files are chosen after the local snapshot: a partition moved in
+        // between is read from its file, never from neither
+        let files = self.archive_files(range.start, range.end);
         let query = s.query.to_tantivy(schema);
         let verify = s.query.needs_verification().then_some(&s.query);
-        search::search(
+        let mut records = search::search(
             &parts,
             schema,
             query.as_ref(),
@@ -824,36 +827,47 @@ impl LogStore {
             range,
             s.limit,
             s.direction,
-        )
+        )?;
+        if files.is_empty() || s.limit == 0 {
+            return Ok((records, SearchStats::default()));
+        }
+        let (archived, read) = self.search_archive(s, range, files)?;
+        records.extend(archived);
+        archive::sort_best(&mut records, s.direction);
+        records.truncate(s.limit);
+        Ok((
+            records,
+            SearchStats {
+                archive_files_read: read,
+            },
+        ))
     }
 
     fn histogram_inner(&self, r: &HistogramRequest) -> Result<Vec<HistogramBucket>> {
         let range = TimeRange::new(r.start_unix_nano, r.end_unix_nano)?;
         search::bucket_count(range, r.step_nanos)?;
         let (parts, schema) = self.snapshot_query();
+        let files = self.archive_files(range.start, range.end);
         let query = r.query.to_tantivy(schema);
         let verify = r.query.needs_verification().then_some(&r.query);
-        search::histogram(&parts, schema, query.as_ref(), verify, range, r.step_nanos)
+        let mut buckets =
+            search::histogram(&parts, schema, query.as_ref(), verify, range, r.step_nanos)?;
+        self.count_archive(&r.query, range, r.step_nanos, &files, &mut buckets)?;
+        Ok(buckets)
     }
 
     fn fields_inner(&self, r: &FieldsRequest) -> Result<Vec<FieldSummary>> {
-        let range = TimeRange::new(r.start_unix_nano, r.end_unix_nano)?;
         let sample = match r.sample {
             0 => search::DEFAULT_FIELD_SAMPLE,
             n => n.min(search::MAX_FIELD_SAMPLE),
         };
-        let (parts, schema) = self.snapshot_query();
-        let query = r.query.to_tantivy(schema);
-        let verify = r.query.needs_verification().then_some(&r.query);
-        let records = search::search(
-            &parts,
-            schema,
-            query.as_ref(),
-            verify,
-            range,
-            sample,
-            crate::logs::Direction::Backward,
-        )?;
+        let (records, _) = self.search_inner(&LogSearch {
+            query: r.query.clone(),
+            start_unix_nano: r.start_unix_nano,
+            end_unix_nano: r.end_unix_nano,
+            limit: sample,
+            direction: crate::logs::Direction::Backward,
+        })?;
         Ok(search::summarize_fields(&records, r.top_values))
     }
 }
@@ -894,6 +908,10 @@ impl LogsAppender for LogStore {
 
 impl LogsQuerier for LogStore {
     fn search(&self, search: &LogSearch) -> Result<Vec<LogRecord>> {
+        Ok(self.search_with_stats(search)?.0)
+    }
+
+    fn search_with_stats(&self, search: &LogSearch) -> Result<(Vec<LogRecord>, SearchStats)> {
         timed("search", || self.search_inner(search))
     }
 

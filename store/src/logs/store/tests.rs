@@ -571,3 +571,124 @@ fn version_2_stored_part_and_source_still_decode() {
     codec::encode_source(&mut o, &want);
     assert_eq!((s.as_slice(), o.as_slice()), (stored, source));
 }
+
+/// What the tier test compares before and after the move: searches both ways, a field
+/// query with a phrase (verified on the record), a histogram and field summaries.
+fn answers(store: &LogStore, start: u64, end: u64) -> Vec<String> {
+    let search = |q: &str, limit: usize, direction: Direction| {
+        let s = LogSearch {
+            query: LogQuery::parse(q).unwrap(),
+            start_unix_nano: start,
+            end_unix_nano: end,
+            limit,
+            direction,
+        };
+        format!("{:?}", store.search(&s).unwrap())
+    };
+    let histogram = store
+        .histogram(&HistogramRequest {
+            query: LogQuery::parse("severity>=warn").unwrap(),
+            start_unix_nano: start,
+            end_unix_nano: end,
+            step_nanos: SEC / 4,
+        })
+        .unwrap();
+    let fields = store
+        .fields(&FieldsRequest {
+            query: LogQuery::all(),
+            start_unix_nano: start,
+            end_unix_nano: end,
+            top_values: 5,
+            sample: 0,
+        })
+        .unwrap();
+    vec![
+        search("*", 1000, Direction::Backward),
+        search("*", 7, Direction::Backward),
+        search("*", 7, Direction::Forward),
+        search(
+            "service:svc-1 AND \"failed: timeout\"",
+            1000,
+            Direction::Backward,
+        ),
+        search("attr.n:12 OR attr.n:13", 1000, Direction::Forward),
+        format!("{histogram:?}"),
+        format!("{fields:?}"),
+    ]
+}
+
+#[tokio::test]
+async fn partitions_past_the_warm_window_move_to_the_archive_and_answer_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = crate::archive::Archive::open(&crate::archive::ArchiveLocation::Local(
+        dir.path().join("archive"),
+    ))
+    .unwrap();
+    let mut o = opts(&dir.path().join("logs"));
+    o.retention = Duration::from_secs(3);
+    o.partition_span = Duration::from_secs(1);
+    o.archive = Some(crate::config::ArchiveTier {
+        archive: archive.clone(),
+        keep_for: Duration::from_secs(3600),
+    });
+    let store = LogStore::open(o).unwrap();
+    // 40 records over the last two seconds: two or three partitions
+    let t0 = now() - 2 * SEC;
+    let records: Vec<LogRecord> = (0..40).map(|n| record(n, t0 + n * (SEC / 20))).collect();
+    store
+        .append_logs(LogBatch {
+            records: records.clone(),
+        })
+        .await
+        .unwrap();
+    wait_searchable(&store, 40).await;
+    let (start, end) = (t0 - SEC, t0 + 3 * SEC);
+    let before = answers(&store, start, end);
+    assert!(before[0].contains("request 39 "), "{}", before[0]);
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while store.stats().partitions > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "partitions never moved"
+        );
+        store.move_old_data().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let files = archive.files(archive::SIGNAL, i64::MIN, i64::MAX);
+    assert!(!files.is_empty());
+    assert_eq!(files.iter().map(|f| f.rows).sum::<u64>(), 40);
+    assert_eq!(
+        answers(&store, start, end),
+        before,
+        "the archive answers as the index did"
+    );
+    let (_, stats) = store
+        .search_with_stats(&LogSearch {
+            query: LogQuery::all(),
+            start_unix_nano: start,
+            end_unix_nano: end,
+            limit: 1,
+            direction: Direction::Backward,
+        })
+        .unwrap();
+    assert_eq!(
+        stats.archive_files_read, 1,
+        "a newest-first search of one record reads one file"
+    );
+
+    // reopened, the archive still answers (the local partitions are gone)
+    store.close().await.unwrap();
+    drop(store);
+    let mut o = opts(&dir.path().join("logs"));
+    o.retention = Duration::from_secs(3);
+    o.partition_span = Duration::from_secs(1);
+    o.archive = Some(crate::config::ArchiveTier {
+        archive,
+        keep_for: Duration::from_secs(3600),
+    });
+    let store = LogStore::open(o).unwrap();
+    assert_eq!(store.stats().partitions, 0);
+    assert_eq!(answers(&store, start, end), before);
+    store.close().await.unwrap();
+}

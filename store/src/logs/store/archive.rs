@@ -1,0 +1,350 @@
+//! The log store's side of the archive tier: moving partitions older than the warm window
+//! into Parquet files (`archive::logs`), expiring archived files, and searching them.
+//!
+//! A partition is moved as one unit, in this order (failpoint names in brackets):
+//! 1. everything acknowledged is committed (a WAL truncation: nothing for the partition
+//!    can still be on its way to the indexer, and later records for its time are refused
+//!    as older than the warm window);
+//! 2. its records, sorted by service then time, are written to
+//!    `logs/date=D/hour=H/part-<start>.parquet` and read back [`archive.logs.after_file`];
+//! 3. the file is added to the manifest [`archive.logs.before_manifest`,
+//!    `archive.logs.before_delete`];
+//! 4. the partition leaves the store and its directory is deleted.
+//!
+//! Killed before 3, the file is unnamed and the partition still local: the next pass writes
+//! it again under the same name. Killed after 3, the manifest names the partition: the next
+//! pass deletes the local copy without writing again. Queries read an archived file only
+//! when its partition is no longer local, so no record is ever answered twice.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::partition::Partition;
+use super::search::{self, TimeRange};
+use super::{duration_ns, now_ns, task_failed, LogStore, Msg};
+use crate::archive::logs::{read_logs, write_logs};
+use crate::archive::{encode_blocking, failpoint, put_files, telemetry, Archive, FileEntry};
+use crate::config::ArchiveTier;
+use crate::error::{Result, StoreError};
+use crate::logs::schema::LogSchema;
+use crate::logs::{Direction, HistogramBucket, LogQuery, LogRecord, LogSearch, Severity};
+use crate::timefmt::DateTime;
+
+pub const SIGNAL: &str = "logs";
+const NS_PER_MS: u64 = 1_000_000;
+
+/// The archive path of the file made from the partition starting at `start_secs`.
+pub fn file_path(start_secs: u64) -> String {
+    let t = DateTime::from_unix_secs(i64::try_from(start_secs).unwrap_or(i64::MAX));
+    format!(
+        "{SIGNAL}/date={:04}-{:02}-{:02}/hour={:02}/part-{start_secs}.parquet",
+        t.year, t.month, t.day, t.hour
+    )
+}
+
+/// The manifest's millisecond range that covers `[start_ns, end_ns]`.
+fn ms_range(start_ns: u64, end_ns: u64) -> (i64, i64) {
+    let ms = |ns: u64| i64::try_from(ns / NS_PER_MS).unwrap_or(i64::MAX);
+    (ms(start_ns), ms(end_ns.saturating_add(NS_PER_MS - 1)))
+}
+
+/// Every record of a partition, sorted by service then time (the archive's order).
+/// Blocking.
+fn partition_records(p: &Arc<Partition>, schema: &LogSchema) -> Result<Vec<LogRecord>> {
+    let all = LogQuery::all().to_tantivy(schema);
+    let docs = usize::try_from(p.reader.searcher().num_docs()).unwrap_or(usize::MAX);
+    let range = TimeRange::new(p.start_ns(), p.end_ns().saturating_sub(1))?;
+    let mut records = search::search(
+        std::slice::from_ref(p),
+        schema,
+        all.as_ref(),
+        None,
+        range,
+        docs,
+        Direction::Forward,
+    )?;
+    // stable: records of one service and time stay in arrival order
+    records.sort_by(|a, b| a.service.cmp(&b.service));
+    Ok(records)
+}
+
+impl LogStore {
+    fn archive_tier(&self) -> Option<&ArchiveTier> {
+        self.opts.archive.as_ref()
+    }
+
+    /// One pass of the tier mover, from the background loop: partitions past the warm
+    /// window move to the archive (or are deleted when there is no archive), then archived
+    /// files past `archive_for` are deleted. A failed move is logged and counted, the
+    /// partitions stay local and searchable, and the next try waits (1 s doubling to 5 min).
+    pub async fn move_old_data(&self) -> Result<usize> {
+        let Some(tier) = self.archive_tier() else {
+            return self.apply_retention().await;
+        };
+        if !self.archive_backoff.lock().due() {
+            return Ok(0);
+        }
+        let result = self.archive_pass(tier).await;
+        match &result {
+            Ok(_) => self.archive_backoff.lock().succeeded(),
+            Err(e) => {
+                telemetry::move_failed();
+                let wait = self.archive_backoff.lock().failed();
+                tracing::error!(archive = %tier.archive.location(), error = %e,
+                    retry_in_s = wait.as_secs(), "moving log partitions to the archive failed; they stay local");
+            }
+        }
+        result
+    }
+
+    async fn archive_pass(&self, tier: &ArchiveTier) -> Result<usize> {
+        if !tier.archive.ensure_manifest().await {
+            return Err(StoreError::Unavailable(format!(
+                "archive {}: manifest not readable",
+                tier.archive.location()
+            )));
+        }
+        let _m = self.maintenance.lock().await;
+        if !self
+            .archive_swept
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            let local: HashSet<String> = self
+                .partitions()
+                .iter()
+                .map(|p| format!("part-{}.parquet", p.start_secs))
+                .collect();
+            let swept = tier
+                .archive
+                .sweep_unnamed(SIGNAL, |path| {
+                    path.rsplit('/')
+                        .next()
+                        .is_some_and(|name| local.contains(name))
+                })
+                .await;
+            match swept {
+                Ok(()) => self
+                    .archive_swept
+                    .store(true, std::sync::atomic::Ordering::Release),
+                Err(e) => tracing::warn!(error = %e, "sweeping unnamed archive log files failed"),
+            }
+        }
+        let now = now_ns();
+        let mut old: Vec<Arc<Partition>> = self
+            .partitions()
+            .into_iter()
+            .filter(|p| self.shared.expired(p.end_ns(), now))
+            .collect();
+        old.sort_by_key(|p| p.start_secs);
+        telemetry::set_pending(SIGNAL, old.len());
+        if !old.is_empty() {
+            // everything acknowledged is with the indexer and committed before a partition
+            // is read
+            self.truncate_wal_locked().await?;
+        }
+        let mut moved = 0;
+        for (i, p) in old.iter().enumerate() {
+            let source = p.start_secs.to_string();
+            if !tier.archive.has_source(SIGNAL, &source) {
+                let started = Instant::now();
+                let part = Arc::clone(p);
+                let shared = Arc::clone(&self.shared);
+                let encoded = encode_blocking(move || {
+                    let records = partition_records(&part, &shared.schema)?;
+                    Ok(write_logs(&records)?.map(|file| {
+                        let entry = FileEntry {
+                            signal: SIGNAL.to_string(),
+                            path: file_path(part.start_secs),
+                            source: part.start_secs.to_string(),
+                            min_time: file.min_time,
+                            max_time: file.max_time,
+                            rows: file.rows,
+                            bytes: file.bytes.len() as u64,
+                            series: 0,
+                        };
+                        (entry, file.bytes)
+                    }))
+                })
+                .await?;
+                let mut files = Vec::new();
+                put_files(&tier.archive, SIGNAL, encoded, &mut files).await?;
+                failpoint::hit("archive.logs.before_manifest");
+                if let Some(f) = files.first() {
+                    tracing::info!(
+                        partition = p.start_secs,
+                        records = f.rows,
+                        bytes = f.bytes,
+                        local_bytes = p.disk_bytes(),
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "log partition written to the archive"
+                    );
+                }
+                if !files.is_empty() {
+                    tier.archive.edit_manifest(|m| m.add(files)).await?;
+                }
+            }
+            failpoint::hit("archive.logs.before_delete");
+            self.remove_partitions(vec![p.start_secs], "moved to the archive")
+                .await?;
+            telemetry::moved(SIGNAL);
+            telemetry::set_pending(SIGNAL, old.len() - i - 1);
+            moved += 1;
+        }
+        let keep = duration_ns(self.opts.retention).saturating_add(duration_ns(tier.keep_for));
+        let cutoff = ms_range(now.saturating_sub(keep), 0).0;
+        tier.archive.expire(&[SIGNAL.to_string()], cutoff).await?;
+        Ok(moved)
+    }
+
+    /// Takes partitions out of the store (the indexer drops their writers) and deletes
+    /// their directories. Searches holding a partition keep reading through open files.
+    pub(super) async fn remove_partitions(
+        &self,
+        starts: Vec<u64>,
+        why: &'static str,
+    ) -> Result<()> {
+        let expired = starts.clone();
+        self.request(|done| Msg::Expire {
+            starts: expired,
+            done,
+        })
+        .await?;
+        let root = self.shared.root.clone();
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            for start in starts {
+                super::partition::delete_dir(&root, start)?;
+                super::metrics::PARTITIONS_DELETED.inc();
+                tracing::info!(partition = start, why, "log partition deleted");
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| task_failed("log partition removal", e))?
+    }
+
+    /// Archived files overlapping `[start_ns, end_ns]` whose partition is no longer local
+    /// (a partition still local answers for itself), oldest first.
+    pub(super) fn archive_files(&self, start_ns: u64, end_ns: u64) -> Vec<FileEntry> {
+        let Some(tier) = self.archive_tier() else {
+            return Vec::new();
+        };
+        let (lo, hi) = ms_range(start_ns, end_ns);
+        let local: HashSet<String> = self
+            .partitions()
+            .iter()
+            .map(|p| p.start_secs.to_string())
+            .collect();
+        tier.archive
+            .files(SIGNAL, lo, hi)
+            .into_iter()
+            .filter(|f| !local.contains(&f.source))
+            .collect()
+    }
+
+    fn read_archived(
+        &self,
+        archive: &Archive,
+        file: &FileEntry,
+        range: TimeRange,
+        query: &LogQuery,
+        out: &mut Vec<LogRecord>,
+    ) -> Result<()> {
+        let bytes = archive.read_blocking(&file.path)?;
+        read_logs(bytes, range.start, range.end, &|r| query.matches(r), out).map_err(|e| {
+            StoreError::Unavailable(format!(
+                "archive {}: {}: {e}",
+                archive.location(),
+                file.path
+            ))
+        })
+    }
+
+    /// The best `limit` archived records for `s` (newest first, or oldest first forward),
+    /// and the files read. Files are read best first and reading stops once no file left
+    /// can hold a better record. Blocking.
+    pub(super) fn search_archive(
+        &self,
+        s: &LogSearch,
+        range: TimeRange,
+        files: Vec<FileEntry>,
+    ) -> Result<(Vec<LogRecord>, usize)> {
+        let Some(tier) = self.archive_tier() else {
+            return Ok((Vec::new(), 0));
+        };
+        let mut files = files;
+        match s.direction {
+            Direction::Backward => files.sort_by_key(|f| std::cmp::Reverse(f.max_time)),
+            Direction::Forward => files.sort_by_key(|f| f.min_time),
+        }
+        let mut best: Vec<LogRecord> = Vec::new();
+        let mut read = 0;
+        for f in &files {
+            if best.len() >= s.limit {
+                let worst = best.last().map_or(0, |r| r.time_unix_nano / NS_PER_MS);
+                let hopeless = match s.direction {
+                    Direction::Backward => u64::try_from(f.max_time).unwrap_or(0) < worst,
+                    Direction::Forward => u64::try_from(f.min_time).unwrap_or(0) > worst,
+                };
+                if hopeless {
+                    break;
+                }
+            }
+            self.read_archived(&tier.archive, f, range, &s.query, &mut best)?;
+            read += 1;
+            sort_best(&mut best, s.direction);
+            best.truncate(s.limit);
+        }
+        Ok((best, read))
+    }
+
+    /// Adds the matching archived records of `files` to `buckets` (which start at
+    /// `range.start`, `step` apart). Blocking.
+    pub(super) fn count_archive(
+        &self,
+        query: &LogQuery,
+        range: TimeRange,
+        step: u64,
+        files: &[FileEntry],
+        buckets: &mut [HistogramBucket],
+    ) -> Result<()> {
+        let Some(tier) = self.archive_tier() else {
+            return Ok(());
+        };
+        let mut records = Vec::new();
+        for f in files {
+            records.clear();
+            self.read_archived(&tier.archive, f, range, query, &mut records)?;
+            for r in &records {
+                let i = ((r.time_unix_nano - range.start) / step) as usize;
+                if let Some(b) = buckets.get_mut(i) {
+                    b.count += 1;
+                    b.by_severity[Severity::from_number(r.severity_number) as usize] += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Best first: newest first backward, oldest first forward (stable for equal times).
+pub(super) fn sort_best(records: &mut [LogRecord], direction: Direction) {
+    match direction {
+        Direction::Backward => records.sort_by(|a, b| b.time_unix_nano.cmp(&a.time_unix_nano)),
+        Direction::Forward => records.sort_by_key(|r| r.time_unix_nano),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_paths_are_hive_partitioned_by_utc_hour() {
+        assert_eq!(
+            file_path(1_763_730_000),
+            "logs/date=2025-11-21/hour=13/part-1763730000.parquet"
+        );
+        assert_eq!(ms_range(1_500_000, 2_000_001), (1, 3));
+    }
+}
