@@ -207,11 +207,11 @@ class Lookout:
             self.proc.wait()
         self._close_log()
 
-    def restart(self) -> "Lookout":
+    def restart(self, env: dict | None = None) -> "Lookout":
         """Clean stop (asserting exit code 0) and start again on the same data directory."""
         code = self.stop()
         assert code == 0, f"{self.name} exited with {code} on SIGTERM\n{self.log_tail()}"
-        return self.start()
+        return self.start(env=env)
 
     def _close_log(self) -> None:
         if self._log_file is not None:

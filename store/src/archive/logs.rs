@@ -347,14 +347,14 @@ mod tests {
             time_unix_nano: 1_700_000_000_000_000_000 + i * 1_000_000_007,
             observed_unix_nano: 1_700_000_000_000_000_000 + i * 1_000_000_007 + 5,
             severity_number: (i % 25) as u8,
-            severity_text: if i % 2 == 0 {
+            severity_text: if i.is_multiple_of(2) {
                 "WARN".into()
             } else {
                 String::new()
             },
             service: service.into(),
-            trace_id: (i % 3 == 0).then_some(TraceId([i as u8 | 1; 16])),
-            span_id: (i % 4 == 0).then_some(SpanId([7; 8])),
+            trace_id: i.is_multiple_of(3).then_some(TraceId([i as u8 | 1; 16])),
+            span_id: i.is_multiple_of(4).then_some(SpanId([7; 8])),
             body: format!("request {i} took {}ms \"quoted\" 中文", i * 3),
             resource: vec![
                 ("service.name".into(), service.into()),

@@ -330,7 +330,7 @@ impl LogStore {
 /// Best first: newest first backward, oldest first forward (stable for equal times).
 pub(super) fn sort_best(records: &mut [LogRecord], direction: Direction) {
     match direction {
-        Direction::Backward => records.sort_by(|a, b| b.time_unix_nano.cmp(&a.time_unix_nano)),
+        Direction::Backward => records.sort_by_key(|r| std::cmp::Reverse(r.time_unix_nano)),
         Direction::Forward => records.sort_by_key(|r| r.time_unix_nano),
     }
 }

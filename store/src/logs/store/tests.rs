@@ -193,7 +193,7 @@ fn now() -> u64 {
 }
 
 async fn wait_searchable(store: &LogStore, n: u64) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while store.stats().records < n {
         assert!(
             std::time::Instant::now() < deadline,
