@@ -90,7 +90,7 @@ struct RawStorage {
     #[serde(default)]
     logs: RawLogsTier,
     #[serde(default)]
-    traces: RawTier,
+    traces: RawTracesTier,
     archive: Option<ArchiveConfig>,
     #[serde(default)]
     wal: RawWal,
@@ -110,6 +110,14 @@ struct RawLogsTier {
     warm_for: Option<PromDuration>,
     archive_for: Option<PromDuration>,
     partition_span: Option<PromDuration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTracesTier {
+    warm_for: Option<PromDuration>,
+    archive_for: Option<PromDuration>,
+    flush_interval: Option<PromDuration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -294,6 +302,9 @@ pub struct StorageConfig {
     /// Record time covered by one log partition (one index, and one archive file).
     pub logs_partition_span: Duration,
     pub traces: Retention,
+    /// Spans in memory are written to a segment this often (segments are what moves to the
+    /// archive).
+    pub traces_flush_interval: Duration,
     pub archive: ArchiveConfig,
     pub fsync: FsyncPolicy,
     /// `LookoutDiskAlmostFull` fires while the data disk's free space is below this share
@@ -754,6 +765,10 @@ fn parse(text: &str, base_dir: &Path, overrides: &Overrides) -> Result<Config, V
         warm_for: storage.metrics.warm_for,
         archive_for: storage.metrics.archive_for,
     };
+    let traces_tier = RawTier {
+        warm_for: storage.traces.warm_for,
+        archive_for: storage.traces.archive_for,
+    };
     let logs_tier = RawTier {
         warm_for: storage.logs.warm_for,
         archive_for: storage.logs.archive_for,
@@ -774,7 +789,11 @@ fn parse(text: &str, base_dir: &Path, overrides: &Overrides) -> Result<Config, V
             .logs
             .partition_span
             .map_or(Duration::from_secs(3600), Duration::from),
-        traces: tier(&storage.traces, 7, 30),
+        traces: tier(&traces_tier, 7, 30),
+        traces_flush_interval: storage
+            .traces
+            .flush_interval
+            .map_or(Duration::from_secs(600), Duration::from),
         archive: storage
             .archive
             .unwrap_or(ArchiveConfig::Local { path: None }),
@@ -806,6 +825,12 @@ fn parse(text: &str, base_dir: &Path, overrides: &Overrides) -> Result<Config, V
         c.push(
             locate(text, "flush_interval", storage_line),
             "storage.metrics.flush_interval must be at least 1s",
+        );
+    }
+    if storage.traces_flush_interval < Duration::from_secs(1) {
+        c.push(
+            locate(text, "flush_interval", storage_line),
+            "storage.traces.flush_interval must be at least 1s",
         );
     }
     let span = storage.logs_partition_span;

@@ -772,6 +772,11 @@ pub async fn run(config: Config, source: ConfigSource) -> anyhow::Result<()> {
     let trace_options = TraceStoreOptions {
         fsync: config.storage.fsync,
         retention: config.storage.traces.warm_for,
+        flush_interval: config.storage.traces_flush_interval,
+        archive: Some(store::config::ArchiveTier {
+            archive: Arc::clone(&archive),
+            keep_for: config.storage.traces.archive_for,
+        }),
         ..TraceStoreOptions::new(&traces_dir)
     };
     tracing::info!(dir = %traces_dir.display(), "opening the trace store and replaying its wal");

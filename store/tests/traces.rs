@@ -1084,3 +1084,84 @@ async fn an_append_whose_caller_stops_waiting_still_lands_whole() {
     assert_eq!(store.trace(tid(3)).unwrap().len(), 5);
     assert_eq!(store.stats().head_spans, 0);
 }
+
+/// Everything the archive test compares before and after the move.
+fn trace_answers(store: &TraceStore) -> Vec<String> {
+    let search = |f: &dyn Fn(&mut TraceQuery)| {
+        let mut q = TraceQuery {
+            limit: 100,
+            ..Default::default()
+        };
+        f(&mut q);
+        format!("{:?}", store.search(&q).unwrap())
+    };
+    let mut out = vec![
+        search(&|_| {}),
+        search(&|q| q.limit = 3),
+        search(&|q| q.service = Some("payments".into())),
+        search(&|q| q.error = Some(true)),
+        search(&|q| q.tags = vec![("http.status_code".into(), "500".into())]),
+        format!("{:?}", store.services(0, u64::MAX).unwrap()),
+        format!("{:?}", store.operations("checkout", 0, u64::MAX).unwrap()),
+    ];
+    for t in [0, 7, 13, 19, 99] {
+        out.push(format!("{:?}", store.trace(tid(t)).unwrap()));
+    }
+    out
+}
+
+#[tokio::test]
+async fn segments_past_the_warm_window_move_to_the_archive_and_answer_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = store::archive::Archive::open(&store::archive::ArchiveLocation::Local(
+        dir.path().join("archive"),
+    ))
+    .unwrap();
+    let mut o = opts(&dir.path().join("traces"));
+    o.retention = Duration::from_secs(3600);
+    o.archive = Some(store::config::ArchiveTier {
+        archive: archive.clone(),
+        keep_for: Duration::from_secs(86_400),
+    });
+    let store = TraceStore::open(o.clone()).unwrap();
+    let t0 = now_ns() - 3 * 3_600_000 * MS;
+    for i in 0..20u64 {
+        append(
+            &store,
+            batch(checkout_trace(i, t0 + i * 1000 * MS, i % 2 == 1)),
+        )
+        .await;
+        if i == 7 || i == 13 {
+            store.flush().await.unwrap();
+        }
+    }
+    store.flush().await.unwrap();
+    // a recent trace stays warm
+    append(
+        &store,
+        batch(checkout_trace(99, now_ns() - 60_000 * MS, false)),
+    )
+    .await;
+    store.flush().await.unwrap();
+    assert_eq!(store.stats().segments, 4);
+    let before = trace_answers(&store);
+    assert!(before[0].contains("GET /checkout"), "{}", before[0]);
+
+    assert_eq!(store.move_old_data().await.unwrap(), 3);
+    assert_eq!(store.stats().segments, 1);
+    let files = archive.files("traces", i64::MIN, i64::MAX);
+    assert_eq!(files.len(), 3);
+    assert_eq!(files.iter().map(|f| f.rows).sum::<u64>(), 20 * 5);
+    assert_eq!(
+        trace_answers(&store),
+        before,
+        "the archive answers as the segments did"
+    );
+    assert_eq!(store.move_old_data().await.unwrap(), 0);
+
+    store.close().await.unwrap();
+    drop(store);
+    let store = TraceStore::open(o).unwrap();
+    assert_eq!(trace_answers(&store), before, "and after a restart");
+    store.close().await.unwrap();
+}

@@ -29,6 +29,7 @@ pub mod metrics;
 mod parquet_io;
 pub mod rollup;
 pub(crate) mod telemetry;
+pub mod traces;
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;

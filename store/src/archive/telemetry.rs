@@ -85,7 +85,7 @@ pub static PENDING: LazyLock<IntGaugeVec> = LazyLock::new(|| {
 });
 
 /// The signals the archive holds files of.
-const SIGNALS: &[&str] = &["metrics", "logs"];
+const SIGNALS: &[&str] = &["metrics", "logs", "traces"];
 
 pub fn set_manifest_gauges(m: &Manifest) {
     for &signal in SIGNALS {

@@ -44,6 +44,8 @@ use crate::traces::segment::{self, PageCache, Segment};
 use crate::traces::{SpanAppendReport, TraceQuery, TraceSummary, TracesAppender, TracesQuerier};
 use crate::wal::{SegmentId, Wal};
 
+mod archive;
+
 const MAX_PENDING_APPENDS: usize = 4096;
 /// In-memory spans (head plus heads being flushed) beyond this many times
 /// `max_head_bytes` refuse appends as overloaded: flushes are not keeping up.
@@ -66,6 +68,8 @@ pub struct TraceStoreOptions {
     pub max_head_bytes: u64,
     /// WAL segment size.
     pub wal_segment_bytes: u64,
+    /// Where segments go once `retention` (the warm window) is over; `None` deletes them.
+    pub archive: Option<crate::config::ArchiveTier>,
 }
 
 impl TraceStoreOptions {
@@ -79,6 +83,7 @@ impl TraceStoreOptions {
             flush_interval: Duration::from_secs(600),
             max_head_bytes: 256 * 1024 * 1024,
             wal_segment_bytes: 128 * 1024 * 1024,
+            archive: None,
         }
     }
 }
@@ -133,6 +138,10 @@ pub struct TraceStore {
     mem_bytes: Arc<AtomicU64>,
     /// Average encoded span size seen, to size payload buffers once.
     span_size_hint: AtomicU64,
+    archive_backoff: parking_lot::Mutex<crate::archive::Backoff>,
+    /// Whether the archive has been swept of files a crashed move left unnamed.
+    archive_swept: AtomicBool,
+    archive_heads: parking_lot::Mutex<archive::HeadCache>,
 }
 
 fn now_ns() -> u64 {
@@ -266,6 +275,9 @@ impl TraceStore {
             next_segment: AtomicU64::new(next_segment),
             mem_bytes: Arc::new(AtomicU64::new(mem)),
             span_size_hint: AtomicU64::new(512),
+            archive_backoff: parking_lot::Mutex::new(crate::archive::Backoff::default()),
+            archive_swept: AtomicBool::new(false),
+            archive_heads: parking_lot::Mutex::new(archive::HeadCache::default()),
         };
         store.update_gauges();
         Ok(Arc::new(store))
@@ -509,23 +521,43 @@ impl TraceStore {
         let _guard = self.flush_lock.lock().await;
         let started = Instant::now();
         let retention = u64::try_from(self.opts.retention.as_nanos()).unwrap_or(u64::MAX);
-        let cutoff = now_ns().saturating_sub(retention);
-        let (expired, covered) = {
-            let src = self.sources.read();
-            let expired: Vec<Arc<Segment>> = src
-                .segments
-                .iter()
-                .filter(|s| s.max_end < cutoff)
-                .cloned()
-                .collect();
-            let covered = src.segments.iter().map(|s| s.wal_upto).max().unwrap_or(0);
-            (expired, covered)
-        };
+        let expired = self.expired_segments(now_ns().saturating_sub(retention));
         if expired.is_empty() {
             return Ok(0);
         }
+        let n = expired.len();
+        self.remove_segments(expired, "retention").await?;
+        metrics::DURATION
+            .with_label_values(&["retention"])
+            .observe(started.elapsed().as_secs_f64());
+        self.update_gauges();
+        Ok(n)
+    }
+
+    /// Segments whose newest span ended before `cutoff_ns`, oldest first.
+    fn expired_segments(&self, cutoff_ns: u64) -> Vec<Arc<Segment>> {
+        self.sources
+            .read()
+            .segments
+            .iter()
+            .filter(|s| s.max_end < cutoff_ns)
+            .cloned()
+            .collect()
+    }
+
+    /// Takes segments out of the store and deletes their files. Call with the flush lock
+    /// held.
+    async fn remove_segments(&self, expired: Vec<Arc<Segment>>, why: &'static str) -> Result<()> {
         // The WAL segments these cover must be gone before they are, or a restart would
-        // replay expired spans.
+        // replay their spans.
+        let covered = self
+            .sources
+            .read()
+            .segments
+            .iter()
+            .map(|s| s.wal_upto)
+            .max()
+            .unwrap_or(0);
         let wal = self.wal.clone();
         tokio::task::spawn_blocking(move || wal.remove_segments_upto(covered))
             .await
@@ -536,7 +568,6 @@ impl TraceStore {
                 .retain(|s| !expired.iter().any(|x| x.id == s.id));
         }
         let dir = self.segments_dir();
-        let n = expired.len();
         tokio::task::spawn_blocking(move || -> Result<()> {
             for s in expired {
                 // readers holding the segment keep reading through their open handle
@@ -545,18 +576,14 @@ impl TraceStore {
                 tracing::info!(
                     segment = s.id,
                     max_end = s.max_end,
-                    "trace segment deleted by retention"
+                    why,
+                    "trace segment deleted"
                 );
             }
             sync_dir(&dir)
         })
         .await
-        .map_err(|e| task_failed("trace retention", e))??;
-        metrics::DURATION
-            .with_label_values(&["retention"])
-            .observe(started.elapsed().as_secs_f64());
-        self.update_gauges();
-        Ok(n)
+        .map_err(|e| task_failed("trace segment removal", e))?
     }
 
     /// Periodic flush (by age and size) and retention until [`TraceStore::close`].
@@ -597,9 +624,11 @@ impl TraceStore {
                 // the head gauges move with every append: refresh them on each tick, not
                 // only at flushes
                 store.update_gauges();
-                if last_retention.is_none_or(|t| t.elapsed() >= RETENTION_EVERY) {
+                // short flush intervals (tests, small setups) move segments as soon as due
+                let every = RETENTION_EVERY.min(store.opts.flush_interval);
+                if last_retention.is_none_or(|t| t.elapsed() >= every) {
                     last_retention = Some(Instant::now());
-                    if let Err(e) = store.apply_retention().await {
+                    if let Err(e) = store.move_old_data().await {
                         tracing::error!(error = %e, "trace retention failed");
                     }
                 }
@@ -649,9 +678,21 @@ impl TraceStore {
         Ok(out)
     }
 
+    /// A snapshot with the archived files overlapping `[start_ns, end_ns]` as heads.
+    fn snapshot_with_archive(&self, start_ns: u64, end_ns: u64) -> Result<Snapshot> {
+        let mut snap = self.snapshot();
+        snap.heads.extend(self.archived_heads(start_ns, end_ns)?);
+        Ok(snap)
+    }
+
     fn search_inner(&self, q: &TraceQuery) -> Result<Vec<TraceSummary>> {
         let f = Filter::new(q)?;
-        let snap = self.snapshot();
+        let end = if q.end_unix_nano == 0 {
+            u64::MAX
+        } else {
+            q.end_unix_nano
+        };
+        let snap = self.snapshot_with_archive(q.start_unix_nano, end)?;
         let errors = match f.error {
             Some(_) => Some(self.error_traces(&snap)?),
             None => None,
@@ -745,6 +786,7 @@ impl TraceStore {
                     reason: format!("span in memory does not decode: {e}"),
                 })?;
         }
+        self.archived_trace(id, &mut out)?;
         out.sort_by(|a, b| {
             (a.span.start_unix_nano, a.span.span_id).cmp(&(b.span.start_unix_nano, b.span.span_id))
         });
@@ -781,7 +823,7 @@ impl TracesQuerier for TraceStore {
     }
 
     fn services(&self, start_unix_nano: u64, end_unix_nano: u64) -> Result<Vec<String>> {
-        let snap = self.snapshot();
+        let snap = self.snapshot_with_archive(start_unix_nano, end_unix_nano)?;
         let mut out = BTreeSet::new();
         for seg in &snap.segments {
             seg.services(start_unix_nano, end_unix_nano, &mut out)?;
@@ -798,7 +840,7 @@ impl TracesQuerier for TraceStore {
         start_unix_nano: u64,
         end_unix_nano: u64,
     ) -> Result<Vec<(String, SpanKind)>> {
-        let snap = self.snapshot();
+        let snap = self.snapshot_with_archive(start_unix_nano, end_unix_nano)?;
         let mut out = BTreeSet::new();
         for seg in &snap.segments {
             seg.operations(service, start_unix_nano, end_unix_nano, &mut out)?;

@@ -34,11 +34,12 @@ use crate::timefmt::DateTime;
 pub const SIGNAL: &str = "logs";
 const NS_PER_MS: u64 = 1_000_000;
 
-/// The archive path of the file made from the partition starting at `start_secs`.
-pub fn file_path(start_secs: u64) -> String {
+/// The archive path of the file made from partition `p`: its hour, and its
+/// [`Partition::source`] as the part name.
+fn file_path(start_secs: u64, source: &str) -> String {
     let t = DateTime::from_unix_secs(i64::try_from(start_secs).unwrap_or(i64::MAX));
     format!(
-        "{SIGNAL}/date={:04}-{:02}-{:02}/hour={:02}/part-{start_secs}.parquet",
+        "{SIGNAL}/date={:04}-{:02}-{:02}/hour={:02}/part-{source}.parquet",
         t.year, t.month, t.day, t.hour
     )
 }
@@ -113,7 +114,7 @@ impl LogStore {
             let local: HashSet<String> = self
                 .partitions()
                 .iter()
-                .map(|p| format!("part-{}.parquet", p.start_secs))
+                .map(|p| format!("part-{}.parquet", p.source()))
                 .collect();
             let swept = tier
                 .archive
@@ -145,7 +146,7 @@ impl LogStore {
         }
         let mut moved = 0;
         for (i, p) in old.iter().enumerate() {
-            let source = p.start_secs.to_string();
+            let source = p.source();
             if !tier.archive.has_source(SIGNAL, &source) {
                 let started = Instant::now();
                 let part = Arc::clone(p);
@@ -155,8 +156,8 @@ impl LogStore {
                     Ok(write_logs(&records)?.map(|file| {
                         let entry = FileEntry {
                             signal: SIGNAL.to_string(),
-                            path: file_path(part.start_secs),
-                            source: part.start_secs.to_string(),
+                            path: file_path(part.start_secs, &part.source()),
+                            source: part.source(),
                             min_time: file.min_time,
                             max_time: file.max_time,
                             rows: file.rows,
@@ -230,11 +231,7 @@ impl LogStore {
             return Vec::new();
         };
         let (lo, hi) = ms_range(start_ns, end_ns);
-        let local: HashSet<String> = self
-            .partitions()
-            .iter()
-            .map(|p| p.start_secs.to_string())
-            .collect();
+        let local: HashSet<String> = self.partitions().iter().map(|p| p.source()).collect();
         tier.archive
             .files(SIGNAL, lo, hi)
             .into_iter()
@@ -342,8 +339,8 @@ mod tests {
     #[test]
     fn file_paths_are_hive_partitioned_by_utc_hour() {
         assert_eq!(
-            file_path(1_763_730_000),
-            "logs/date=2025-11-21/hour=13/part-1763730000.parquet"
+            file_path(1_763_730_000, "1763730000-17"),
+            "logs/date=2025-11-21/hour=13/part-1763730000-17.parquet"
         );
         assert_eq!(ms_range(1_500_000, 2_000_001), (1, 3));
     }

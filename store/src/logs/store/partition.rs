@@ -30,6 +30,10 @@ use super::merge::PartitionMergePolicy;
 
 pub(super) const NANOS_PER_SEC: u64 = 1_000_000_000;
 const TMP_PREFIX: &str = ".tmp-";
+/// A file in each partition naming this instance of it (its creation time, ns): a partition
+/// re-created for a time range already archived (a longer warm window, a clock jump) is
+/// another source for the archive than the one moved before.
+const INSTANCE_FILE: &str = "lookout-instance";
 const DEL_PREFIX: &str = ".del-";
 /// Zstd level of the document store. Measured with `benches/logs.rs` (200 MB of ~280-byte
 /// lines, 1 MiB blocks): levels 5 and 7 made a partition 4 % and 7 % smaller than level 3
@@ -99,6 +103,9 @@ pub(super) struct Partition {
     pub reader: IndexReader,
     /// The sequence number of the last commit's payload.
     pub committed_seq: AtomicU64,
+    /// When this instance of the partition was created (ns; 0 for partitions from before
+    /// instances were recorded).
+    pub instance: u64,
 }
 
 impl Partition {
@@ -124,6 +131,11 @@ impl Partition {
 
     pub fn committed_seq(&self) -> u64 {
         self.committed_seq.load(Ordering::Acquire)
+    }
+
+    /// The name the archive knows this partition by: its start and instance.
+    pub fn source(&self) -> String {
+        format!("{}-{}", self.start_secs, self.instance)
     }
 
     /// Creates the partition starting at `start_secs` under `root` (the `partitions/`
@@ -155,6 +167,14 @@ impl Partition {
             commit.commit().map_err(|e| tv(&tmp, e))?;
             writer.wait_merging_threads().map_err(|e| tv(&tmp, e))?;
         }
+        let instance = tmp.join(INSTANCE_FILE);
+        let created = super::now_ns().max(1).to_string();
+        std::fs::File::create(&instance)
+            .and_then(|mut f| {
+                std::io::Write::write_all(&mut f, created.as_bytes())?;
+                f.sync_all()
+            })
+            .map_err(|e| StoreError::io(&instance, e))?;
         std::fs::rename(&tmp, &dir).map_err(|e| StoreError::io(&dir, e))?;
         sync_dir(root)?;
         tracing::info!(partition = start_secs, span_secs, "log partition created");
@@ -201,6 +221,10 @@ impl Partition {
             .doc_store_cache_num_blocks(DOCSTORE_CACHE_BLOCKS)
             .try_into()
             .map_err(|e| tv(dir, e))?;
+        let instance = std::fs::read_to_string(dir.join(INSTANCE_FILE))
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0);
         Ok(Partition {
             start_secs,
             span_secs: payload.span_secs,
@@ -208,6 +232,7 @@ impl Partition {
             index,
             reader,
             committed_seq: AtomicU64::new(payload.seq),
+            instance,
         })
     }
 

@@ -449,19 +449,24 @@ impl Segment {
         Ok(())
     }
 
-    /// Reads and checks every section (pages, index, columns, errors) and decodes every
-    /// span: a full verification, for tests and tools.
-    pub fn verify(&self) -> Result<u64> {
-        let mut spans = 0u64;
+    /// Calls `f` with every span of the segment, in page order.
+    pub fn for_each_span(&self, mut f: impl FnMut(StoredSpan)) -> Result<()> {
         let mut cache = PageCache::default();
         for p in 0..self.pages.len() {
             let raw = self.page(p as u32, &mut cache)?;
             let mut r = Reader::new(&raw);
             while !r.is_empty() {
-                self.span_record(&mut r)?;
-                spans += 1;
+                f(self.span_record(&mut r)?);
             }
         }
+        Ok(())
+    }
+
+    /// Reads and checks every section (pages, index, columns, errors) and decodes every
+    /// span: a full verification, for tests and tools.
+    pub fn verify(&self) -> Result<u64> {
+        let mut spans = 0u64;
+        self.for_each_span(|_| spans += 1)?;
         for b in &self.index_blocks {
             self.read(&b.section, "trace index block")?;
         }

@@ -1,0 +1,333 @@
+//! The trace store's side of the archive tier: moving segments older than the warm window
+//! into Parquet files (`archive::traces`), expiring archived files, and reading them back.
+//!
+//! A segment is moved as one unit, in this order (failpoint names in brackets):
+//! 1. its spans, sorted by service then start time, are written to
+//!    `traces/date=D/hour=H/part-<segment>-<first start>.parquet` and read back
+//!    [`archive.traces.after_file`];
+//! 2. the file is added to the manifest [`archive.traces.before_manifest`,
+//!    `archive.traces.before_delete`];
+//! 3. the segment leaves the store and its file is deleted (after the WAL segments it
+//!    covers, as retention does).
+//!
+//! Killed before 2, the file is unnamed and the segment still local: the next pass writes it
+//! again. Killed after 2, the next pass deletes the local copy without writing again.
+//! Queries read an archived file only when its segment is no longer local, so no span is
+//! answered twice. Search reads the files overlapping its time range as heads (decoded once
+//! and kept in a cache); a trace lookup reads every archived file's row groups whose bloom
+//! filter may hold the trace.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use parking_lot::RwLock;
+
+use super::TraceStore;
+use crate::archive::traces::{read_spans, write_spans, SpanFilter};
+use crate::archive::{encode_blocking, failpoint, put_files, telemetry, FileEntry};
+use crate::config::ArchiveTier;
+use crate::error::{Result, StoreError};
+use crate::timefmt::DateTime;
+use crate::traces::head::Head;
+use crate::traces::model::{ResourceSpans, SpanBatch, StoredSpan, TraceId};
+use crate::traces::payload;
+use crate::traces::segment::Segment;
+
+pub const SIGNAL: &str = "traces";
+const NS_PER_MS: u64 = 1_000_000;
+/// Decoded archive files kept for searches (by their in-memory size).
+const HEAD_CACHE_BYTES: u64 = 256 * 1024 * 1024;
+
+/// The name the archive knows a segment by: its id and first span start (ids restart from 1
+/// once every segment has moved away, the pair does not repeat).
+fn source_of(seg: &Segment) -> String {
+    format!("{}-{}", seg.id, seg.min_start)
+}
+
+fn file_path(seg: &Segment) -> String {
+    let t = DateTime::from_unix_secs(i64::try_from(seg.min_start / 1_000_000_000).unwrap_or(0));
+    format!(
+        "{SIGNAL}/date={:04}-{:02}-{:02}/hour={:02}/part-{}.parquet",
+        t.year,
+        t.month,
+        t.day,
+        t.hour,
+        source_of(seg)
+    )
+}
+
+/// The manifest's millisecond range covering `[start_ns, end_ns]`.
+fn ms_range(start_ns: u64, end_ns: u64) -> (i64, i64) {
+    let ms = |ns: u64| i64::try_from(ns / NS_PER_MS).unwrap_or(i64::MAX);
+    (ms(start_ns), ms(end_ns.saturating_add(NS_PER_MS - 1)))
+}
+
+/// A head holding `spans`, for the search code that reads heads.
+fn head_of(spans: Vec<StoredSpan>) -> Result<Head> {
+    let mut batch = SpanBatch::default();
+    for s in spans {
+        match batch.resource_spans.last_mut() {
+            Some(rs) if Arc::ptr_eq(&rs.resource, &s.resource) => rs.spans.push(s.span),
+            _ => batch.resource_spans.push(ResourceSpans {
+                resource: s.resource,
+                spans: vec![s.span],
+            }),
+        }
+    }
+    let encoded = payload::encode_batch(&batch, 512);
+    if let Some(why) = encoded.first_rejection {
+        return Err(StoreError::Unavailable(format!(
+            "an archived span does not encode: {why}"
+        )));
+    }
+    let mut head = Head::new();
+    for p in encoded.payloads {
+        head.insert_payload(Bytes::from(p)).map_err(|e| {
+            StoreError::Unavailable(format!("an archived span does not decode: {e}"))
+        })?;
+    }
+    Ok(head)
+}
+
+/// Archive files decoded into heads, evicted oldest first past [`HEAD_CACHE_BYTES`].
+#[derive(Default)]
+pub(super) struct HeadCache {
+    heads: HashMap<String, Arc<RwLock<Head>>>,
+    order: VecDeque<(String, u64)>,
+    bytes: u64,
+}
+
+impl HeadCache {
+    fn insert(&mut self, path: &str, head: Arc<RwLock<Head>>) {
+        let bytes = head.read().bytes();
+        if self.heads.insert(path.to_string(), head).is_some() {
+            return;
+        }
+        self.order.push_back((path.to_string(), bytes));
+        self.bytes += bytes;
+        while self.bytes > HEAD_CACHE_BYTES && self.order.len() > 1 {
+            if let Some((old, b)) = self.order.pop_front() {
+                self.heads.remove(&old);
+                self.bytes -= b;
+            }
+        }
+    }
+}
+
+impl TraceStore {
+    fn archive_tier(&self) -> Option<&ArchiveTier> {
+        self.opts.archive.as_ref()
+    }
+
+    /// One pass of the tier mover, from the background loop: segments past the warm window
+    /// move to the archive (or are deleted when there is no archive), then archived files
+    /// past `archive_for` are deleted. A failed move is logged and counted, the segments stay
+    /// local and searchable, and the next try waits (1 s doubling to 5 min).
+    pub async fn move_old_data(&self) -> Result<usize> {
+        let Some(tier) = self.archive_tier() else {
+            return self.apply_retention().await;
+        };
+        if !self.archive_backoff.lock().due() {
+            return Ok(0);
+        }
+        let result = self.archive_pass(tier).await;
+        match &result {
+            Ok(_) => self.archive_backoff.lock().succeeded(),
+            Err(e) => {
+                telemetry::move_failed();
+                let wait = self.archive_backoff.lock().failed();
+                tracing::error!(archive = %tier.archive.location(), error = %e,
+                    retry_in_s = wait.as_secs(), "moving trace segments to the archive failed; they stay local");
+            }
+        }
+        result
+    }
+
+    async fn archive_pass(&self, tier: &ArchiveTier) -> Result<usize> {
+        if !tier.archive.ensure_manifest().await {
+            return Err(StoreError::Unavailable(format!(
+                "archive {}: manifest not readable",
+                tier.archive.location()
+            )));
+        }
+        let _guard = self.flush_lock.lock().await;
+        if !self
+            .archive_swept
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            let local: HashSet<String> = self
+                .sources
+                .read()
+                .segments
+                .iter()
+                .map(|s| format!("part-{}.parquet", source_of(s)))
+                .collect();
+            let swept = tier
+                .archive
+                .sweep_unnamed(SIGNAL, |path| {
+                    path.rsplit('/')
+                        .next()
+                        .is_some_and(|name| local.contains(name))
+                })
+                .await;
+            match swept {
+                Ok(()) => self
+                    .archive_swept
+                    .store(true, std::sync::atomic::Ordering::Release),
+                Err(e) => tracing::warn!(error = %e, "sweeping unnamed archive span files failed"),
+            }
+        }
+        let retention = u64::try_from(self.opts.retention.as_nanos()).unwrap_or(u64::MAX);
+        let now = super::now_ns();
+        let old = self.expired_segments(now.saturating_sub(retention));
+        telemetry::set_pending(SIGNAL, old.len());
+        let mut moved = 0;
+        for (i, seg) in old.iter().enumerate() {
+            let source = source_of(seg);
+            if !tier.archive.has_source(SIGNAL, &source) {
+                let started = Instant::now();
+                let s = Arc::clone(seg);
+                let encoded = encode_blocking(move || {
+                    let mut spans = Vec::with_capacity(usize::try_from(s.span_count).unwrap_or(0));
+                    s.for_each_span(|span| spans.push(span))?;
+                    // stable: one service's spans of one start stay in segment order
+                    spans.sort_by(|a, b| {
+                        (&a.resource.service_name, a.span.start_unix_nano)
+                            .cmp(&(&b.resource.service_name, b.span.start_unix_nano))
+                    });
+                    Ok(write_spans(&spans)?.map(|file| {
+                        let entry = FileEntry {
+                            signal: SIGNAL.to_string(),
+                            path: file_path(&s),
+                            source: source_of(&s),
+                            min_time: file.min_time,
+                            max_time: file.max_time,
+                            rows: file.rows,
+                            bytes: file.bytes.len() as u64,
+                            series: 0,
+                        };
+                        (entry, file.bytes)
+                    }))
+                })
+                .await?;
+                let mut files = Vec::new();
+                put_files(&tier.archive, SIGNAL, encoded, &mut files).await?;
+                failpoint::hit("archive.traces.before_manifest");
+                if let Some(f) = files.first() {
+                    tracing::info!(
+                        segment = seg.id,
+                        spans = f.rows,
+                        bytes = f.bytes,
+                        local_bytes = seg.size_bytes,
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "trace segment written to the archive"
+                    );
+                }
+                if !files.is_empty() {
+                    tier.archive.edit_manifest(|m| m.add(files)).await?;
+                }
+            }
+            failpoint::hit("archive.traces.before_delete");
+            self.remove_segments(vec![Arc::clone(seg)], "moved to the archive")
+                .await?;
+            telemetry::moved(SIGNAL);
+            telemetry::set_pending(SIGNAL, old.len() - i - 1);
+            moved += 1;
+        }
+        let keep =
+            retention.saturating_add(u64::try_from(tier.keep_for.as_nanos()).unwrap_or(u64::MAX));
+        let cutoff = ms_range(now.saturating_sub(keep), 0).0;
+        tier.archive.expire(&[SIGNAL.to_string()], cutoff).await?;
+        self.update_gauges();
+        Ok(moved)
+    }
+
+    /// Archived files overlapping `[start_ns, end_ns]` whose segment is no longer local.
+    fn archive_files(&self, start_ns: u64, end_ns: u64) -> Vec<FileEntry> {
+        let Some(tier) = self.archive_tier() else {
+            return Vec::new();
+        };
+        let local: HashSet<String> = self
+            .sources
+            .read()
+            .segments
+            .iter()
+            .map(|s| source_of(s))
+            .collect();
+        let (lo, hi) = ms_range(start_ns, end_ns);
+        tier.archive
+            .files(SIGNAL, lo, hi)
+            .into_iter()
+            .filter(|f| !local.contains(&f.source))
+            .collect()
+    }
+
+    /// The archived files overlapping `[start_ns, end_ns]` as heads, for search. Blocking.
+    pub(super) fn archived_heads(
+        &self,
+        start_ns: u64,
+        end_ns: u64,
+    ) -> Result<Vec<Arc<RwLock<Head>>>> {
+        let Some(tier) = self.archive_tier() else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for f in self.archive_files(start_ns, end_ns) {
+            if let Some(h) = self.archive_heads.lock().heads.get(&f.path) {
+                out.push(Arc::clone(h));
+                continue;
+            }
+            let bytes = tier.archive.read_blocking(&f.path)?;
+            let mut spans = Vec::new();
+            let all = SpanFilter {
+                start_ns: 0,
+                end_ns: u64::MAX,
+                trace_id: None,
+            };
+            read_spans(bytes, all, &mut spans).map_err(|e| {
+                StoreError::Unavailable(format!(
+                    "archive {}: {}: {e}",
+                    tier.archive.location(),
+                    f.path
+                ))
+            })?;
+            let head = Arc::new(RwLock::new(head_of(spans)?));
+            self.archive_heads.lock().insert(&f.path, Arc::clone(&head));
+            out.push(head);
+        }
+        Ok(out)
+    }
+
+    /// Appends the archived spans of trace `id`. Blocking.
+    pub(super) fn archived_trace(&self, id: TraceId, out: &mut Vec<StoredSpan>) -> Result<()> {
+        let Some(tier) = self.archive_tier() else {
+            return Ok(());
+        };
+        let filter = SpanFilter {
+            start_ns: 0,
+            end_ns: u64::MAX,
+            trace_id: Some(id),
+        };
+        for f in self.archive_files(0, u64::MAX) {
+            // a file already decoded for search answers from memory
+            let cached = self.archive_heads.lock().heads.get(&f.path).cloned();
+            if let Some(h) = cached {
+                h.read().trace_spans(&id, out).map_err(|e| {
+                    StoreError::Unavailable(format!("archived span of {}: {e}", f.path))
+                })?;
+                continue;
+            }
+            let bytes = tier.archive.read_blocking(&f.path)?;
+            read_spans(bytes, filter, out).map_err(|e| {
+                StoreError::Unavailable(format!(
+                    "archive {}: {}: {e}",
+                    tier.archive.location(),
+                    f.path
+                ))
+            })?;
+        }
+        Ok(())
+    }
+}
