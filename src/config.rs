@@ -1838,6 +1838,32 @@ mod tests {
     }
 
     #[test]
+    fn log_partition_span_and_trace_flush_interval_default_and_are_checked() {
+        let c = parse_ok("");
+        assert_eq!(c.storage.logs_partition_span, Duration::from_secs(3600));
+        assert_eq!(c.storage.traces_flush_interval, Duration::from_secs(600));
+        let c = parse_ok(
+            "storage:\n  logs: { partition_span: 5m }\n  traces: { flush_interval: 30s }\n",
+        );
+        assert_eq!(c.storage.logs_partition_span, Duration::from_secs(300));
+        assert_eq!(c.storage.traces_flush_interval, Duration::from_secs(30));
+        let errors = parse_err(
+            "storage:\n  logs: { partition_span: 1500ms }\n  traces: { flush_interval: 0s }\n",
+        );
+        let text = format!("{errors:?}");
+        assert!(
+            text.contains(
+                "storage.logs.partition_span must be whole seconds from 1s to 1d (got 1.5s)"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("storage.traces.flush_interval must be at least 1s"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn archive_variants() {
         let c = parse_ok("storage:\n  archive: { type: s3, bucket: b, region: eu-west-1 }\n");
         assert!(matches!(c.storage.archive, ArchiveConfig::S3 { ref bucket, .. } if bucket == "b"));

@@ -650,7 +650,7 @@ mod tests {
             span: Span {
                 trace_id: TraceId([(i % 7) as u8 + 1; 16]),
                 span_id: SpanId([(i % 200) as u8 + 1; 8]),
-                parent_span_id: (i % 3 != 0).then_some(SpanId([9; 8])),
+                parent_span_id: (!i.is_multiple_of(3)).then_some(SpanId([9; 8])),
                 trace_state: if i == 1 { "a=b".into() } else { String::new() },
                 name: format!("GET /item/{}", i % 5),
                 kind: SpanKind::from_i32((i % 6) as i32),

@@ -684,11 +684,62 @@ async fn partitions_past_the_warm_window_move_to_the_archive_and_answer_the_same
     o.retention = Duration::from_secs(3);
     o.partition_span = Duration::from_secs(1);
     o.archive = Some(crate::config::ArchiveTier {
-        archive,
+        archive: archive.clone(),
         keep_for: Duration::from_secs(3600),
     });
     let store = LogStore::open(o).unwrap();
     assert_eq!(store.stats().partitions, 0);
     assert_eq!(answers(&store, start, end), before);
+    store.close().await.unwrap();
+    drop(store);
+
+    // A longer warm window takes a late record for an archived hour: its partition is a new
+    // instance, read beside the archived file, and archived as a file of its own.
+    let reopen = |retention: u64| {
+        let mut o = opts(&dir.path().join("logs"));
+        o.retention = Duration::from_secs(retention);
+        o.partition_span = Duration::from_secs(1);
+        o.archive = Some(crate::config::ArchiveTier {
+            archive: archive.clone(),
+            keep_for: Duration::from_secs(3600),
+        });
+        LogStore::open(o).unwrap()
+    };
+    let all = |store: &LogStore| {
+        store
+            .search(&LogSearch {
+                query: LogQuery::all(),
+                start_unix_nano: start,
+                end_unix_nano: end,
+                limit: 1000,
+                direction: Direction::Forward,
+            })
+            .unwrap()
+    };
+    let store = reopen(3600);
+    let late = record(1000, t0 + 1);
+    store
+        .append_logs(LogBatch {
+            records: vec![late.clone()],
+        })
+        .await
+        .unwrap();
+    wait_searchable(&store, 1).await;
+    let mut want = records.clone();
+    want.insert(1, late);
+    assert_eq!(
+        all(&store),
+        want,
+        "the local partition and the archived file both answer"
+    );
+    store.close().await.unwrap();
+    drop(store);
+    let store = reopen(3);
+    assert_eq!(store.move_old_data().await.unwrap(), 1);
+    assert_eq!(
+        archive.files(archive::SIGNAL, i64::MIN, i64::MAX).len(),
+        files.len() + 1
+    );
+    assert_eq!(all(&store), want);
     store.close().await.unwrap();
 }
