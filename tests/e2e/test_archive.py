@@ -7,6 +7,7 @@ nothing."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import subprocess
@@ -191,14 +192,32 @@ def s3_env():
     return {"AWS_ACCESS_KEY_ID": "lookout-test", "AWS_SECRET_ACCESS_KEY": "lookout-secret"}
 
 
+def s3_archive(port: int) -> dict:
+    """`storage.archive` for the moto bucket on `port`."""
+    return {"type": "s3", "endpoint": f"http://127.0.0.1:{port}", "bucket": "lookout-archive",
+            "prefix": "team-a/", "region": "us-east-1"}
+
+
 def s3_config(port: int) -> dict:
-    return {
-        "storage": {
-            "metrics": {"warm_for": "10s", "flush_interval": "1s"},
-            "archive": {"type": "s3", "endpoint": f"http://127.0.0.1:{port}",
-                        "bucket": "lookout-archive", "prefix": "team-a/", "region": "us-east-1"},
-        }
-    }
+    return {"storage": {"metrics": {"warm_for": "10s", "flush_interval": "1s"}, "archive": s3_archive(port)}}
+
+
+@contextlib.contextmanager
+def archive_where(where: str, config: dict, tmp_path: Path, env: dict):
+    """For "local", `config` as it is; for "s3", a moto bucket and `config` pointing at it.
+    Yields (config, S3 client or None, env for the server)."""
+    if where == "local":
+        yield config, None, None
+        return
+    port = free_port()
+    moto, client = start_bucket(tmp_path, port, env)
+    try:
+        config = json.loads(json.dumps(config))
+        config["storage"]["archive"] = s3_archive(port)
+        yield config, client, env
+    finally:
+        moto.terminate()
+        moto.wait()
 
 
 def start_bucket(tmp_path: Path, port: int, env: dict):

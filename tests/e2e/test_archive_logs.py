@@ -18,8 +18,8 @@ import pytest
 from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 from opentelemetry.sdk.trace import TracerProvider
 
-from helpers import Lookout, free_port, search_logs, self_metrics, wait_until
-from test_archive import s3_env, start_bucket  # noqa: F401 (s3_env is a fixture)
+from helpers import Lookout, self_metrics, wait_until
+from test_archive import archive_where, s3_env  # noqa: F401 (s3_env is a fixture)
 from test_logs import SdkService
 
 WARM_S = 8
@@ -138,39 +138,26 @@ def s3_log_tables(client) -> list:
 
 @pytest.mark.parametrize("where", ["local", "s3"])
 def test_logs_move_to_the_archive_and_answer_the_same(lookout_factory, tmp_path, s3_env, where):  # noqa: F811
-    moto = client = None
-    config = json.loads(json.dumps(CONFIG))
-    if where == "s3":
-        port = free_port()
-        moto, client = start_bucket(tmp_path, port, s3_env)
-        config["storage"]["archive"] = {"type": "s3", "endpoint": f"http://127.0.0.1:{port}",
-                                        "bucket": "lookout-archive", "prefix": "team-a/",
-                                        "region": "us-east-1"}
-    try:
+    with archive_where(where, CONFIG, tmp_path, s3_env) as (config, client, env):
         lookout = lookout_factory(config, start=False)
-        lookout.start(env=s3_env if where == "s3" else None)
+        lookout.start(env=env)
         sent, start, trace_id = send(lookout)
         wait_until(lambda: len(query(lookout, "", start, start + 10, limit=1000)["records"]) == RECORDS,
                    timeout=10, what="records searchable")
         before = answers(lookout, start, trace_id)
         assert len(before["all"]) == RECORDS and len(before["trace"]) >= 1
         assert len(before["cjk"]) == RECORDS and len(before["phrase"]) == 1
-        assert files_read(lookout, start) == 0 or local_partitions(lookout) == []
 
         wait_moved(lookout)
         assert answers(lookout, start, trace_id) == before
         assert files_read(lookout, start) >= 1
         moved = self_metrics(lookout, "lookout_archive_moves_total")
         assert moved[frozenset({("signal", "logs")})] >= 1
-        tables = local_tables(lookout) if where == "local" else s3_log_tables(client)
+        tables = local_tables(lookout) if client is None else s3_log_tables(client)
         check_tables(tables, sent, trace_id)
 
-        lookout.restart(env=s3_env if where == "s3" else None)
+        lookout.restart(env=env)
         assert answers(lookout, start, trace_id) == before
-    finally:
-        if moto:
-            moto.terminate()
-            moto.wait()
 
 
 @pytest.mark.parametrize(

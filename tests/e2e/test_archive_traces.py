@@ -16,8 +16,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from helpers import Lookout, free_port, self_metrics, wait_until
-from test_archive import s3_env, start_bucket  # noqa: F401 (s3_env is a fixture)
+from helpers import Lookout, self_metrics, wait_until
+from test_archive import archive_where, s3_env  # noqa: F401 (s3_env is a fixture)
 from test_traces import MS, SPANS_PER_TRACE, Shop, get_json, run_shop
 
 WARM_S = 8
@@ -93,16 +93,7 @@ def send(lookout: Lookout) -> Shop:
 
 @pytest.mark.parametrize("where", ["local", "s3"])
 def test_traces_move_to_the_archive_and_answer_the_same(lookout_factory, tmp_path, s3_env, where):  # noqa: F811
-    moto = client = None
-    config = json.loads(json.dumps(CONFIG))
-    env = s3_env if where == "s3" else None
-    if where == "s3":
-        port = free_port()
-        moto, client = start_bucket(tmp_path, port, s3_env)
-        config["storage"]["archive"] = {"type": "s3", "endpoint": f"http://127.0.0.1:{port}",
-                                        "bucket": "lookout-archive", "prefix": "team-a/",
-                                        "region": "us-east-1"}
-    try:
+    with archive_where(where, CONFIG, tmp_path, s3_env) as (config, client, env):
         lookout = lookout_factory(config, start=False)
         lookout.start(env=env)
         shop = send(lookout)
@@ -115,7 +106,7 @@ def test_traces_move_to_the_archive_and_answer_the_same(lookout_factory, tmp_pat
                        frozenset({("signal", "traces")}), 0) >= 1,
                    timeout=60, what="trace segments moved to the archive")
         assert answers(lookout, shop) == before
-        if where == "local":
+        if client is None:
             check_tables(local_tables(lookout), shop)
         else:
             objects = client.list_objects_v2(Bucket="lookout-archive", Prefix="team-a/traces/")["Contents"]
@@ -124,10 +115,6 @@ def test_traces_move_to_the_archive_and_answer_the_same(lookout_factory, tmp_pat
 
         lookout.restart(env=env)
         assert answers(lookout, shop) == before
-    finally:
-        if moto:
-            moto.terminate()
-            moto.wait()
 
 
 @pytest.mark.parametrize(

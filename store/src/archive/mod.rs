@@ -529,7 +529,72 @@ pub async fn put_files(
     Ok(())
 }
 
+/// Runs one pass of a store's mover unless `backoff` says to wait: a failure is counted
+/// (`lookout_archive_errors_total{op="move"}`), logged with the wait before the next try,
+/// and returned; the data stays local.
+pub async fn pass_with_backoff(
+    backoff: &Mutex<Backoff>,
+    archive: &Archive,
+    signal: &str,
+    pass: impl std::future::Future<Output = Result<usize>>,
+) -> Result<usize> {
+    if !backoff.lock().due() {
+        return Ok(0);
+    }
+    let result = pass.await;
+    match &result {
+        Ok(_) => backoff.lock().succeeded(),
+        Err(e) => {
+            telemetry::move_failed();
+            let wait = backoff.lock().failed();
+            tracing::error!(archive = %archive.location(), signal, error = %e,
+                retry_in_s = wait.as_secs(), "moving data to the archive failed; it stays local");
+        }
+    }
+    result
+}
+
 impl Archive {
+    /// Reads the manifest if needed; an error while it cannot be read (nothing may be moved
+    /// or deleted before the archive's contents are known).
+    pub async fn require_manifest(&self) -> Result<()> {
+        if self.ensure_manifest().await {
+            Ok(())
+        } else {
+            Err(StoreError::Unavailable(format!(
+                "archive {}: manifest not readable",
+                self.location
+            )))
+        }
+    }
+
+    /// [`Archive::sweep_unnamed`] of `signals`, once per process: `swept` turns true after a
+    /// sweep that succeeded. `local_names` are the file names (`part-<source>.parquet`) the
+    /// store's local blocks, partitions or segments will write, which the sweep keeps.
+    pub async fn sweep_once(
+        &self,
+        swept: &std::sync::atomic::AtomicBool,
+        signals: &[String],
+        local_names: &std::collections::HashSet<String>,
+    ) {
+        use std::sync::atomic::Ordering;
+        if swept.load(Ordering::Acquire) {
+            return;
+        }
+        for signal in signals {
+            let kept = |path: &str| {
+                path.rsplit('/')
+                    .next()
+                    .is_some_and(|name| local_names.contains(name))
+            };
+            if let Err(e) = self.sweep_unnamed(signal, kept).await {
+                tracing::warn!(signal = %signal, error = %e, "sweeping unnamed archive files failed");
+                return;
+            }
+        }
+        swept.store(true, Ordering::Release);
+    }
+
     /// Deletes the files of `signals` whose newest record is older than `cutoff_ms`: the
     /// manifest first, then the objects [failpoint `archive.<first signal>.before_expire_delete`
     /// between the two]. A crash between the two leaves unnamed files for the sweep.

@@ -15,7 +15,7 @@
 //! open (or pass) deletes the local copy without writing again. Queries during the move may
 //! read a sample from both copies; the merge keeps one per timestamp.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -23,7 +23,9 @@ use crate::archive::metrics::{
     read_rollups, read_series, ArchivedSeries, MetricsFileWriter, WrittenFile,
 };
 use crate::archive::rollup::{self, Rollup};
-use crate::archive::{encode_blocking, failpoint, put_files, telemetry, Archive, FileEntry};
+use crate::archive::{
+    encode_blocking, failpoint, pass_with_backoff, put_files, telemetry, Archive, FileEntry,
+};
 use crate::clock::{duration_ms, now_ms};
 use crate::config::ArchiveTier;
 use crate::contract::{LabelMatcher, RollupAggregate, ROLLUP_RESOLUTIONS_MS};
@@ -182,40 +184,27 @@ impl MetricsStore {
             }
             return result;
         };
-        if !self.archive_backoff.lock().due() {
-            return Ok(0);
-        }
-        let result = self.archive_pass(tier).await;
-        match &result {
-            Ok(_) => self.archive_backoff.lock().succeeded(),
-            Err(e) => {
-                telemetry::move_failed();
-                let wait = self.archive_backoff.lock().failed();
-                tracing::error!(archive = %tier.archive.location(), error = %e,
-                    retry_in_s = wait.as_secs(), "moving metrics to the archive failed; the blocks stay local");
-            }
-        }
-        result
+        pass_with_backoff(
+            &self.archive_backoff,
+            &tier.archive,
+            SIGNAL,
+            self.archive_pass(tier),
+        )
+        .await
     }
 
     async fn archive_pass(&self, tier: &ArchiveTier) -> Result<usize> {
         let _guard = self.compact_lock.lock().await;
-        if !tier.archive.ensure_manifest().await {
-            return Err(StoreError::Unavailable(format!(
-                "archive {}: manifest not readable",
-                tier.archive.location()
-            )));
-        }
-        if !self
-            .archive_swept
-            .swap(true, std::sync::atomic::Ordering::AcqRel)
-        {
-            if let Err(e) = self.sweep_unnamed_files(&tier.archive).await {
-                tracing::warn!(error = %e, "sweeping unnamed archive files failed");
-                self.archive_swept
-                    .store(false, std::sync::atomic::Ordering::Release);
-            }
-        }
+        tier.archive.require_manifest().await?;
+        let local: HashSet<String> = self
+            .blocks
+            .read()
+            .iter()
+            .map(|b| format!("part-{}.parquet", b.meta.id))
+            .collect();
+        tier.archive
+            .sweep_once(&self.archive_swept, &all_signals(), &local)
+            .await;
         let cutoff = now_ms().saturating_sub(duration_ms(self.options.retention));
         let old: Vec<Arc<Block>> = self
             .blocks
@@ -286,25 +275,6 @@ impl MetricsStore {
         let keep = duration_ms(self.options.retention).saturating_add(duration_ms(tier.keep_for));
         let cutoff = now_ms().saturating_sub(keep);
         tier.archive.expire(&all_signals(), cutoff).await
-    }
-
-    /// Deletes files under `metrics*/` that the manifest does not name and no local block
-    /// will write again: what a move or an expiry killed half-way left behind.
-    async fn sweep_unnamed_files(&self, archive: &Archive) -> Result<()> {
-        let local: Vec<String> = self
-            .blocks
-            .read()
-            .iter()
-            .map(|b| format!("part-{}.parquet", b.meta.id))
-            .collect();
-        for signal in all_signals() {
-            archive
-                .sweep_unnamed(&signal, |path| {
-                    local.iter().any(|name| path.ends_with(name))
-                })
-                .await?;
-        }
-        Ok(())
     }
 
     /// Archived series matching `matchers` with samples in `[mint, maxt]`, file by file

@@ -24,7 +24,9 @@ use super::partition::Partition;
 use super::search::{self, TimeRange};
 use super::{duration_ns, now_ns, task_failed, LogStore, Msg};
 use crate::archive::logs::{read_logs, write_logs};
-use crate::archive::{encode_blocking, failpoint, put_files, telemetry, Archive, FileEntry};
+use crate::archive::{
+    encode_blocking, failpoint, pass_with_backoff, put_files, telemetry, Archive, FileEntry,
+};
 use crate::config::ArchiveTier;
 use crate::error::{Result, StoreError};
 use crate::logs::schema::LogSchema;
@@ -83,54 +85,26 @@ impl LogStore {
         let Some(tier) = self.archive_tier() else {
             return self.apply_retention().await;
         };
-        if !self.archive_backoff.lock().due() {
-            return Ok(0);
-        }
-        let result = self.archive_pass(tier).await;
-        match &result {
-            Ok(_) => self.archive_backoff.lock().succeeded(),
-            Err(e) => {
-                telemetry::move_failed();
-                let wait = self.archive_backoff.lock().failed();
-                tracing::error!(archive = %tier.archive.location(), error = %e,
-                    retry_in_s = wait.as_secs(), "moving log partitions to the archive failed; they stay local");
-            }
-        }
-        result
+        pass_with_backoff(
+            &self.archive_backoff,
+            &tier.archive,
+            SIGNAL,
+            self.archive_pass(tier),
+        )
+        .await
     }
 
     async fn archive_pass(&self, tier: &ArchiveTier) -> Result<usize> {
-        if !tier.archive.ensure_manifest().await {
-            return Err(StoreError::Unavailable(format!(
-                "archive {}: manifest not readable",
-                tier.archive.location()
-            )));
-        }
+        tier.archive.require_manifest().await?;
         let _m = self.maintenance.lock().await;
-        if !self
-            .archive_swept
-            .load(std::sync::atomic::Ordering::Acquire)
-        {
-            let local: HashSet<String> = self
-                .partitions()
-                .iter()
-                .map(|p| format!("part-{}.parquet", p.source()))
-                .collect();
-            let swept = tier
-                .archive
-                .sweep_unnamed(SIGNAL, |path| {
-                    path.rsplit('/')
-                        .next()
-                        .is_some_and(|name| local.contains(name))
-                })
-                .await;
-            match swept {
-                Ok(()) => self
-                    .archive_swept
-                    .store(true, std::sync::atomic::Ordering::Release),
-                Err(e) => tracing::warn!(error = %e, "sweeping unnamed archive log files failed"),
-            }
-        }
+        let local: HashSet<String> = self
+            .partitions()
+            .iter()
+            .map(|p| format!("part-{}.parquet", p.source()))
+            .collect();
+        tier.archive
+            .sweep_once(&self.archive_swept, &[SIGNAL.to_string()], &local)
+            .await;
         let now = now_ns();
         let mut old: Vec<Arc<Partition>> = self
             .partitions()

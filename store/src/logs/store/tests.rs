@@ -624,14 +624,18 @@ async fn partitions_past_the_warm_window_move_to_the_archive_and_answer_the_same
         dir.path().join("archive"),
     ))
     .unwrap();
-    let mut o = opts(&dir.path().join("logs"));
-    o.retention = Duration::from_secs(3);
-    o.partition_span = Duration::from_secs(1);
-    o.archive = Some(crate::config::ArchiveTier {
-        archive: archive.clone(),
-        keep_for: Duration::from_secs(3600),
-    });
-    let store = LogStore::open(o).unwrap();
+    // a warm window of `retention` seconds, one-second partitions
+    let reopen = |retention: u64| {
+        let mut o = opts(&dir.path().join("logs"));
+        o.retention = Duration::from_secs(retention);
+        o.partition_span = Duration::from_secs(1);
+        o.archive = Some(crate::config::ArchiveTier {
+            archive: archive.clone(),
+            keep_for: Duration::from_secs(3600),
+        });
+        LogStore::open(o).unwrap()
+    };
+    let store = reopen(3);
     // 40 records over the last two seconds: two or three partitions
     let t0 = now() - 2 * SEC;
     let records: Vec<LogRecord> = (0..40).map(|n| record(n, t0 + n * (SEC / 20))).collect();
@@ -680,14 +684,7 @@ async fn partitions_past_the_warm_window_move_to_the_archive_and_answer_the_same
     // reopened, the archive still answers (the local partitions are gone)
     store.close().await.unwrap();
     drop(store);
-    let mut o = opts(&dir.path().join("logs"));
-    o.retention = Duration::from_secs(3);
-    o.partition_span = Duration::from_secs(1);
-    o.archive = Some(crate::config::ArchiveTier {
-        archive: archive.clone(),
-        keep_for: Duration::from_secs(3600),
-    });
-    let store = LogStore::open(o).unwrap();
+    let store = reopen(3);
     assert_eq!(store.stats().partitions, 0);
     assert_eq!(answers(&store, start, end), before);
     store.close().await.unwrap();
@@ -695,16 +692,6 @@ async fn partitions_past_the_warm_window_move_to_the_archive_and_answer_the_same
 
     // A longer warm window takes a late record for an archived hour: its partition is a new
     // instance, read beside the archived file, and archived as a file of its own.
-    let reopen = |retention: u64| {
-        let mut o = opts(&dir.path().join("logs"));
-        o.retention = Duration::from_secs(retention);
-        o.partition_span = Duration::from_secs(1);
-        o.archive = Some(crate::config::ArchiveTier {
-            archive: archive.clone(),
-            keep_for: Duration::from_secs(3600),
-        });
-        LogStore::open(o).unwrap()
-    };
     let all = |store: &LogStore| {
         store
             .search(&LogSearch {

@@ -26,7 +26,9 @@ use parking_lot::RwLock;
 
 use super::TraceStore;
 use crate::archive::traces::{read_spans, write_spans, SpanFilter};
-use crate::archive::{encode_blocking, failpoint, put_files, telemetry, FileEntry};
+use crate::archive::{
+    encode_blocking, failpoint, pass_with_backoff, put_files, telemetry, FileEntry,
+};
 use crate::config::ArchiveTier;
 use crate::error::{Result, StoreError};
 use crate::timefmt::DateTime;
@@ -129,56 +131,28 @@ impl TraceStore {
         let Some(tier) = self.archive_tier() else {
             return self.apply_retention().await;
         };
-        if !self.archive_backoff.lock().due() {
-            return Ok(0);
-        }
-        let result = self.archive_pass(tier).await;
-        match &result {
-            Ok(_) => self.archive_backoff.lock().succeeded(),
-            Err(e) => {
-                telemetry::move_failed();
-                let wait = self.archive_backoff.lock().failed();
-                tracing::error!(archive = %tier.archive.location(), error = %e,
-                    retry_in_s = wait.as_secs(), "moving trace segments to the archive failed; they stay local");
-            }
-        }
-        result
+        pass_with_backoff(
+            &self.archive_backoff,
+            &tier.archive,
+            SIGNAL,
+            self.archive_pass(tier),
+        )
+        .await
     }
 
     async fn archive_pass(&self, tier: &ArchiveTier) -> Result<usize> {
-        if !tier.archive.ensure_manifest().await {
-            return Err(StoreError::Unavailable(format!(
-                "archive {}: manifest not readable",
-                tier.archive.location()
-            )));
-        }
+        tier.archive.require_manifest().await?;
         let _guard = self.flush_lock.lock().await;
-        if !self
-            .archive_swept
-            .load(std::sync::atomic::Ordering::Acquire)
-        {
-            let local: HashSet<String> = self
-                .sources
-                .read()
-                .segments
-                .iter()
-                .map(|s| format!("part-{}.parquet", source_of(s)))
-                .collect();
-            let swept = tier
-                .archive
-                .sweep_unnamed(SIGNAL, |path| {
-                    path.rsplit('/')
-                        .next()
-                        .is_some_and(|name| local.contains(name))
-                })
-                .await;
-            match swept {
-                Ok(()) => self
-                    .archive_swept
-                    .store(true, std::sync::atomic::Ordering::Release),
-                Err(e) => tracing::warn!(error = %e, "sweeping unnamed archive span files failed"),
-            }
-        }
+        let local: HashSet<String> = self
+            .sources
+            .read()
+            .segments
+            .iter()
+            .map(|s| format!("part-{}.parquet", source_of(s)))
+            .collect();
+        tier.archive
+            .sweep_once(&self.archive_swept, &[SIGNAL.to_string()], &local)
+            .await;
         let retention = u64::try_from(self.opts.retention.as_nanos()).unwrap_or(u64::MAX);
         let now = super::now_ns();
         let old = self.expired_segments(now.saturating_sub(retention));
