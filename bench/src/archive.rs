@@ -109,7 +109,7 @@ fn matcher(name: &str, value: &str) -> Result<LabelMatcher> {
 }
 
 /// A failed store call, or a check of its results that failed.
-fn store_err(what: &str, e: impl std::fmt::Display) -> BenchError {
+pub(crate) fn store_err(what: &str, e: impl std::fmt::Display) -> BenchError {
     BenchError::Server {
         server: "lookout store".into(),
         reason: format!("{what}: {e}"),

@@ -92,6 +92,14 @@ enum Cmd {
     /// store, flushed into 2 h blocks, every block moved to Parquet; warm and archive bytes
     /// per sample, the move's throughput, one selection read from each tier.
     Archive(archive::ArchiveArgs),
+    /// The logs archive tier, in process: the logs corpus over two hours appended to a log
+    /// store, every partition moved to Parquet; warm and archive bytes per raw byte beside
+    /// zstd -3, the move's throughput, the same searches over each tier.
+    LogsArchive(logs::archive::LogsArchiveArgs),
+    /// The traces archive tier, in process: generated traces appended to a trace store,
+    /// flushed into segments, every segment moved to Parquet; warm and archive bytes per
+    /// span, the move's throughput, the same lookups and searches over each tier.
+    TracesArchive(traces::archive::TracesArchiveArgs),
     /// Alerting rules: 1,000 rules at 15 s over 104k series in Lookout and Prometheus
     /// (their own last-evaluation durations, median of rounds), then Lookout's end-to-end
     /// latency from the remote write of a triggering sample to a fake DingTalk robot.
@@ -227,6 +235,14 @@ fn main() -> std::process::ExitCode {
         },
         Cmd::Archive(a) => match tokio::runtime::Runtime::new() {
             Ok(rt) => rt.block_on(archive::run(a)),
+            Err(e) => Err(BenchError::io("tokio runtime", e)),
+        },
+        Cmd::LogsArchive(a) => match tokio::runtime::Runtime::new() {
+            Ok(rt) => rt.block_on(logs::archive::run(a)),
+            Err(e) => Err(BenchError::io("tokio runtime", e)),
+        },
+        Cmd::TracesArchive(a) => match tokio::runtime::Runtime::new() {
+            Ok(rt) => rt.block_on(traces::archive::run(a)),
             Err(e) => Err(BenchError::io("tokio runtime", e)),
         },
         Cmd::Ui(u) => match tokio::runtime::Runtime::new() {

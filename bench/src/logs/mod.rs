@@ -21,6 +21,7 @@
 //!
 //! [`threads`] attributes the server's CPU to its threads for "where the time goes".
 
+pub mod archive;
 mod corpus;
 mod floor;
 mod ingest;

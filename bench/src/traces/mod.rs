@@ -10,6 +10,7 @@
 //! APIs and checks every answer -> SIGTERM (the head is flushed) and the data dir is measured
 //! -> [`report`] prints the table and writes JSON.
 
+pub mod archive;
 mod ceiling;
 mod generate;
 mod ingest;
