@@ -186,6 +186,9 @@ impl TracesQuerier for LazyTraces {
     ) -> store::Result<Vec<(String, SpanKind)>> {
         self.get()?.operations(service, start, end)
     }
+    fn tiers(&self) -> Option<store::traces::TraceTiers> {
+        self.get().ok()?.tiers()
+    }
 }
 
 /// The log store as handlers see it: unavailable until opened, like [`LazyStore`].
@@ -227,6 +230,9 @@ impl LogsQuerier for LazyLogs {
     }
     fn fields(&self, request: &FieldsRequest) -> store::Result<Vec<FieldSummary>> {
         self.get()?.fields(request)
+    }
+    fn tiers(&self) -> Option<store::logs::LogTiers> {
+        self.get().ok()?.tiers()
     }
     /// Before the store opens: a closed channel. The tail handler's first search fails as
     /// unavailable then, so the client gets a 503, not an empty stream.

@@ -106,6 +106,7 @@ pub fn traces_router(
         engine,
     });
     Router::new()
+        .route("/api/v1/status/traces", get(traces::status))
         .route("/api/v1/traces", get(traces::search))
         .route("/api/v1/traces/{trace_id}", get(traces::trace))
         .route("/api/v1/services", get(red::services))
@@ -131,6 +132,7 @@ pub fn traces_router(
 pub fn logs_router(logs: Arc<dyn LogsQuerier>, shutdown: watch::Receiver<bool>) -> Router {
     let state = Arc::new(logs::LogsState { logs, shutdown });
     Router::new()
+        .route("/api/v1/status/logs", get(logs::status))
         .route("/api/v1/logs/query", get(logs::query))
         .route("/api/v1/logs/histogram", get(logs::histogram))
         .route("/api/v1/logs/tail", get(logs::tail))

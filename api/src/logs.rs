@@ -101,6 +101,32 @@ pub async fn fields(State(state): LogsAppState, params: Params) -> Result<Respon
     })
 }
 
+/// `GET /api/v1/status/logs`: the size of each tier of the log store (warm: the indexed
+/// partitions on local disk, and the WAL; archive: the Parquet files its manifest names).
+pub async fn status(State(state): LogsAppState) -> Result<Response, ApiError> {
+    let logs = state.logs.clone();
+    let t = blocking(move || {
+        logs.tiers().ok_or_else(|| {
+            ApiError::new(
+                crate::error::ErrorType::Unavailable,
+                "the log store is not open yet",
+            )
+        })
+    })
+    .await?;
+    json_success(&serde_json::json!({
+        "tiers": {
+            "warm": {
+                "partitions": t.warm.partitions,
+                "records": t.warm.records,
+                "bytes": t.warm.disk_bytes,
+                "walBytes": t.warm.wal_bytes,
+            },
+            "archive": {"files": t.archive_files, "records": t.archive_records, "bytes": t.archive_bytes},
+        }
+    }))
+}
+
 pub use tail::tail;
 
 /// Seconds before a trace's first span and after its last within which its log records

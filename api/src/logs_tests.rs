@@ -101,6 +101,21 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl LogsQuerier for FakeLogs {
+    fn tiers(&self) -> Option<store::logs::LogTiers> {
+        Some(store::logs::LogTiers {
+            warm: store::logs::LogStoreStats {
+                partitions: 2,
+                records: self.records.len() as u64,
+                disk_bytes: 4096,
+                wal_bytes: 17,
+                ..Default::default()
+            },
+            archive_files: 3,
+            archive_bytes: 999,
+            archive_records: 40,
+        })
+    }
+
     fn search(&self, s: &LogSearch) -> store::Result<Vec<LogRecord>> {
         self.check()?;
         self.asked().search = Some(s.clone());
@@ -846,4 +861,16 @@ async fn a_trace_links_to_its_log_records() {
     )
     .await;
     assert!(!body.contains("logsUrl"), "{body}");
+}
+
+#[tokio::test]
+async fn status_reports_the_size_of_each_tier() {
+    let (data, logs) = get_ok("/api/v1/status/logs").await;
+    assert_eq!(
+        data,
+        serde_json::json!({"tiers": {
+            "warm": {"partitions": 2, "records": logs.records.len(), "bytes": 4096, "walBytes": 17},
+            "archive": {"files": 3, "records": 40, "bytes": 999},
+        }})
+    );
 }

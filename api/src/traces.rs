@@ -51,6 +51,25 @@ pub fn json_success<T: Serialize>(data: &T) -> Result<Response, ApiError> {
 }
 
 /// `GET /api/v1/traces/{trace_id}`.
+/// `GET /api/v1/status/traces`: the size of each tier of the trace store (hot: spans in
+/// memory and the WAL; warm: segments; archive: the Parquet files its manifest names).
+pub async fn status(State(state): TracesAppState) -> Result<Response, ApiError> {
+    let traces = state.traces.clone();
+    let t = blocking(move || {
+        traces
+            .tiers()
+            .ok_or_else(|| ApiError::new(ErrorType::Unavailable, "the trace store is not open yet"))
+    })
+    .await?;
+    json_success(&serde_json::json!({
+        "tiers": {
+            "hot": {"spans": t.local.head_spans, "bytes": t.local.head_bytes, "walBytes": t.local.wal_bytes},
+            "warm": {"segments": t.local.segments, "spans": t.local.segment_spans, "bytes": t.local.segment_bytes},
+            "archive": {"files": t.archive_files, "spans": t.archive_spans, "bytes": t.archive_bytes},
+        }
+    }))
+}
+
 pub async fn trace(
     State(state): TracesAppState,
     Path(id_text): Path<String>,

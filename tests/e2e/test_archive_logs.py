@@ -148,9 +148,16 @@ def test_logs_move_to_the_archive_and_answer_the_same(lookout_factory, tmp_path,
         assert len(before["all"]) == RECORDS and len(before["trace"]) >= 1
         assert len(before["cjk"]) == RECORDS and len(before["phrase"]) == 1
 
+        warm = lookout.api_get("/api/v1/status/logs")["tiers"]["warm"]
+        assert warm["records"] == RECORDS and warm["bytes"] > 0, warm
+
         wait_moved(lookout)
         assert answers(lookout, start, trace_id) == before
         assert files_read(lookout, start) >= 1
+        tiers = lookout.api_get("/api/v1/status/logs")["tiers"]
+        assert tiers["warm"]["partitions"] == 0 and tiers["warm"]["records"] == 0, tiers
+        assert tiers["archive"]["records"] == RECORDS and tiers["archive"]["files"] >= 1, tiers
+        assert tiers["archive"]["bytes"] > 0, tiers
         moved = self_metrics(lookout, "lookout_archive_moves_total")
         assert moved[frozenset({("signal", "logs")})] >= 1
         tables = local_tables(lookout) if client is None else s3_log_tables(client)

@@ -106,6 +106,10 @@ def test_traces_move_to_the_archive_and_answer_the_same(lookout_factory, tmp_pat
                        frozenset({("signal", "traces")}), 0) >= 1,
                    timeout=60, what="trace segments moved to the archive")
         assert answers(lookout, shop) == before
+        tiers = lookout.api_get("/api/v1/status/traces")["tiers"]
+        assert tiers["warm"]["segments"] == 0 and tiers["hot"]["spans"] == 0, tiers
+        assert tiers["archive"]["spans"] == REQUESTS * SPANS_PER_TRACE, tiers
+        assert tiers["archive"]["files"] >= 1 and tiers["archive"]["bytes"] > 0, tiers
         if client is None:
             check_tables(local_tables(lookout), shop)
         else:

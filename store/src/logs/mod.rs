@@ -118,6 +118,17 @@ pub struct FieldSummary {
 }
 
 /// Reads logs back. Synchronous (reads disk): async callers use `spawn_blocking`.
+/// The size of each tier of the log store, for `/api/v1/status/logs`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LogTiers {
+    /// The indexed partitions on local disk, and the WAL.
+    pub warm: LogStoreStats,
+    /// Files, bytes and records the archive manifest names (zero without an archive).
+    pub archive_files: u64,
+    pub archive_bytes: u64,
+    pub archive_records: u64,
+}
+
 /// What a search read besides the local store.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SearchStats {
@@ -132,6 +143,11 @@ pub trait LogsQuerier: Send + Sync {
     /// answer with empty stats (the default).
     fn search_with_stats(&self, search: &LogSearch) -> Result<(Vec<LogRecord>, SearchStats)> {
         Ok((self.search(search)?, SearchStats::default()))
+    }
+
+    /// The size of each tier; `None` for queriers that are not a store (the default).
+    fn tiers(&self) -> Option<LogTiers> {
+        None
     }
 
     /// One bucket per step from `start` to `end`, empty ones included.

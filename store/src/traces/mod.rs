@@ -93,6 +93,17 @@ pub struct TraceSummary {
 }
 
 /// Reads traces back. Synchronous (may read disk): async callers use `spawn_blocking`.
+/// The size of each tier of the trace store, for `/api/v1/status/traces`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TraceTiers {
+    /// Hot (spans in memory and the WAL) and warm (segments) as the store counts them.
+    pub local: TraceStoreStats,
+    /// Files, bytes and spans the archive manifest names (zero without an archive).
+    pub archive_files: u64,
+    pub archive_bytes: u64,
+    pub archive_spans: u64,
+}
+
 pub trait TracesQuerier: Send + Sync {
     /// Every stored span of the trace, ordered by start time; empty when unknown.
     fn trace(&self, id: TraceId) -> Result<Vec<StoredSpan>>;
@@ -112,4 +123,9 @@ pub trait TracesQuerier: Send + Sync {
         start_unix_nano: u64,
         end_unix_nano: u64,
     ) -> Result<Vec<(String, SpanKind)>>;
+
+    /// The size of each tier; `None` for queriers that are not a store (the default).
+    fn tiers(&self) -> Option<TraceTiers> {
+        None
+    }
 }

@@ -804,6 +804,21 @@ impl TracesAppender for TraceStore {
 }
 
 impl TracesQuerier for TraceStore {
+    fn tiers(&self) -> Option<crate::traces::TraceTiers> {
+        let (archive_files, archive_bytes, archive_spans) = self
+            .opts
+            .archive
+            .as_ref()
+            .map(|t| t.archive.totals(archive::SIGNAL))
+            .unwrap_or_default();
+        Some(crate::traces::TraceTiers {
+            local: self.stats(),
+            archive_files,
+            archive_bytes,
+            archive_spans,
+        })
+    }
+
     fn trace(&self, id: TraceId) -> Result<Vec<StoredSpan>> {
         let started = Instant::now();
         let r = self.trace_inner(id);

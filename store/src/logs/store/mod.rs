@@ -915,6 +915,21 @@ impl LogsQuerier for LogStore {
         timed("search", || self.search_inner(search))
     }
 
+    fn tiers(&self) -> Option<crate::logs::LogTiers> {
+        let (archive_files, archive_bytes, archive_records) = self
+            .opts
+            .archive
+            .as_ref()
+            .map(|t| t.archive.totals(archive::SIGNAL))
+            .unwrap_or_default();
+        Some(crate::logs::LogTiers {
+            warm: self.stats(),
+            archive_files,
+            archive_bytes,
+            archive_records,
+        })
+    }
+
     fn histogram(&self, request: &HistogramRequest) -> Result<Vec<HistogramBucket>> {
         timed("histogram", || self.histogram_inner(request))
     }
