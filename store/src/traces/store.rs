@@ -681,7 +681,8 @@ impl TraceStore {
     /// A snapshot with the archived files overlapping `[start_ns, end_ns]` as heads.
     fn snapshot_with_archive(&self, start_ns: u64, end_ns: u64) -> Result<Snapshot> {
         let mut snap = self.snapshot();
-        snap.heads.extend(self.archived_heads(start_ns, end_ns)?);
+        let archived = self.archived_heads(&snap.segments, start_ns, end_ns)?;
+        snap.heads.extend(archived);
         Ok(snap)
     }
 
@@ -786,7 +787,7 @@ impl TraceStore {
                     reason: format!("span in memory does not decode: {e}"),
                 })?;
         }
-        self.archived_trace(id, &mut out)?;
+        self.archived_trace(&snap.segments, id, &mut out)?;
         out.sort_by(|a, b| {
             (a.span.start_unix_nano, a.span.span_id).cmp(&(b.span.start_unix_nano, b.span.span_id))
         });

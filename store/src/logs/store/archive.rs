@@ -198,14 +198,20 @@ impl LogStore {
         .map_err(|e| task_failed("log partition removal", e))?
     }
 
-    /// Archived files overlapping `[start_ns, end_ns]` whose partition is no longer local
-    /// (a partition still local answers for itself), oldest first.
-    pub(super) fn archive_files(&self, start_ns: u64, end_ns: u64) -> Vec<FileEntry> {
+    /// Archived files overlapping `[start_ns, end_ns]` whose partition is not among
+    /// `local`, the partitions a query's snapshot reads (taken before this call: a partition
+    /// moved since is in the manifest already, so each record is read once, from one tier).
+    pub(super) fn archive_files(
+        &self,
+        local: &[Arc<Partition>],
+        start_ns: u64,
+        end_ns: u64,
+    ) -> Vec<FileEntry> {
         let Some(tier) = self.archive_tier() else {
             return Vec::new();
         };
         let (lo, hi) = ms_range(start_ns, end_ns);
-        let local: HashSet<String> = self.partitions().iter().map(|p| p.source()).collect();
+        let local: HashSet<String> = local.iter().map(|p| p.source()).collect();
         tier.archive
             .files(SIGNAL, lo, hi)
             .into_iter()

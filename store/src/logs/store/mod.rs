@@ -814,9 +814,7 @@ impl LogStore {
     fn search_inner(&self, s: &LogSearch) -> Result<(Vec<LogRecord>, SearchStats)> {
         let range = TimeRange::new(s.start_unix_nano, s.end_unix_nano)?;
         let (parts, schema) = self.snapshot_query();
-        // the archive's files are chosen after the local snapshot: a partition moved in
-        // between is read from its file, never from neither
-        let files = self.archive_files(range.start, range.end);
+        let files = self.archive_files(&parts, range.start, range.end);
         let query = s.query.to_tantivy(schema);
         let verify = s.query.needs_verification().then_some(&s.query);
         let mut records = search::search(
@@ -847,7 +845,7 @@ impl LogStore {
         let range = TimeRange::new(r.start_unix_nano, r.end_unix_nano)?;
         search::bucket_count(range, r.step_nanos)?;
         let (parts, schema) = self.snapshot_query();
-        let files = self.archive_files(range.start, range.end);
+        let files = self.archive_files(&parts, range.start, range.end);
         let query = r.query.to_tantivy(schema);
         let verify = r.query.needs_verification().then_some(&r.query);
         let mut buckets =

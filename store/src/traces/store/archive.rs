@@ -218,18 +218,14 @@ impl TraceStore {
         Ok(moved)
     }
 
-    /// Archived files overlapping `[start_ns, end_ns]` whose segment is no longer local.
-    fn archive_files(&self, start_ns: u64, end_ns: u64) -> Vec<FileEntry> {
+    /// Archived files overlapping `[start_ns, end_ns]` whose segment is not among `local`,
+    /// the segments a query's snapshot reads (taken before this call: a segment moved since
+    /// is in the manifest already, so each span is read once, from one tier).
+    fn archive_files(&self, local: &[Arc<Segment>], start_ns: u64, end_ns: u64) -> Vec<FileEntry> {
         let Some(tier) = self.archive_tier() else {
             return Vec::new();
         };
-        let local: HashSet<String> = self
-            .sources
-            .read()
-            .segments
-            .iter()
-            .map(|s| source_of(s))
-            .collect();
+        let local: HashSet<String> = local.iter().map(|s| source_of(s)).collect();
         let (lo, hi) = ms_range(start_ns, end_ns);
         tier.archive
             .files(SIGNAL, lo, hi)
@@ -241,6 +237,7 @@ impl TraceStore {
     /// The archived files overlapping `[start_ns, end_ns]` as heads, for search. Blocking.
     pub(super) fn archived_heads(
         &self,
+        local: &[Arc<Segment>],
         start_ns: u64,
         end_ns: u64,
     ) -> Result<Vec<Arc<RwLock<Head>>>> {
@@ -248,7 +245,7 @@ impl TraceStore {
             return Ok(Vec::new());
         };
         let mut out = Vec::new();
-        for f in self.archive_files(start_ns, end_ns) {
+        for f in self.archive_files(local, start_ns, end_ns) {
             if let Some(h) = self.archive_heads.lock().heads.get(&f.path) {
                 out.push(Arc::clone(h));
                 continue;
@@ -275,7 +272,12 @@ impl TraceStore {
     }
 
     /// Appends the archived spans of trace `id`. Blocking.
-    pub(super) fn archived_trace(&self, id: TraceId, out: &mut Vec<StoredSpan>) -> Result<()> {
+    pub(super) fn archived_trace(
+        &self,
+        local: &[Arc<Segment>],
+        id: TraceId,
+        out: &mut Vec<StoredSpan>,
+    ) -> Result<()> {
         let Some(tier) = self.archive_tier() else {
             return Ok(());
         };
@@ -284,7 +286,7 @@ impl TraceStore {
             end_ns: u64::MAX,
             trace_id: Some(id),
         };
-        for f in self.archive_files(0, u64::MAX) {
+        for f in self.archive_files(local, 0, u64::MAX) {
             // a file already decoded for search answers from memory
             let cached = self.archive_heads.lock().heads.get(&f.path).cloned();
             if let Some(h) = cached {
