@@ -529,6 +529,39 @@ pub async fn put_files(
     Ok(())
 }
 
+/// Writes the one file of a local partition or segment (`source`) to the archive and names it
+/// in the manifest, unless the manifest names `source` already (a move killed after that
+/// step). `encode` runs off the async runtime and gives the file and its manifest entry
+/// (`None` when the source holds nothing). The caller deletes the local copy afterwards.
+/// Failpoints: `archive.<signal>.after_file`, `.before_manifest`, `.before_delete`.
+pub async fn write_one(
+    archive: &Archive,
+    signal: &str,
+    source: &str,
+    encode: impl FnOnce() -> Result<Option<(FileEntry, Bytes)>> + Send + 'static,
+) -> Result<()> {
+    if !archive.has_source(signal, source) {
+        let started = Instant::now();
+        let encoded = encode_blocking(encode).await?;
+        let mut files = Vec::new();
+        put_files(archive, signal, encoded, &mut files).await?;
+        failpoint::hit(&format!("archive.{signal}.before_manifest"));
+        if let Some(f) = files.first() {
+            tracing::info!(
+                signal,
+                source,
+                rows = f.rows,
+                bytes = f.bytes,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "written to the archive"
+            );
+            archive.edit_manifest(|m| m.add(files)).await?;
+        }
+    }
+    failpoint::hit(&format!("archive.{signal}.before_delete"));
+    Ok(())
+}
+
 /// Runs one pass of a store's mover unless `backoff` says to wait: a failure is counted
 /// (`lookout_archive_errors_total{op="move"}`), logged with the wait before the next try,
 /// and returned; the data stays local.

@@ -18,15 +18,12 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Instant;
 
 use super::partition::Partition;
 use super::search::{self, TimeRange};
 use super::{duration_ns, now_ns, task_failed, LogStore, Msg};
 use crate::archive::logs::{read_logs, write_logs};
-use crate::archive::{
-    encode_blocking, failpoint, pass_with_backoff, put_files, telemetry, Archive, FileEntry,
-};
+use crate::archive::{pass_with_backoff, telemetry, write_one, Archive, FileEntry};
 use crate::config::ArchiveTier;
 use crate::error::{Result, StoreError};
 use crate::logs::schema::LogSchema;
@@ -120,46 +117,25 @@ impl LogStore {
         }
         let mut moved = 0;
         for (i, p) in old.iter().enumerate() {
-            let source = p.source();
-            if !tier.archive.has_source(SIGNAL, &source) {
-                let started = Instant::now();
-                let part = Arc::clone(p);
-                let shared = Arc::clone(&self.shared);
-                let encoded = encode_blocking(move || {
-                    let records = partition_records(&part, &shared.schema)?;
-                    Ok(write_logs(&records)?.map(|file| {
-                        let entry = FileEntry {
-                            signal: SIGNAL.to_string(),
-                            path: file_path(part.start_secs, &part.source()),
-                            source: part.source(),
-                            min_time: file.min_time,
-                            max_time: file.max_time,
-                            rows: file.rows,
-                            bytes: file.bytes.len() as u64,
-                            series: 0,
-                        };
-                        (entry, file.bytes)
-                    }))
-                })
-                .await?;
-                let mut files = Vec::new();
-                put_files(&tier.archive, SIGNAL, encoded, &mut files).await?;
-                failpoint::hit("archive.logs.before_manifest");
-                if let Some(f) = files.first() {
-                    tracing::info!(
-                        partition = p.start_secs,
-                        records = f.rows,
-                        bytes = f.bytes,
-                        local_bytes = p.disk_bytes(),
-                        elapsed_ms = started.elapsed().as_millis() as u64,
-                        "log partition written to the archive"
-                    );
-                }
-                if !files.is_empty() {
-                    tier.archive.edit_manifest(|m| m.add(files)).await?;
-                }
-            }
-            failpoint::hit("archive.logs.before_delete");
+            let part = Arc::clone(p);
+            let shared = Arc::clone(&self.shared);
+            write_one(&tier.archive, SIGNAL, &p.source(), move || {
+                let records = partition_records(&part, &shared.schema)?;
+                Ok(write_logs(&records)?.map(|file| {
+                    let entry = FileEntry {
+                        signal: SIGNAL.to_string(),
+                        path: file_path(part.start_secs, &part.source()),
+                        source: part.source(),
+                        min_time: file.min_time,
+                        max_time: file.max_time,
+                        rows: file.rows,
+                        bytes: file.bytes.len() as u64,
+                        series: 0,
+                    };
+                    (entry, file.bytes)
+                }))
+            })
+            .await?;
             self.remove_partitions(vec![p.start_secs], "moved to the archive")
                 .await?;
             telemetry::moved(SIGNAL);

@@ -19,16 +19,13 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
-use std::time::Instant;
 
 use bytes::Bytes;
 use parking_lot::RwLock;
 
 use super::TraceStore;
 use crate::archive::traces::{read_spans, write_spans, SpanFilter};
-use crate::archive::{
-    encode_blocking, failpoint, pass_with_backoff, put_files, telemetry, FileEntry,
-};
+use crate::archive::{pass_with_backoff, telemetry, write_one, FileEntry};
 use crate::config::ArchiveTier;
 use crate::error::{Result, StoreError};
 use crate::timefmt::DateTime;
@@ -159,51 +156,30 @@ impl TraceStore {
         telemetry::set_pending(SIGNAL, old.len());
         let mut moved = 0;
         for (i, seg) in old.iter().enumerate() {
-            let source = source_of(seg);
-            if !tier.archive.has_source(SIGNAL, &source) {
-                let started = Instant::now();
-                let s = Arc::clone(seg);
-                let encoded = encode_blocking(move || {
-                    let mut spans = Vec::with_capacity(usize::try_from(s.span_count).unwrap_or(0));
-                    s.for_each_span(|span| spans.push(span))?;
-                    // stable: one service's spans of one start stay in segment order
-                    spans.sort_by(|a, b| {
-                        (&a.resource.service_name, a.span.start_unix_nano)
-                            .cmp(&(&b.resource.service_name, b.span.start_unix_nano))
-                    });
-                    Ok(write_spans(&spans)?.map(|file| {
-                        let entry = FileEntry {
-                            signal: SIGNAL.to_string(),
-                            path: file_path(&s),
-                            source: source_of(&s),
-                            min_time: file.min_time,
-                            max_time: file.max_time,
-                            rows: file.rows,
-                            bytes: file.bytes.len() as u64,
-                            series: 0,
-                        };
-                        (entry, file.bytes)
-                    }))
-                })
-                .await?;
-                let mut files = Vec::new();
-                put_files(&tier.archive, SIGNAL, encoded, &mut files).await?;
-                failpoint::hit("archive.traces.before_manifest");
-                if let Some(f) = files.first() {
-                    tracing::info!(
-                        segment = seg.id,
-                        spans = f.rows,
-                        bytes = f.bytes,
-                        local_bytes = seg.size_bytes,
-                        elapsed_ms = started.elapsed().as_millis() as u64,
-                        "trace segment written to the archive"
-                    );
-                }
-                if !files.is_empty() {
-                    tier.archive.edit_manifest(|m| m.add(files)).await?;
-                }
-            }
-            failpoint::hit("archive.traces.before_delete");
+            let s = Arc::clone(seg);
+            write_one(&tier.archive, SIGNAL, &source_of(seg), move || {
+                let mut spans = Vec::with_capacity(usize::try_from(s.span_count).unwrap_or(0));
+                s.for_each_span(|span| spans.push(span))?;
+                // stable: one service's spans of one start stay in segment order
+                spans.sort_by(|a, b| {
+                    (&a.resource.service_name, a.span.start_unix_nano)
+                        .cmp(&(&b.resource.service_name, b.span.start_unix_nano))
+                });
+                Ok(write_spans(&spans)?.map(|file| {
+                    let entry = FileEntry {
+                        signal: SIGNAL.to_string(),
+                        path: file_path(&s),
+                        source: source_of(&s),
+                        min_time: file.min_time,
+                        max_time: file.max_time,
+                        rows: file.rows,
+                        bytes: file.bytes.len() as u64,
+                        series: 0,
+                    };
+                    (entry, file.bytes)
+                }))
+            })
+            .await?;
             self.remove_segments(vec![Arc::clone(seg)], "moved to the archive")
                 .await?;
             telemetry::moved(SIGNAL);
