@@ -64,8 +64,6 @@ pub const ROW_GROUP_ROWS: usize = 128 * 1024;
 const ZSTD_LEVEL: i32 = 9;
 const TIME_COLUMN: usize = 1;
 
-const NS_PER_MS: u64 = 1_000_000;
-
 fn ns_to_i64(ns: u64) -> i64 {
     i64::try_from(ns).unwrap_or(i64::MAX)
 }
@@ -226,13 +224,14 @@ pub fn write_logs(records: &[LogRecord]) -> Result<Option<WrittenFile>> {
         }
     }
     let bytes = writer.into_inner().map_err(|e| parquet_err(what, e))?;
+    let (min_time, max_time) = super::ms_range(min_time, max_time);
     Ok(Some(WrittenFile {
         bytes: Bytes::from(bytes),
         rows: records.len() as u64,
         series: 0,
         // the manifest's times are milliseconds: rounded outwards
-        min_time: ns_to_i64(min_time / NS_PER_MS),
-        max_time: ns_to_i64(max_time.div_ceil(NS_PER_MS)),
+        min_time,
+        max_time,
     }))
 }
 
@@ -378,7 +377,7 @@ mod tests {
         assert_eq!(file.rows, records.len() as u64);
         assert_eq!(
             file.min_time,
-            (records.iter().map(|r| r.time_unix_nano).min().unwrap() / NS_PER_MS) as i64
+            (records.iter().map(|r| r.time_unix_nano).min().unwrap() / 1_000_000) as i64
         );
 
         let mut back = Vec::new();

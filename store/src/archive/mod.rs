@@ -529,6 +529,24 @@ pub async fn put_files(
     Ok(())
 }
 
+const NS_PER_MS: u64 = 1_000_000;
+
+/// The manifest's millisecond range covering `[start_ns, end_ns]` (rounded outwards).
+pub fn ms_range(start_ns: u64, end_ns: u64) -> (i64, i64) {
+    let ms = |ns: u64| i64::try_from(ns / NS_PER_MS).unwrap_or(i64::MAX);
+    (ms(start_ns), ms(end_ns.saturating_add(NS_PER_MS - 1)))
+}
+
+/// The Hive-partitioned path of a file of `signal` in the UTC hour of `unix_secs`:
+/// `<signal>/date=YYYY-MM-DD/hour=HH/part-<part>.parquet`.
+pub fn hour_path(signal: &str, unix_secs: i64, part: &str) -> String {
+    let t = crate::timefmt::DateTime::from_unix_secs(unix_secs);
+    format!(
+        "{signal}/date={:04}-{:02}-{:02}/hour={:02}/part-{part}.parquet",
+        t.year, t.month, t.day, t.hour
+    )
+}
+
 /// Writes the one file of a local partition or segment (`source`) to the archive and names it
 /// in the manifest, unless the manifest names `source` already (a move killed after that
 /// step). `encode` runs off the async runtime and gives the file and its manifest entry

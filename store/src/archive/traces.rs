@@ -421,7 +421,6 @@ pub fn write_spans(spans: &[StoredSpan]) -> Result<Option<WrittenFile>> {
         rg.close().map_err(|e| parquet_err(what, e))?;
     }
     let bytes = writer.into_inner().map_err(|e| parquet_err(what, e))?;
-    let ms = |t: u64| i64::try_from(t / 1_000_000).unwrap_or(i64::MAX);
     let min = spans
         .iter()
         .map(|s| s.span.start_unix_nano)
@@ -432,13 +431,14 @@ pub fn write_spans(spans: &[StoredSpan]) -> Result<Option<WrittenFile>> {
         .map(|s| s.span.start_unix_nano)
         .max()
         .unwrap_or(0);
+    let (min_ms, max_ms) = super::ms_range(min, max);
     Ok(Some(WrittenFile {
         bytes: Bytes::from(bytes),
         rows: spans.len() as u64,
         series: 0,
         // the manifest's times are milliseconds of span starts, rounded outwards
-        min_time: ms(min),
-        max_time: ms(max.saturating_add(999_999)),
+        min_time: min_ms,
+        max_time: max_ms,
     }))
 }
 

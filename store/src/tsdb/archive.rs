@@ -24,7 +24,8 @@ use crate::archive::metrics::{
 };
 use crate::archive::rollup::{self, Rollup};
 use crate::archive::{
-    encode_blocking, failpoint, pass_with_backoff, put_files, telemetry, Archive, FileEntry,
+    encode_blocking, failpoint, hour_path, pass_with_backoff, put_files, telemetry, Archive,
+    FileEntry,
 };
 use crate::clock::{duration_ms, now_ms};
 use crate::config::ArchiveTier;
@@ -62,11 +63,7 @@ fn all_signals() -> Vec<String> {
 
 /// The archive path of the file holding hour `hour_start` of block `block_id`.
 pub fn file_path(hour_start: i64, block_id: &str) -> String {
-    let t = DateTime::from_unix_secs(hour_start.div_euclid(1000));
-    format!(
-        "{SIGNAL}/date={:04}-{:02}-{:02}/hour={:02}/part-{block_id}.parquet",
-        t.year, t.month, t.day, t.hour
-    )
+    hour_path(SIGNAL, hour_start.div_euclid(1000), block_id)
 }
 
 /// The archive path of the rollup file of `signal` for day `day_start` of block `block_id`.

@@ -23,30 +23,24 @@ use super::partition::Partition;
 use super::search::{self, TimeRange};
 use super::{duration_ns, now_ns, task_failed, LogStore, Msg};
 use crate::archive::logs::{read_logs, write_logs};
-use crate::archive::{pass_with_backoff, telemetry, write_one, Archive, FileEntry};
+use crate::archive::{
+    hour_path, ms_range, pass_with_backoff, telemetry, write_one, Archive, FileEntry,
+};
 use crate::config::ArchiveTier;
 use crate::error::{Result, StoreError};
 use crate::logs::schema::LogSchema;
 use crate::logs::{Direction, HistogramBucket, LogQuery, LogRecord, LogSearch, Severity};
-use crate::timefmt::DateTime;
 
 pub const SIGNAL: &str = "logs";
-const NS_PER_MS: u64 = 1_000_000;
 
-/// The archive path of the file made from partition `p`: its hour, and its
-/// [`Partition::source`] as the part name.
+/// The archive path of the file made from the partition starting at `start_secs`, named by
+/// its [`Partition::source`].
 fn file_path(start_secs: u64, source: &str) -> String {
-    let t = DateTime::from_unix_secs(i64::try_from(start_secs).unwrap_or(i64::MAX));
-    format!(
-        "{SIGNAL}/date={:04}-{:02}-{:02}/hour={:02}/part-{source}.parquet",
-        t.year, t.month, t.day, t.hour
+    hour_path(
+        SIGNAL,
+        i64::try_from(start_secs).unwrap_or(i64::MAX),
+        source,
     )
-}
-
-/// The manifest's millisecond range that covers `[start_ns, end_ns]`.
-fn ms_range(start_ns: u64, end_ns: u64) -> (i64, i64) {
-    let ms = |ns: u64| i64::try_from(ns / NS_PER_MS).unwrap_or(i64::MAX);
-    (ms(start_ns), ms(end_ns.saturating_add(NS_PER_MS - 1)))
 }
 
 /// Every record of a partition, sorted by service then time (the archive's order).
@@ -234,10 +228,10 @@ impl LogStore {
         let mut read = 0;
         for f in &files {
             if best.len() >= s.limit {
-                let worst = best.last().map_or(0, |r| r.time_unix_nano / NS_PER_MS);
+                let worst = best.last().map_or(0, |r| ms_range(r.time_unix_nano, 0).0);
                 let hopeless = match s.direction {
-                    Direction::Backward => u64::try_from(f.max_time).unwrap_or(0) < worst,
-                    Direction::Forward => u64::try_from(f.min_time).unwrap_or(0) > worst,
+                    Direction::Backward => f.max_time < worst,
+                    Direction::Forward => f.min_time > worst,
                 };
                 if hopeless {
                     break;

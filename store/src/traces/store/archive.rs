@@ -25,17 +25,15 @@ use parking_lot::RwLock;
 
 use super::TraceStore;
 use crate::archive::traces::{read_spans, write_spans, SpanFilter};
-use crate::archive::{pass_with_backoff, telemetry, write_one, FileEntry};
+use crate::archive::{hour_path, ms_range, pass_with_backoff, telemetry, write_one, FileEntry};
 use crate::config::ArchiveTier;
 use crate::error::{Result, StoreError};
-use crate::timefmt::DateTime;
 use crate::traces::head::Head;
 use crate::traces::model::{ResourceSpans, SpanBatch, StoredSpan, TraceId};
 use crate::traces::payload;
 use crate::traces::segment::Segment;
 
 pub const SIGNAL: &str = "traces";
-const NS_PER_MS: u64 = 1_000_000;
 /// Decoded archive files kept for searches (by their in-memory size).
 const HEAD_CACHE_BYTES: u64 = 256 * 1024 * 1024;
 
@@ -46,21 +44,8 @@ fn source_of(seg: &Segment) -> String {
 }
 
 fn file_path(seg: &Segment) -> String {
-    let t = DateTime::from_unix_secs(i64::try_from(seg.min_start / 1_000_000_000).unwrap_or(0));
-    format!(
-        "{SIGNAL}/date={:04}-{:02}-{:02}/hour={:02}/part-{}.parquet",
-        t.year,
-        t.month,
-        t.day,
-        t.hour,
-        source_of(seg)
-    )
-}
-
-/// The manifest's millisecond range covering `[start_ns, end_ns]`.
-fn ms_range(start_ns: u64, end_ns: u64) -> (i64, i64) {
-    let ms = |ns: u64| i64::try_from(ns / NS_PER_MS).unwrap_or(i64::MAX);
-    (ms(start_ns), ms(end_ns.saturating_add(NS_PER_MS - 1)))
+    let secs = i64::try_from(seg.min_start / 1_000_000_000).unwrap_or(0);
+    hour_path(SIGNAL, secs, &source_of(seg))
 }
 
 /// A head holding `spans`, for the search code that reads heads.
